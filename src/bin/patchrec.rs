@@ -1,0 +1,201 @@
+//! `patchrec`: the command line over the library's Rust API.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use patchrec::catalog::tsv::read_items_tsv;
+use patchrec::init::{init_model, InitOptions};
+use patchrec::text::{ChatFormat, PromptTemplate};
+use patchrec::{Catalog, Interaction, Layout, LayoutConfig, Model, ModelOptions, QueryOptions, UserHistory};
+
+#[derive(Parser)]
+#[command(name = "patchrec", version, about = "PatchRec LLM sequential recommendation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a from-scratch checkpoint: a BPE tokenizer trained on the catalogue's
+    /// titles and the prompt text, and a randomly initialised Llama.
+    Init {
+        /// `items.tsv` (item_id<TAB>title)
+        #[arg(long)]
+        items: PathBuf,
+        /// `prompt.txt` (system message, instruction with [HISTORY_SEQUENCE]); default:
+        /// the paper's MovieLens prompt
+        #[arg(long)]
+        prompt: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1024)]
+        vocab_size: usize,
+        #[arg(long, default_value_t = 64)]
+        hidden: usize,
+        #[arg(long, default_value_t = 2)]
+        layers: usize,
+        #[arg(long, default_value_t = 4)]
+        heads: usize,
+        #[arg(long, default_value_t = 2)]
+        kv_heads: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Convert a Llama-architecture GGUF file into a checkpoint directory.
+    Convert {
+        #[arg(long = "from-gguf")]
+        from_gguf: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Recommend the next items for one history.
+    Recommend {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        items: PathBuf,
+        /// Item ids, oldest first, comma-separated
+        #[arg(long, value_delimiter = ',')]
+        history: Vec<u64>,
+        /// vanilla, pft-i:M or pft-s:L (default: the checkpoint's)
+        #[arg(long)]
+        layout: Option<String>,
+        /// History truncation K
+        #[arg(long, default_value_t = 100)]
+        max_items: usize,
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        #[arg(long, default_value_t = 20)]
+        beam_width: usize,
+        #[arg(long)]
+        exclude_history: bool,
+        /// cpu or cuda:N
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> patchrec::Result<()> {
+    match cli.command {
+        Command::Init {
+            items,
+            prompt,
+            out,
+            vocab_size,
+            hidden,
+            layers,
+            heads,
+            kv_heads,
+            seed,
+        } => {
+            let catalog = read_items_tsv(&items)?;
+            let template = match prompt {
+                Some(p) => {
+                    let text = std::fs::read_to_string(&p).map_err(|e| patchrec::Error::io(&p, e))?;
+                    PromptTemplate::from_prompt_text(&text, ChatFormat::ChatMl)?
+                }
+                None => PromptTemplate::movielens(ChatFormat::ChatMl),
+            };
+            let mut corpus: Vec<String> = catalog.into_iter().map(|(_, t)| t).collect();
+            corpus.push(template.system.clone());
+            corpus.push(template.instruction.clone());
+            let opts = InitOptions {
+                vocab_size,
+                hidden_size: hidden,
+                num_layers: layers,
+                num_heads: heads,
+                num_kv_heads: kv_heads,
+                intermediate_size: None,
+                seed,
+            };
+            let model = init_model(&corpus, template, &opts)?;
+            model.save(&out)?;
+            println!(
+                "wrote {} (vocabulary {}, hidden {hidden}, {layers} layers)",
+                out.display(),
+                model.tokenizer().vocab_size()
+            );
+        }
+        Command::Convert { from_gguf, out } => {
+            let model = patchrec::gguf::convert(&from_gguf)?;
+            model.save(&out)?;
+            let cfg = model.llama().config();
+            println!(
+                "wrote {} ({} layers, hidden {}, vocabulary {})",
+                out.display(),
+                cfg.num_hidden_layers,
+                cfg.hidden_size,
+                cfg.vocab_size
+            );
+        }
+        Command::Recommend {
+            checkpoint,
+            items,
+            history,
+            layout,
+            max_items,
+            k,
+            beam_width,
+            exclude_history,
+            device,
+        } => {
+            let model = Arc::new(Model::load(
+                &checkpoint,
+                &ModelOptions {
+                    device: Some(device),
+                },
+            )?);
+            let catalog = Catalog::new(model.clone())?;
+            let entries = read_items_tsv(&items)?;
+            let refs: Vec<(u64, &str)> = entries.iter().map(|(i, t)| (*i, t.as_str())).collect();
+            catalog.add_batch(&refs)?;
+            let mut user = UserHistory::new();
+            let interactions: Vec<Interaction> = history
+                .iter()
+                .map(|&item_id| Interaction {
+                    item_id,
+                    timestamp: None,
+                })
+                .collect();
+            catalog.append(&mut user, &interactions)?;
+            let layout = match layout {
+                Some(s) => Layout::parse(&s)?,
+                None => model.meta().layout.layout,
+            };
+            let opts = QueryOptions {
+                k,
+                beam_width,
+                layout: Some(LayoutConfig { layout, max_items }),
+                exclude_history,
+            };
+            let started = std::time::Instant::now();
+            let result = patchrec::recommend(&catalog, &user, &opts)?;
+            let snap = catalog.snapshot();
+            println!(
+                "layout {layout}: {} history items, prompt {} positions, compression ratio {:.2}, {:.0} ms",
+                result.history_items,
+                result.prompt_len,
+                result.compression_ratio,
+                started.elapsed().as_secs_f64() * 1e3
+            );
+            for (rank, r) in result.items.iter().enumerate() {
+                let title = snap.get(r.item_id).map_or("?", |i| i.title.as_str());
+                println!("{:>3}. {:>8.3}  [{}] {title}", rank + 1, r.score, r.item_id);
+            }
+        }
+    }
+    Ok(())
+}

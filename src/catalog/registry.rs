@@ -1,0 +1,131 @@
+//! A catalogue of items for one model. Titles are tokenised and their item patches
+//! computed once, at registration.
+//!
+//! Concurrency: readers take the current [`CatalogSnapshot`] (an `Arc`) and keep it for
+//! the whole query; a registration builds a new snapshot beside the old one and swaps it
+//! in, so queries running meanwhile see a consistent catalogue and never block on it.
+//!
+//! Policies: an id registered twice is an error (`DuplicateItem`) and changes nothing;
+//! different ids may share a title (they share one path in the prefix tree and are
+//! returned together, with the same score); a title must be non-empty after trimming and
+//! must not contain the prompt's special tokens.
+
+use std::sync::Arc;
+
+use candle_core::Tensor;
+use parking_lot::{Mutex, RwLock};
+
+use super::patch::item_patches;
+use super::snapshot::{CatalogItem, CatalogSnapshot};
+use super::trie::TitleTrie;
+use crate::error::{Error, Result};
+use crate::history::{Interaction, UserHistory};
+use crate::model::Model;
+
+pub struct Catalog {
+    model: Arc<Model>,
+    current: RwLock<Arc<CatalogSnapshot>>,
+    /// Serialises registrations so none is lost between reading and swapping.
+    writer: Mutex<()>,
+}
+
+impl Catalog {
+    pub fn new(model: Arc<Model>) -> Result<Self> {
+        let d = model.llama().hidden_size();
+        let empty = CatalogSnapshot {
+            items: Vec::new(),
+            index: Default::default(),
+            patches: Tensor::zeros((0, d), candle_core::DType::F32, model.device())?,
+            trie: TitleTrie::default(),
+        };
+        Ok(Catalog {
+            model,
+            current: RwLock::new(Arc::new(empty)),
+            writer: Mutex::new(()),
+        })
+    }
+
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    /// The catalogue as it is now; later registrations do not change it.
+    pub fn snapshot(&self) -> Arc<CatalogSnapshot> {
+        self.current.read().clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.current.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn add(&self, id: u64, title: &str) -> Result<()> {
+        self.add_batch(&[(id, title)])
+    }
+
+    /// Registers items all or nothing: on any error the catalogue is unchanged.
+    pub fn add_batch(&self, items: &[(u64, &str)]) -> Result<()> {
+        let _writing = self.writer.lock();
+        let old = self.snapshot();
+        let mut new_items = Vec::with_capacity(items.len());
+        let mut seen = std::collections::HashSet::new();
+        for &(id, title) in items {
+            if old.index.contains_key(&id) || !seen.insert(id) {
+                return Err(Error::DuplicateItem(id));
+            }
+            let title = title.trim();
+            if title.is_empty() {
+                return Err(Error::invalid(format!("item {id}: empty title")));
+            }
+            let tokens = self.model.tokenizer().encode(title)?;
+            let sp = self.model.special();
+            if tokens
+                .iter()
+                .any(|&t| t == sp.start_seq || t == sp.end_seq || t == sp.item_sep || t == sp.answer_end)
+            {
+                return Err(Error::invalid(format!(
+                    "item {id}: title {title:?} contains one of the prompt's special tokens"
+                )));
+            }
+            new_items.push(CatalogItem {
+                id,
+                title: title.to_string(),
+                tokens,
+            });
+        }
+        if new_items.is_empty() {
+            return Ok(());
+        }
+        let token_lists: Vec<&[u32]> = new_items.iter().map(|i| i.tokens.as_slice()).collect();
+        let patches = item_patches(self.model.llama(), &token_lists)?;
+        let mut next = (*old).clone();
+        next.patches = Tensor::cat(&[&old.patches, &patches], 0)?;
+        let answer_end = self.model.special().answer_end;
+        for item in new_items {
+            let index = next.items.len() as u32;
+            let mut path = item.tokens.clone();
+            path.push(answer_end);
+            next.trie.insert(&path, index);
+            next.index.insert(item.id, index);
+            next.items.push(Arc::new(item));
+        }
+        *self.current.write() = Arc::new(next);
+        Ok(())
+    }
+
+    /// Appends interactions to a user's history, all or nothing: every id must be in
+    /// this catalogue, else `UnknownItem` and the history is unchanged.
+    pub fn append(&self, user: &mut UserHistory, interactions: &[Interaction]) -> Result<()> {
+        let snap = self.snapshot();
+        for i in interactions {
+            snap.index_of(i.item_id)?;
+        }
+        for &i in interactions {
+            user.push_unchecked(i);
+        }
+        Ok(())
+    }
+}

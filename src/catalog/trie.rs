@@ -1,0 +1,88 @@
+//! The prefix tree of title token sequences that constrains decoding: every path from
+//! the root spells one title followed by the answer-end token, and the node after that
+//! token lists the catalogue entries with this title.
+
+#[derive(Debug, Clone, Default)]
+struct Node {
+    /// `(token, child node)`, sorted by token.
+    children: Vec<(u32, u32)>,
+    /// Catalogue indices whose title ends here (only on nodes reached by answer-end).
+    items: Vec<u32>,
+    /// Catalogue entries below this node, itself included.
+    count: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct TitleTrie {
+    nodes: Vec<Node>,
+}
+
+pub const ROOT: u32 = 0;
+
+impl Default for TitleTrie {
+    fn default() -> Self {
+        TitleTrie {
+            nodes: vec![Node::default()],
+        }
+    }
+}
+
+impl TitleTrie {
+    /// Adds a path (title tokens then answer-end) ending in catalogue entry `item`.
+    pub fn insert(&mut self, path: &[u32], item: u32) {
+        let mut node = ROOT;
+        self.nodes[node as usize].count += 1;
+        for &tok in path {
+            node = match self.child(node, tok) {
+                Some(c) => c,
+                None => {
+                    let c = self.nodes.len() as u32;
+                    self.nodes.push(Node::default());
+                    let children = &mut self.nodes[node as usize].children;
+                    let at = children.partition_point(|&(t, _)| t < tok);
+                    children.insert(at, (tok, c));
+                    c
+                }
+            };
+            self.nodes[node as usize].count += 1;
+        }
+        self.nodes[node as usize].items.push(item);
+    }
+
+    pub fn child(&self, node: u32, token: u32) -> Option<u32> {
+        let children = &self.nodes[node as usize].children;
+        children
+            .binary_search_by_key(&token, |&(t, _)| t)
+            .ok()
+            .map(|i| children[i].1)
+    }
+
+    pub fn children(&self, node: u32) -> &[(u32, u32)] {
+        &self.nodes[node as usize].children
+    }
+
+    /// Catalogue entries completed at `node`.
+    pub fn items(&self, node: u32) -> &[u32] {
+        &self.nodes[node as usize].items
+    }
+
+    /// Catalogue entries at or below `node`.
+    pub fn count(&self, node: u32) -> u32 {
+        self.nodes[node as usize].count
+    }
+
+    /// The nodes along `path` from the root (root excluded), or `None` if it leaves the tree.
+    pub fn walk(&self, path: &[u32]) -> Option<Vec<u32>> {
+        let mut node = ROOT;
+        let mut out = Vec::with_capacity(path.len());
+        for &t in path {
+            node = self.child(node, t)?;
+            out.push(node);
+        }
+        Some(out)
+    }
+
+    pub fn num_nodes(&self) -> usize {
+        self.nodes.len()
+    }
+}

@@ -1,0 +1,29 @@
+//! Reading a catalogue from `items.tsv` (`item_id<TAB>title`, the shared data format).
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// `(id, title)` pairs in file order; a malformed line is an error naming file and line.
+pub fn read_items_tsv(path: &Path) -> Result<Vec<(u64, String)>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |m: &str| Error::format(path, format!("line {}: {m}", n + 1));
+        let (id, title) = line
+            .split_once('\t')
+            .ok_or_else(|| bad("expected item_id<TAB>title"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| bad(&format!("item id {id:?} is not a non-negative integer")))?;
+        if title.trim().is_empty() {
+            return Err(bad(&format!("item {id} has an empty title")));
+        }
+        out.push((id, title.trim().to_string()));
+    }
+    Ok(out)
+}

@@ -1,0 +1,148 @@
+//! Beam search constrained to the catalogue's title prefix tree: every hypothesis is a
+//! prefix of some title, so every result is a real item.
+//!
+//! The prompt is prefilled once; its KV cache is shared, read-only, by all beams (they
+//! attend to it through `Llama::forward`'s `prefix`), and all live beams advance in one
+//! batched forward pass per step. Only the beams' own answer tokens are cached per beam.
+//!
+//! Scores are sums of log-probabilities over the full vocabulary (title tokens plus the
+//! answer-end token): exactly the teacher-forced log-probability of the answer, so that
+//! with a beam at least as wide as the catalogue the ranking is exact.
+
+use std::collections::HashMap;
+
+use candle_core::{Tensor, D};
+
+use crate::catalog::{trie::ROOT, CatalogSnapshot};
+use crate::error::{Error, Result};
+use crate::model::Model;
+
+#[derive(Debug, Clone)]
+pub struct SearchOptions {
+    /// Items to return.
+    pub k: usize,
+    /// Live hypotheses kept per step (raised to `k` if smaller).
+    pub beam_width: usize,
+    /// Catalogue indices never to return.
+    pub exclude: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scored {
+    /// Catalogue index.
+    pub index: u32,
+    /// Log-probability of the title followed by the answer-end token.
+    pub score: f32,
+}
+
+struct Beam {
+    node: u32,
+    score: f32,
+}
+
+/// Top-`k` items for a prompt `[1, len, hidden]`, best first.
+pub fn beam_search(
+    model: &Model,
+    catalog: &CatalogSnapshot,
+    prompt: &Tensor,
+    opts: &SearchOptions,
+) -> Result<Vec<Scored>> {
+    if opts.k == 0 {
+        return Err(Error::invalid("k must be at least 1"));
+    }
+    let trie = catalog.trie();
+    let answer_end = model.special().answer_end;
+    let width = opts.beam_width.max(opts.k);
+    // Excluded items are removed from the subtree counts, so no beam is spent on a
+    // branch that can only end in excluded items.
+    let mut removed: HashMap<u32, u32> = HashMap::new();
+    let mut excluded = std::collections::HashSet::new();
+    for &idx in &opts.exclude {
+        if !excluded.insert(idx) || idx as usize >= catalog.len() {
+            continue;
+        }
+        let item = catalog.item(idx);
+        let mut path = item.tokens.clone();
+        path.push(answer_end);
+        if let Some(nodes) = trie.walk(&path) {
+            *removed.entry(ROOT).or_default() += 1;
+            for n in nodes {
+                *removed.entry(n).or_default() += 1;
+            }
+        }
+    }
+    let available = |node: u32| trie.count(node) - removed.get(&node).copied().unwrap_or(0);
+    if available(ROOT) == 0 {
+        return Ok(Vec::new());
+    }
+
+    let llama = model.llama();
+    let mut prompt_cache = llama.new_cache();
+    let hidden = llama.forward(prompt, None, &mut prompt_cache)?;
+    let last = hidden.narrow(1, hidden.dim(1)? - 1, 1)?;
+    let mut logp = log_softmax_rows(&llama.logits(&last)?)?;
+
+    let mut beams = vec![Beam {
+        node: ROOT,
+        score: 0.0,
+    }];
+    let mut beam_cache = llama.new_cache();
+    let mut finished: Vec<Scored> = Vec::new();
+    loop {
+        // Every allowed extension of every live beam.
+        let mut cands: Vec<(f32, usize, u32, u32)> = Vec::new();
+        for (b, beam) in beams.iter().enumerate() {
+            for &(tok, child) in trie.children(beam.node) {
+                if available(child) > 0 {
+                    cands.push((beam.score + logp[b][tok as usize], b, tok, child));
+                }
+            }
+        }
+        cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.2.cmp(&b.2)).then(a.1.cmp(&b.1)));
+        let mut next: Vec<(Beam, usize, u32)> = Vec::new();
+        for (rank, &(score, parent, tok, child)) in cands.iter().enumerate() {
+            if tok == answer_end {
+                // As in Hugging Face's beam search: a hypothesis finishes only if it
+                // ranks among the top `width` candidates.
+                if rank < width {
+                    for &idx in trie.items(child) {
+                        if !excluded.contains(&idx) {
+                            finished.push(Scored { index: idx, score });
+                        }
+                    }
+                }
+            } else if next.len() < width {
+                next.push((Beam { node: child, score }, parent, tok));
+            }
+            if next.len() >= width && rank + 1 >= width {
+                break;
+            }
+        }
+        finished.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
+        // Log-probabilities only fall as a title grows: once k are finished and no live
+        // beam beats the k-th, nothing can change the top k.
+        let best_live = next.iter().map(|n| n.0.score).fold(f32::NEG_INFINITY, f32::max);
+        if next.is_empty() || (finished.len() >= opts.k && best_live <= finished[opts.k - 1].score) {
+            break;
+        }
+        // Advance all live beams in one forward pass over the shared prompt cache.
+        let parents: Vec<u32> = next.iter().map(|n| n.1 as u32).collect();
+        let tokens: Vec<u32> = next.iter().map(|n| n.2).collect();
+        if !beam_cache.is_empty() {
+            beam_cache.select_rows(&Tensor::new(parents.as_slice(), llama.device())?)?;
+        }
+        let embeds = llama.embed_ids(&tokens)?.unsqueeze(1)?; // [beams, 1, hidden]
+        let hidden = llama.forward(&embeds, Some(&prompt_cache), &mut beam_cache)?;
+        logp = log_softmax_rows(&llama.logits(&hidden)?)?;
+        beams = next.into_iter().map(|n| n.0).collect();
+    }
+    finished.truncate(opts.k);
+    Ok(finished)
+}
+
+/// `[rows, 1, vocab]` logits -> per-row log-probabilities on the host.
+fn log_softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
+    let l = logits.squeeze(1)?;
+    let lp = candle_nn::ops::log_softmax(&l, D::Minus1)?;
+    Ok(lp.to_vec2::<f32>()?)
+}

@@ -1,0 +1,7 @@
+//! User histories and the layouts that turn them into prompt segments.
+
+pub mod layout;
+pub mod user;
+
+pub use layout::{compression_ratio, segments, Layout, LayoutConfig, Segment, SegmentKind};
+pub use user::{Interaction, UserHistory};

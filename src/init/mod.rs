@@ -1,0 +1,92 @@
+//! From-scratch checkpoints (`patchrec init`): a byte-level BPE tokenizer trained on the
+//! catalogue's titles and the prompt text, and a randomly initialised Llama. Tests and
+//! CPU benchmarks use these; they need no download.
+
+use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
+use tokenizers::models::TrainerWrapper;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::AddedToken;
+
+use crate::error::{Error, Result};
+use crate::model::{Llama, LlamaConfig, Model, PatchrecMeta};
+use crate::text::bpe::byte_level_tokenizer;
+use crate::text::{PromptTemplate, SpecialTokens, TextTokenizer};
+
+/// The size of a from-scratch model.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Target vocabulary size of the trained tokenizer (the byte alphabet and special
+    /// tokens included).
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    /// SwiGLU width; defaults to about 8/3 of `hidden_size`.
+    pub intermediate_size: Option<usize>,
+    pub seed: u64,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            vocab_size: 1024,
+            hidden_size: 64,
+            num_layers: 2,
+            num_heads: 4,
+            num_kv_heads: 2,
+            intermediate_size: None,
+            seed: 42,
+        }
+    }
+}
+
+/// Chat-format tokens every from-scratch model knows (ChatML).
+const CHAT_TOKENS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
+
+/// Trains the tokenizer on `corpus` (titles and prompt lines) and builds a random model
+/// around it with `template` (which must use the ChatML format).
+pub fn init_model(corpus: &[String], template: PromptTemplate, opts: &InitOptions) -> Result<Model> {
+    if corpus.is_empty() {
+        return Err(Error::invalid("init needs a non-empty corpus (titles and prompt text)"));
+    }
+    let tokenizer = train_tokenizer(corpus, opts.vocab_size)?;
+    let mut cfg = LlamaConfig::small(
+        tokenizer.vocab_size(),
+        opts.hidden_size,
+        opts.num_layers,
+        opts.num_heads,
+        opts.num_kv_heads,
+    );
+    if let Some(ff) = opts.intermediate_size {
+        cfg.intermediate_size = ff;
+    }
+    cfg.bos_token_id = tokenizer.token_id("<|im_start|>").map(Into::into);
+    cfg.eos_token_id = tokenizer.token_id("<|im_end|>").map(Into::into);
+    let llama = Llama::random(cfg, opts.seed, &candle_core::Device::Cpu)?;
+    Model::from_parts(llama, tokenizer, PatchrecMeta::new(template))
+}
+
+/// A byte-level BPE tokenizer trained on `corpus`, with the chat and PatchRec special
+/// tokens first in the vocabulary.
+pub fn train_tokenizer(corpus: &[String], vocab_size: usize) -> Result<TextTokenizer> {
+    let special = SpecialTokens::default();
+    let names: Vec<&str> = CHAT_TOKENS.iter().copied().chain(special.all()).collect();
+    let trainer = BpeTrainerBuilder::new()
+        .vocab_size(vocab_size)
+        .min_frequency(2)
+        .show_progress(false)
+        .special_tokens(
+            names
+                .iter()
+                .map(|s| AddedToken::from(s.to_string(), true))
+                .collect(),
+        )
+        .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+        .build();
+    let mut trainer = TrainerWrapper::BpeTrainer(trainer);
+    let mut tok = byte_level_tokenizer(BPE::default(), &names);
+    tok.train(&mut trainer, corpus.iter())
+        .map_err(|e| Error::Tokenizer(format!("training failed: {e}")))?;
+    Ok(TextTokenizer::from_tokenizer(tok))
+}

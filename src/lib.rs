@@ -1,0 +1,31 @@
+//! libpatchrec: LLM sequential recommendation with PatchRec's multi-grained history
+//! compression (Liao et al., "Multi-Grained Patch Training for Efficient LLM-based
+//! Recommendation", SIGIR'25; reference implementation `ljy0ustc/PatchRec`).
+//!
+//! Data flow: items `(id, title)` are tokenised once and their *item patches* (mean of
+//! the title's token embeddings) cached in a [`catalog::Catalog`]; a user's
+//! [`history::UserHistory`] is laid out (vanilla, PFT-I, PFT-S) into segments; the
+//! [`prompt`] builder turns template + segments into one embedding matrix; the
+//! [`model::Llama`] decoder prefills it and [`decode`] runs beam search constrained to
+//! the catalogue's titles. [`ffi`] exposes all of it as a C ABI.
+
+pub mod catalog;
+pub mod decode;
+pub mod error;
+pub mod ffi;
+pub mod gguf;
+pub mod history;
+pub mod init;
+pub mod model;
+pub mod prompt;
+pub mod query;
+pub mod text;
+
+pub use catalog::Catalog;
+pub use error::{Error, Result};
+pub use history::{Interaction, Layout, LayoutConfig, UserHistory};
+pub use model::{Model, ModelOptions};
+pub use query::{recommend, QueryOptions, QueryResult, Recommendation};
+
+/// The crate version, also returned by `patchrec_version()`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,202 @@
+//! The checkpoint's `config.json`: Hugging Face's `LlamaConfig`, read and written as is.
+//!
+//! Unknown fields are kept (`extra`) so that a checkpoint we load and save again still
+//! carries what transformers wrote into it.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Llama-3 style RoPE frequency scaling (`rope_scaling` with `rope_type = "llama3"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RopeScaling {
+    #[serde(alias = "type")]
+    pub rope_type: String,
+    pub factor: f32,
+    #[serde(default = "one")]
+    pub low_freq_factor: f32,
+    #[serde(default = "four")]
+    pub high_freq_factor: f32,
+    #[serde(default = "default_original_max")]
+    pub original_max_position_embeddings: usize,
+}
+
+fn one() -> f32 {
+    1.0
+}
+fn four() -> f32 {
+    4.0
+}
+fn default_original_max() -> usize {
+    8192
+}
+fn default_rope_theta() -> f32 {
+    10_000.0
+}
+fn default_rms_eps() -> f64 {
+    1e-5
+}
+fn default_max_pos() -> usize {
+    4096
+}
+fn default_act() -> String {
+    "silu".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LlamaConfig {
+    #[serde(default)]
+    pub architectures: Vec<String>,
+    #[serde(default)]
+    pub model_type: Option<String>,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    #[serde(default)]
+    pub num_key_value_heads: Option<usize>,
+    #[serde(default)]
+    pub head_dim: Option<usize>,
+    pub vocab_size: usize,
+    #[serde(default = "default_rms_eps")]
+    pub rms_norm_eps: f64,
+    #[serde(default = "default_rope_theta")]
+    pub rope_theta: f32,
+    #[serde(default)]
+    pub rope_scaling: Option<RopeScaling>,
+    #[serde(default = "default_max_pos")]
+    pub max_position_embeddings: usize,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    #[serde(default)]
+    pub attention_bias: bool,
+    #[serde(default)]
+    pub mlp_bias: bool,
+    #[serde(default)]
+    pub bos_token_id: Option<serde_json::Value>,
+    #[serde(default)]
+    pub eos_token_id: Option<serde_json::Value>,
+    /// Everything else transformers wrote (torch_dtype, pad_token_id, ...), kept on save.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl LlamaConfig {
+    /// Reads and validates `config.json`; errors name the file and the offending field.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let cfg: LlamaConfig = serde_json::from_str(&text)
+            .map_err(|e| Error::format(path, format!("malformed config.json: {e}")))?;
+        cfg.validate().map_err(|m| Error::format(path, m))?;
+        Ok(cfg)
+    }
+
+    pub fn num_kv_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+    }
+
+    /// Checks that this is a Llama-family decoder we can run, naming the field that is not.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let llama_arch = self.architectures.is_empty()
+            || self
+                .architectures
+                .iter()
+                .any(|a| a == "LlamaForCausalLM" || a == "MistralForCausalLM");
+        if !llama_arch {
+            return Err(format!(
+                "unsupported architecture {:?} (field `architectures`): only LlamaForCausalLM is supported",
+                self.architectures
+            ));
+        }
+        if let Some(t) = &self.model_type {
+            if t != "llama" && t != "mistral" {
+                return Err(format!(
+                    "unsupported model_type {t:?} (field `model_type`): expected \"llama\""
+                ));
+            }
+        }
+        for (name, v) in [
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("vocab_size", self.vocab_size),
+        ] {
+            if v == 0 {
+                return Err(format!("field `{name}` must be positive"));
+            }
+        }
+        let kv = self.num_kv_heads();
+        if kv == 0 || self.num_attention_heads % kv != 0 {
+            return Err(format!(
+                "field `num_key_value_heads` ({kv}) must divide num_attention_heads ({})",
+                self.num_attention_heads
+            ));
+        }
+        if self.head_dim.is_none() && self.hidden_size % self.num_attention_heads != 0 {
+            return Err(format!(
+                "field `hidden_size` ({}) is not a multiple of num_attention_heads ({})",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        if self.head_dim() % 2 != 0 {
+            return Err(format!("head dimension {} must be even for RoPE", self.head_dim()));
+        }
+        if self.hidden_act != "silu" {
+            return Err(format!(
+                "unsupported hidden_act {:?} (field `hidden_act`): expected \"silu\"",
+                self.hidden_act
+            ));
+        }
+        if self.attention_bias || self.mlp_bias {
+            return Err("fields `attention_bias` / `mlp_bias` must be false".into());
+        }
+        if let Some(s) = &self.rope_scaling {
+            if s.rope_type != "llama3" && s.rope_type != "default" {
+                return Err(format!(
+                    "unsupported rope_scaling type {:?} (field `rope_scaling.rope_type`)",
+                    s.rope_type
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A small Llama for tests and CPU benchmarks.
+    pub fn small(vocab_size: usize, hidden: usize, layers: usize, heads: usize, kv_heads: usize) -> Self {
+        LlamaConfig {
+            architectures: vec!["LlamaForCausalLM".into()],
+            model_type: Some("llama".into()),
+            hidden_size: hidden,
+            intermediate_size: hidden * 8 / 3 / 8 * 8,
+            num_hidden_layers: layers,
+            num_attention_heads: heads,
+            num_key_value_heads: Some(kv_heads),
+            head_dim: None,
+            vocab_size,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10_000.0,
+            rope_scaling: None,
+            max_position_embeddings: 4096,
+            tie_word_embeddings: true,
+            hidden_act: "silu".into(),
+            attention_bias: false,
+            mlp_bias: false,
+            bos_token_id: None,
+            eos_token_id: None,
+            extra: serde_json::Map::from_iter([(
+                "torch_dtype".to_string(),
+                serde_json::Value::String("float32".into()),
+            )]),
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! Attention keys and values of an already-processed prefix, kept apart from the
+//! (immutable, shared) weights so one model serves many users and beams at once.
+
+use candle_core::Tensor;
+
+use crate::error::Result;
+
+/// Per-layer `(keys, values)`, each `[batch, kv_heads, len, head_dim]`.
+#[derive(Clone, Debug)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    len: usize,
+}
+
+impl KvCache {
+    pub fn new(num_layers: usize) -> Self {
+        KvCache {
+            layers: vec![None; num_layers],
+            len: 0,
+        }
+    }
+
+    /// Positions held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Rows (sequences) held; 0 when empty.
+    pub fn batch(&self) -> usize {
+        match self.layers.first() {
+            Some(Some((k, _))) => k.dims()[0],
+            _ => 0,
+        }
+    }
+
+    pub(crate) fn layer(&self, i: usize) -> Option<&(Tensor, Tensor)> {
+        self.layers[i].as_ref()
+    }
+
+    /// Appends this step's keys and values to layer `i` and returns the whole layer.
+    pub(crate) fn extend(&mut self, i: usize, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
+        let kv = match self.layers[i].take() {
+            None => (k, v),
+            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+        };
+        self.layers[i] = Some(kv.clone());
+        Ok(kv)
+    }
+
+    pub(crate) fn set_len(&mut self, len: usize) {
+        self.len = len;
+    }
+
+    /// Keeps the rows named by `rows` (in that order): beam search's reordering.
+    pub fn select_rows(&mut self, rows: &Tensor) -> Result<()> {
+        for layer in self.layers.iter_mut().flatten() {
+            layer.0 = layer.0.index_select(rows, 0)?;
+            layer.1 = layer.1.index_select(rows, 0)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,411 @@
+//! A Llama-family decoder (RMSNorm, RoPE with Llama-3 scaling, grouped-query attention,
+//! SwiGLU, tied or untied head) whose forward pass takes *input embeddings*, so that
+//! PatchRec's item and session patches can stand where title tokens would.
+//!
+//! Layout follows candle-transformers' `llama.rs`; unlike it, the KV cache is passed in,
+//! and attention can read a second, shared cache (`prefix`) without copying it: the
+//! prompt's keys are computed once and every beam attends to them.
+
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::Linear;
+
+use super::config::LlamaConfig;
+use super::kv_cache::KvCache;
+use super::rope::Rope;
+use super::weights::TensorStore;
+use crate::error::{Error, Result};
+
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+}
+
+struct Mlp {
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+struct Block {
+    input_norm: Tensor,
+    attn: Attention,
+    post_norm: Tensor,
+    mlp: Mlp,
+}
+
+pub struct Llama {
+    cfg: LlamaConfig,
+    device: Device,
+    embed: Tensor,
+    blocks: Vec<Block>,
+    norm: Tensor,
+    /// `None` when the head is tied to the input embeddings.
+    lm_head: Option<Tensor>,
+    rope: Rope,
+    /// Use ops with backward passes (training) rather than fused inference kernels.
+    differentiable: bool,
+}
+
+fn linear(w: Tensor) -> Linear {
+    Linear::new(w, None)
+}
+
+impl Llama {
+    /// Builds the model from a checkpoint's tensors, named as Hugging Face names them.
+    pub fn load(cfg: LlamaConfig, store: &TensorStore, device: &Device) -> Result<Self> {
+        let d = cfg.hidden_size;
+        let hd = cfg.head_dim();
+        let (h, kvh, ff, v) = (
+            cfg.num_attention_heads,
+            cfg.num_kv_heads(),
+            cfg.intermediate_size,
+            cfg.vocab_size,
+        );
+        let embed = store.get("model.embed_tokens.weight", &[v, d])?;
+        let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            let get = |n: &str, shape: &[usize]| store.get(&format!("{p}.{n}"), shape);
+            blocks.push(Block {
+                input_norm: get("input_layernorm.weight", &[d])?,
+                attn: Attention {
+                    q: linear(get("self_attn.q_proj.weight", &[h * hd, d])?),
+                    k: linear(get("self_attn.k_proj.weight", &[kvh * hd, d])?),
+                    v: linear(get("self_attn.v_proj.weight", &[kvh * hd, d])?),
+                    o: linear(get("self_attn.o_proj.weight", &[d, h * hd])?),
+                },
+                post_norm: get("post_attention_layernorm.weight", &[d])?,
+                mlp: Mlp {
+                    gate: linear(get("mlp.gate_proj.weight", &[ff, d])?),
+                    up: linear(get("mlp.up_proj.weight", &[ff, d])?),
+                    down: linear(get("mlp.down_proj.weight", &[d, ff])?),
+                },
+            });
+        }
+        let norm = store.get("model.norm.weight", &[d])?;
+        // Some tied checkpoints still store lm_head.weight; trust the config's flag.
+        let lm_head = if cfg.tie_word_embeddings {
+            None
+        } else {
+            Some(store.get("lm_head.weight", &[v, d])?)
+        };
+        let rope = Rope::new(&cfg, device)?;
+        Ok(Llama {
+            cfg,
+            device: device.clone(),
+            embed,
+            blocks,
+            norm,
+            lm_head,
+            rope,
+            differentiable: false,
+        })
+    }
+
+    /// A randomly initialised model (normal(0, 0.02) weights, unit norms), for from-scratch
+    /// training and tests.
+    pub fn random(cfg: LlamaConfig, seed: u64, device: &Device) -> Result<Self> {
+        cfg.validate().map_err(Error::invalid)?;
+        let tensors = random_tensors(&cfg, seed)?;
+        let mut store_map = std::collections::HashMap::new();
+        for (name, t) in tensors {
+            store_map.insert(name, t);
+        }
+        Self::from_named(cfg, store_map, device)
+    }
+
+    /// Builds the model from an in-memory map of Hugging Face-named tensors.
+    pub fn from_named(
+        cfg: LlamaConfig,
+        tensors: std::collections::HashMap<String, Tensor>,
+        device: &Device,
+    ) -> Result<Self> {
+        let store = TensorStore::from_map(tensors);
+        Self::load(cfg, &store, device)
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.cfg
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.cfg.hidden_size
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.blocks.len()
+    }
+
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.blocks.len())
+    }
+
+    pub fn set_differentiable(&mut self, on: bool) {
+        self.differentiable = on;
+    }
+
+    /// The input embedding table `[vocab, hidden]`.
+    pub fn embeddings(&self) -> &Tensor {
+        &self.embed
+    }
+
+    /// Input embeddings of `ids`: `[ids.len(), hidden]`.
+    pub fn embed_ids(&self, ids: &[u32]) -> Result<Tensor> {
+        let vocab = self.cfg.vocab_size as u32;
+        if let Some(bad) = ids.iter().find(|&&i| i >= vocab) {
+            return Err(Error::invalid(format!(
+                "token id {bad} is outside the vocabulary ({vocab})"
+            )));
+        }
+        let ids = Tensor::new(ids, &self.device)?;
+        Ok(self.embed.index_select(&ids, 0)?)
+    }
+
+    /// Runs the decoder over `embeds` `[batch, len, hidden]`, which continue the sequence in
+    /// `prefix` (shared, read-only; batch 1 or `batch`) followed by `cache` (this call's
+    /// own, extended in place). Returns the final-norm hidden states `[batch, len, hidden]`.
+    pub fn forward(
+        &self,
+        embeds: &Tensor,
+        prefix: Option<&KvCache>,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let (_, len, _) = embeds.dims3()?;
+        let prefix = prefix.filter(|p| !p.is_empty());
+        let pos = prefix.map_or(0, |p| p.len()) + cache.len();
+        if pos + len > self.rope.max_positions() {
+            return Err(Error::invalid(format!(
+                "sequence of {} positions exceeds the model's {}",
+                pos + len,
+                self.rope.max_positions()
+            )));
+        }
+        let mut x = embeds.clone();
+        for (i, block) in self.blocks.iter().enumerate() {
+            let h = self.rms_norm(&x, &block.input_norm)?;
+            let h = self.attention(i, &block.attn, &h, pos, prefix, cache)?;
+            x = (x + h)?;
+            let h = self.rms_norm(&x, &block.post_norm)?;
+            let h = block.mlp.down.forward(
+                &(candle_nn::ops::silu(&block.mlp.gate.forward(&h)?)? * block.mlp.up.forward(&h)?)?,
+            )?;
+            x = (x + h)?;
+        }
+        cache.set_len(cache.len() + len);
+        self.rms_norm(&x, &self.norm)
+    }
+
+    /// Output-head logits for hidden states `[.., hidden]` -> `[.., vocab]`.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed);
+        Ok(hidden.broadcast_matmul(&head.t()?)?)
+    }
+
+    fn rms_norm(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        let eps = self.cfg.rms_norm_eps as f32;
+        Ok(if self.differentiable {
+            candle_nn::ops::rms_norm_slow(x, w, eps)?
+        } else {
+            candle_nn::ops::rms_norm(&x.contiguous()?, w, eps)?
+        })
+    }
+
+    fn attention(
+        &self,
+        layer: usize,
+        attn: &Attention,
+        x: &Tensor,
+        pos: usize,
+        prefix: Option<&KvCache>,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let (h, kvh, hd) = (
+            self.cfg.num_attention_heads,
+            self.cfg.num_kv_heads(),
+            self.cfg.head_dim(),
+        );
+        let rep = h / kvh;
+        let q = attn.q.forward(x)?.reshape((b, t, h, hd))?.transpose(1, 2)?;
+        let k = attn.k.forward(x)?.reshape((b, t, kvh, hd))?.transpose(1, 2)?;
+        let v = attn
+            .v
+            .forward(x)?
+            .reshape((b, t, kvh, hd))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let q = self.rope.apply(&q, pos, self.differentiable)?;
+        let k = self.rope.apply(&k, pos, self.differentiable)?;
+        let past_own = cache.len();
+        let (k, v) = cache.extend(layer, k, v)?;
+
+        // Grouped-query attention without repeating K/V: the `rep` query heads sharing one
+        // KV head are stacked along the row axis, `[b, kvh, rep * t, hd]`.
+        let scale = 1.0 / (hd as f64).sqrt();
+        let q = (q.reshape((b, kvh, rep * t, hd))? * scale)?;
+        let mut own = q.matmul(&k.t()?)?;
+        if t > 1 {
+            own = own.broadcast_add(&causal_mask(rep, t, past_own, &self.device)?)?;
+        }
+        let pre = match prefix.and_then(|p| p.layer(layer)) {
+            Some((pk, pv)) => Some((attend_shared(&q, pk)?, pv)),
+            None => None,
+        };
+        let out = match pre {
+            None => {
+                let p = candle_nn::ops::softmax_last_dim(&own)?;
+                p.matmul(&v)?
+            }
+            Some((pre_scores, pv)) => {
+                let p_len = pre_scores.dim(D::Minus1)?;
+                let all = Tensor::cat(&[&pre_scores, &own], D::Minus1)?;
+                let p = candle_nn::ops::softmax_last_dim(&all)?;
+                let p_pre = p.narrow(D::Minus1, 0, p_len)?;
+                let p_own = p.narrow(D::Minus1, p_len, own.dim(D::Minus1)?)?;
+                (weigh_shared(&p_pre, pv)? + p_own.matmul(&v)?)?
+            }
+        };
+        let out = out
+            .reshape((b, h, t, hd))?
+            .transpose(1, 2)?
+            .reshape((b, t, h * hd))?;
+        Ok(attn.o.forward(&out)?)
+    }
+
+    /// Hugging Face-named tensors, for saving a checkpoint.
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![
+            ("model.embed_tokens.weight".to_string(), self.embed.clone()),
+            ("model.norm.weight".to_string(), self.norm.clone()),
+        ];
+        if let Some(head) = &self.lm_head {
+            out.push(("lm_head.weight".to_string(), head.clone()));
+        }
+        for (i, b) in self.blocks.iter().enumerate() {
+            let p = format!("model.layers.{i}");
+            for (n, t) in [
+                ("input_layernorm.weight", &b.input_norm),
+                ("post_attention_layernorm.weight", &b.post_norm),
+                ("self_attn.q_proj.weight", b.attn.q.weight()),
+                ("self_attn.k_proj.weight", b.attn.k.weight()),
+                ("self_attn.v_proj.weight", b.attn.v.weight()),
+                ("self_attn.o_proj.weight", b.attn.o.weight()),
+                ("mlp.gate_proj.weight", b.mlp.gate.weight()),
+                ("mlp.up_proj.weight", b.mlp.up.weight()),
+                ("mlp.down_proj.weight", b.mlp.down.weight()),
+            ] {
+                out.push((format!("{p}.{n}"), t.clone()));
+            }
+        }
+        out
+    }
+
+    /// Adds `n` rows to the vocabulary (new special tokens). Each new row is the mean of
+    /// the existing rows, for the input table and for an untied head alike, so a new token
+    /// starts as the "average token" rather than as noise.
+    pub fn grow_vocab(&mut self, n: usize) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let grow = |t: &Tensor| -> Result<Tensor> {
+            let mean = t.mean_keepdim(0)?;
+            let rows = mean.broadcast_as((n, t.dim(1)?))?;
+            Ok(Tensor::cat(&[t, &rows.contiguous()?], 0)?)
+        };
+        self.embed = grow(&self.embed)?;
+        if let Some(head) = &self.lm_head {
+            self.lm_head = Some(grow(head)?);
+        }
+        self.cfg.vocab_size += n;
+        Ok(())
+    }
+}
+
+/// `-inf` above the diagonal of the new block; all earlier positions are visible.
+/// Rows are `rep` stacked copies of the `t` query positions.
+fn causal_mask(rep: usize, t: usize, past: usize, device: &Device) -> Result<Tensor> {
+    let s = past + t;
+    let mut m = vec![0f32; rep * t * s];
+    for r in 0..rep {
+        for i in 0..t {
+            for j in (past + i + 1)..s {
+                m[(r * t + i) * s + j] = f32::NEG_INFINITY;
+            }
+        }
+    }
+    Ok(Tensor::from_vec(m, (rep * t, s), device)?)
+}
+
+/// Scores of `q` `[b, kvh, r, hd]` against a prefix's keys `[pb, kvh, p, hd]`. When the
+/// prefix has one row and `q` several (beams), all query rows go through one matmul
+/// against the single copy of the keys instead of broadcasting them `b` times.
+fn attend_shared(q: &Tensor, pk: &Tensor) -> Result<Tensor> {
+    let (b, kvh, r, hd) = q.dims4()?;
+    if pk.dim(0)? == b {
+        return Ok(q.matmul(&pk.t()?)?);
+    }
+    let p = pk.dim(2)?;
+    let q1 = q.transpose(0, 1)?.contiguous()?.reshape((1, kvh, b * r, hd))?;
+    let s = q1.matmul(&pk.t()?)?; // [1, kvh, b*r, p]
+    Ok(s.reshape((kvh, b, r, p))?.transpose(0, 1)?.contiguous()?)
+}
+
+/// `probs` `[b, kvh, r, p]` times a prefix's values `[pb, kvh, p, hd]`, sharing as above.
+fn weigh_shared(probs: &Tensor, pv: &Tensor) -> Result<Tensor> {
+    let (b, kvh, r, p) = probs.dims4()?;
+    if pv.dim(0)? == b {
+        return Ok(probs.matmul(pv)?);
+    }
+    let hd = pv.dim(3)?;
+    let p1 = probs.transpose(0, 1)?.contiguous()?.reshape((1, kvh, b * r, p))?;
+    let o = p1.matmul(pv)?; // [1, kvh, b*r, hd]
+    Ok(o.reshape((kvh, b, r, hd))?.transpose(0, 1)?.contiguous()?)
+}
+
+/// Normal(0, 0.02) matrices and unit norms, named as Hugging Face names them.
+fn random_tensors(cfg: &LlamaConfig, seed: u64) -> Result<Vec<(String, Tensor)>> {
+    use rand::{rngs::StdRng, SeedableRng};
+    use rand_distr::{Distribution, Normal};
+    let mut rng = StdRng::seed_from_u64(seed);
+    let normal = Normal::new(0f32, 0.02).expect("valid normal");
+    let cpu = Device::Cpu;
+    let mut mat = |rows: usize, cols: usize| -> Result<Tensor> {
+        let data: Vec<f32> = (0..rows * cols).map(|_| normal.sample(&mut rng)).collect();
+        Ok(Tensor::from_vec(data, (rows, cols), &cpu)?)
+    };
+    let ones = |n: usize| Tensor::ones(n, DType::F32, &cpu);
+    let (d, hd, h, kvh, ff, v) = (
+        cfg.hidden_size,
+        cfg.head_dim(),
+        cfg.num_attention_heads,
+        cfg.num_kv_heads(),
+        cfg.intermediate_size,
+        cfg.vocab_size,
+    );
+    let mut out = vec![
+        ("model.embed_tokens.weight".to_string(), mat(v, d)?),
+        ("model.norm.weight".to_string(), ones(d)?),
+    ];
+    if !cfg.tie_word_embeddings {
+        out.push(("lm_head.weight".to_string(), mat(v, d)?));
+    }
+    for i in 0..cfg.num_hidden_layers {
+        let p = format!("model.layers.{i}");
+        out.push((format!("{p}.input_layernorm.weight"), ones(d)?));
+        out.push((format!("{p}.post_attention_layernorm.weight"), ones(d)?));
+        out.push((format!("{p}.self_attn.q_proj.weight"), mat(h * hd, d)?));
+        out.push((format!("{p}.self_attn.k_proj.weight"), mat(kvh * hd, d)?));
+        out.push((format!("{p}.self_attn.v_proj.weight"), mat(kvh * hd, d)?));
+        out.push((format!("{p}.self_attn.o_proj.weight"), mat(d, h * hd)?));
+        out.push((format!("{p}.mlp.gate_proj.weight"), mat(ff, d)?));
+        out.push((format!("{p}.mlp.up_proj.weight"), mat(ff, d)?));
+        out.push((format!("{p}.mlp.down_proj.weight"), mat(d, ff)?));
+    }
+    Ok(out)
+}

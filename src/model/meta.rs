@@ -1,0 +1,79 @@
+//! `patchrec.json`: what a checkpoint adds to a plain Hugging Face directory, namely the
+//! prompt template, the special tokens, the default layout and how it was trained.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::history::LayoutConfig;
+use crate::text::{ChatFormat, PromptTemplate, SpecialTokens};
+
+pub const META_FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PatchrecMeta {
+    pub format_version: u32,
+    pub template: PromptTemplate,
+    #[serde(default)]
+    pub special_tokens: SpecialTokens,
+    #[serde(default)]
+    pub layout: LayoutConfig,
+    /// The original Jinja chat template (from a GGUF or tokenizer_config.json), kept so
+    /// transformers can format chats with the saved checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hf_chat_template: Option<String>,
+    /// Training history (stages, data, steps, metrics), appended to by the trainer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub training: Vec<serde_json::Value>,
+}
+
+impl PatchrecMeta {
+    pub fn new(template: PromptTemplate) -> Self {
+        PatchrecMeta {
+            format_version: META_FORMAT_VERSION,
+            template,
+            special_tokens: SpecialTokens::default(),
+            layout: LayoutConfig::default(),
+            hf_chat_template: None,
+            training: Vec::new(),
+        }
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let meta: PatchrecMeta = serde_json::from_str(&text)
+            .map_err(|e| Error::format(path, format!("malformed patchrec.json: {e}")))?;
+        if meta.format_version > META_FORMAT_VERSION {
+            return Err(Error::format(
+                path,
+                format!(
+                    "format_version {} is newer than this library reads ({META_FORMAT_VERSION})",
+                    meta.format_version
+                ),
+            ));
+        }
+        meta.template
+            .validate()
+            .map_err(|e| Error::format(path, e.to_string()))?;
+        meta.layout
+            .layout
+            .validate()
+            .map_err(|e| Error::format(path, e.to_string()))?;
+        Ok(meta)
+    }
+
+    /// For a checkpoint without `patchrec.json`: the chat format its tokenizer speaks
+    /// (Llama-3 if it knows `<|eot_id|>`, ChatML if `<|im_end|>`), with the paper's
+    /// MovieLens prompt.
+    pub fn default_for(has_token: impl Fn(&str) -> bool) -> Option<Self> {
+        let chat = if has_token("<|eot_id|>") {
+            ChatFormat::Llama3
+        } else if has_token("<|im_end|>") {
+            ChatFormat::ChatMl
+        } else {
+            return None;
+        };
+        Some(Self::new(PromptTemplate::movielens(chat)))
+    }
+}

@@ -1,0 +1,16 @@
+//! The model: a Llama-family decoder over input embeddings, its KV cache, and the
+//! checkpoint directory it loads from and saves to.
+
+pub mod checkpoint;
+pub mod config;
+pub mod kv_cache;
+pub mod llama;
+pub mod meta;
+pub mod rope;
+pub mod weights;
+
+pub use checkpoint::{parse_device, Model, ModelOptions};
+pub use config::LlamaConfig;
+pub use kv_cache::KvCache;
+pub use llama::Llama;
+pub use meta::PatchrecMeta;

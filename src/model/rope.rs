@@ -1,0 +1,68 @@
+//! Rotary position embedding tables, with Llama-3's frequency scaling.
+
+use candle_core::{DType, Device, Tensor};
+
+use super::config::LlamaConfig;
+use crate::error::Result;
+
+pub struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+/// Tables beyond this many positions are not precomputed (Llama-3.2 declares 131,072).
+const MAX_TABLE: usize = 131_072;
+
+impl Rope {
+    pub fn new(cfg: &LlamaConfig, device: &Device) -> Result<Self> {
+        let dim = cfg.head_dim();
+        let mut inv_freq: Vec<f32> = (0..dim)
+            .step_by(2)
+            .map(|i| 1.0 / cfg.rope_theta.powf(i as f32 / dim as f32))
+            .collect();
+        if let Some(s) = cfg.rope_scaling.as_ref().filter(|s| s.rope_type == "llama3") {
+            // Llama-3.1 scaling: long wavelengths are divided by `factor`, short ones kept,
+            // and the band in between interpolated smoothly.
+            let orig = s.original_max_position_embeddings as f32;
+            let low_wavelen = orig / s.low_freq_factor;
+            let high_wavelen = orig / s.high_freq_factor;
+            for f in inv_freq.iter_mut() {
+                let wavelen = 2.0 * std::f32::consts::PI / *f;
+                if wavelen > low_wavelen {
+                    *f /= s.factor;
+                } else if wavelen >= high_wavelen {
+                    let smooth =
+                        (orig / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+                    *f = (1.0 - smooth) * *f / s.factor + smooth * *f;
+                }
+            }
+        }
+        let n = cfg.max_position_embeddings.clamp(1, MAX_TABLE);
+        let inv = Tensor::from_vec(inv_freq, (1, dim / 2), device)?;
+        let pos = Tensor::arange(0u32, n as u32, device)?
+            .to_dtype(DType::F32)?
+            .reshape((n, 1))?;
+        let freqs = pos.broadcast_mul(&inv)?;
+        Ok(Rope {
+            cos: freqs.cos()?,
+            sin: freqs.sin()?,
+        })
+    }
+
+    pub fn max_positions(&self) -> usize {
+        self.cos.dims()[0]
+    }
+
+    /// Rotates `x` `[batch, heads, len, head_dim]` whose first row sits at `pos`.
+    /// `differentiable` picks candle's op with a backward pass (training) over the fused one.
+    pub fn apply(&self, x: &Tensor, pos: usize, differentiable: bool) -> Result<Tensor> {
+        let len = x.dims()[2];
+        let cos = self.cos.narrow(0, pos, len)?;
+        let sin = self.sin.narrow(0, pos, len)?;
+        Ok(if differentiable {
+            candle_nn::rotary_emb::rope_slow(x, &cos, &sin)?
+        } else {
+            candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)?
+        })
+    }
+}

@@ -1,0 +1,5 @@
+//! Prompt assembly: template + history segments -> one embedding matrix.
+
+pub mod builder;
+
+pub use builder::{build_prompt, Prompt};

@@ -1,0 +1,90 @@
+//! The serving entry point: a user's history and a catalogue in, ranked items out.
+
+use crate::catalog::Catalog;
+use crate::decode::{beam_search, SearchOptions};
+use crate::error::{Error, Result};
+use crate::history::{LayoutConfig, UserHistory};
+use crate::prompt::build_prompt;
+
+#[derive(Debug, Clone)]
+pub struct QueryOptions {
+    /// Items to return (default 10).
+    pub k: usize,
+    /// Beam width (default 20, the paper's; raised to `k` if smaller).
+    pub beam_width: usize,
+    /// Layout and truncation; `None` uses the checkpoint's default (`patchrec.json`).
+    pub layout: Option<LayoutConfig>,
+    /// Never recommend an item already in the user's history (default false, as in the
+    /// paper's protocol).
+    pub exclude_history: bool,
+}
+
+impl Default for QueryOptions {
+    fn default() -> Self {
+        QueryOptions {
+            k: 10,
+            beam_width: 20,
+            layout: None,
+            exclude_history: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Recommendation {
+    pub item_id: u64,
+    /// Log-probability of the item's title (and the answer-end token) given the prompt.
+    pub score: f32,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueryResult {
+    /// Best first; at most `k`, fewer only when the catalogue (less exclusions) is smaller.
+    pub items: Vec<Recommendation>,
+    /// Positions in the prompt (tokens and patches).
+    pub prompt_len: usize,
+    /// History items shown (after truncation to K).
+    pub history_items: usize,
+    /// The paper's compression ratio of the history part of the prompt.
+    pub compression_ratio: f64,
+}
+
+/// Recommends the next items for `user` from `catalog` (one consistent snapshot of it).
+pub fn recommend(catalog: &Catalog, user: &UserHistory, opts: &QueryOptions) -> Result<QueryResult> {
+    if opts.k == 0 {
+        return Err(Error::invalid("k must be at least 1"));
+    }
+    let model = catalog.model();
+    let layout = opts.layout.unwrap_or(model.meta().layout);
+    let snap = catalog.snapshot();
+    if snap.is_empty() {
+        return Err(Error::invalid("the catalogue is empty"));
+    }
+    let history = user.latest(layout.max_items);
+    let prompt = build_prompt(model, &snap, &history, layout.layout)?;
+    let exclude = if opts.exclude_history {
+        user.item_ids()
+            .filter_map(|id| snap.index_of(id).ok())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let search = SearchOptions {
+        k: opts.k,
+        beam_width: opts.beam_width,
+        exclude,
+    };
+    let ranked = beam_search(model, &snap, &prompt.embeds, &search)?;
+    Ok(QueryResult {
+        items: ranked
+            .into_iter()
+            .map(|s| Recommendation {
+                item_id: snap.item(s.index).id,
+                score: s.score,
+            })
+            .collect(),
+        prompt_len: prompt.len,
+        history_items: prompt.history_items,
+        compression_ratio: prompt.compression_ratio,
+    })
+}
