@@ -25,7 +25,7 @@ pub use catalog::Catalog;
 pub use error::{Error, Result};
 pub use history::{Interaction, Layout, LayoutConfig, UserHistory};
 pub use model::{Model, ModelOptions};
-pub use query::{recommend, QueryOptions, QueryResult, Recommendation};
+pub use query::{layout_stats, recommend, QueryOptions, QueryResult, Recommendation};
 
 /// The crate version, also returned by `patchrec_version()`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -3,7 +3,7 @@
 use crate::catalog::Catalog;
 use crate::decode::{beam_search, SearchOptions};
 use crate::error::{Error, Result};
-use crate::history::{LayoutConfig, UserHistory};
+use crate::history::{compression_ratio, segments, LayoutConfig, SegmentKind, UserHistory};
 use crate::prompt::build_prompt;
 
 #[derive(Debug, Clone)]
@@ -47,6 +47,35 @@ pub struct QueryResult {
     pub history_items: usize,
     /// The paper's compression ratio of the history part of the prompt.
     pub compression_ratio: f64,
+}
+
+/// How the user's history would be laid out for `opts`, without running the model:
+/// `(prompt positions, history items shown, compression ratio)`.
+pub fn layout_stats(
+    catalog: &Catalog,
+    user: &UserHistory,
+    opts: &QueryOptions,
+) -> Result<(usize, usize, f64)> {
+    let model = catalog.model();
+    let layout = opts.layout.unwrap_or(model.meta().layout);
+    layout.layout.validate()?;
+    let snap = catalog.snapshot();
+    let history = user.latest(layout.max_items);
+    let lengths: Vec<usize> = history
+        .iter()
+        .map(|&id| snap.index_of(id).map(|i| snap.item(i).tokens.len()))
+        .collect::<Result<_>>()?;
+    let segs = segments(layout.layout, history.len());
+    let mut len = model.head_ids().len() + model.tail_ids().len() + usize::from(history.is_empty());
+    for s in &segs {
+        // One delimiter per segment, after the title or the patch.
+        len += 1 + match s.kind {
+            SegmentKind::Text => lengths[s.items.start],
+            SegmentKind::Item | SegmentKind::Session => 1,
+        };
+    }
+    let cr = compression_ratio(&segs, |i| lengths[i]);
+    Ok((len, history.len(), cr))
 }
 
 /// Recommends the next items for `user` from `catalog` (one consistent snapshot of it).
