@@ -169,3 +169,105 @@ pub fn compression_ratio(segments: &[Segment], title_tokens: impl Fn(usize) -> u
         full as f64 / compressed as f64
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use SegmentKind::*;
+
+    /// Compact spelling of a layout: "T3" text item 3, "I3" item patch, "S0-2" session
+    /// of items 0..=2.
+    fn spell(segs: &[Segment]) -> Vec<String> {
+        segs.iter()
+            .map(|s| match s.kind {
+                Text => format!("T{}", s.items.start),
+                Item => format!("I{}", s.items.start),
+                Session => format!("S{}-{}", s.items.start, s.items.end - 1),
+            })
+            .collect()
+    }
+
+    fn lay(layout: Layout, n: usize) -> Vec<String> {
+        let segs = segments(layout, n);
+        // Segments always cover the history once, in order.
+        let covered: Vec<usize> = segs.iter().flat_map(|s| s.items.clone()).collect();
+        assert_eq!(covered, (0..n).collect::<Vec<_>>());
+        spell(&segs)
+    }
+
+    #[test]
+    fn vanilla_is_all_text() {
+        assert_eq!(lay(Layout::Vanilla, 0), Vec::<String>::new());
+        assert_eq!(lay(Layout::Vanilla, 3), ["T0", "T1", "T2"]);
+    }
+
+    #[test]
+    fn pft_i_keeps_latest_m_as_text() {
+        let m5 = Layout::PftI { m: 5 };
+        assert_eq!(lay(m5, 0), Vec::<String>::new());
+        assert_eq!(lay(m5, 1), ["T0"]);
+        assert_eq!(lay(m5, 5), ["T0", "T1", "T2", "T3", "T4"]);
+        assert_eq!(lay(m5, 6), ["I0", "T1", "T2", "T3", "T4", "T5"]);
+        assert_eq!(
+            lay(Layout::PftI { m: 2 }, 5),
+            ["I0", "I1", "I2", "T3", "T4"]
+        );
+        assert_eq!(lay(Layout::PftI { m: 0 }, 2), ["I0", "I1"]);
+    }
+
+    #[test]
+    fn pft_s_groups_from_the_latest_item_backwards() {
+        let l4 = Layout::PftS { l: 4 };
+        assert_eq!(lay(l4, 0), Vec::<String>::new());
+        assert_eq!(lay(l4, 1), ["T0"]);
+        // L - 1 and L: all text.
+        assert_eq!(lay(l4, 3), ["T0", "T1", "T2"]);
+        assert_eq!(lay(l4, 4), ["T0", "T1", "T2", "T3"]);
+        // Between L and 2L: no sessions yet, the older part as item patches.
+        assert_eq!(lay(l4, 6), ["I0", "I1", "T2", "T3", "T4", "T5"]);
+        assert_eq!(lay(l4, 8), ["I0", "I1", "I2", "I3", "T4", "T5", "T6", "T7"]);
+        // 2L + 3: one partial (oldest) session of 3.
+        assert_eq!(
+            lay(l4, 11),
+            ["S0-2", "I3", "I4", "I5", "I6", "T7", "T8", "T9", "T10"]
+        );
+        // 3L + 1: a session of 1 (the remainder), then a full one.
+        assert_eq!(
+            lay(l4, 13),
+            ["S0-0", "S1-4", "I5", "I6", "I7", "I8", "T9", "T10", "T11", "T12"]
+        );
+        // The reference implementation's example: n = 57, L = 20.
+        let segs = segments(Layout::PftS { l: 20 }, 57);
+        assert_eq!(segs[0], Segment { kind: Session, items: 0..17 });
+        assert_eq!(segs[1], Segment { kind: Item, items: 17..18 });
+        assert_eq!(segs[20], Segment { kind: Item, items: 36..37 });
+        assert_eq!(segs[21], Segment { kind: Text, items: 37..38 });
+        assert_eq!(segs.len(), 1 + 20 + 20);
+    }
+
+    #[test]
+    fn compression_ratio_counts_title_tokens_and_one_per_patch() {
+        let lens = [3, 4, 5, 6];
+        let len = |i: usize| lens[i];
+        // Vanilla: nothing compressed.
+        assert_eq!(compression_ratio(&segments(Layout::Vanilla, 4), len), 1.0);
+        // PFT-I, M = 2: 18 tokens -> 1 + 1 + 5 + 6.
+        let cr = compression_ratio(&segments(Layout::PftI { m: 2 }, 4), len);
+        assert!((cr - 18.0 / 13.0).abs() < 1e-12);
+        let cr = compression_ratio(&segments(Layout::PftS { l: 1 }, 4), len);
+        assert!((cr - 18.0 / 9.0).abs() < 1e-12, "L = 1: sessions 0, 1, item 2, text 3");
+        let cr = compression_ratio(&segments(Layout::PftS { l: 2 }, 5), |i| [3, 4, 5, 6, 7][i]);
+        assert!((cr - 25.0 / 16.0).abs() < 1e-12, "L = 2: session 0, items 1-2, text 3-4");
+        assert_eq!(compression_ratio(&[], len), 1.0);
+    }
+
+    #[test]
+    fn layouts_parse_and_print() {
+        for s in ["vanilla", "pft-i:5", "pft-s:20"] {
+            assert_eq!(Layout::parse(s).unwrap().to_string(), s);
+        }
+        for bad in ["", "pft-i", "pft-s:0", "pft-x:3", "pft-i:-1"] {
+            assert!(Layout::parse(bad).is_err(), "{bad:?} should not parse");
+        }
+    }
+}

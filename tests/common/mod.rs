@@ -1,0 +1,56 @@
+//! Shared fixtures: a synthetic catalogue and a tiny from-scratch model around it.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use patchrec::init::{init_model, InitOptions};
+use patchrec::text::{ChatFormat, PromptTemplate};
+use patchrec::{Catalog, Model};
+
+const ADJECTIVES: [&str; 8] = ["Red", "Silent", "Broken", "Golden", "Last", "Hidden", "Wild", "Lost"];
+const NOUNS: [&str; 6] = ["Garden", "River", "Empire", "Night", "Harbor", "Machine"];
+
+/// `n` distinct synthetic titles such as "The Silent River (1987)".
+pub fn titles(n: usize) -> Vec<(u64, String)> {
+    (0..n)
+        .map(|i| {
+            let a = ADJECTIVES[i % ADJECTIVES.len()];
+            let b = NOUNS[(i / ADJECTIVES.len()) % NOUNS.len()];
+            let year = 1950 + (i * 7) % 70;
+            (100 + i as u64, format!("The {a} {b} ({year})"))
+        })
+        .collect()
+}
+
+pub fn tiny_model_with(opts: &InitOptions, catalogue: &[(u64, String)]) -> Arc<Model> {
+    let template = PromptTemplate::movielens(ChatFormat::ChatMl);
+    let mut corpus: Vec<String> = catalogue.iter().map(|(_, t)| t.clone()).collect();
+    corpus.push(template.system.clone());
+    corpus.push(template.instruction.clone());
+    Arc::new(init_model(&corpus, template, opts).expect("init tiny model"))
+}
+
+/// A 2-layer, 64-wide model whose tokenizer was trained on `titles(n)`.
+pub fn tiny_model(n: usize) -> Arc<Model> {
+    tiny_model_with(&InitOptions::default(), &titles(n))
+}
+
+pub fn catalog(model: &Arc<Model>, items: &[(u64, String)]) -> Catalog {
+    let c = Catalog::new(model.clone()).expect("catalog");
+    let refs: Vec<(u64, &str)> = items.iter().map(|(i, t)| (*i, t.as_str())).collect();
+    c.add_batch(&refs).expect("register");
+    c
+}
+
+pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
