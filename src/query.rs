@@ -79,7 +79,11 @@ pub fn layout_stats(
 }
 
 /// Recommends the next items for `user` from `catalog` (one consistent snapshot of it).
-pub fn recommend(catalog: &Catalog, user: &UserHistory, opts: &QueryOptions) -> Result<QueryResult> {
+pub fn recommend(
+    catalog: &Catalog,
+    user: &UserHistory,
+    opts: &QueryOptions,
+) -> Result<QueryResult> {
     if opts.k == 0 {
         return Err(Error::invalid("k must be at least 1"));
     }

@@ -15,7 +15,9 @@ fn teacher_forced(model: &patchrec::Model, prompt: &Tensor, answer: &[u32]) -> f
     let ans = llama.embed_ids(answer).unwrap().unsqueeze(0).unwrap();
     let x = Tensor::cat(&[prompt, &ans], 1).unwrap();
     let mut cache = llama.new_cache();
-    let logits = llama.logits(&llama.forward(&x, None, &mut cache).unwrap()).unwrap();
+    let logits = llama
+        .logits(&llama.forward(&x, None, &mut cache).unwrap())
+        .unwrap();
     let lp = candle_nn::ops::log_softmax(&logits.squeeze(0).unwrap(), D::Minus1)
         .unwrap()
         .to_vec2::<f32>()
@@ -35,7 +37,11 @@ fn wide_beam_ranking_equals_teacher_forced_scoring() {
     let cat = common::catalog(&model, &items);
     let snap = cat.snapshot();
     let history: Vec<u64> = items[3..9].iter().map(|(id, _)| *id).collect();
-    for layout in [Layout::Vanilla, Layout::PftI { m: 2 }, Layout::PftS { l: 2 }] {
+    for layout in [
+        Layout::Vanilla,
+        Layout::PftI { m: 2 },
+        Layout::PftS { l: 2 },
+    ] {
         let prompt = build_prompt(&model, &snap, &history, layout).unwrap();
         let found = beam_search(
             &model,
@@ -48,7 +54,11 @@ fn wide_beam_ranking_equals_teacher_forced_scoring() {
             },
         )
         .unwrap();
-        assert_eq!(found.len(), items.len(), "{layout}: every title is reachable");
+        assert_eq!(
+            found.len(),
+            items.len(),
+            "{layout}: every title is reachable"
+        );
         let mut reference: Vec<(u32, f32)> = (0..snap.len() as u32)
             .map(|i| {
                 let mut answer = snap.item(i).tokens.clone();
@@ -67,7 +77,10 @@ fn wide_beam_ranking_equals_teacher_forced_scoring() {
             // Same item unless two scores tie within tolerance.
             if got.index != want.0 {
                 let other = reference.iter().find(|r| r.0 == got.index).unwrap();
-                assert!((other.1 - want.1).abs() < 1e-3, "{layout} rank {rank} differs");
+                assert!(
+                    (other.1 - want.1).abs() < 1e-3,
+                    "{layout} rank {rank} differs"
+                );
             }
         }
     }
@@ -87,7 +100,12 @@ fn results_are_distinct_catalogue_items_and_exclusions_hold() {
         })
         .collect();
     cat.append(&mut user, &seen).unwrap();
-    for (k, width, exclude) in [(10, 20, false), (10, 20, true), (25, 5, true), (1, 1, false)] {
+    for (k, width, exclude) in [
+        (10, 20, false),
+        (10, 20, true),
+        (25, 5, true),
+        (1, 1, false),
+    ] {
         let opts = QueryOptions {
             k,
             beam_width: width,

@@ -19,8 +19,13 @@ fn duplicate_ids_are_rejected_and_change_nothing() {
     let items = common::titles(10);
     let model = common::tiny_model(10);
     let cat = common::catalog(&model, &items[..5]);
-    let e = cat.add_batch(&[(items[5].0, "A New Title"), (items[0].0, "Again")]).unwrap_err();
-    assert!(matches!(e, Error::DuplicateItem(id) if id == items[0].0), "{e:?}");
+    let e = cat
+        .add_batch(&[(items[5].0, "A New Title"), (items[0].0, "Again")])
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::DuplicateItem(id) if id == items[0].0),
+        "{e:?}"
+    );
     assert_eq!(cat.len(), 5, "all or nothing");
     let e = cat.add_batch(&[(7, "One"), (7, "Two")]).unwrap_err();
     assert!(matches!(e, Error::DuplicateItem(7)));
@@ -39,7 +44,10 @@ fn bad_titles_are_rejected_with_the_item_named() {
     assert!(cat.is_empty());
     // Surrounding whitespace is trimmed, as the reference implementation does.
     cat.add(1, "  The Lost River (1999) ").unwrap();
-    assert_eq!(cat.snapshot().get(1).unwrap().title, "The Lost River (1999)");
+    assert_eq!(
+        cat.snapshot().get(1).unwrap().title,
+        "The Lost River (1999)"
+    );
 }
 
 #[test]
@@ -69,9 +77,18 @@ fn k_zero_and_empty_catalogue_are_errors() {
         k: 0,
         ..Default::default()
     };
-    assert!(matches!(patchrec::recommend(&cat, &user, &opts), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        patchrec::recommend(&cat, &user, &opts),
+        Err(Error::InvalidArgument(_))
+    ));
     // An empty history is a valid (cold-start) query.
-    assert_eq!(patchrec::recommend(&cat, &user, &QueryOptions::default()).unwrap().items.len(), 10);
+    assert_eq!(
+        patchrec::recommend(&cat, &user, &QueryOptions::default())
+            .unwrap()
+            .items
+            .len(),
+        10
+    );
 }
 
 #[test]
@@ -80,7 +97,8 @@ fn queries_see_a_consistent_catalogue_while_items_are_added() {
     let model = common::tiny_model(48);
     let cat = Arc::new(common::catalog(&model, &items[..8]));
     let mut user = UserHistory::new();
-    cat.append(&mut user, &[at(items[0].0), at(items[1].0)]).unwrap();
+    cat.append(&mut user, &[at(items[0].0), at(items[1].0)])
+        .unwrap();
     let user = Arc::new(user);
     std::thread::scope(|s| {
         let writer = {
@@ -88,7 +106,8 @@ fn queries_see_a_consistent_catalogue_while_items_are_added() {
             let items = &items;
             s.spawn(move || {
                 for chunk in items[8..].chunks(4) {
-                    let refs: Vec<(u64, &str)> = chunk.iter().map(|(i, t)| (*i, t.as_str())).collect();
+                    let refs: Vec<(u64, &str)> =
+                        chunk.iter().map(|(i, t)| (*i, t.as_str())).collect();
                     cat.add_batch(&refs).unwrap();
                 }
             })
@@ -99,7 +118,15 @@ fn queries_see_a_consistent_catalogue_while_items_are_added() {
             // item indexed, sizes only in whole registration batches.
             assert_eq!(snap.patches().dim(0).unwrap(), snap.len());
             assert_eq!((snap.len() - 8) % 4, 0);
-            let res = patchrec::recommend(&cat, &user, &QueryOptions { k: 5, ..Default::default() }).unwrap();
+            let res = patchrec::recommend(
+                &cat,
+                &user,
+                &QueryOptions {
+                    k: 5,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
             assert_eq!(res.items.len(), 5);
         }
         writer.join().unwrap();

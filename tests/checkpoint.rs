@@ -36,7 +36,12 @@ fn save_then_load_gives_the_same_logits_and_template() {
     let model = common::tiny_model(10);
     let ckpt = dir.path().join("tiny");
     model.save(&ckpt).unwrap();
-    for file in ["config.json", "model.safetensors", "tokenizer.json", "patchrec.json"] {
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "patchrec.json",
+    ] {
         assert!(ckpt.join(file).is_file(), "{file} written");
     }
     let loaded = Model::load(&ckpt, &Default::default()).unwrap();
@@ -44,7 +49,9 @@ fn save_then_load_gives_the_same_logits_and_template() {
     let run = |m: &Model| {
         let x = m.llama().embed_ids(&ids).unwrap().unsqueeze(0).unwrap();
         let mut c = m.llama().new_cache();
-        m.llama().logits(&m.llama().forward(&x, None, &mut c).unwrap()).unwrap()
+        m.llama()
+            .logits(&m.llama().forward(&x, None, &mut c).unwrap())
+            .unwrap()
     };
     assert_eq!(common::max_abs_diff(&run(&model), &run(&loaded)), 0.0);
     assert_eq!(loaded.head_ids(), model.head_ids());
@@ -52,15 +59,25 @@ fn save_then_load_gives_the_same_logits_and_template() {
     // Saving again over the same directory replaces it cleanly.
     loaded.save(&ckpt).unwrap();
     Model::load(&ckpt, &Default::default()).unwrap();
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(leftovers, vec![std::ffi::OsString::from("tiny")], "no temporary directories left");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers,
+        vec![std::ffi::OsString::from("tiny")],
+        "no temporary directories left"
+    );
 }
 
 #[test]
 fn missing_directory_is_an_io_error_naming_it() {
     let e = load_err(Path::new("/nonexistent/patchrec-checkpoint"));
     assert!(matches!(e, Error::Io { .. }), "{e:?}");
-    assert!(e.to_string().contains("/nonexistent/patchrec-checkpoint"), "{e}");
+    assert!(
+        e.to_string().contains("/nonexistent/patchrec-checkpoint"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -72,7 +89,10 @@ fn missing_tensor_is_named() {
     });
     let e = load_err(&ckpt);
     assert!(matches!(e, Error::Format { .. }), "{e:?}");
-    assert!(e.to_string().contains("model.layers.1.mlp.up_proj.weight"), "{e}");
+    assert!(
+        e.to_string().contains("model.layers.1.mlp.up_proj.weight"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -86,7 +106,10 @@ fn wrong_shape_names_tensor_file_and_shapes() {
         );
     });
     let msg = load_err(&ckpt).to_string();
-    assert!(msg.contains("model.layers.0.self_attn.k_proj.weight"), "{msg}");
+    assert!(
+        msg.contains("model.layers.0.self_attn.k_proj.weight"),
+        "{msg}"
+    );
     assert!(msg.contains("model.safetensors"), "{msg}");
     assert!(msg.contains("[3, 64]"), "{msg}");
 }
@@ -100,13 +123,19 @@ fn malformed_or_unsupported_config_is_named() {
 
     std::fs::write(&config, "{ not json").unwrap();
     let msg = load_err(&ckpt).to_string();
-    assert!(msg.contains("config.json") && msg.contains("malformed"), "{msg}");
+    assert!(
+        msg.contains("config.json") && msg.contains("malformed"),
+        "{msg}"
+    );
 
     let mut json: serde_json::Value = serde_json::from_str(&good).unwrap();
     json["architectures"] = serde_json::json!(["GPT2LMHeadModel"]);
     std::fs::write(&config, json.to_string()).unwrap();
     let msg = load_err(&ckpt).to_string();
-    assert!(msg.contains("architectures") && msg.contains("GPT2LMHeadModel"), "{msg}");
+    assert!(
+        msg.contains("architectures") && msg.contains("GPT2LMHeadModel"),
+        "{msg}"
+    );
 
     let mut json: serde_json::Value = serde_json::from_str(&good).unwrap();
     json["num_key_value_heads"] = serde_json::json!(3);
@@ -152,9 +181,17 @@ fn sharded_checkpoints_load() {
     let (mut a, mut b) = (HashMap::new(), HashMap::new());
     let mut map = serde_json::Map::new();
     for (i, (name, t)) in tensors.into_iter().enumerate() {
-        let file = if i % 2 == 0 { "model-00001-of-00002.safetensors" } else { "model-00002-of-00002.safetensors" };
+        let file = if i % 2 == 0 {
+            "model-00001-of-00002.safetensors"
+        } else {
+            "model-00002-of-00002.safetensors"
+        };
         map.insert(name.clone(), file.into());
-        if i % 2 == 0 { a.insert(name, t) } else { b.insert(name, t) };
+        if i % 2 == 0 {
+            a.insert(name, t)
+        } else {
+            b.insert(name, t)
+        };
     }
     candle_core::safetensors::save(&a, ckpt.join("model-00001-of-00002.safetensors")).unwrap();
     candle_core::safetensors::save(&b, ckpt.join("model-00002-of-00002.safetensors")).unwrap();

@@ -31,7 +31,11 @@ fn item_patch_is_mean_of_title_token_embeddings() {
     let snap = cat.snapshot();
     let table = model.llama().embeddings();
     for (i, item) in snap.items().enumerate() {
-        assert!(item.tokens.len() > 1, "title {:?} should span several tokens", item.title);
+        assert!(
+            item.tokens.len() > 1,
+            "title {:?} should span several tokens",
+            item.title
+        );
         let expected = reference_mean(table, &item.tokens);
         let got = snap.patches().i(i).unwrap().to_vec1::<f32>().unwrap();
         assert!(close(&got, &expected), "patch of {:?} differs", item.title);
@@ -80,6 +84,9 @@ fn patches_follow_items_registered_later() {
     let snap = cat.snapshot();
     assert_eq!(snap.len(), 6);
     let got = snap.patches().i(5).unwrap().to_vec1::<f32>().unwrap();
-    let want = reference_mean(model.llama().embeddings(), &snap.get(items[5].0).unwrap().tokens);
+    let want = reference_mean(
+        model.llama().embeddings(),
+        &snap.get(items[5].0).unwrap().tokens,
+    );
     assert!(close(&got, &want));
 }

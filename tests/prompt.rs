@@ -23,7 +23,10 @@ fn text_segments_embed_like_the_tokenised_prompt_string() {
         let want = model.llama().embed_ids(&ids).unwrap();
         let got = build_prompt(&model, &snap, &history, Layout::Vanilla).unwrap();
         assert_eq!(got.len, ids.len(), "prompt length for {n} items");
-        assert_eq!(common::max_abs_diff(&got.embeds.squeeze(0).unwrap(), &want), 0.0);
+        assert_eq!(
+            common::max_abs_diff(&got.embeds.squeeze(0).unwrap(), &want),
+            0.0
+        );
         if n > 0 {
             assert!(rendered.contains(&format!("{}{}", special.start_seq, titles[0])));
             assert!(rendered.contains(&format!("{}{}", titles[n - 1], special.end_seq)));
@@ -52,7 +55,10 @@ fn pft_i_keeps_the_text_part_of_the_rendered_prompt() {
     let rows = got.embeds.squeeze(0).unwrap();
     let want = model.llama().embed_ids(&ids).unwrap();
     assert_eq!(
-        common::max_abs_diff(&rows.narrow(0, 0, head).unwrap(), &want.narrow(0, 0, head).unwrap()),
+        common::max_abs_diff(
+            &rows.narrow(0, 0, head).unwrap(),
+            &want.narrow(0, 0, head).unwrap()
+        ),
         0.0
     );
     let tail = ids.len() - head;
@@ -63,10 +69,16 @@ fn pft_i_keeps_the_text_part_of_the_rendered_prompt() {
         ),
         0.0
     );
-    let sep = model.llama().embed_ids(&[model.special().item_sep]).unwrap();
+    let sep = model
+        .llama()
+        .embed_ids(&[model.special().item_sep])
+        .unwrap();
     for p in 0..5 {
         let at = head + 2 * p + 1;
-        assert_eq!(common::max_abs_diff(&rows.i(at).unwrap().unsqueeze(0).unwrap(), &sep), 0.0);
+        assert_eq!(
+            common::max_abs_diff(&rows.i(at).unwrap().unsqueeze(0).unwrap(), &sep),
+            0.0
+        );
     }
 }
 
@@ -102,7 +114,13 @@ fn stats_match_counted_prompt_positions_and_tokens() {
         let (len, shown, cr) = layout_stats(&cat, &user, &opts).unwrap();
         let history = user.latest(k);
         assert_eq!(shown, k.min(30));
-        assert_eq!(history[..], items[30 - k..].iter().map(|(id, _)| *id).collect::<Vec<_>>()[..]);
+        assert_eq!(
+            history[..],
+            items[30 - k..]
+                .iter()
+                .map(|(id, _)| *id)
+                .collect::<Vec<_>>()[..]
+        );
         let built = build_prompt(&model, &snap, &history, layout).unwrap();
         assert_eq!(len, built.len, "{layout}");
         assert!((cr - built.compression_ratio).abs() < 1e-12);

@@ -12,9 +12,12 @@ use patchrec::model::Llama;
 use patchrec::Model;
 
 fn gguf_path() -> Option<PathBuf> {
-    let p = std::env::var_os("PATCHREC_SMOLLM2_GGUF").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-    });
+    let p = std::env::var_os("PATCHREC_SMOLLM2_GGUF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join(".cache/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
     if p.is_file() {
         Some(p)
     } else {
@@ -35,7 +38,8 @@ fn model() -> Option<Arc<Model>> {
         .clone()
 }
 
-const PARAGRAPH: &str = "The history of the city begins with a small settlement on the banks of the river. \
+const PARAGRAPH: &str =
+    "The history of the city begins with a small settlement on the banks of the river. \
 Over the centuries, merchants and farmers built houses, markets and churches, and the town grew \
 into an important centre of trade. Today it is known for its old bridges, its museums and its \
 lively streets, which attract visitors from all over the world.";
@@ -56,7 +60,9 @@ fn perplexity(llama: &Llama, ids: &[u32]) -> f64 {
         .unwrap()
         .to_vec2::<f32>()
         .unwrap();
-    let nll: f64 = (1..ids.len()).map(|t| -(lp[t - 1][ids[t] as usize] as f64)).sum();
+    let nll: f64 = (1..ids.len())
+        .map(|t| -(lp[t - 1][ids[t] as usize] as f64))
+        .sum();
     (nll / (ids.len() - 1) as f64).exp()
 }
 
@@ -65,7 +71,10 @@ fn perplexity_of_plain_english_is_low() {
     let Some(model) = model() else { return };
     let ids = model.tokenizer().encode(PARAGRAPH).unwrap();
     let ppl = perplexity(model.llama(), &ids);
-    eprintln!("SmolLM2 perplexity on the paragraph: {ppl:.2} ({} tokens)", ids.len());
+    eprintln!(
+        "SmolLM2 perplexity on the paragraph: {ppl:.2} ({} tokens)",
+        ids.len()
+    );
     // Measured 11.80 over 67 tokens.
     assert!(ppl > 2.0 && ppl < 16.0, "perplexity {ppl}");
 }
@@ -104,9 +113,18 @@ fn leaving_q_k_permuted_ruins_perplexity() {
 #[test]
 fn greedy_continuation_knows_the_capital_of_france() {
     let Some(model) = model() else { return };
-    let ids = model.tokenizer().encode("The capital of France is").unwrap();
+    let ids = model
+        .tokenizer()
+        .encode("The capital of France is")
+        .unwrap();
     let logits = logits_of(model.llama(), &ids);
-    let next = logits.i(ids.len() - 1).unwrap().argmax(0).unwrap().to_scalar::<u32>().unwrap();
+    let next = logits
+        .i(ids.len() - 1)
+        .unwrap()
+        .argmax(0)
+        .unwrap()
+        .to_scalar::<u32>()
+        .unwrap();
     assert_eq!(model.tokenizer().decode(&[next]).unwrap(), " Paris");
 }
 
@@ -116,25 +134,45 @@ fn top1_tokens_agree_with_candle_quantized_llama_on_the_gguf() {
     let path = gguf_path().unwrap();
     let mut file = std::fs::File::open(&path).unwrap();
     let content = candle_core::quantized::gguf_file::Content::read(&mut file).unwrap();
-    let mut reference =
-        candle_transformers::models::quantized_llama::ModelWeights::from_gguf(content, &mut file, &Device::Cpu)
-            .unwrap();
+    let mut reference = candle_transformers::models::quantized_llama::ModelWeights::from_gguf(
+        content,
+        &mut file,
+        &Device::Cpu,
+    )
+    .unwrap();
     let ids = model.tokenizer().encode(PARAGRAPH).unwrap();
     let ours = logits_of(model.llama(), &ids);
     let (mut agree, mut worst) = (0, 0f32);
     for (pos, &id) in ids.iter().enumerate() {
-        let x = Tensor::new(&[id], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let x = Tensor::new(&[id], &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
         let theirs = reference.forward(&x, pos).unwrap().squeeze(0).unwrap();
         // The reference has the GGUF's vocabulary; ours adds PatchRec's special tokens.
-        let mine = ours.i(pos).unwrap().narrow(0, 0, theirs.dim(0).unwrap()).unwrap();
+        let mine = ours
+            .i(pos)
+            .unwrap()
+            .narrow(0, 0, theirs.dim(0).unwrap())
+            .unwrap();
         let a = mine.argmax(0).unwrap().to_scalar::<u32>().unwrap();
         let b = theirs.argmax(0).unwrap().to_scalar::<u32>().unwrap();
         agree += usize::from(a == b);
-        let diff = (&mine - &theirs).unwrap().abs().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        let diff = (&mine - &theirs)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         worst = worst.max(diff);
     }
     let rate = agree as f64 / ids.len() as f64;
-    eprintln!("top-1 agreement with quantized_llama: {agree}/{} ({rate:.3}), max |logit diff| {worst:.3}", ids.len());
+    eprintln!(
+        "top-1 agreement with quantized_llama: {agree}/{} ({rate:.3}), max |logit diff| {worst:.3}",
+        ids.len()
+    );
     assert!(rate >= 0.9, "top-1 agreement {rate}");
 }
 
@@ -146,25 +184,60 @@ fn tokenizer_ids_equal_the_gguf_vocabulary() {
     let cases: [(&str, &[u32]); 12] = [
         ("The capital of France is", &[504, 3575, 282, 4649, 314]),
         ("Hello world", &[19556, 905]),
-        ("In 1995, 12345 films were made.", &[788, 216, 33, 41, 41, 37, 28, 216, 33, 34, 35, 36, 37, 9411, 592, 1135, 30]),
-        ("Amélie (2001)", &[8112, 2756, 17011, 365, 34, 32, 32, 33, 25]),
-        ("Señor Citroën déjà vu", &[4393, 10214, 270, 12693, 291, 26547, 94, 32564, 90, 16739, 386, 101]),
-        ("<|im_start|>user\nHi<|im_end|>\n", &[1, 4093, 198, 26843, 2, 198]),
-        (" Toy Story (1995)", &[25399, 10124, 365, 33, 41, 41, 37, 25]),
+        (
+            "In 1995, 12345 films were made.",
+            &[
+                788, 216, 33, 41, 41, 37, 28, 216, 33, 34, 35, 36, 37, 9411, 592, 1135, 30,
+            ],
+        ),
+        (
+            "Amélie (2001)",
+            &[8112, 2756, 17011, 365, 34, 32, 32, 33, 25],
+        ),
+        (
+            "Señor Citroën déjà vu",
+            &[
+                4393, 10214, 270, 12693, 291, 26547, 94, 32564, 90, 16739, 386, 101,
+            ],
+        ),
+        (
+            "<|im_start|>user\nHi<|im_end|>\n",
+            &[1, 4093, 198, 26843, 2, 198],
+        ),
+        (
+            " Toy Story (1995)",
+            &[25399, 10124, 365, 33, 41, 41, 37, 25],
+        ),
         ("Hello  world", &[19556, 216, 905]),
-        ("tabs\tand\nnewlines\n\n", &[100, 7366, 197, 397, 198, 2241, 5110, 1116]),
+        (
+            "tabs\tand\nnewlines\n\n",
+            &[100, 7366, 197, 397, 198, 2241, 5110, 1116],
+        ),
         ("a<|im_end|>b", &[81, 2, 82]),
-        ("emoji 🤗🚀 test", &[391, 33777, 15107, 114, 241, 10813, 244, 218, 1028]),
-        ("price: $1,234.56", &[17517, 42, 1885, 33, 28, 34, 35, 36, 30, 37, 38]),
+        (
+            "emoji 🤗🚀 test",
+            &[391, 33777, 15107, 114, 241, 10813, 244, 218, 1028],
+        ),
+        (
+            "price: $1,234.56",
+            &[17517, 42, 1885, 33, 28, 34, 35, 36, 30, 37, 38],
+        ),
     ];
     for (text, want) in cases {
         let got = model.tokenizer().encode(text).unwrap();
         assert_eq!(got, want, "ids of {text:?}");
-        assert_eq!(model.tokenizer().decode(&got).unwrap(), text, "round trip of {text:?}");
+        assert_eq!(
+            model.tokenizer().decode(&got).unwrap(),
+            text,
+            "round trip of {text:?}"
+        );
     }
     // PatchRec's special tokens were added after the GGUF vocabulary, one token each.
     let sp = model.special();
-    assert_eq!((sp.start_seq, sp.end_seq, sp.item_sep), (49152, 49153, 49154));
+    assert_eq!(
+        (sp.start_seq, sp.end_seq, sp.item_sep),
+        (49152, 49153, 49154)
+    );
     assert_eq!(sp.answer_end, 2, "<|im_end|> ends the answer");
 }
 
@@ -175,11 +248,29 @@ fn save_then_load_gives_the_same_logits() {
     let ckpt = dir.path().join("smollm2");
     model.save(&ckpt).unwrap();
     let loaded = Model::load(&ckpt, &Default::default()).unwrap();
-    let ids = model.tokenizer().encode("Hello world, this is a test.").unwrap();
-    assert_eq!(loaded.tokenizer().encode("Hello world, this is a test.").unwrap(), ids);
+    let ids = model
+        .tokenizer()
+        .encode("Hello world, this is a test.")
+        .unwrap();
+    assert_eq!(
+        loaded
+            .tokenizer()
+            .encode("Hello world, this is a test.")
+            .unwrap(),
+        ids
+    );
     let a = logits_of(model.llama(), &ids);
     let b = logits_of(loaded.llama(), &ids);
-    let diff = (&a - &b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+    let diff = (&a - &b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     assert_eq!(diff, 0.0);
     assert_eq!(loaded.meta().template, model.meta().template);
 }

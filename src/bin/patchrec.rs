@@ -8,10 +8,16 @@ use clap::{Parser, Subcommand};
 use patchrec::catalog::tsv::read_items_tsv;
 use patchrec::init::{init_model, InitOptions};
 use patchrec::text::{ChatFormat, PromptTemplate};
-use patchrec::{Catalog, Interaction, Layout, LayoutConfig, Model, ModelOptions, QueryOptions, UserHistory};
+use patchrec::{
+    Catalog, Interaction, Layout, LayoutConfig, Model, ModelOptions, QueryOptions, UserHistory,
+};
 
 #[derive(Parser)]
-#[command(name = "patchrec", version, about = "PatchRec LLM sequential recommendation")]
+#[command(
+    name = "patchrec",
+    version,
+    about = "PatchRec LLM sequential recommendation"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -104,7 +110,8 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             let catalog = read_items_tsv(&items)?;
             let template = match prompt {
                 Some(p) => {
-                    let text = std::fs::read_to_string(&p).map_err(|e| patchrec::Error::io(&p, e))?;
+                    let text =
+                        std::fs::read_to_string(&p).map_err(|e| patchrec::Error::io(&p, e))?;
                     PromptTemplate::from_prompt_text(&text, ChatFormat::ChatMl)?
                 }
                 None => PromptTemplate::movielens(ChatFormat::ChatMl),

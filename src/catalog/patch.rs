@@ -14,7 +14,11 @@ pub fn item_patches(llama: &Llama, titles: &[&[u32]]) -> Result<Tensor> {
     let d = llama.hidden_size();
     let all: Vec<u32> = titles.iter().flat_map(|t| t.iter().copied()).collect();
     if titles.is_empty() {
-        return Ok(Tensor::zeros((0, d), candle_core::DType::F32, llama.device())?);
+        return Ok(Tensor::zeros(
+            (0, d),
+            candle_core::DType::F32,
+            llama.device(),
+        )?);
     }
     let rows = llama.embed_ids(&all)?; // [sum of lengths, d]
     let mut out = Vec::with_capacity(titles.len());

@@ -82,10 +82,9 @@ impl Catalog {
             }
             let tokens = self.model.tokenizer().encode(title)?;
             let sp = self.model.special();
-            if tokens
-                .iter()
-                .any(|&t| t == sp.start_seq || t == sp.end_seq || t == sp.item_sep || t == sp.answer_end)
-            {
+            if tokens.iter().any(|&t| {
+                t == sp.start_seq || t == sp.end_seq || t == sp.item_sep || t == sp.answer_end
+            }) {
                 return Err(Error::invalid(format!(
                     "item {id}: title {title:?} contains one of the prompt's special tokens"
                 )));

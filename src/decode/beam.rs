@@ -121,8 +121,12 @@ pub fn beam_search(
         finished.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
         // Log-probabilities only fall as a title grows: once k are finished and no live
         // beam beats the k-th, nothing can change the top k.
-        let best_live = next.iter().map(|n| n.0.score).fold(f32::NEG_INFINITY, f32::max);
-        if next.is_empty() || (finished.len() >= opts.k && best_live <= finished[opts.k - 1].score) {
+        let best_live = next
+            .iter()
+            .map(|n| n.0.score)
+            .fold(f32::NEG_INFINITY, f32::max);
+        if next.is_empty() || (finished.len() >= opts.k && best_live <= finished[opts.k - 1].score)
+        {
             break;
         }
         // Advance all live beams in one forward pass over the shared prompt cache.

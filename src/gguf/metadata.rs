@@ -124,8 +124,14 @@ pub fn llama_config(meta: &GgufMeta) -> Result<LlamaConfig> {
     cfg.rope_theta = meta.f32("llama.rope.freq_base").unwrap_or(10_000.0);
     cfg.max_position_embeddings = meta.usize("llama.context_length").unwrap_or(4096);
     cfg.tie_word_embeddings = !meta.has_tensor("output.weight");
-    cfg.bos_token_id = meta.usize("tokenizer.ggml.bos_token_id").ok().map(Into::into);
-    cfg.eos_token_id = meta.usize("tokenizer.ggml.eos_token_id").ok().map(Into::into);
+    cfg.bos_token_id = meta
+        .usize("tokenizer.ggml.bos_token_id")
+        .ok()
+        .map(Into::into);
+    cfg.eos_token_id = meta
+        .usize("tokenizer.ggml.eos_token_id")
+        .ok()
+        .map(Into::into);
     cfg.validate()
         .map_err(|m| Error::format(meta.path(), format!("derived config: {m}")))?;
     Ok(cfg)

@@ -24,11 +24,18 @@ pub fn hf_tensors(
         let q = content
             .tensor(file, gguf_name, &Device::Cpu)
             .map_err(|e| Error::format(path, format!("tensor `{gguf_name}`: {e}")))?;
-        q.dequantize(&Device::Cpu)
-            .map_err(|e| Error::format(path, format!("tensor `{gguf_name}`: cannot dequantise: {e}")))
+        q.dequantize(&Device::Cpu).map_err(|e| {
+            Error::format(
+                path,
+                format!("tensor `{gguf_name}`: cannot dequantise: {e}"),
+            )
+        })
     };
     let mut out = HashMap::new();
-    out.insert("model.embed_tokens.weight".into(), read("token_embd.weight")?);
+    out.insert(
+        "model.embed_tokens.weight".into(),
+        read("token_embd.weight")?,
+    );
     out.insert("model.norm.weight".into(), read("output_norm.weight")?);
     if !cfg.tie_word_embeddings {
         out.insert("lm_head.weight".into(), read("output.weight")?);
@@ -40,9 +47,15 @@ pub fn hf_tensors(
         out.insert(h("input_layernorm"), read(&g("attn_norm"))?);
         out.insert(h("post_attention_layernorm"), read(&g("ffn_norm"))?);
         let q = read(&g("attn_q"))?;
-        out.insert(h("self_attn.q_proj"), unpermute(&q, cfg.num_attention_heads, hd)?);
+        out.insert(
+            h("self_attn.q_proj"),
+            unpermute(&q, cfg.num_attention_heads, hd)?,
+        );
         let k = read(&g("attn_k"))?;
-        out.insert(h("self_attn.k_proj"), unpermute(&k, cfg.num_kv_heads(), hd)?);
+        out.insert(
+            h("self_attn.k_proj"),
+            unpermute(&k, cfg.num_kv_heads(), hd)?,
+        );
         out.insert(h("self_attn.v_proj"), read(&g("attn_v"))?);
         out.insert(h("self_attn.o_proj"), read(&g("attn_output"))?);
         out.insert(h("mlp.gate_proj"), read(&g("ffn_gate"))?);

@@ -37,7 +37,11 @@ impl Layout {
 
     /// Parses `vanilla`, `pft-i:M` or `pft-s:L` (the CLI's spelling).
     pub fn parse(s: &str) -> Result<Self> {
-        let bad = || Error::invalid(format!("layout {s:?}: expected vanilla, pft-i:M or pft-s:L"));
+        let bad = || {
+            Error::invalid(format!(
+                "layout {s:?}: expected vanilla, pft-i:M or pft-s:L"
+            ))
+        };
         let layout = match s.split_once(':') {
             None if s == "vanilla" => Layout::Vanilla,
             Some(("pft-i", m)) => Layout::PftI {
@@ -238,10 +242,34 @@ mod tests {
         );
         // The reference implementation's example: n = 57, L = 20.
         let segs = segments(Layout::PftS { l: 20 }, 57);
-        assert_eq!(segs[0], Segment { kind: Session, items: 0..17 });
-        assert_eq!(segs[1], Segment { kind: Item, items: 17..18 });
-        assert_eq!(segs[20], Segment { kind: Item, items: 36..37 });
-        assert_eq!(segs[21], Segment { kind: Text, items: 37..38 });
+        assert_eq!(
+            segs[0],
+            Segment {
+                kind: Session,
+                items: 0..17
+            }
+        );
+        assert_eq!(
+            segs[1],
+            Segment {
+                kind: Item,
+                items: 17..18
+            }
+        );
+        assert_eq!(
+            segs[20],
+            Segment {
+                kind: Item,
+                items: 36..37
+            }
+        );
+        assert_eq!(
+            segs[21],
+            Segment {
+                kind: Text,
+                items: 37..38
+            }
+        );
         assert_eq!(segs.len(), 1 + 20 + 20);
     }
 
@@ -255,9 +283,15 @@ mod tests {
         let cr = compression_ratio(&segments(Layout::PftI { m: 2 }, 4), len);
         assert!((cr - 18.0 / 13.0).abs() < 1e-12);
         let cr = compression_ratio(&segments(Layout::PftS { l: 1 }, 4), len);
-        assert!((cr - 18.0 / 9.0).abs() < 1e-12, "L = 1: sessions 0, 1, item 2, text 3");
+        assert!(
+            (cr - 18.0 / 9.0).abs() < 1e-12,
+            "L = 1: sessions 0, 1, item 2, text 3"
+        );
         let cr = compression_ratio(&segments(Layout::PftS { l: 2 }, 5), |i| [3, 4, 5, 6, 7][i]);
-        assert!((cr - 25.0 / 16.0).abs() < 1e-12, "L = 2: session 0, items 1-2, text 3-4");
+        assert!(
+            (cr - 25.0 / 16.0).abs() < 1e-12,
+            "L = 2: session 0, items 1-2, text 3-4"
+        );
         assert_eq!(compression_ratio(&[], len), 1.0);
     }
 

@@ -41,7 +41,10 @@ impl UserHistory {
     /// The latest `k` item ids, oldest first (the paper's truncation to K).
     pub fn latest(&self, k: usize) -> Vec<u64> {
         let start = self.interactions.len().saturating_sub(k);
-        self.interactions[start..].iter().map(|i| i.item_id).collect()
+        self.interactions[start..]
+            .iter()
+            .map(|i| i.item_id)
+            .collect()
     }
 
     pub(crate) fn push_unchecked(&mut self, interaction: Interaction) {

@@ -46,9 +46,15 @@ const CHAT_TOKENS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
 
 /// Trains the tokenizer on `corpus` (titles and prompt lines) and builds a random model
 /// around it with `template` (which must use the ChatML format).
-pub fn init_model(corpus: &[String], template: PromptTemplate, opts: &InitOptions) -> Result<Model> {
+pub fn init_model(
+    corpus: &[String],
+    template: PromptTemplate,
+    opts: &InitOptions,
+) -> Result<Model> {
     if corpus.is_empty() {
-        return Err(Error::invalid("init needs a non-empty corpus (titles and prompt text)"));
+        return Err(Error::invalid(
+            "init needs a non-empty corpus (titles and prompt text)",
+        ));
     }
     let tokenizer = train_tokenizer(corpus, opts.vocab_size)?;
     let mut cfg = LlamaConfig::small(

@@ -40,9 +40,8 @@ pub fn parse_device(spec: &str) -> Result<Device> {
                 None if s == "cuda" => 0,
                 None => return Err(Error::invalid(format!("unknown device {s:?}"))),
             };
-            Device::new_cuda(ordinal).map_err(|e| {
-                Error::Unsupported(format!("device {s:?} is not available: {e}"))
-            })
+            Device::new_cuda(ordinal)
+                .map_err(|e| Error::Unsupported(format!("device {s:?} is not available: {e}")))
         }
         s => Err(Error::invalid(format!(
             "unknown device {s:?}: expected cpu or cuda:N"
@@ -92,7 +91,11 @@ impl Model {
 
     /// Assembles a model; adds PatchRec's special tokens the tokenizer lacks, growing the
     /// embedding table to match (new rows = mean of the existing rows).
-    pub fn from_parts(mut llama: Llama, mut tokenizer: TextTokenizer, meta: PatchrecMeta) -> Result<Self> {
+    pub fn from_parts(
+        mut llama: Llama,
+        mut tokenizer: TextTokenizer,
+        meta: PatchrecMeta,
+    ) -> Result<Self> {
         meta.template.validate()?;
         tokenizer.add_missing_special(&meta.special_tokens.all());
         let needed = tokenizer.vocab_size();

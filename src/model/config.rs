@@ -149,7 +149,10 @@ impl LlamaConfig {
             ));
         }
         if self.head_dim() % 2 != 0 {
-            return Err(format!("head dimension {} must be even for RoPE", self.head_dim()));
+            return Err(format!(
+                "head dimension {} must be even for RoPE",
+                self.head_dim()
+            ));
         }
         if self.hidden_act != "silu" {
             return Err(format!(
@@ -172,7 +175,13 @@ impl LlamaConfig {
     }
 
     /// A small Llama for tests and CPU benchmarks.
-    pub fn small(vocab_size: usize, hidden: usize, layers: usize, heads: usize, kv_heads: usize) -> Self {
+    pub fn small(
+        vocab_size: usize,
+        hidden: usize,
+        layers: usize,
+        heads: usize,
+        kv_heads: usize,
+    ) -> Self {
         LlamaConfig {
             architectures: vec!["LlamaForCausalLM".into()],
             model_type: Some("llama".into()),

@@ -193,7 +193,8 @@ impl Llama {
             x = (x + h)?;
             let h = self.rms_norm(&x, &block.post_norm)?;
             let h = block.mlp.down.forward(
-                &(candle_nn::ops::silu(&block.mlp.gate.forward(&h)?)? * block.mlp.up.forward(&h)?)?,
+                &(candle_nn::ops::silu(&block.mlp.gate.forward(&h)?)?
+                    * block.mlp.up.forward(&h)?)?,
             )?;
             x = (x + h)?;
         }
@@ -233,7 +234,11 @@ impl Llama {
         );
         let rep = h / kvh;
         let q = attn.q.forward(x)?.reshape((b, t, h, hd))?.transpose(1, 2)?;
-        let k = attn.k.forward(x)?.reshape((b, t, kvh, hd))?.transpose(1, 2)?;
+        let k = attn
+            .k
+            .forward(x)?
+            .reshape((b, t, kvh, hd))?
+            .transpose(1, 2)?;
         let v = attn
             .v
             .forward(x)?
@@ -351,7 +356,10 @@ fn attend_shared(q: &Tensor, pk: &Tensor) -> Result<Tensor> {
         return Ok(q.matmul(&pk.t()?)?);
     }
     let p = pk.dim(2)?;
-    let q1 = q.transpose(0, 1)?.contiguous()?.reshape((1, kvh, b * r, hd))?;
+    let q1 = q
+        .transpose(0, 1)?
+        .contiguous()?
+        .reshape((1, kvh, b * r, hd))?;
     let s = q1.matmul(&pk.t()?)?; // [1, kvh, b*r, p]
     Ok(s.reshape((kvh, b, r, p))?.transpose(0, 1)?.contiguous()?)
 }
@@ -363,7 +371,10 @@ fn weigh_shared(probs: &Tensor, pv: &Tensor) -> Result<Tensor> {
         return Ok(probs.matmul(pv)?);
     }
     let hd = pv.dim(3)?;
-    let p1 = probs.transpose(0, 1)?.contiguous()?.reshape((1, kvh, b * r, p))?;
+    let p1 = probs
+        .transpose(0, 1)?
+        .contiguous()?
+        .reshape((1, kvh, b * r, p))?;
     let o = p1.matmul(pv)?; // [1, kvh, b*r, hd]
     Ok(o.reshape((kvh, b, r, hd))?.transpose(0, 1)?.contiguous()?)
 }

@@ -20,7 +20,11 @@ impl Rope {
             .step_by(2)
             .map(|i| 1.0 / cfg.rope_theta.powf(i as f32 / dim as f32))
             .collect();
-        if let Some(s) = cfg.rope_scaling.as_ref().filter(|s| s.rope_type == "llama3") {
+        if let Some(s) = cfg
+            .rope_scaling
+            .as_ref()
+            .filter(|s| s.rope_type == "llama3")
+        {
             // Llama-3.1 scaling: long wavelengths are divided by `factor`, short ones kept,
             // and the band in between interpolated smoothly.
             let orig = s.original_max_position_embeddings as f32;
@@ -31,8 +35,8 @@ impl Rope {
                 if wavelen > low_wavelen {
                     *f /= s.factor;
                 } else if wavelen >= high_wavelen {
-                    let smooth =
-                        (orig / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+                    let smooth = (orig / wavelen - s.low_freq_factor)
+                        / (s.high_freq_factor - s.low_freq_factor);
                     *f = (1.0 - smooth) * *f / s.factor + smooth * *f;
                 }
             }

@@ -45,7 +45,10 @@ impl TensorStore {
     /// The tensor `name` as f32 with the expected shape, or an error naming both.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let (t, file) = self.tensors.get(name).ok_or_else(|| {
-            Error::format(&self.dir, format!("missing tensor `{name}` in the checkpoint's safetensors"))
+            Error::format(
+                &self.dir,
+                format!("missing tensor `{name}` in the checkpoint's safetensors"),
+            )
         })?;
         if t.dims() != shape {
             return Err(Error::format(

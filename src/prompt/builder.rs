@@ -37,7 +37,13 @@ pub fn build_prompt(
         .collect::<Result<_>>()?;
     let n = indices.len();
     let sp = model.special();
-    let delimiter = |pos: usize| if pos + 1 == n { sp.end_seq } else { sp.item_sep };
+    let delimiter = |pos: usize| {
+        if pos + 1 == n {
+            sp.end_seq
+        } else {
+            sp.item_sep
+        }
+    };
     let llama = model.llama();
 
     let mut pieces: Vec<Tensor> = Vec::new();

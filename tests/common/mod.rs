@@ -7,7 +7,9 @@ use patchrec::init::{init_model, InitOptions};
 use patchrec::text::{ChatFormat, PromptTemplate};
 use patchrec::{Catalog, Model};
 
-const ADJECTIVES: [&str; 8] = ["Red", "Silent", "Broken", "Golden", "Last", "Hidden", "Wild", "Lost"];
+const ADJECTIVES: [&str; 8] = [
+    "Red", "Silent", "Broken", "Golden", "Last", "Hidden", "Wild", "Lost",
+];
 const NOUNS: [&str; 6] = ["Garden", "River", "Empire", "Night", "Harbor", "Machine"];
 
 /// `n` distinct synthetic titles such as "The Silent River (1987)".
