@@ -217,6 +217,15 @@ impl Llama {
         })
     }
 
+    /// candle's fused softmax has no backward pass; training uses the composed one.
+    fn softmax(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(if self.differentiable {
+            candle_nn::ops::softmax(x, D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(x)?
+        })
+    }
+
     fn attention(
         &self,
         layer: usize,
@@ -264,13 +273,13 @@ impl Llama {
         };
         let out = match pre {
             None => {
-                let p = candle_nn::ops::softmax_last_dim(&own)?;
+                let p = self.softmax(&own)?;
                 p.matmul(&v)?
             }
             Some((pre_scores, pv)) => {
                 let p_len = pre_scores.dim(D::Minus1)?;
                 let all = Tensor::cat(&[&pre_scores, &own], D::Minus1)?;
-                let p = candle_nn::ops::softmax_last_dim(&all)?;
+                let p = self.softmax(&all)?;
                 let p_pre = p.narrow(D::Minus1, 0, p_len)?;
                 let p_own = p.narrow(D::Minus1, p_len, own.dim(D::Minus1)?)?;
                 (weigh_shared(&p_pre, pv)? + p_own.matmul(&v)?)?
