@@ -10,8 +10,10 @@
 //! the catalogue's titles. [`ffi`] exposes all of it as a C ABI.
 
 pub mod catalog;
+pub mod data;
 pub mod decode;
 pub mod error;
+pub mod eval;
 pub mod ffi;
 pub mod gguf;
 pub mod history;

@@ -1,0 +1,74 @@
+//! Samples by the paper's rule: for a user with more than 3 interactions and a split
+//! range `[a, b]`, every target position `t` in `max(3, a) ..= b` is one sample whose
+//! history is the latest K items before `t`.
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+use super::dataset::{Dataset, Split};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    pub user: u64,
+    /// Item ids, oldest first, at most K.
+    pub history: Vec<u64>,
+    pub target: u64,
+}
+
+/// How many samples to draw, and how.
+#[derive(Debug, Clone, Copy)]
+pub struct SampleOptions {
+    /// History truncation K (the paper's main table: 100).
+    pub max_history: usize,
+    /// Keep only this many users (seeded choice), if set.
+    pub max_users: Option<usize>,
+    /// Keep only this many samples (seeded choice, order kept), if set.
+    pub max_samples: Option<usize>,
+    pub seed: u64,
+}
+
+impl Default for SampleOptions {
+    fn default() -> Self {
+        SampleOptions {
+            max_history: 100,
+            max_users: None,
+            max_samples: None,
+            seed: 42,
+        }
+    }
+}
+
+pub fn samples(data: &Dataset, split: Split, opts: &SampleOptions) -> Vec<Sample> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
+    let mut users: Vec<usize> = (0..data.users.len()).collect();
+    if let Some(n) = opts.max_users.filter(|&n| n < users.len()) {
+        users.shuffle(&mut rng);
+        users.truncate(n);
+        users.sort_unstable();
+    }
+    let mut out = Vec::new();
+    for &u in &users {
+        let seq = &data.users[u];
+        if seq.items.len() <= 3 {
+            continue;
+        }
+        let Some([a, b]) = seq.range(split) else {
+            continue;
+        };
+        for t in a.max(3)..=b {
+            out.push(Sample {
+                user: seq.user,
+                history: seq.items[t.saturating_sub(opts.max_history)..t].to_vec(),
+                target: seq.items[t],
+            });
+        }
+    }
+    if let Some(n) = opts.max_samples.filter(|&n| n < out.len()) {
+        let mut keep: Vec<usize> = (0..out.len()).collect();
+        keep.shuffle(&mut rng);
+        keep.truncate(n);
+        keep.sort_unstable();
+        out = keep.into_iter().map(|i| out[i].clone()).collect();
+    }
+    out
+}

@@ -1,0 +1,5 @@
+//! The paper's evaluation protocol.
+
+pub mod metrics;
+
+pub use metrics::{rank_of, Metrics};
