@@ -111,6 +111,16 @@ impl Segment {
     }
 }
 
+/// One segment per item, each shown as `kinds[i]` (`Text` or `Item`): patch
+/// pre-training's randomly compressed copies.
+pub fn per_item(kinds: &[SegmentKind]) -> Vec<Segment> {
+    kinds
+        .iter()
+        .enumerate()
+        .map(|(i, &k)| Segment::one(k, i))
+        .collect()
+}
+
 /// Lays out a history of `n` items (already truncated to K), oldest first.
 pub fn segments(layout: Layout, n: usize) -> Vec<Segment> {
     use SegmentKind::*;

@@ -7,9 +7,9 @@
 
 use candle_core::Tensor;
 
-use crate::catalog::{session_patch, CatalogSnapshot};
+use crate::catalog::{item_patches, session_patch, CatalogSnapshot};
 use crate::error::Result;
-use crate::history::{compression_ratio, segments, Layout, SegmentKind};
+use crate::history::{compression_ratio, segments, Layout, Segment, SegmentKind};
 use crate::model::Model;
 
 pub struct Prompt {
@@ -21,6 +21,17 @@ pub struct Prompt {
     pub history_items: usize,
     /// The paper's compression ratio of the history part.
     pub compression_ratio: f64,
+}
+
+/// Where item patches come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchSource {
+    /// The catalogue's cached rows (serving).
+    Cached,
+    /// Recomputed from the model's current embedding table, so that training's
+    /// gradients flow through the mean into the title tokens' embeddings (as in the
+    /// reference implementation).
+    Live,
 }
 
 /// Builds the prompt for `history` (item ids, oldest first, already truncated to K).
@@ -35,16 +46,46 @@ pub fn build_prompt(
         .iter()
         .map(|&id| catalog.index_of(id))
         .collect::<Result<_>>()?;
+    let segs = segments(layout, indices.len());
+    let embeds = prompt_embeddings(model, catalog, &indices, &segs, PatchSource::Cached)?;
+    let len = embeds.dim(0)?;
+    let cr = compression_ratio(&segs, |i| catalog.item(indices[i]).tokens.len());
+    Ok(Prompt {
+        embeds: embeds.unsqueeze(0)?,
+        len,
+        history_items: indices.len(),
+        compression_ratio: cr,
+    })
+}
+
+/// The prompt's embedding rows `[len, hidden]` for history items `indices` (catalogue
+/// indices, oldest first) laid out as `segs`.
+pub fn prompt_embeddings(
+    model: &Model,
+    catalog: &CatalogSnapshot,
+    indices: &[u32],
+    segs: &[Segment],
+    patches: PatchSource,
+) -> Result<Tensor> {
     let n = indices.len();
     let sp = model.special();
-    let delimiter = |pos: usize| {
-        if pos + 1 == n {
-            sp.end_seq
-        } else {
-            sp.item_sep
+    let delimiter = |pos: usize| if pos + 1 == n { sp.end_seq } else { sp.item_sep };
+    let llama = model.llama();
+    let patch_rows = |items: &[u32]| -> Result<Tensor> {
+        match patches {
+            PatchSource::Cached => {
+                let rows = Tensor::new(items, model.device())?;
+                Ok(catalog.patches().index_select(&rows, 0)?)
+            }
+            PatchSource::Live => {
+                let titles: Vec<&[u32]> = items
+                    .iter()
+                    .map(|&i| catalog.item(i).tokens.as_slice())
+                    .collect();
+                item_patches(llama, &titles)
+            }
         }
     };
-    let llama = model.llama();
 
     let mut pieces: Vec<Tensor> = Vec::new();
     let mut run: Vec<u32> = model.head_ids().to_vec();
@@ -55,8 +96,7 @@ pub fn build_prompt(
         }
         Ok(())
     };
-    let segs = segments(layout, n);
-    for seg in &segs {
+    for seg in segs {
         let last = seg.items.end - 1;
         match seg.kind {
             SegmentKind::Text => {
@@ -64,12 +104,11 @@ pub fn build_prompt(
             }
             SegmentKind::Item => {
                 flush(&mut run, &mut pieces)?;
-                pieces.push(catalog.patches().narrow(0, indices[last] as usize, 1)?);
+                pieces.push(patch_rows(&indices[last..=last])?);
             }
             SegmentKind::Session => {
                 flush(&mut run, &mut pieces)?;
-                let rows = Tensor::new(&indices[seg.items.clone()], model.device())?;
-                pieces.push(session_patch(&catalog.patches().index_select(&rows, 0)?)?);
+                pieces.push(session_patch(&patch_rows(&indices[seg.items.clone()])?)?);
             }
         }
         run.push(delimiter(last));
@@ -79,13 +118,5 @@ pub fn build_prompt(
     }
     run.extend_from_slice(model.tail_ids());
     flush(&mut run, &mut pieces)?;
-    let embeds = Tensor::cat(&pieces, 0)?;
-    let len = embeds.dim(0)?;
-    let cr = compression_ratio(&segs, |i| catalog.item(indices[i]).tokens.len());
-    Ok(Prompt {
-        embeds: embeds.unsqueeze(0)?,
-        len,
-        history_items: n,
-        compression_ratio: cr,
-    })
+    Ok(Tensor::cat(&pieces, 0)?)
 }

@@ -2,4 +2,4 @@
 
 pub mod builder;
 
-pub use builder::{build_prompt, Prompt};
+pub use builder::{build_prompt, prompt_embeddings, PatchSource, Prompt};
