@@ -22,6 +22,7 @@ pub mod model;
 pub mod prompt;
 pub mod query;
 pub mod text;
+pub mod train;
 
 pub use catalog::Catalog;
 pub use error::{Error, Result};

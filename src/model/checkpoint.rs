@@ -127,6 +127,12 @@ impl Model {
     /// sibling directory that replaces `dir` only once complete, so a failed save leaves
     /// any previous checkpoint as it was.
     pub fn save(&self, dir: &Path) -> Result<()> {
+        self.save_with(dir, |_| Ok(()))
+    }
+
+    /// Like [`Model::save`], with `extra` writing more files (e.g. a trainer's resume
+    /// state) into the same directory before it replaces `dir`, so both land together.
+    pub fn save_with(&self, dir: &Path, extra: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
         let parent = dir
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -140,7 +146,7 @@ impl Model {
         let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let written = self.write_files(&tmp);
+        let written = self.write_files(&tmp).and_then(|()| extra(&tmp));
         if let Err(e) = written {
             let _ = std::fs::remove_dir_all(&tmp);
             return Err(e);

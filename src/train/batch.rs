@@ -1,0 +1,147 @@
+//! Training examples and the loss of a micro-batch.
+//!
+//! An example is a laid-out history and a target item. Its input is the prompt (patches
+//! recomputed from the current embedding table) followed by the answer's tokens (title
+//! then answer-end); the loss is cross-entropy on the answer tokens only, and the output
+//! head runs only at those positions. Sequences are right-padded: with causal attention
+//! padding after a sequence never influences its own positions, so no padding mask is
+//! needed.
+
+use candle_core::{DType, Tensor};
+use rand::{Rng, SeedableRng};
+
+use super::config::StageKind;
+use crate::catalog::CatalogSnapshot;
+use crate::error::Result;
+use crate::history::{per_item, segments, Layout, Segment, SegmentKind};
+use crate::model::Model;
+use crate::prompt::{prompt_embeddings, PatchSource};
+
+#[derive(Debug, Clone)]
+pub struct Example {
+    /// History as catalogue indices, oldest first.
+    pub history: Vec<u32>,
+    pub segments: Vec<Segment>,
+    pub target: u32,
+}
+
+/// The examples one sample contributes to a batch. PPT gives two, the compressed copy
+/// then the text copy (the reference's order); each history item of the compressed copy
+/// is an item patch with probability `p`, drawn from `rng_seed`.
+pub fn examples_for(
+    kind: StageKind,
+    layout: Layout,
+    history: Vec<u32>,
+    target: u32,
+    p: f64,
+    rng_seed: u64,
+) -> Vec<Example> {
+    match kind {
+        StageKind::Ppt => {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(rng_seed);
+            let kinds: Vec<SegmentKind> = history
+                .iter()
+                .map(|_| {
+                    if rng.random::<f64>() < p {
+                        SegmentKind::Item
+                    } else {
+                        SegmentKind::Text
+                    }
+                })
+                .collect();
+            let text = segments(Layout::Vanilla, history.len());
+            vec![
+                Example {
+                    segments: per_item(&kinds),
+                    history: history.clone(),
+                    target,
+                },
+                Example {
+                    segments: text,
+                    history,
+                    target,
+                },
+            ]
+        }
+        _ => vec![Example {
+            segments: segments(layout, history.len()),
+            history,
+            target,
+        }],
+    }
+}
+
+/// The answer's token ids: title then answer-end.
+pub fn answer_ids(model: &Model, catalog: &CatalogSnapshot, target: u32) -> Vec<u32> {
+    let mut ids = catalog.item(target).tokens.clone();
+    ids.push(model.special().answer_end);
+    ids
+}
+
+pub struct BatchLoss {
+    /// Sum of the answer tokens' negative log-likelihoods (a scalar tensor).
+    pub nll_sum: Tensor,
+    pub answer_tokens: usize,
+    /// Input positions processed (prompt and answer), for throughput.
+    pub positions: usize,
+}
+
+/// Forward pass over a micro-batch, returning the summed answer-token NLL.
+pub fn batch_loss(
+    model: &Model,
+    catalog: &CatalogSnapshot,
+    batch: &[Example],
+) -> Result<BatchLoss> {
+    let llama = model.llama();
+    let d = llama.hidden_size();
+    let mut inputs = Vec::with_capacity(batch.len());
+    let mut targets: Vec<u32> = Vec::new();
+    let mut spans = Vec::with_capacity(batch.len()); // (prompt len, answer len)
+    for ex in batch {
+        let prompt =
+            prompt_embeddings(model, catalog, &ex.history, &ex.segments, PatchSource::Live)?;
+        let answer = answer_ids(model, catalog, ex.target);
+        let fed = llama.embed_ids(&answer[..answer.len() - 1])?;
+        spans.push((prompt.dim(0)?, answer.len()));
+        inputs.push(Tensor::cat(&[&prompt, &fed], 0)?);
+        targets.extend_from_slice(&answer);
+    }
+    let t_max = inputs
+        .iter()
+        .map(|x| x.dim(0))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let t_max = t_max.into_iter().max().unwrap_or(0);
+    let padded = inputs
+        .iter()
+        .map(|x| {
+            let t = x.dim(0)?;
+            if t == t_max {
+                Ok(x.clone())
+            } else {
+                Tensor::cat(
+                    &[x, &Tensor::zeros((t_max - t, d), DType::F32, x.device())?],
+                    0,
+                )
+            }
+        })
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let x = Tensor::stack(&padded, 0)?;
+    let mut cache = llama.new_cache();
+    let hidden = llama.forward(&x, None, &mut cache)?;
+    // Rows predicting the answer: positions prompt_len - 1 .. prompt_len - 1 + answer_len.
+    let mut rows: Vec<u32> = Vec::with_capacity(targets.len());
+    for (b, &(p, a)) in spans.iter().enumerate() {
+        rows.extend((0..a).map(|j| (b * t_max + p - 1 + j) as u32));
+    }
+    let flat = hidden.reshape((batch.len() * t_max, d))?;
+    let picked = flat.index_select(&Tensor::new(rows.as_slice(), x.device())?, 0)?;
+    let logits = llama.logits(&picked)?;
+    let targets_t = Tensor::new(targets.as_slice(), x.device())?;
+    let logp = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?;
+    let nll_sum = logp.gather(&targets_t.unsqueeze(1)?, 1)?.sum_all()?.neg()?;
+    Ok(BatchLoss {
+        nll_sum,
+        answer_tokens: targets.len(),
+        positions: spans.iter().map(|&(p, a)| p + a - 1).sum(),
+    })
+}

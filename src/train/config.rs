@@ -1,0 +1,231 @@
+//! The training configuration: one TOML format read by `patchrec train CONFIG`, the Rust
+//! API and `patchrec_train` in the C ABI. Every field but `out`, `data` and the stages
+//! has a default; see `docs/TRAINING.md` for a documented example.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::history::Layout;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Output folder: one checkpoint per stage, resume state, `metrics.jsonl`.
+    pub out: PathBuf,
+    /// Dataset folder in the shared format.
+    pub data: PathBuf,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    pub model: ModelSource,
+    #[serde(default)]
+    pub samples: SampleConfig,
+    #[serde(rename = "stage")]
+    pub stages: Vec<StageConfig>,
+}
+
+fn default_seed() -> u64 {
+    42
+}
+
+/// Where the first stage starts: an existing checkpoint, or a from-scratch model whose
+/// tokenizer is trained on the dataset's titles and prompt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSource {
+    pub checkpoint: Option<PathBuf>,
+    pub init: Option<InitConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitConfig {
+    #[serde(default = "d_vocab")]
+    pub vocab_size: usize,
+    #[serde(default = "d_hidden")]
+    pub hidden: usize,
+    #[serde(default = "d_layers")]
+    pub layers: usize,
+    #[serde(default = "d_heads")]
+    pub heads: usize,
+    #[serde(default = "d_kv_heads")]
+    pub kv_heads: usize,
+    pub intermediate: Option<usize>,
+}
+
+fn d_vocab() -> usize {
+    2048
+}
+fn d_hidden() -> usize {
+    128
+}
+fn d_layers() -> usize {
+    4
+}
+fn d_heads() -> usize {
+    4
+}
+fn d_kv_heads() -> usize {
+    2
+}
+
+/// Which training samples to use (the paper's rule, optionally subsampled).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SampleConfig {
+    pub max_users: Option<usize>,
+    pub max_samples: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StageKind {
+    /// Vanilla fine-tuning: every history item as text.
+    Sft,
+    /// Patch pre-training: each sample twice, as text and with each item compressed
+    /// with probability step / total steps.
+    Ppt,
+    /// Patch fine-tuning, item level: latest M as text, the rest item patches.
+    PftI,
+    /// Patch fine-tuning, session level: groups of L.
+    PftS,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    pub kind: StageKind,
+    /// M for `pft-i`.
+    pub m: Option<usize>,
+    /// L for `pft-s`.
+    pub l: Option<usize>,
+    /// History truncation K.
+    #[serde(default = "d_k")]
+    pub max_history: usize,
+    #[serde(default = "d_epochs")]
+    pub epochs: f64,
+    /// Stop after this many optimizer steps even if the epochs are not done.
+    pub max_steps: Option<u64>,
+    /// Samples per optimizer step.
+    #[serde(default = "d_batch")]
+    pub batch_size: usize,
+    /// Sequences per forward/backward pass (gradient accumulation over the batch).
+    #[serde(default = "d_micro")]
+    pub micro_batch: usize,
+    #[serde(default = "d_lr")]
+    pub learning_rate: f64,
+    #[serde(default = "d_warmup")]
+    pub warmup_ratio: f64,
+    #[serde(default = "d_clip")]
+    pub max_grad_norm: f64,
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// Write resume state every this many steps.
+    #[serde(default = "d_every")]
+    pub checkpoint_every: u64,
+}
+
+fn d_k() -> usize {
+    100
+}
+fn d_epochs() -> f64 {
+    1.0
+}
+fn d_batch() -> usize {
+    64
+}
+fn d_micro() -> usize {
+    8
+}
+fn d_lr() -> f64 {
+    1e-4
+}
+fn d_warmup() -> f64 {
+    0.05
+}
+fn d_clip() -> f64 {
+    0.3
+}
+fn d_every() -> u64 {
+    50
+}
+
+impl StageConfig {
+    /// The layout fine-tuning stages train (and PPT's text copy).
+    pub fn layout(&self) -> Result<Layout> {
+        let need = |v: Option<usize>, name: &str| {
+            v.ok_or_else(|| Error::invalid(format!("stage {:?} needs `{name}`", self.kind)))
+        };
+        let layout = match self.kind {
+            StageKind::Sft | StageKind::Ppt => Layout::Vanilla,
+            StageKind::PftI => Layout::PftI {
+                m: need(self.m, "m")?,
+            },
+            StageKind::PftS => Layout::PftS {
+                l: need(self.l, "l")?,
+            },
+        };
+        layout.validate()?;
+        Ok(layout)
+    }
+
+    pub fn name(&self) -> String {
+        match self.kind {
+            StageKind::Sft => "sft".into(),
+            StageKind::Ppt => "ppt".into(),
+            StageKind::PftI => format!("pft-i{}", self.m.unwrap_or(0)),
+            StageKind::PftS => format!("pft-s{}", self.l.unwrap_or(0)),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Parses TOML; relative paths are taken from `base` (the config file's folder).
+    pub fn from_toml(text: &str, base: &Path) -> Result<Self> {
+        let mut cfg: TrainConfig =
+            toml::from_str(text).map_err(|e| Error::invalid(format!("training config: {e}")))?;
+        for p in [&mut cfg.out, &mut cfg.data] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if let Some(c) = cfg.model.checkpoint.as_mut().filter(|c| c.is_relative()) {
+            *c = base.join(&*c);
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_toml(&text, base).map_err(|e| match e {
+            Error::InvalidArgument(m) => Error::format(path, m),
+            e => e,
+        })
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.stages.is_empty() {
+            return Err(Error::invalid("training config has no [[stage]]"));
+        }
+        if self.model.checkpoint.is_some() == self.model.init.is_some() {
+            return Err(Error::invalid(
+                "[model] needs exactly one of `checkpoint` or `init`",
+            ));
+        }
+        for s in &self.stages {
+            s.layout()?;
+            if s.batch_size == 0 || s.micro_batch == 0 {
+                return Err(Error::invalid(
+                    "batch_size and micro_batch must be at least 1",
+                ));
+            }
+            if s.epochs.is_nan() || s.epochs <= 0.0 {
+                return Err(Error::invalid("epochs must be positive"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,105 @@
+//! Progress reporting: the callback's view of a step, a terminal progress bar or plain
+//! lines, and a JSON-lines metrics file per run.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    /// Stage name, e.g. `pft-i5`.
+    pub stage: String,
+    /// 0-based position of the stage in the run.
+    pub stage_index: usize,
+    /// Optimizer steps done in this stage (1-based after the first step).
+    pub step: u64,
+    pub total_steps: u64,
+    /// Mean answer-token cross-entropy of the step's batch.
+    pub loss: f64,
+    pub learning_rate: f64,
+    pub grad_norm: f64,
+    /// Input positions per second over the step.
+    pub tokens_per_second: f64,
+}
+
+/// What the callback asks for after each step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    /// Write resume state and stop cleanly.
+    Stop,
+}
+
+/// Shows progress on stderr (a bar on a terminal, a line every few seconds otherwise)
+/// and appends every step to `metrics.jsonl`.
+pub struct Reporter {
+    bar: Option<indicatif::ProgressBar>,
+    metrics: std::fs::File,
+    last_line: std::time::Instant,
+    quiet: bool,
+}
+
+impl Reporter {
+    pub fn new(metrics_path: &Path, quiet: bool) -> Result<Self> {
+        let metrics = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(metrics_path)
+            .map_err(|e| Error::io(metrics_path, e))?;
+        Ok(Reporter {
+            bar: None,
+            metrics,
+            last_line: std::time::Instant::now(),
+            quiet,
+        })
+    }
+
+    pub fn stage_started(&mut self, name: &str, done: u64, total: u64) {
+        if self.quiet {
+            return;
+        }
+        if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}",
+                )
+                .expect("valid template"),
+            );
+            bar.set_prefix(name.to_string());
+            bar.set_position(done);
+            self.bar = Some(bar);
+        } else {
+            eprintln!("stage {name}: {total} steps (starting at {done})");
+        }
+    }
+
+    pub fn step(&mut self, p: &Progress) -> Result<()> {
+        let line = serde_json::to_string(p).expect("progress serialises");
+        writeln!(self.metrics, "{line}").map_err(|e| Error::io("metrics.jsonl", e))?;
+        if self.quiet {
+            return Ok(());
+        }
+        let msg = format!(
+            "loss {:.4} lr {:.2e} {:.0} tok/s",
+            p.loss, p.learning_rate, p.tokens_per_second
+        );
+        if let Some(bar) = &self.bar {
+            bar.set_position(p.step);
+            bar.set_message(msg);
+        } else if self.last_line.elapsed().as_secs() >= 10 || p.step == p.total_steps {
+            eprintln!("{} step {}/{}: {msg}", p.stage, p.step, p.total_steps);
+            self.last_line = std::time::Instant::now();
+        }
+        Ok(())
+    }
+
+    pub fn stage_finished(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish();
+        }
+    }
+}

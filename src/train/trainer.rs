@@ -1,0 +1,380 @@
+//! The training loop: stages that chain (each starts from the previous stage's
+//! checkpoint), AdamW with a warm-up + cosine schedule, gradient-norm clipping, gradient
+//! accumulation, seeded data order, and atomic resume checkpoints.
+//!
+//! Output folder layout: `00-init/` (a from-scratch start), `NN-<stage>/` (each stage's
+//! final checkpoint), `NN-<stage>.resume/` (the running stage's latest state: model,
+//! optimizer moments, `trainer.json`), `metrics.jsonl`.
+//!
+//! Determinism: the data order of epoch `e` of stage `s` is a permutation seeded by
+//! `(seed, s, e)`, and PPT's compression draws are seeded by `(seed, s, step, sample)`,
+//! so a resumed run replays exactly what an uninterrupted one would have done.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::backprop::GradStore;
+use candle_core::Var;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+use super::batch::{batch_loss, examples_for};
+use super::config::{StageConfig, TrainConfig};
+use super::optimizer::{clip_grad_norm, AdamW, AdamWConfig};
+use super::progress::{Control, Progress, Reporter};
+use super::schedule::cosine_with_warmup;
+use crate::catalog::Catalog;
+use crate::data::{samples, Dataset, SampleOptions, Split};
+use crate::error::{Error, Result};
+use crate::init::{init_model, InitOptions};
+use crate::model::{Llama, Model, ModelOptions};
+use crate::text::{ChatFormat, PromptTemplate};
+
+#[derive(Debug, Clone, Default)]
+pub struct TrainOptions {
+    /// Continue from the output folder's state instead of refusing to overwrite it.
+    pub resume: bool,
+    /// No progress on stderr (metrics.jsonl is still written).
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    /// The last completed stage's checkpoint (None if stopped before any finished).
+    pub checkpoint: Option<PathBuf>,
+    /// True when the callback asked to stop; the resume state is on disk.
+    pub stopped: bool,
+}
+
+pub fn train(
+    cfg: &TrainConfig,
+    opts: &TrainOptions,
+    on_progress: &mut dyn FnMut(&Progress) -> Control,
+) -> Result<TrainOutcome> {
+    cfg.validate()?;
+    let data = Dataset::open(&cfg.data)?;
+    if cfg.out.exists()
+        && !opts.resume
+        && std::fs::read_dir(&cfg.out)
+            .map_err(|e| Error::io(&cfg.out, e))?
+            .next()
+            .is_some()
+    {
+        return Err(Error::invalid(format!(
+            "output folder {} is not empty: pass resume to continue it, or choose another",
+            cfg.out.display()
+        )));
+    }
+    std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
+    let mut reporter = Reporter::new(&cfg.out.join("metrics.jsonl"), opts.quiet)?;
+    let mut input = initial_checkpoint(cfg, &data)?;
+    let mut last = None;
+    for (index, stage) in cfg.stages.iter().enumerate() {
+        let final_dir = cfg.out.join(format!("{:02}-{}", index + 1, stage.name()));
+        if final_dir.join("model.safetensors").is_file() {
+            input = final_dir.clone();
+            last = Some(final_dir);
+            continue;
+        }
+        let resume_dir = cfg
+            .out
+            .join(format!("{:02}-{}.resume", index + 1, stage.name()));
+        let done = run_stage(
+            cfg,
+            &data,
+            index,
+            stage,
+            &input,
+            &final_dir,
+            &resume_dir,
+            &mut reporter,
+            on_progress,
+        )?;
+        if !done {
+            return Ok(TrainOutcome {
+                checkpoint: last,
+                stopped: true,
+            });
+        }
+        input = final_dir.clone();
+        last = Some(final_dir);
+    }
+    Ok(TrainOutcome {
+        checkpoint: last,
+        stopped: false,
+    })
+}
+
+/// The checkpoint the first stage starts from; a from-scratch model is written to
+/// `00-init` once, so a resumed run starts from the same weights and tokenizer.
+fn initial_checkpoint(cfg: &TrainConfig, data: &Dataset) -> Result<PathBuf> {
+    if let Some(ckpt) = &cfg.model.checkpoint {
+        return Ok(ckpt.clone());
+    }
+    let dir = cfg.out.join("00-init");
+    if dir.join("model.safetensors").is_file() {
+        return Ok(dir);
+    }
+    let init = cfg
+        .model
+        .init
+        .as_ref()
+        .expect("validated: checkpoint or init");
+    let template = PromptTemplate::from_prompt_text(&data.prompt, ChatFormat::ChatMl)?;
+    let mut corpus: Vec<String> = data.items.iter().map(|(_, t)| t.clone()).collect();
+    corpus.push(template.system.clone());
+    corpus.push(template.instruction.clone());
+    let model = init_model(
+        &corpus,
+        template,
+        &InitOptions {
+            vocab_size: init.vocab_size,
+            hidden_size: init.hidden,
+            num_layers: init.layers,
+            num_heads: init.heads,
+            num_kv_heads: init.kv_heads,
+            intermediate_size: init.intermediate,
+            seed: cfg.seed,
+        },
+    )?;
+    model.save(&dir)?;
+    Ok(dir)
+}
+
+/// Swaps the model's weights for trainable variables (same values) and returns them.
+fn make_trainable(model: &mut Model) -> Result<Vec<(String, Var)>> {
+    let named = model.llama().named_tensors();
+    let mut vars = Vec::with_capacity(named.len());
+    for (name, t) in named {
+        vars.push((name, Var::from_tensor(&t)?));
+    }
+    let map: HashMap<_, _> = vars
+        .iter()
+        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+        .collect();
+    let cfg = model.llama().config().clone();
+    let device = model.device().clone();
+    let mut llama = Llama::from_named(cfg, map, &device)?;
+    llama.set_differentiable(true);
+    *model.llama_mut() = llama;
+    Ok(vars)
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TrainerState {
+    step: u64,
+    total_steps: u64,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_stage(
+    cfg: &TrainConfig,
+    data: &Dataset,
+    index: usize,
+    stage: &StageConfig,
+    input: &Path,
+    final_dir: &Path,
+    resume_dir: &Path,
+    reporter: &mut Reporter,
+    on_progress: &mut dyn FnMut(&Progress) -> Control,
+) -> Result<bool> {
+    let started = Instant::now();
+    let resuming = resume_dir.join("trainer.json").is_file();
+    let from = if resuming { resume_dir } else { input };
+    let mut model = Model::load(from, &ModelOptions::default())?;
+    let params = make_trainable(&mut model)?;
+    let mut opt = AdamW::new(
+        params.clone(),
+        AdamWConfig {
+            weight_decay: stage.weight_decay,
+            ..Default::default()
+        },
+    )?;
+    let mut step = 0;
+    if resuming {
+        opt.load(resume_dir)?;
+        let path = resume_dir.join("trainer.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let state: TrainerState = serde_json::from_str(&text)
+            .map_err(|e| Error::format(&path, format!("malformed: {e}")))?;
+        step = state.step;
+    }
+
+    let model = Arc::new(model);
+    let catalog = Catalog::new(model.clone())?;
+    let refs: Vec<(u64, &str)> = data.items.iter().map(|(i, t)| (*i, t.as_str())).collect();
+    catalog.add_batch(&refs)?;
+    let snap = catalog.snapshot();
+    let sample_opts = SampleOptions {
+        max_history: stage.max_history,
+        max_users: cfg.samples.max_users,
+        max_samples: cfg.samples.max_samples,
+        seed: cfg.seed,
+    };
+    let train_samples: Vec<(Vec<u32>, u32)> = samples(data, Split::Train, &sample_opts)
+        .into_iter()
+        .map(|s| {
+            let hist = s
+                .history
+                .iter()
+                .map(|&id| snap.index_of(id))
+                .collect::<Result<_>>()?;
+            Ok((hist, snap.index_of(s.target)?))
+        })
+        .collect::<Result<_>>()?;
+    let n = train_samples.len();
+    if n == 0 {
+        return Err(Error::invalid(format!(
+            "{}: no training samples",
+            data.dir.display()
+        )));
+    }
+    let stream_len = (n as f64 * stage.epochs).floor().max(1.0) as u64;
+    let mut total = stream_len.div_ceil(stage.batch_size as u64);
+    if let Some(cap) = stage.max_steps {
+        total = total.min(cap);
+    }
+    let warmup = (total as f64 * stage.warmup_ratio).ceil() as u64;
+    let layout = stage.layout()?;
+    let name = stage.name();
+    reporter.stage_started(&name, step, total);
+
+    let mut orders: HashMap<u64, Vec<usize>> = HashMap::new();
+    let mut order_of = |epoch: u64| -> Vec<usize> {
+        orders
+            .entry(epoch)
+            .or_insert_with(|| {
+                let mut rng =
+                    rand::rngs::StdRng::seed_from_u64(mix(&[cfg.seed, index as u64, epoch]));
+                let mut v: Vec<usize> = (0..n).collect();
+                v.shuffle(&mut rng);
+                v
+            })
+            .clone()
+    };
+    let mut last_loss = f64::NAN;
+    while step < total {
+        let step_started = Instant::now();
+        let first = step * stage.batch_size as u64;
+        let last_pos = ((step + 1) * stage.batch_size as u64).min(stream_len);
+        let p = step as f64 / total as f64;
+        let mut examples = Vec::new();
+        for (j, g) in (first..last_pos).enumerate() {
+            let order = order_of(g / n as u64);
+            let (hist, target) = &train_samples[order[(g % n as u64) as usize]];
+            let seed = mix(&[cfg.seed, index as u64, step, j as u64]);
+            examples.extend(examples_for(
+                stage.kind,
+                layout,
+                hist.clone(),
+                *target,
+                p,
+                seed,
+            ));
+        }
+        let answer_tokens: usize = examples
+            .iter()
+            .map(|e| snap.item(e.target).tokens.len() + 1)
+            .sum();
+        let mut grads: Option<GradStore> = None;
+        let (mut nll, mut positions) = (0f64, 0usize);
+        for micro in examples.chunks(stage.micro_batch) {
+            let bl = batch_loss(&model, &snap, micro)?;
+            positions += bl.positions;
+            let loss = (bl.nll_sum / answer_tokens as f64)?;
+            nll += loss.to_scalar::<f32>()? as f64;
+            let g = loss.backward()?;
+            grads = Some(match grads {
+                None => g,
+                Some(mut acc) => {
+                    for (_, v) in &params {
+                        if let Some(new) = g.get(v.as_tensor()) {
+                            let sum = match acc.get(v.as_tensor()) {
+                                Some(old) => (old + new)?,
+                                None => new.clone(),
+                            };
+                            acc.insert(v.as_tensor(), sum);
+                        }
+                    }
+                    acc
+                }
+            });
+        }
+        let mut grads = grads.expect("a batch has at least one example");
+        let grad_norm = clip_grad_norm(&mut grads, &params, stage.max_grad_norm)?;
+        let lr = cosine_with_warmup(step, total, warmup, stage.learning_rate);
+        opt.step(&grads, lr)?;
+        step += 1;
+        last_loss = nll;
+        let progress = Progress {
+            stage: name.clone(),
+            stage_index: index,
+            step,
+            total_steps: total,
+            loss: nll,
+            learning_rate: lr,
+            grad_norm,
+            tokens_per_second: positions as f64 / step_started.elapsed().as_secs_f64(),
+        };
+        reporter.step(&progress)?;
+        let control = on_progress(&progress);
+        let stop = control == Control::Stop && step < total;
+        if stop || (step < total && step % stage.checkpoint_every.max(1) == 0) {
+            let state = TrainerState {
+                step,
+                total_steps: total,
+            };
+            model.save_with(resume_dir, |dir| {
+                opt.save(dir)?;
+                let path = dir.join("trainer.json");
+                std::fs::write(&path, serde_json::to_string(&state).expect("serialises"))
+                    .map_err(|e| Error::io(&path, e))
+            })?;
+        }
+        if stop {
+            reporter.stage_finished();
+            return Ok(false);
+        }
+    }
+    reporter.stage_finished();
+    drop(catalog);
+    let mut model = Arc::try_unwrap(model).map_err(|_| Error::invalid("model still shared"))?;
+    model.llama_mut().set_differentiable(false);
+    model.meta_mut().training.push(serde_json::json!({
+        "stage": name,
+        "kind": stage.kind,
+        "layout": layout.to_string(),
+        "max_history": stage.max_history,
+        "data": data.dir.display().to_string(),
+        "samples": n,
+        "epochs": stage.epochs,
+        "steps": total,
+        "batch_size": stage.batch_size,
+        "learning_rate": stage.learning_rate,
+        "final_loss": last_loss,
+        "wall_seconds": started.elapsed().as_secs_f64(),
+    }));
+    if stage.kind != super::config::StageKind::Ppt {
+        model.meta_mut().layout.layout = layout;
+        model.meta_mut().layout.max_items = stage.max_history;
+    }
+    model.save(final_dir)?;
+    let _ = std::fs::remove_dir_all(resume_dir);
+    Ok(true)
+}
+
+/// A seed from several numbers (splitmix64 over their sequence).
+fn mix(parts: &[u64]) -> u64 {
+    let mut h: u64 = 0x9E37_79B9_7F4A_7C15;
+    for &p in parts {
+        h ^= p
+            .wrapping_add(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(h << 6)
+            .wrapping_add(h >> 2);
+        h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        h ^= h >> 31;
+    }
+    h
+}
