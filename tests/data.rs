@@ -63,9 +63,17 @@ fn bad_data_names_file_and_line() {
     for (items, seqs, needle) in [
         ("0\tA\n1\n", ok, "items.tsv: line 2"),
         ("0\tA\n1\t \n", ok, "empty title"),
-        (ITEMS, &format!("{ok}\n{{\"user\":1,\"items\":[9]}}") as &str, "line 2: unknown item id 9"),
+        (
+            ITEMS,
+            &format!("{ok}\n{{\"user\":1,\"items\":[9]}}") as &str,
+            "line 2: unknown item id 9",
+        ),
         (ITEMS, "{\"user\":1,", "sequences.jsonl: line 1: malformed"),
-        (ITEMS, r#"{"user":0,"items":[0,1],"train":[0,5],"valid":null,"test":null}"#, "outside"),
+        (
+            ITEMS,
+            r#"{"user":0,"items":[0,1],"train":[0,5],"valid":null,"test":null}"#,
+            "outside",
+        ),
     ] {
         write(dir.path(), items, seqs);
         let e = Dataset::open(dir.path()).unwrap_err().to_string();
@@ -74,11 +82,16 @@ fn bad_data_names_file_and_line() {
 }
 
 fn shared(name: &str) -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data").join(name);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(name);
     if p.join("sequences.jsonl").is_file() {
         Some(p)
     } else {
-        eprintln!("SKIPPED: {} not found (benchmark data lives in ../shared/data)", p.display());
+        eprintln!(
+            "SKIPPED: {} not found (benchmark data lives in ../shared/data)",
+            p.display()
+        );
         None
     }
 }

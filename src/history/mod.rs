@@ -3,5 +3,7 @@
 pub mod layout;
 pub mod user;
 
-pub use layout::{compression_ratio, per_item, segments, Layout, LayoutConfig, Segment, SegmentKind};
+pub use layout::{
+    compression_ratio, per_item, segments, Layout, LayoutConfig, Segment, SegmentKind,
+};
 pub use user::{Interaction, UserHistory};

@@ -69,7 +69,13 @@ pub fn prompt_embeddings(
 ) -> Result<Tensor> {
     let n = indices.len();
     let sp = model.special();
-    let delimiter = |pos: usize| if pos + 1 == n { sp.end_seq } else { sp.item_sep };
+    let delimiter = |pos: usize| {
+        if pos + 1 == n {
+            sp.end_seq
+        } else {
+            sp.item_sep
+        }
+    };
     let llama = model.llama();
     let patch_rows = |items: &[u32]| -> Result<Tensor> {
         match patches {
