@@ -57,6 +57,48 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Train: the stages of a TOML configuration (see docs/TRAINING.md).
+    Train {
+        config: PathBuf,
+        /// Continue an interrupted run from its output folder.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Score a checkpoint on a dataset split by the paper's protocol.
+    Eval {
+        /// The checkpoint (omit with --popularity)
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Dataset folder in the shared format
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = "valid")]
+        split: String,
+        /// vanilla, pft-i:M or pft-s:L
+        #[arg(long, default_value = "vanilla")]
+        layout: String,
+        /// History truncation K
+        #[arg(long, default_value_t = 100)]
+        max_history: usize,
+        #[arg(long)]
+        max_users: Option<usize>,
+        #[arg(long)]
+        max_samples: Option<usize>,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value_t = 20)]
+        beam_width: usize,
+        /// The popularity baseline instead of a model
+        #[arg(long)]
+        popularity: bool,
+        /// Write the report as JSON here; per-sample results go beside it
+        /// (`<out>.samples.jsonl`) and let an interrupted run resume
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Row name in the Markdown line
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Recommend the next items for one history.
     Recommend {
         #[arg(long)]
@@ -146,6 +188,86 @@ fn run(cli: Cli) -> patchrec::Result<()> {
                 cfg.num_hidden_layers,
                 cfg.hidden_size,
                 cfg.vocab_size
+            );
+        }
+        Command::Train { config, resume } => {
+            let cfg = patchrec::train::TrainConfig::from_file(&config)?;
+            let outcome = patchrec::train::train(
+                &cfg,
+                &patchrec::train::TrainOptions {
+                    resume,
+                    quiet: false,
+                },
+                &mut |_| patchrec::train::Control::Continue,
+            )?;
+            if let Some(ckpt) = outcome.checkpoint {
+                println!("final checkpoint: {}", ckpt.display());
+            }
+        }
+        Command::Eval {
+            checkpoint,
+            data,
+            split,
+            layout,
+            max_history,
+            max_users,
+            max_samples,
+            seed,
+            beam_width,
+            popularity,
+            out,
+            name,
+        } => {
+            let dataset = patchrec::data::Dataset::open(&data)?;
+            let layout = Layout::parse(&layout)?;
+            let opts = patchrec::eval::EvalOptions {
+                split: patchrec::data::Split::parse(&split)?,
+                layout: LayoutConfig {
+                    layout,
+                    max_items: max_history,
+                },
+                samples: patchrec::data::SampleOptions {
+                    max_history,
+                    max_users,
+                    max_samples,
+                    seed,
+                },
+                beam_width,
+                results: out.as_ref().map(|o| o.with_extension("samples.jsonl")),
+            };
+            let report = if popularity {
+                patchrec::eval::popularity(&dataset, &opts)
+            } else {
+                let checkpoint = checkpoint.ok_or_else(|| {
+                    patchrec::Error::invalid("eval needs --checkpoint (or --popularity)")
+                })?;
+                let model = Arc::new(Model::load(&checkpoint, &ModelOptions::default())?);
+                let catalog = Catalog::new(model)?;
+                let refs: Vec<(u64, &str)> = dataset
+                    .items
+                    .iter()
+                    .map(|(i, t)| (*i, t.as_str()))
+                    .collect();
+                catalog.add_batch(&refs)?;
+                let mut last = std::time::Instant::now();
+                patchrec::eval::evaluate(&catalog, &dataset, &opts, &mut |done, total| {
+                    if last.elapsed().as_secs() >= 10 || done == total {
+                        eprintln!("scored {done}/{total}");
+                        last = std::time::Instant::now();
+                    }
+                })?
+            };
+            if let Some(out) = &out {
+                let json = serde_json::to_string_pretty(&report).expect("report serialises");
+                std::fs::write(out, json).map_err(|e| patchrec::Error::io(out, e))?;
+            }
+            let name = name.unwrap_or_else(|| report.layout.clone());
+            println!("| model | HR@10 | HR@20 | NDCG@10 | NDCG@20 | CR |");
+            println!("|---|---|---|---|---|---|");
+            println!("{}", report.markdown_row(&name));
+            println!(
+                "{} samples, mean prompt {:.1} positions, {:.1} s",
+                report.metrics.samples, report.mean_prompt_len, report.wall_seconds
             );
         }
         Command::Recommend {

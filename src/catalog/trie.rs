@@ -12,12 +12,14 @@ struct Node {
     count: u32,
 }
 
+/// The root node: the empty prefix. (Crate-visible only, so that the C header, which
+/// cbindgen generates from every public constant, does not pick it up.)
+pub(crate) const ROOT: u32 = 0;
+
 #[derive(Debug, Clone)]
 pub struct TitleTrie {
     nodes: Vec<Node>,
 }
-
-pub const ROOT: u32 = 0;
 
 impl Default for TitleTrie {
     fn default() -> Self {

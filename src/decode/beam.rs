@@ -13,7 +13,8 @@ use std::collections::HashMap;
 
 use candle_core::{Tensor, D};
 
-use crate::catalog::{trie::ROOT, CatalogSnapshot};
+use crate::catalog::trie::ROOT;
+use crate::catalog::CatalogSnapshot;
 use crate::error::{Error, Result};
 use crate::model::Model;
 

@@ -162,12 +162,13 @@ pub fn segments(layout: Layout, n: usize) -> Vec<Segment> {
     }
 }
 
-/// The paper's compression ratio for one laid-out history: tokens of the history written
-/// as text divided by tokens of the compressed history, where each patch is one token and
-/// delimiters are not counted (this reproduces the paper's Table 2 ratios from the mean
-/// title lengths). `title_tokens(i)` is the title length of history item `i`.
-/// An empty history has ratio 1.
-pub fn compression_ratio(segments: &[Segment], title_tokens: impl Fn(usize) -> usize) -> f64 {
+/// History tokens of a laid-out history, `(as text, compressed)`: title tokens written
+/// as text, and each patch counted as one token; delimiters are not counted.
+/// `title_tokens(i)` is the title length of history item `i`.
+pub fn history_tokens(
+    segments: &[Segment],
+    title_tokens: impl Fn(usize) -> usize,
+) -> (usize, usize) {
     let (mut full, mut compressed) = (0usize, 0usize);
     for s in segments {
         let tokens: usize = s.items.clone().map(&title_tokens).sum();
@@ -177,6 +178,14 @@ pub fn compression_ratio(segments: &[Segment], title_tokens: impl Fn(usize) -> u
             SegmentKind::Item | SegmentKind::Session => 1,
         };
     }
+    (full, compressed)
+}
+
+/// The paper's compression ratio for one laid-out history: [`history_tokens`] as text
+/// divided by compressed (this reproduces the paper's Table 2 ratios from the mean title
+/// lengths). An empty history has ratio 1.
+pub fn compression_ratio(segments: &[Segment], title_tokens: impl Fn(usize) -> usize) -> f64 {
+    let (full, compressed) = history_tokens(segments, title_tokens);
     if compressed == 0 {
         1.0
     } else {

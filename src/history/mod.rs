@@ -4,6 +4,7 @@ pub mod layout;
 pub mod user;
 
 pub use layout::{
-    compression_ratio, per_item, segments, Layout, LayoutConfig, Segment, SegmentKind,
+    compression_ratio, history_tokens, per_item, segments, Layout, LayoutConfig, Segment,
+    SegmentKind,
 };
 pub use user::{Interaction, UserHistory};

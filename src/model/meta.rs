@@ -9,7 +9,9 @@ use crate::error::{Error, Result};
 use crate::history::LayoutConfig;
 use crate::text::{ChatFormat, PromptTemplate, SpecialTokens};
 
-pub const META_FORMAT_VERSION: u32 = 1;
+/// The `format_version` this library writes and the newest it reads (crate-visible only:
+/// public constants end up in the generated C header).
+pub(crate) const FORMAT_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PatchrecMeta {
@@ -31,7 +33,7 @@ pub struct PatchrecMeta {
 impl PatchrecMeta {
     pub fn new(template: PromptTemplate) -> Self {
         PatchrecMeta {
-            format_version: META_FORMAT_VERSION,
+            format_version: FORMAT_VERSION,
             template,
             special_tokens: SpecialTokens::default(),
             layout: LayoutConfig::default(),
@@ -44,12 +46,12 @@ impl PatchrecMeta {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let meta: PatchrecMeta = serde_json::from_str(&text)
             .map_err(|e| Error::format(path, format!("malformed patchrec.json: {e}")))?;
-        if meta.format_version > META_FORMAT_VERSION {
+        if meta.format_version > FORMAT_VERSION {
             return Err(Error::format(
                 path,
                 format!(
-                    "format_version {} is newer than this library reads ({META_FORMAT_VERSION})",
-                    meta.format_version
+                    "format_version {} is newer than this library reads ({})",
+                    meta.format_version, FORMAT_VERSION
                 ),
             ));
         }

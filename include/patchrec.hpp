@@ -1,0 +1,266 @@
+// libpatchrec C++17 wrapper: header-only, move-only RAII classes over the C ABI in
+// patchrec.h. Failures throw patchrec::Error, which carries the C status. Each class has
+// raw() for calling the C API directly; the C header's threading rule carries over: const
+// methods may run concurrently, non-const ones need exclusive access.
+#ifndef PATCHREC_HPP
+#define PATCHREC_HPP
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "patchrec.h"
+
+namespace patchrec {
+
+// A failed call: what() is the library's message; status() the C status code.
+class Error : public std::runtime_error {
+public:
+    Error(patchrec_status_t status, const std::string &message)
+        : std::runtime_error(message), status_(status) {}
+
+    patchrec_status_t status() const noexcept { return status_; }
+    // The status constant's name, such as "PATCHREC_UNKNOWN_ITEM".
+    const char *status_name() const noexcept { return patchrec_status_name(status_); }
+
+private:
+    patchrec_status_t status_;
+};
+
+namespace detail {
+
+// Takes ownership of `error` and throws it unless `status` is PATCHREC_OK.
+inline void check(patchrec_status_t status, patchrec_error_t *error) {
+    if (status == PATCHREC_OK) {
+        return;
+    }
+    std::unique_ptr<patchrec_error_t, void (*)(patchrec_error_t *)> owned(error, patchrec_error_free);
+    throw Error(status, patchrec_error_message(owned.get()));
+}
+
+// Calls a status-returning C function with `args` and an error out-param; throws on failure.
+template <typename... Params, typename... Args>
+void call(patchrec_status_t (*function)(Params...), Args... args) {
+    patchrec_error_t *error = nullptr;
+    patchrec_status_t status = function(args..., &error);
+    check(status, error);
+}
+
+struct Free {
+    void operator()(patchrec_model_t *p) const noexcept { patchrec_model_free(p); }
+    void operator()(patchrec_catalog_t *p) const noexcept { patchrec_catalog_free(p); }
+    void operator()(patchrec_user_t *p) const noexcept { patchrec_user_free(p); }
+    void operator()(patchrec_query_options_t *p) const noexcept { patchrec_query_options_free(p); }
+    void operator()(patchrec_model_options_t *p) const noexcept { patchrec_model_options_free(p); }
+};
+
+template <typename T>
+using Owned = std::unique_ptr<T, Free>;
+
+}  // namespace detail
+
+// The library version, such as "0.1.0".
+inline std::string version() {
+    return patchrec_version();
+}
+
+// Throws unless the library implements the C ABI this header was written for; a binding
+// calls it once at start-up (Model::load does).
+inline void check_abi() {
+    if (patchrec_abi_version() != PATCHREC_ABI_VERSION) {
+        throw Error(PATCHREC_UNSUPPORTED, "libpatchrec implements C ABI version " +
+                                              std::to_string(patchrec_abi_version()) +
+                                              ", but this program was compiled for version " +
+                                              std::to_string(PATCHREC_ABI_VERSION));
+    }
+}
+
+// A loaded checkpoint. Thread-safe; catalogues keep it alive, so it may be destroyed first.
+class Model {
+public:
+    // `device` is "cpu", "cuda:N", or empty for the default (cpu).
+    static Model load(const std::string &checkpoint_dir, const std::string &device = "") {
+        check_abi();
+        detail::Owned<patchrec_model_options_t> options(patchrec_model_options_new());
+        if (!device.empty()) {
+            detail::call(patchrec_model_options_set_device, options.get(), device.c_str());
+        }
+        patchrec_model_t *model = nullptr;
+        detail::call(patchrec_model_load, checkpoint_dir.c_str(), options.get(), &model);
+        return Model(model);
+    }
+
+    const patchrec_model_t *raw() const noexcept { return handle_.get(); }
+    patchrec_model_t *raw() noexcept { return handle_.get(); }
+
+private:
+    explicit Model(patchrec_model_t *handle) : handle_(handle) {}
+    detail::Owned<patchrec_model_t> handle_;
+};
+
+// The items a model may recommend. Thread-safe, registrations included.
+class Catalog {
+public:
+    explicit Catalog(const Model &model) {
+        patchrec_catalog_t *catalog = nullptr;
+        detail::call(patchrec_catalog_new, model.raw(), &catalog);
+        handle_.reset(catalog);
+    }
+
+    void add(std::uint64_t id, const std::string &title) const {
+        detail::call(patchrec_catalog_add, raw(), id, title.c_str());
+    }
+
+    // All or nothing.
+    void add(const std::vector<std::pair<std::uint64_t, std::string>> &items) const {
+        std::vector<std::uint64_t> ids;
+        std::vector<const char *> titles;
+        ids.reserve(items.size());
+        titles.reserve(items.size());
+        for (const auto &item : items) {
+            ids.push_back(item.first);
+            titles.push_back(item.second.c_str());
+        }
+        detail::call(patchrec_catalog_add_batch, raw(), ids.data(), titles.data(), items.size());
+    }
+
+    std::size_t size() const noexcept { return patchrec_catalog_len(raw()); }
+
+    std::string title(std::uint64_t id) const {
+        std::size_t len = 0;
+        // The first call only asks for the length; a registered title never changes.
+        patchrec_error_t *error = nullptr;
+        patchrec_status_t status = patchrec_catalog_title(raw(), id, nullptr, 0, &len, &error);
+        if (status != PATCHREC_BUFFER_TOO_SMALL) {
+            detail::check(status, error);
+        }
+        patchrec_error_free(error);
+        std::string title(len + 1, '\0');
+        detail::call(patchrec_catalog_title, raw(), id, &title[0], title.size(), &len);
+        title.resize(len);
+        return title;
+    }
+
+    const patchrec_catalog_t *raw() const noexcept { return handle_.get(); }
+
+private:
+    detail::Owned<patchrec_catalog_t> handle_;
+};
+
+// One user's history. Not synchronised.
+class User {
+public:
+    User() {
+        patchrec_user_t *user = nullptr;
+        detail::call(patchrec_user_new, &user);
+        handle_.reset(user);
+    }
+
+    void append(const Catalog &catalog, std::uint64_t item_id,
+                std::int64_t timestamp = PATCHREC_NO_TIMESTAMP) {
+        detail::call(patchrec_user_append, raw(), catalog.raw(), item_id, timestamp);
+    }
+
+    // All or nothing; `timestamps` is empty (none known) or one per id.
+    void append(const Catalog &catalog, const std::vector<std::uint64_t> &ids,
+                const std::vector<std::int64_t> &timestamps = {}) {
+        if (!timestamps.empty() && timestamps.size() != ids.size()) {
+            throw Error(PATCHREC_INVALID_ARGUMENT, "append: " + std::to_string(ids.size()) + " ids but " +
+                                                       std::to_string(timestamps.size()) + " timestamps");
+        }
+        detail::call(patchrec_user_append_batch, raw(), catalog.raw(), ids.data(),
+                     timestamps.empty() ? nullptr : timestamps.data(), ids.size());
+    }
+
+    std::size_t size() const noexcept { return patchrec_user_len(raw()); }
+    void clear() noexcept { patchrec_user_clear(raw()); }
+
+    const patchrec_user_t *raw() const noexcept { return handle_.get(); }
+    patchrec_user_t *raw() noexcept { return handle_.get(); }
+
+private:
+    detail::Owned<patchrec_user_t> handle_;
+};
+
+enum class Layout : std::uint32_t {
+    Vanilla = PATCHREC_LAYOUT_VANILLA,
+    PftI = PATCHREC_LAYOUT_PFT_I,
+    PftS = PATCHREC_LAYOUT_PFT_S,
+};
+
+// How to answer a query; the setters chain. Unset values are the checkpoint's defaults.
+class QueryOptions {
+public:
+    QueryOptions() : handle_(patchrec_query_options_new()) {}
+
+    QueryOptions &k(std::size_t k) {
+        detail::call(patchrec_query_options_set_k, raw(), k);
+        return *this;
+    }
+    QueryOptions &beam_width(std::size_t width) {
+        detail::call(patchrec_query_options_set_beam_width, raw(), width);
+        return *this;
+    }
+    // `param` is M for PFT-I, L for PFT-S, ignored for vanilla.
+    QueryOptions &layout(Layout kind, std::size_t param = 0) {
+        detail::call(patchrec_query_options_set_layout, raw(), static_cast<std::uint32_t>(kind), param);
+        return *this;
+    }
+    QueryOptions &max_items(std::size_t max_items) {
+        detail::call(patchrec_query_options_set_max_items, raw(), max_items);
+        return *this;
+    }
+    QueryOptions &exclude_history(bool exclude) {
+        detail::call(patchrec_query_options_set_exclude_history, raw(), exclude);
+        return *this;
+    }
+
+    const patchrec_query_options_t *raw() const noexcept { return handle_.get(); }
+    patchrec_query_options_t *raw() noexcept { return handle_.get(); }
+
+private:
+    detail::Owned<patchrec_query_options_t> handle_;
+};
+
+using Recommendation = patchrec_recommendation_t;
+
+struct LayoutStats {
+    std::size_t prompt_len;
+    double compression_ratio;
+};
+
+// The next items for `user`, best first.
+inline std::vector<Recommendation> recommend(const Catalog &catalog, User &user,
+                                             const QueryOptions &options = QueryOptions()) {
+    std::size_t len = 0;
+    // The first call only asks for k: with no room it fails before any work.
+    patchrec_error_t *error = nullptr;
+    patchrec_status_t status =
+        patchrec_recommend(catalog.raw(), user.raw(), options.raw(), nullptr, 0, &len, &error);
+    if (status != PATCHREC_BUFFER_TOO_SMALL) {
+        detail::check(status, error);
+    }
+    patchrec_error_free(error);
+    std::vector<Recommendation> items(len);
+    detail::call(patchrec_recommend, catalog.raw(), user.raw(), options.raw(), items.data(), items.size(),
+                 &len);
+    items.resize(len);
+    return items;
+}
+
+// How `user`'s history would be laid out for `options`, without running the model.
+inline LayoutStats layout_stats(const Catalog &catalog, const User &user,
+                                const QueryOptions &options = QueryOptions()) {
+    LayoutStats stats{0, 1.0};
+    detail::call(patchrec_user_layout_stats, user.raw(), catalog.raw(), options.raw(), &stats.prompt_len,
+                 &stats.compression_ratio);
+    return stats;
+}
+
+}  // namespace patchrec
+
+#endif  // PATCHREC_HPP

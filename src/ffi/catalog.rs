@@ -1,0 +1,137 @@
+//! `patchrec_catalog_t`: the items a model may recommend.
+
+use std::ffi::c_char;
+
+use super::boundary::{
+    arg_mut, arg_ref, arg_slice, arg_slice_mut, arg_str, free_handle, guard, guard_value,
+    new_handle, Outcome,
+};
+use super::error::patchrec_error_t;
+use super::model::patchrec_model_t;
+use super::status::patchrec_status_t::{self, PATCHREC_BUFFER_TOO_SMALL};
+use crate::catalog::Catalog;
+use crate::error::Error;
+
+/// A catalogue of items `(id, title)` for one model, with each title's tokens and item
+/// patch computed once, at registration. Internally synchronised: a
+/// `const patchrec_catalog_t *` may be used by many threads at once, registrations
+/// included; a query sees the catalogue as it was when the query started. Holds its own
+/// reference to the model, so it may outlive the model handle.
+pub struct patchrec_catalog_t {
+    pub(crate) catalog: Catalog,
+}
+
+/// Makes an empty catalogue for `model`, which it borrows (and keeps alive). On success
+/// `*out` receives a catalogue the caller owns and frees with `patchrec_catalog_free`; on
+/// failure `*out` is set to NULL.
+#[no_mangle]
+pub unsafe extern "C" fn patchrec_catalog_new(
+    model: *const patchrec_model_t,
+    out: *mut *mut patchrec_catalog_t,
+    error: *mut *mut patchrec_error_t,
+) -> patchrec_status_t {
+    guard(error, || {
+        new_handle(out, || {
+            let model = arg_ref(model, "model")?.model.clone();
+            Ok(patchrec_catalog_t {
+                catalog: Catalog::new(model)?,
+            })
+        })
+    })
+}
+
+/// Registers one item; copies `title` (UTF-8, trimmed, non-empty). A registered id is
+/// `PATCHREC_DUPLICATE_ITEM`, an empty title `PATCHREC_INVALID_ARGUMENT`; on failure the
+/// catalogue is unchanged.
+#[no_mangle]
+pub unsafe extern "C" fn patchrec_catalog_add(
+    catalog: *const patchrec_catalog_t,
+    id: u64,
+    title: *const c_char,
+    error: *mut *mut patchrec_error_t,
+) -> patchrec_status_t {
+    guard(error, || {
+        let catalog = &arg_ref(catalog, "catalog")?.catalog;
+        catalog.add(id, arg_str(title, "title")?)?;
+        Ok(())
+    })
+}
+
+/// Registers `n` items, `ids[i]` with `titles[i]`, all or nothing: on any failure (a NULL
+/// or invalid title, a duplicate id) the catalogue is unchanged. Copies the titles. The
+/// arrays may be NULL when `n` is 0. Faster than `n` calls to `patchrec_catalog_add`.
+#[no_mangle]
+pub unsafe extern "C" fn patchrec_catalog_add_batch(
+    catalog: *const patchrec_catalog_t,
+    ids: *const u64,
+    titles: *const *const c_char,
+    n: usize,
+    error: *mut *mut patchrec_error_t,
+) -> patchrec_status_t {
+    guard(error, || {
+        let catalog = &arg_ref(catalog, "catalog")?.catalog;
+        let ids = arg_slice(ids, n, "ids")?;
+        let titles = arg_slice(titles, n, "titles")?;
+        let items = ids
+            .iter()
+            .zip(titles)
+            .enumerate()
+            .map(|(i, (&id, &title))| Ok((id, arg_str(title, format_args!("titles[{i}]"))?)))
+            .collect::<Outcome<Vec<_>>>()?;
+        catalog.add_batch(&items)?;
+        Ok(())
+    })
+}
+
+/// The number of registered items; 0 when `catalog` is NULL.
+#[no_mangle]
+pub unsafe extern "C" fn patchrec_catalog_len(catalog: *const patchrec_catalog_t) -> usize {
+    guard_value(0, || catalog.as_ref().map_or(0, |c| c.catalog.len()))
+}
+
+/// Copies the title of item `id` into `buf` as NUL-terminated UTF-8 and sets `*len` to its
+/// length in bytes, excluding the NUL. `buf` may be NULL when `cap` is 0. When `cap` is
+/// less than `*len + 1` the result is `PATCHREC_BUFFER_TOO_SMALL`, with `*len` set so the
+/// caller can retry and `buf` untouched. An unregistered id is `PATCHREC_UNKNOWN_ITEM`,
+/// with `*len` set to 0.
+#[no_mangle]
+pub unsafe extern "C" fn patchrec_catalog_title(
+    catalog: *const patchrec_catalog_t,
+    id: u64,
+    buf: *mut c_char,
+    cap: usize,
+    len: *mut usize,
+    error: *mut *mut patchrec_error_t,
+) -> patchrec_status_t {
+    guard(error, || {
+        let len = arg_mut(len, "len")?;
+        *len = 0;
+        let snapshot = arg_ref(catalog, "catalog")?.catalog.snapshot();
+        let title = snapshot
+            .get(id)
+            .ok_or(Error::UnknownItem(id))?
+            .title
+            .as_bytes();
+        *len = title.len();
+        if cap <= title.len() {
+            return Err(patchrec_error_t::new(
+                PATCHREC_BUFFER_TOO_SMALL,
+                format!(
+                    "the title of item {id} needs {} bytes with its NUL; the buffer holds {cap}",
+                    title.len() + 1
+                ),
+            ));
+        }
+        let buf = arg_slice_mut(buf.cast::<u8>(), cap, "buf")?;
+        buf[..title.len()].copy_from_slice(title);
+        buf[title.len()] = 0;
+        Ok(())
+    })
+}
+
+/// Frees a catalogue; takes ownership of `catalog`. Users' histories stay valid (they hold
+/// only ids). NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn patchrec_catalog_free(catalog: *mut patchrec_catalog_t) {
+    free_handle(catalog)
+}

@@ -1,0 +1,195 @@
+//! Option objects: `patchrec_model_options_t` for loading, `patchrec_query_options_t` for
+//! queries. Opaque with setters, so new options never change a layout callers compiled in.
+
+use std::ffi::c_char;
+
+use super::boundary::{arg_mut, arg_str, free_handle, guard, guard_value};
+use super::error::patchrec_error_t;
+use super::status::patchrec_status_t;
+use crate::error::Error;
+use crate::history::{Layout, LayoutConfig};
+use crate::model::{Model, ModelOptions};
+use crate::query::QueryOptions;
+
+/// How to load a model. Made by `patchrec_model_options_new`, freed by
+/// `patchrec_model_options_free`; `patchrec_model_load` only borrows it. Not synchronised:
+/// set it from one thread, then share it `const`. Independent of every other object.
+#[derive(Default)]
+pub struct patchrec_model_options_t {
+    pub(crate) options: ModelOptions,
+}
+
+/// A new model options object with the defaults (device `"cpu"`). Never NULL; the caller
+/// owns it and frees it with `patchrec_model_options_free`.
+#[no_mangle]
+pub extern "C" fn patchrec_model_options_new() -> *mut patchrec_model_options_t {
+    guard_value(std::ptr::null_mut(), || Box::into_raw(Box::default()))
+}
+
+/// Sets the device the model runs on: `"cpu"` or `"cuda:N"` (a build with the `cuda`
+/// feature). Copies `device`; the name is checked by `patchrec_model_load`. On failure the
+/// options are unchanged.
+#[no_mangle]
+pub unsafe extern "C" fn patchrec_model_options_set_device(
+    options: *mut patchrec_model_options_t,
+    device: *const c_char,
+    error: *mut *mut patchrec_error_t,
+) -> patchrec_status_t {
+    guard(error, || {
+        let options = arg_mut(options, "options")?;
+        options.options.device = Some(arg_str(device, "device")?.to_owned());
+        Ok(())
+    })
+}
+
+/// Frees model options; takes ownership of `options`. NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn patchrec_model_options_free(options: *mut patchrec_model_options_t) {
+    free_handle(options)
+}
+
+/// How the history is written into the prompt. Passed to `patchrec_query_options_set_layout`
+/// as a `uint32_t`, so an out-of-range number is an error rather than undefined behaviour.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum patchrec_layout_t {
+    /// Every history item as its title's text.
+    PATCHREC_LAYOUT_VANILLA = 0,
+    /// PFT-I: the latest M items as text, older ones as item patches.
+    PATCHREC_LAYOUT_PFT_I = 1,
+    /// PFT-S: the latest L items as text, the L before as item patches, older groups of L
+    /// as session patches.
+    PATCHREC_LAYOUT_PFT_S = 2,
+}
+
+/// How to answer a query. Made by `patchrec_query_options_new`, freed by
+/// `patchrec_query_options_free`; queries only borrow it. Not synchronised: set it from
+/// one thread, then share it `const` among any number of concurrent queries.
+/// Independent of every other object.
+#[derive(Default)]
+pub struct patchrec_query_options_t {
+    query: QueryOptions,
+    /// `None` keeps the checkpoint's choice (its `patchrec.json`).
+    layout: Option<Layout>,
+    max_items: Option<usize>,
+}
+
+impl patchrec_query_options_t {
+    /// The Rust options for a query on `model`: whatever the caller did not set is the
+    /// checkpoint's.
+    pub(crate) fn resolve(&self, model: &Model) -> QueryOptions {
+        let checkpoint = model.meta().layout;
+        QueryOptions {
+            layout: Some(LayoutConfig {
+                layout: self.layout.unwrap_or(checkpoint.layout),
+                max_items: self.max_items.unwrap_or(checkpoint.max_items),
+            }),
+            ..self.query.clone()
+        }
+    }
+}
+
+/// A new query options object with the defaults: k = 10, beam width 20, the checkpoint's
+/// layout and history truncation (100 items unless its `patchrec.json` says otherwise),
+/// history items not excluded. Never NULL; the caller owns it and frees it with
+/// `patchrec_query_options_free`.
+#[no_mangle]
+pub extern "C" fn patchrec_query_options_new() -> *mut patchrec_query_options_t {
+    guard_value(std::ptr::null_mut(), || Box::into_raw(Box::default()))
+}
+
+/// Sets how many items a query returns. `k` = 0 is `PATCHREC_INVALID_ARGUMENT`. On failure
+/// the options are unchanged.
+#[no_mangle]
+pub unsafe extern "C" fn patchrec_query_options_set_k(
+    options: *mut patchrec_query_options_t,
+    k: usize,
+    error: *mut *mut patchrec_error_t,
+) -> patchrec_status_t {
+    guard(error, || {
+        let options = arg_mut(options, "options")?;
+        if k == 0 {
+            return Err(Error::invalid("k must be at least 1").into());
+        }
+        options.query.k = k;
+        Ok(())
+    })
+}
+
+/// Sets the beam width of the constrained search; a width below k is raised to k.
+#[no_mangle]
+pub unsafe extern "C" fn patchrec_query_options_set_beam_width(
+    options: *mut patchrec_query_options_t,
+    beam_width: usize,
+    error: *mut *mut patchrec_error_t,
+) -> patchrec_status_t {
+    guard(error, || {
+        arg_mut(options, "options")?.query.beam_width = beam_width;
+        Ok(())
+    })
+}
+
+/// Sets the layout: `kind` is a `patchrec_layout_t`; `param` is M for
+/// `PATCHREC_LAYOUT_PFT_I`, L (at least 1) for `PATCHREC_LAYOUT_PFT_S`, and ignored for
+/// `PATCHREC_LAYOUT_VANILLA`. An unknown kind or L = 0 is `PATCHREC_INVALID_ARGUMENT`. On
+/// failure the options are unchanged.
+#[no_mangle]
+pub unsafe extern "C" fn patchrec_query_options_set_layout(
+    options: *mut patchrec_query_options_t,
+    kind: u32,
+    param: usize,
+    error: *mut *mut patchrec_error_t,
+) -> patchrec_status_t {
+    use patchrec_layout_t::*;
+    guard(error, || {
+        let options = arg_mut(options, "options")?;
+        let layout = match kind {
+            k if k == PATCHREC_LAYOUT_VANILLA as u32 => Layout::Vanilla,
+            k if k == PATCHREC_LAYOUT_PFT_I as u32 => Layout::PftI { m: param },
+            k if k == PATCHREC_LAYOUT_PFT_S as u32 => Layout::PftS { l: param },
+            other => {
+                return Err(Error::invalid(format!(
+                    "layout kind {other}: expected PATCHREC_LAYOUT_VANILLA, \
+                     PATCHREC_LAYOUT_PFT_I or PATCHREC_LAYOUT_PFT_S"
+                ))
+                .into())
+            }
+        };
+        layout.validate()?;
+        options.layout = Some(layout);
+        Ok(())
+    })
+}
+
+/// Sets the history truncation K: only the latest `max_items` interactions are shown.
+#[no_mangle]
+pub unsafe extern "C" fn patchrec_query_options_set_max_items(
+    options: *mut patchrec_query_options_t,
+    max_items: usize,
+    error: *mut *mut patchrec_error_t,
+) -> patchrec_status_t {
+    guard(error, || {
+        arg_mut(options, "options")?.max_items = Some(max_items);
+        Ok(())
+    })
+}
+
+/// With `exclude_history` true, a query never returns an item already in the user's
+/// history. Default false, as in the paper's protocol.
+#[no_mangle]
+pub unsafe extern "C" fn patchrec_query_options_set_exclude_history(
+    options: *mut patchrec_query_options_t,
+    exclude_history: bool,
+    error: *mut *mut patchrec_error_t,
+) -> patchrec_status_t {
+    guard(error, || {
+        arg_mut(options, "options")?.query.exclude_history = exclude_history;
+        Ok(())
+    })
+}
+
+/// Frees query options; takes ownership of `options`. NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn patchrec_query_options_free(options: *mut patchrec_query_options_t) {
+    free_handle(options)
+}

@@ -1,0 +1,318 @@
+/* The C ABI from C99: happy path, every error status a caller meets, and the version
+ * checks. Run by tests/abi.rs as `test_abi CHECKPOINT_DIR`, compiled with
+ * -DPATCHREC_EXPECTED_VERSION="x.y.z" (the Cargo.toml version). */
+#include <stdio.h>
+#include <string.h>
+
+#include "patchrec.h"
+
+#ifndef PATCHREC_EXPECTED_VERSION
+#error "compile with -DPATCHREC_EXPECTED_VERSION='\"x.y.z\"'"
+#endif
+
+static const uint64_t ITEM_IDS[] = {1, 2, 3, 4, 5, 6, 7, 8};
+static const char *const ITEM_TITLES[] = {
+    "Toy Story (1995)",  "Heat (1995)",  "Fargo (1996)",         "Am\xc3\xa9lie (2001)",
+    "The Matrix (1999)", "Alien (1979)", "Jurassic Park (1993)", "Groundhog Day (1993)",
+};
+enum { ITEM_COUNT = sizeof ITEM_IDS / sizeof ITEM_IDS[0] };
+
+static int passed;
+static int failed;
+
+static void check(int ok, const char *what) {
+    if (ok) {
+        passed++;
+    } else {
+        failed++;
+        fprintf(stderr, "FAIL: %s\n", what);
+    }
+}
+
+/* A failed call: status `want`, and in `*slot` an error object of the same status whose
+ * message is non-empty and contains `needle`. Frees the error and resets `*slot`. The
+ * error is passed by address because C leaves the order of argument evaluation open:
+ * `check_failure(..., f(&error), ..., error, ...)` may read `error` before `f` runs. */
+static void check_failure(const char *what, patchrec_status_t got, patchrec_status_t want,
+                          patchrec_error_t **slot, const char *needle) {
+    patchrec_error_t *error = *slot;
+    const char *message = patchrec_error_message(error);
+    if (got == want && error != NULL && patchrec_error_status(error) == want && message[0] != '\0' &&
+        strstr(message, needle) != NULL) {
+        passed++;
+        printf("ok: %s: %s: %s\n", what, patchrec_status_name(got), message);
+    } else {
+        failed++;
+        fprintf(stderr, "FAIL: %s: got %s (\"%s\"), want %s with \"%s\"\n", what, patchrec_status_name(got),
+                message, patchrec_status_name(want), needle);
+    }
+    patchrec_error_free(error);
+    *slot = NULL;
+}
+
+/* A call that must succeed and leave `*slot` NULL; on failure reports and frees the error. */
+static int check_ok(const char *what, patchrec_status_t got, patchrec_error_t **slot) {
+    check(got == PATCHREC_OK && *slot == NULL, what);
+    if (got != PATCHREC_OK) {
+        fprintf(stderr, "  %s: %s\n", patchrec_status_name(got), patchrec_error_message(*slot));
+        patchrec_error_free(*slot);
+        *slot = NULL;
+    }
+    return got == PATCHREC_OK;
+}
+
+static void test_versions(void) {
+    check(strcmp(patchrec_version(), PATCHREC_EXPECTED_VERSION) == 0,
+          "patchrec_version() is the Cargo.toml version");
+    check(patchrec_abi_version() == PATCHREC_ABI_VERSION, "patchrec_abi_version() matches the header");
+    check(strcmp(patchrec_status_name(PATCHREC_UNKNOWN_ITEM), "PATCHREC_UNKNOWN_ITEM") == 0,
+          "patchrec_status_name names a status");
+    check(strcmp(patchrec_status_name(9999), "PATCHREC_UNKNOWN_STATUS") == 0,
+          "patchrec_status_name accepts any number");
+    check(patchrec_error_status(NULL) == PATCHREC_OK && strcmp(patchrec_error_message(NULL), "") == 0,
+          "a NULL error means success");
+}
+
+static void test_missing_checkpoint(void) {
+    static char not_a_model;
+    patchrec_model_t *model = (patchrec_model_t *)(void *)&not_a_model;
+    patchrec_error_t *error = NULL;
+    patchrec_status_t status = patchrec_model_load("/nonexistent/patchrec-ckpt", NULL, &model, &error);
+    check_failure("missing checkpoint directory", status, PATCHREC_IO, &error, "/nonexistent/patchrec-ckpt");
+    check(model == NULL, "a failed load sets *out to NULL");
+}
+
+static void test_null_arguments(const char *dir) {
+    patchrec_model_t *model = NULL;
+    patchrec_error_t *error = NULL;
+    check_failure("NULL checkpoint_dir", patchrec_model_load(NULL, NULL, &model, &error),
+                  PATCHREC_NULL_ARGUMENT, &error, "checkpoint_dir");
+    check_failure("NULL out", patchrec_model_load(dir, NULL, NULL, &error), PATCHREC_NULL_ARGUMENT, &error,
+                  "out");
+    check_failure("NULL catalog handle", patchrec_catalog_add(NULL, 1, "Heat (1995)", &error),
+                  PATCHREC_NULL_ARGUMENT, &error, "catalog");
+    check_failure("NULL len", patchrec_recommend(NULL, NULL, NULL, NULL, 0, NULL, &error),
+                  PATCHREC_NULL_ARGUMENT, &error, "len");
+    check(patchrec_catalog_add(NULL, 1, "Heat (1995)", NULL) == PATCHREC_NULL_ARGUMENT,
+          "a NULL error out-param still gets the status");
+    check(patchrec_catalog_len(NULL) == 0 && patchrec_user_len(NULL) == 0, "lengths of NULL are 0");
+    patchrec_user_clear(NULL);
+    patchrec_model_free(NULL);
+    patchrec_catalog_free(NULL);
+    patchrec_user_free(NULL);
+    patchrec_query_options_free(NULL);
+    patchrec_model_options_free(NULL);
+    patchrec_error_free(NULL);
+}
+
+static void test_options(const char *dir) {
+    patchrec_query_options_t *options = patchrec_query_options_new();
+    patchrec_model_options_t *model_options = patchrec_model_options_new();
+    patchrec_model_t *model = NULL;
+    patchrec_error_t *error = NULL;
+    check_failure("k = 0", patchrec_query_options_set_k(options, 0, &error), PATCHREC_INVALID_ARGUMENT,
+                  &error, "k must be at least 1");
+    check_failure("PFT-S with L = 0",
+                  patchrec_query_options_set_layout(options, PATCHREC_LAYOUT_PFT_S, 0, &error),
+                  PATCHREC_INVALID_ARGUMENT, &error, "group size L");
+    check_failure("unknown layout kind", patchrec_query_options_set_layout(options, 7, 1, &error),
+                  PATCHREC_INVALID_ARGUMENT, &error, "layout kind 7");
+    check_failure("invalid UTF-8 device", patchrec_model_options_set_device(model_options, "cpu\xff", &error),
+                  PATCHREC_INVALID_UTF8, &error, "device");
+    check_ok("set device", patchrec_model_options_set_device(model_options, "tpu", &error), &error);
+    check_failure("unknown device", patchrec_model_load(dir, model_options, &model, &error),
+                  PATCHREC_INVALID_ARGUMENT, &error, "tpu");
+    check(model == NULL, "a failed load leaves no model");
+    patchrec_model_options_free(model_options);
+    patchrec_query_options_free(options);
+}
+
+/* A catalogue of ITEM_IDS; the model handle is freed at once, which the catalogue outlives. */
+static patchrec_catalog_t *make_catalog(const char *dir) {
+    static char not_an_error;
+    patchrec_model_t *model = NULL;
+    patchrec_catalog_t *catalog = NULL;
+    patchrec_error_t *error = (patchrec_error_t *)(void *)&not_an_error;
+    if (!check_ok("load the checkpoint", patchrec_model_load(dir, NULL, &model, &error), &error)) {
+        return NULL;
+    }
+    check_ok("new catalogue", patchrec_catalog_new(model, &catalog, &error), &error);
+    patchrec_model_free(model);
+    if (catalog != NULL) {
+        check_ok("add a batch",
+                 patchrec_catalog_add_batch(catalog, ITEM_IDS, ITEM_TITLES, ITEM_COUNT, &error), &error);
+    }
+    return catalog;
+}
+
+static void test_catalog(const patchrec_catalog_t *catalog) {
+    patchrec_error_t *error = NULL;
+    const uint64_t batch_ids[] = {100, 101, 3};
+    const char *const batch_titles[] = {"Brazil (1985)", "Ran (1985)", "Fargo again"};
+    const char *const null_titles[] = {"Brazil (1985)", NULL, "Ran (1985)"};
+    char title[64];
+    size_t len = 0;
+
+    check(patchrec_catalog_len(catalog) == ITEM_COUNT, "the catalogue holds the batch");
+    check_failure("duplicate id", patchrec_catalog_add(catalog, 2, "Heat again", &error),
+                  PATCHREC_DUPLICATE_ITEM, &error, "item id 2");
+    check_failure("invalid UTF-8 title", patchrec_catalog_add(catalog, 50, "Caf\xe9 (1999)", &error),
+                  PATCHREC_INVALID_UTF8, &error, "title");
+    check_failure("empty title", patchrec_catalog_add(catalog, 50, "  ", &error), PATCHREC_INVALID_ARGUMENT,
+                  &error, "empty title");
+    check_failure("batch with a duplicate",
+                  patchrec_catalog_add_batch(catalog, batch_ids, batch_titles, 3, &error),
+                  PATCHREC_DUPLICATE_ITEM, &error, "item id 3");
+    check_failure("batch with a NULL title",
+                  patchrec_catalog_add_batch(catalog, batch_ids, null_titles, 3, &error),
+                  PATCHREC_NULL_ARGUMENT, &error, "titles[1]");
+    check(patchrec_catalog_len(catalog) == ITEM_COUNT, "a failed batch adds nothing");
+
+    check_failure("title length query", patchrec_catalog_title(catalog, 4, NULL, 0, &len, &error),
+                  PATCHREC_BUFFER_TOO_SMALL, &error, "item 4");
+    check(len == strlen(ITEM_TITLES[3]), "BUFFER_TOO_SMALL reports the title's length in bytes");
+    check_failure("title buffer without room for NUL",
+                  patchrec_catalog_title(catalog, 4, title, len, &len, &error), PATCHREC_BUFFER_TOO_SMALL,
+                  &error, "NUL");
+    if (check_ok("title", patchrec_catalog_title(catalog, 4, title, sizeof title, &len, &error), &error)) {
+        check(strcmp(title, ITEM_TITLES[3]) == 0 && len == strlen(title), "title round trip");
+    }
+    check_failure("title of an unknown id",
+                  patchrec_catalog_title(catalog, 999, title, sizeof title, &len, &error),
+                  PATCHREC_UNKNOWN_ITEM, &error, "999");
+}
+
+static void test_user(const patchrec_catalog_t *catalog) {
+    patchrec_user_t *user = NULL;
+    patchrec_error_t *error = NULL;
+    const uint64_t ids[] = {1, 2, 999};
+    const int64_t timestamps[] = {1000, PATCHREC_NO_TIMESTAMP, 3000};
+    if (!check_ok("new user", patchrec_user_new(&user, &error), &error)) {
+        return;
+    }
+    check_ok("append", patchrec_user_append(user, catalog, 5, PATCHREC_NO_TIMESTAMP, &error), &error);
+    check_failure("unknown item id", patchrec_user_append(user, catalog, 999, 0, &error),
+                  PATCHREC_UNKNOWN_ITEM, &error, "999");
+    check_failure("batch with an unknown id",
+                  patchrec_user_append_batch(user, catalog, ids, timestamps, 3, &error),
+                  PATCHREC_UNKNOWN_ITEM, &error, "999");
+    check(patchrec_user_len(user) == 1, "failed appends change nothing");
+    check_ok("append a batch", patchrec_user_append_batch(user, catalog, ids, timestamps, 2, &error), &error);
+    check(patchrec_user_len(user) == 3, "the batch is appended");
+    patchrec_user_clear(user);
+    check(patchrec_user_len(user) == 0, "clear empties the history");
+    patchrec_user_free(user);
+}
+
+static int in_catalogue(uint64_t id) {
+    size_t i;
+    for (i = 0; i < ITEM_COUNT; i++) {
+        if (ITEM_IDS[i] == id) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Every id in the catalogue, none twice, scores best first. */
+static int well_ranked(const patchrec_recommendation_t *items, size_t len) {
+    size_t i, j;
+    for (i = 0; i < len; i++) {
+        if (!in_catalogue(items[i].item_id) || (i > 0 && items[i].score > items[i - 1].score)) {
+            return 0;
+        }
+        for (j = 0; j < i; j++) {
+            if (items[j].item_id == items[i].item_id) {
+                return 0;
+            }
+        }
+    }
+    return 1;
+}
+
+static void test_recommend(const patchrec_catalog_t *catalog) {
+    const uint64_t history[] = {1, 2, 3, 4, 5};
+    patchrec_recommendation_t items[5];
+    patchrec_query_options_t *options = patchrec_query_options_new();
+    patchrec_user_t *user = NULL;
+    patchrec_error_t *error = NULL;
+    size_t len = 0, i;
+    if (!check_ok("new user", patchrec_user_new(&user, &error), &error)) {
+        return;
+    }
+    check_ok("append history", patchrec_user_append_batch(user, catalog, history, NULL, 5, &error), &error);
+    check_ok("set k", patchrec_query_options_set_k(options, 5, &error), &error);
+
+    check_failure("NULL user handle", patchrec_recommend(catalog, NULL, options, items, 5, &len, &error),
+                  PATCHREC_NULL_ARGUMENT, &error, "user");
+    check_failure("buffer too small", patchrec_recommend(catalog, user, options, items, 2, &len, &error),
+                  PATCHREC_BUFFER_TOO_SMALL, &error, "k = 5");
+    check(len == 5, "BUFFER_TOO_SMALL reports k");
+    if (check_ok("recommend", patchrec_recommend(catalog, user, options, items, 5, &len, &error), &error)) {
+        check(len == 5 && well_ranked(items, len), "top 5: catalogue ids, no repeats, scores descending");
+        for (i = 0; i < len; i++) {
+            printf("  %llu %.4f\n", (unsigned long long)items[i].item_id, items[i].score);
+        }
+    }
+
+    check_ok("exclude history", patchrec_query_options_set_exclude_history(options, true, &error), &error);
+    if (check_ok("recommend excluding history",
+                 patchrec_recommend(catalog, user, options, items, 5, &len, &error), &error)) {
+        /* Only 3 of the 8 items are not in the history. */
+        check(len == 3 && well_ranked(items, len) && items[0].item_id > 5 && items[1].item_id > 5 &&
+                  items[2].item_id > 5,
+              "excluding history leaves the 3 unseen items");
+    }
+    patchrec_query_options_free(options);
+    patchrec_user_free(user);
+}
+
+static void test_layout_stats(const patchrec_catalog_t *catalog) {
+    const uint64_t history[] = {1, 2, 3, 4, 5, 6, 7, 8};
+    patchrec_query_options_t *options = patchrec_query_options_new();
+    patchrec_user_t *user = NULL;
+    patchrec_error_t *error = NULL;
+    size_t vanilla_len = 0, compressed_len = 0;
+    double vanilla_ratio = 0, compressed_ratio = 0;
+    patchrec_user_new(&user, NULL);
+    check_ok("append history", patchrec_user_append_batch(user, catalog, history, NULL, 8, &error), &error);
+    check_ok("vanilla", patchrec_query_options_set_layout(options, PATCHREC_LAYOUT_VANILLA, 0, &error),
+             &error);
+    check_ok("vanilla stats",
+             patchrec_user_layout_stats(user, catalog, options, &vanilla_len, &vanilla_ratio, &error),
+             &error);
+    check_ok("PFT-S", patchrec_query_options_set_layout(options, PATCHREC_LAYOUT_PFT_S, 2, &error), &error);
+    check_ok("PFT-S stats",
+             patchrec_user_layout_stats(user, catalog, options, &compressed_len, &compressed_ratio, &error),
+             &error);
+    check(vanilla_ratio == 1.0 && compressed_ratio > 1.0 && compressed_len < vanilla_len,
+          "PFT-S:2 compresses the history");
+    printf("  vanilla: %zu positions, ratio %.2f; pft-s:2: %zu positions, ratio %.2f\n", vanilla_len,
+           vanilla_ratio, compressed_len, compressed_ratio);
+    check_ok("stats with NULL out-params",
+             patchrec_user_layout_stats(user, catalog, NULL, NULL, NULL, &error), &error);
+    patchrec_query_options_free(options);
+    patchrec_user_free(user);
+}
+
+int main(int argc, char **argv) {
+    patchrec_catalog_t *catalog;
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s CHECKPOINT_DIR\n", argv[0]);
+        return 2;
+    }
+    test_versions();
+    test_missing_checkpoint();
+    test_null_arguments(argv[1]);
+    test_options(argv[1]);
+    catalog = make_catalog(argv[1]);
+    if (catalog != NULL) {
+        test_catalog(catalog);
+        test_user(catalog);
+        test_recommend(catalog);
+        test_layout_stats(catalog);
+        patchrec_catalog_free(catalog);
+    }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed == 0 && catalog != NULL ? 0 : 1;
+}
