@@ -99,6 +99,24 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Write a synthetic dataset in the shared format over a catalogue (demos, tests).
+    Synth {
+        /// `items.tsv` (item_id<TAB>title)
+        #[arg(long)]
+        items: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 300)]
+        users: usize,
+        /// Interactions per user
+        #[arg(long, default_value_t = 30)]
+        len: usize,
+        /// Probability that the next item is random rather than the catalogue's next
+        #[arg(long, default_value_t = 0.2)]
+        jump: f64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
     /// Recommend the next items for one history.
     Recommend {
         #[arg(long)]
@@ -269,6 +287,18 @@ fn run(cli: Cli) -> patchrec::Result<()> {
                 "{} samples, mean prompt {:.1} positions, {:.1} s",
                 report.metrics.samples, report.mean_prompt_len, report.wall_seconds
             );
+        }
+        Command::Synth {
+            items,
+            out,
+            users,
+            len,
+            jump,
+            seed,
+        } => {
+            let catalog = read_items_tsv(&items)?;
+            patchrec::data::synthetic::write_synthetic(&out, &catalog, users, len, jump, seed)?;
+            println!("wrote {} ({users} users x {len} interactions)", out.display());
         }
         Command::Recommend {
             checkpoint,

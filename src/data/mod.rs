@@ -2,6 +2,7 @@
 
 pub mod dataset;
 pub mod samples;
+pub mod synthetic;
 
 pub use dataset::{Dataset, Split, UserSequence};
 pub use samples::{samples, Sample, SampleOptions};
