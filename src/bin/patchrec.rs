@@ -298,7 +298,10 @@ fn run(cli: Cli) -> patchrec::Result<()> {
         } => {
             let catalog = read_items_tsv(&items)?;
             patchrec::data::synthetic::write_synthetic(&out, &catalog, users, len, jump, seed)?;
-            println!("wrote {} ({users} users x {len} interactions)", out.display());
+            println!(
+                "wrote {} ({users} users x {len} interactions)",
+                out.display()
+            );
         }
         Command::Recommend {
             checkpoint,

@@ -53,7 +53,11 @@ pub fn write_synthetic(
     }
     let prompt = "You are a helpful assistant in movie recommendations.\n\
         A user has watched [HISTORY_SEQUENCE]. Please recommend one movie for this user to watch next with its title only and without any explanation.\n";
-    for (name, text) in [("items.tsv", tsv.as_str()), ("sequences.jsonl", &seqs), ("prompt.txt", prompt)] {
+    for (name, text) in [
+        ("items.tsv", tsv.as_str()),
+        ("sequences.jsonl", &seqs),
+        ("prompt.txt", prompt),
+    ] {
         let path = dir.join(name);
         std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
     }

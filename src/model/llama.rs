@@ -186,10 +186,17 @@ impl Llama {
                 self.rope.max_positions()
             )));
         }
+        // One mask for all layers; a single new position needs none.
+        let mask = if len > 1 {
+            let rep = self.cfg.num_attention_heads / self.cfg.num_kv_heads();
+            Some(causal_mask(rep, len, cache.len(), &self.device)?)
+        } else {
+            None
+        };
         let mut x = embeds.clone();
         for (i, block) in self.blocks.iter().enumerate() {
             let h = self.rms_norm(&x, &block.input_norm)?;
-            let h = self.attention(i, &block.attn, &h, pos, prefix, cache)?;
+            let h = self.attention(i, &block.attn, &h, pos, prefix, cache, mask.as_ref())?;
             x = (x + h)?;
             let h = self.rms_norm(&x, &block.post_norm)?;
             let h = block.mlp.down.forward(
@@ -217,15 +224,16 @@ impl Llama {
         })
     }
 
-    /// candle's fused softmax has no backward pass; training uses the composed one.
+    /// candle's fused softmax has no backward pass; training uses ours, which has.
     fn softmax(&self, x: &Tensor) -> Result<Tensor> {
         Ok(if self.differentiable {
-            candle_nn::ops::softmax(x, D::Minus1)?
+            super::softmax::softmax_last_dim(x)?
         } else {
             candle_nn::ops::softmax_last_dim(x)?
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
         layer: usize,
@@ -234,6 +242,7 @@ impl Llama {
         pos: usize,
         prefix: Option<&KvCache>,
         cache: &mut KvCache,
+        mask: Option<&Tensor>,
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (h, kvh, hd) = (
@@ -256,7 +265,6 @@ impl Llama {
             .contiguous()?;
         let q = self.rope.apply(&q, pos, self.differentiable)?;
         let k = self.rope.apply(&k, pos, self.differentiable)?;
-        let past_own = cache.len();
         let (k, v) = cache.extend(layer, k, v)?;
 
         // Grouped-query attention without repeating K/V: the `rep` query heads sharing one
@@ -264,8 +272,8 @@ impl Llama {
         let scale = 1.0 / (hd as f64).sqrt();
         let q = (q.reshape((b, kvh, rep * t, hd))? * scale)?;
         let mut own = q.matmul(&k.t()?)?;
-        if t > 1 {
-            own = own.broadcast_add(&causal_mask(rep, t, past_own, &self.device)?)?;
+        if let Some(mask) = mask {
+            own = own.broadcast_add(mask)?;
         }
         let pre = match prefix.and_then(|p| p.layer(layer)) {
             Some((pk, pv)) => Some((attend_shared(&q, pk)?, pv)),

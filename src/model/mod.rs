@@ -7,6 +7,7 @@ pub mod kv_cache;
 pub mod llama;
 pub mod meta;
 pub mod rope;
+pub mod softmax;
 pub mod weights;
 
 pub use checkpoint::{parse_device, Model, ModelOptions};
