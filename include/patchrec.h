@@ -110,6 +110,11 @@ enum patchrec_status_t
    * call was given remain safe to free but may not be usable.
    */
   PATCHREC_PANIC = 12,
+  /**
+   * `patchrec_train` stopped because its progress callback asked it to; the resume
+   * state is on disk, and calling it again with `resume` continues the run.
+   */
+  PATCHREC_STOPPED = 13,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -206,6 +211,44 @@ typedef struct patchrec_recommendation_t {
    */
   float score;
 } patchrec_recommendation_t;
+
+/**
+ * One training step's report, passed to the progress callback. The library owns it and
+ * it is valid only during the callback; fields may be appended in later versions, so
+ * never allocate one yourself.
+ */
+typedef struct patchrec_train_progress_t {
+  /**
+   * The stage's name (`sft`, `ppt`, `pft-i5`, `pft-s20`, ...), NUL-terminated.
+   */
+  const char *stage;
+  /**
+   * 0-based position of the stage in the configuration.
+   */
+  uint32_t stage_index;
+  /**
+   * Optimizer steps done in this stage, and its total.
+   */
+  uint64_t step;
+  uint64_t total_steps;
+  /**
+   * Mean answer-token cross-entropy of the step.
+   */
+  double loss;
+  double learning_rate;
+  /**
+   * Input positions per second over the step.
+   */
+  double tokens_per_second;
+} patchrec_train_progress_t;
+
+/**
+ * Called after every optimizer step with `user_data` as given to `patchrec_train`.
+ * Return `true` to continue, `false` to stop: the trainer then writes its resume state
+ * and `patchrec_train` returns `PATCHREC_STOPPED`.
+ */
+typedef bool (*patchrec_train_callback_t)(const struct patchrec_train_progress_t *progress,
+                                          void *user_data);
 
 #ifdef __cplusplus
 extern "C" {
@@ -412,6 +455,22 @@ patchrec_status_t patchrec_user_layout_stats(const struct patchrec_user_t *user,
  * that any value is safe to pass. Returns a static string: never NULL, never freed.
  */
 const char *patchrec_status_name(uint32_t status);
+
+/**
+ * Runs the training stages of `config`: the path of a TOML file, or the TOML text itself
+ * (relative paths in it are then taken from the working directory). The format is the
+ * one `patchrec train` reads (docs/TRAINING.md). With `resume`, an interrupted run in the
+ * configuration's output folder continues where it stopped; without it, a non-empty
+ * output folder is an error. `progress` may be NULL. Blocks until training ends.
+ * Returns `PATCHREC_OK` when every stage finished (checkpoints in the output folder),
+ * `PATCHREC_STOPPED` when the callback stopped it (`*error` is NULL for both), or the
+ * failure's status with `*error` set.
+ */
+patchrec_status_t patchrec_train(const char *config,
+                                 bool resume,
+                                 patchrec_train_callback_t progress,
+                                 void *user_data,
+                                 struct patchrec_error_t **error);
 
 /**
  * Makes an empty history. On success `*out` receives a user the caller owns and frees with

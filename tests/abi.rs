@@ -215,6 +215,11 @@ fn header_names_only_patchrec_items() {
             .collect();
         let name = if line.starts_with("#define") {
             words.get(1)
+        } else if let Some(at) = line.find("(*").filter(|_| line.starts_with("typedef")) {
+            // A function pointer type: `typedef R (*name)(args...`.
+            let rest = &line[at + 2..];
+            names.push(rest[..rest.find(')').unwrap_or(rest.len())].to_string());
+            None
         } else if line.starts_with("typedef") || (line.starts_with("} ") && line.ends_with(';')) {
             words.last()
         } else if line.starts_with("enum ") {
@@ -332,4 +337,28 @@ fn versions_match_the_crate() {
     assert_eq!(patchrec::VERSION, env!("CARGO_PKG_VERSION"));
     assert_eq!(patchrec_abi_version(), PATCHREC_ABI_VERSION);
     assert_eq!(name(PATCHREC_PANIC), "PATCHREC_PANIC");
+}
+
+#[test]
+fn c_training_stops_from_its_callback_and_resumes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let items: Vec<(u64, String)> = TITLES
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (i as u64 + 1, t.to_string()))
+        .collect();
+    patchrec::data::synthetic::write_synthetic(&data, &items, 6, 8, 0.2, 1).expect("dataset");
+    let exe = tmp.path().join("test_train");
+    run(Command::new("cc")
+        .args(["-std=c99"])
+        .args(STRICT)
+        .arg("-I")
+        .arg(repo().join("include"))
+        .arg(repo().join("tests/c/test_train.c"))
+        .arg("-o")
+        .arg(&exe)
+        .args(link_shared()));
+    let output = run(Command::new(&exe).arg(&data).arg(tmp.path().join("run")));
+    assert!(output.contains(" passed, 0 failed"), "{output}");
 }

@@ -20,6 +20,7 @@ mod model;
 mod options;
 mod query;
 mod status;
+mod train;
 mod user;
 mod version;
 
@@ -29,6 +30,7 @@ pub use model::*;
 pub use options::*;
 pub use query::*;
 pub use status::*;
+pub use train::*;
 pub use user::*;
 pub use version::*;
 

@@ -44,11 +44,14 @@ pub enum patchrec_status_t {
     /// The library panicked (a bug); the message holds the panic's text. The objects the
     /// call was given remain safe to free but may not be usable.
     PATCHREC_PANIC = 12,
+    /// `patchrec_train` stopped because its progress callback asked it to; the resume
+    /// state is on disk, and calling it again with `resume` continues the run.
+    PATCHREC_STOPPED = 13,
 }
 
 use patchrec_status_t::*;
 
-const ALL: [patchrec_status_t; 13] = [
+const ALL: [patchrec_status_t; 14] = [
     PATCHREC_OK,
     PATCHREC_INVALID_ARGUMENT,
     PATCHREC_NULL_ARGUMENT,
@@ -62,6 +65,7 @@ const ALL: [patchrec_status_t; 13] = [
     PATCHREC_TOKENIZER,
     PATCHREC_TENSOR,
     PATCHREC_PANIC,
+    PATCHREC_STOPPED,
 ];
 
 impl patchrec_status_t {
@@ -86,6 +90,7 @@ impl patchrec_status_t {
             PATCHREC_TOKENIZER => c"PATCHREC_TOKENIZER",
             PATCHREC_TENSOR => c"PATCHREC_TENSOR",
             PATCHREC_PANIC => c"PATCHREC_PANIC",
+            PATCHREC_STOPPED => c"PATCHREC_STOPPED",
         }
     }
 }
