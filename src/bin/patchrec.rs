@@ -99,6 +99,14 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Draw HR@20 against compression ratio for evaluation reports (`eval --out`) as SVG.
+    Plot {
+        /// Report files, each optionally `path=label` (default label: the file name)
+        #[arg(required = true)]
+        reports: Vec<String>,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Write a synthetic dataset in the shared format over a catalogue (demos, tests).
     Synth {
         /// `items.tsv` (item_id<TAB>title)
@@ -287,6 +295,30 @@ fn run(cli: Cli) -> patchrec::Result<()> {
                 "{} samples, mean prompt {:.1} positions, {:.1} s",
                 report.metrics.samples, report.mean_prompt_len, report.wall_seconds
             );
+        }
+        Command::Plot { reports, out } => {
+            let mut points = Vec::new();
+            for spec in &reports {
+                let (path, label) = match spec.split_once('=') {
+                    Some((p, l)) => (PathBuf::from(p), l.to_string()),
+                    None => {
+                        let p = PathBuf::from(spec);
+                        let label = p
+                            .file_stem()
+                            .map_or(spec.clone(), |s| s.to_string_lossy().into());
+                        (p, label)
+                    }
+                };
+                let text =
+                    std::fs::read_to_string(&path).map_err(|e| patchrec::Error::io(&path, e))?;
+                let report: patchrec::eval::EvalReport =
+                    serde_json::from_str(&text).map_err(|e| {
+                        patchrec::Error::format(&path, format!("not an eval report: {e}"))
+                    })?;
+                points.push((label, report));
+            }
+            patchrec::eval::plot::plot_hr_vs_cr(&points, &out)?;
+            println!("wrote {}", out.display());
         }
         Command::Synth {
             items,

@@ -1,0 +1,109 @@
+package patchrec_test
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"testing"
+
+	patchrec "github.com/patchrec/patchrec/bindings/go"
+)
+
+// Many goroutines query one model and catalogue at once, sharing one QueryOptions, each
+// with its own User, and get exactly what the same queries give one at a time.
+func TestConcurrentQueries(t *testing.T) {
+	const goroutines, queriesEach = 8, 3
+	catalog := newCatalog(t)
+	options := newQueryOptions(t, 5)
+	histories := make([][]uint64, goroutines)
+	want := make([][]patchrec.Recommendation, goroutines)
+	for g := range histories {
+		histories[g] = []uint64{uint64(g + 1), uint64(g + 11), uint64(g + 21), uint64(g + 31)}
+		top, err := catalog.Recommend(newUser(t, catalog, histories[g]...), options)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[g] = top
+	}
+
+	failures := make(chan error, goroutines*queriesEach)
+	var wg sync.WaitGroup
+	for g := range histories {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			user, err := patchrec.NewUser()
+			if err != nil {
+				failures <- err
+				return
+			}
+			defer user.Close()
+			if err := user.Append(catalog, histories[g]...); err != nil {
+				failures <- err
+				return
+			}
+			for q := 0; q < queriesEach; q++ {
+				top, err := catalog.Recommend(user, options)
+				if err != nil {
+					failures <- err
+				} else if !reflect.DeepEqual(top, want[g]) {
+					failures <- fmt.Errorf("goroutine %d query %d: got %v, alone %v", g, q, top, want[g])
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(failures)
+	for err := range failures {
+		t.Error(err)
+	}
+}
+
+// Closing a catalogue while goroutines query it waits for the queries in flight; later
+// ones fail cleanly instead of reaching freed memory.
+func TestCloseWhileQuerying(t *testing.T) {
+	const goroutines = 4
+	catalog := newCatalog(t)
+	options := newQueryOptions(t, 3)
+	started := make(chan struct{}, goroutines)
+	failures := make(chan error, goroutines)
+	var wg sync.WaitGroup
+	for g := 0; g < goroutines; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			user, err := patchrec.NewUser()
+			if err != nil {
+				failures <- err
+				return
+			}
+			defer user.Close()
+			if err := user.Append(catalog, queryHistory...); err != nil {
+				failures <- err
+				return
+			}
+			started <- struct{}{}
+			for {
+				_, err := catalog.Recommend(user, options)
+				var failure *patchrec.Error
+				if errors.As(err, &failure) && failure.Status == patchrec.StatusNullArgument {
+					return
+				}
+				if err != nil {
+					failures <- err
+					return
+				}
+			}
+		}()
+	}
+	for g := 0; g < goroutines; g++ {
+		<-started
+	}
+	catalog.Close()
+	wg.Wait()
+	close(failures)
+	for err := range failures {
+		t.Error(err)
+	}
+}

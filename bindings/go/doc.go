@@ -1,0 +1,43 @@
+// Package patchrec is the Go binding of libpatchrec: LLM sequential recommendation with
+// PatchRec's multi-grained history compression, over the library's C ABI (patchrec.h).
+//
+// Load a checkpoint with LoadModel, register the items it may recommend in a Catalog,
+// record each user's interactions in a User, and ask Catalog.Recommend for the next
+// items, tuned by QueryOptions. Every handle owns C memory: call Close when done. A
+// finalizer frees what a caller forgot, but only when the garbage collector runs, which
+// is late for handles holding model weights.
+//
+// # Concurrency
+//
+// The C header's rule, that a const handle may be used by many threads at once and a
+// non-const one needs exclusive access, maps onto the types as follows:
+//
+//   - Model and Catalog are safe for concurrent use by multiple goroutines, Close
+//     included: Close waits for the calls in flight.
+//   - User is not safe for concurrent use: give each goroutine its own.
+//   - QueryOptions is not safe for concurrent use while it is being set; once no
+//     goroutine changes it, any number of concurrent Recommend calls may share it.
+//
+// # Errors
+//
+// Every failure is an *Error carrying the library's Status and message; use errors.As
+// to read them. Using a handle after Close is an error with StatusNullArgument, the
+// status C gives a NULL handle.
+//
+// # Building
+//
+// The package links the installed library through pkg-config (package "patchrec"), so
+// cgo needs to find patchrec.pc, and the program needs libpatchrec.so at run time. For a
+// library installed from a source tree with scripts/install.sh PREFIX:
+//
+//	export PKG_CONFIG_PATH=PREFIX/lib/pkgconfig
+//	export LD_LIBRARY_PATH=PREFIX/lib   # or CGO_LDFLAGS=-Wl,-rpath,PREFIX/lib
+//	go test ./...
+//
+// The first LoadModel, NewUser or NewQueryOptions checks that the library implements
+// the C ABI version this package was compiled for (ABIVersion) and fails with
+// StatusUnsupported otherwise.
+//
+// Training is not part of this package: the C ABI it was written for has no training
+// entry point; use the patchrec command (patchrec train).
+package patchrec

@@ -1,0 +1,3 @@
+module github.com/patchrec/patchrec/bindings/go
+
+go 1.19

@@ -1,0 +1,74 @@
+package patchrec
+
+// #include <stdlib.h>
+// #include <patchrec.h>
+import "C"
+
+import (
+	"runtime"
+	"sync"
+	"unsafe"
+)
+
+// Model is a loaded checkpoint: decoder weights, tokenizer and prompt template. It is
+// immutable and safe for concurrent use by multiple goroutines. Catalogues hold their own
+// reference to the weights, so a Model may be closed while its catalogues are in use.
+type Model struct {
+	// mu is read-held by every call and write-held by Close, which thus waits for
+	// the calls in flight instead of freeing the handle under them.
+	mu  sync.RWMutex
+	ptr *C.patchrec_model_t
+}
+
+// ModelOptions says how to load a model; the zero value asks for the defaults.
+type ModelOptions struct {
+	// Device is "cpu" or "cuda:N" (a library built with the cuda feature); empty means
+	// "cpu". LoadModel checks the name.
+	Device string
+}
+
+// LoadModel loads the checkpoint directory checkpointDir (config.json,
+// model.safetensors, tokenizer.json, patchrec.json); options may be nil for the
+// defaults. A missing directory is StatusIO and a malformed file StatusFormat, both
+// naming the file.
+func LoadModel(checkpointDir string, options *ModelOptions) (*Model, error) {
+	if err := checkABI(); err != nil {
+		return nil, err
+	}
+	dir, err := cString("checkpoint_dir", checkpointDir)
+	if err != nil {
+		return nil, err
+	}
+	defer C.free(unsafe.Pointer(dir))
+	cOptions := C.patchrec_model_options_new()
+	defer C.patchrec_model_options_free(cOptions)
+	if options != nil && options.Device != "" {
+		device, err := cString("device", options.Device)
+		if err != nil {
+			return nil, err
+		}
+		defer C.free(unsafe.Pointer(device))
+		var cError *C.patchrec_error_t
+		if err := takeError(C.patchrec_model_options_set_device(cOptions, device, &cError), cError); err != nil {
+			return nil, err
+		}
+	}
+	var ptr *C.patchrec_model_t
+	var cError *C.patchrec_error_t
+	if err := takeError(C.patchrec_model_load(dir, cOptions, &ptr, &cError), cError); err != nil {
+		return nil, err
+	}
+	model := &Model{ptr: ptr}
+	runtime.SetFinalizer(model, (*Model).Close)
+	return model, nil
+}
+
+// Close releases the model after the calls in flight return; catalogues made from it
+// keep working. Closing again does nothing.
+func (m *Model) Close() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	C.patchrec_model_free(m.ptr)
+	m.ptr = nil
+	runtime.SetFinalizer(m, nil)
+}

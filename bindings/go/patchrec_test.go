@@ -1,0 +1,259 @@
+package patchrec_test
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	patchrec "github.com/patchrec/patchrec/bindings/go"
+)
+
+func TestVersions(t *testing.T) {
+	if patchrec.Version() == "" {
+		t.Error("Version() is empty")
+	}
+	if patchrec.ABIVersion != 1 {
+		t.Errorf("ABIVersion = %d, this package was written for 1", patchrec.ABIVersion)
+	}
+	if got := patchrec.StatusUnknownItem.String(); got != "PATCHREC_UNKNOWN_ITEM" {
+		t.Errorf("StatusUnknownItem.String() = %q", got)
+	}
+	if got := patchrec.Status(9999).String(); got != "PATCHREC_UNKNOWN_STATUS" {
+		t.Errorf("an undefined status is named %q", got)
+	}
+}
+
+func TestRecommendMatchesCAPI(t *testing.T) {
+	catalog := newCatalog(t)
+	user := newUser(t, catalog, queryHistory...)
+	got, err := catalog.Recommend(user, newQueryOptions(t, queryK))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := cReference(t, queryHistory, queryK)
+	if len(got) != queryK || len(got) != len(want) {
+		t.Fatalf("got %d items, C gave %d, want %d", len(got), len(want), queryK)
+	}
+	for i := range want {
+		// Bit-equal scores: the binding must pass the library's floats through untouched.
+		if got[i].ItemID != want[i].ItemID || math.Float32bits(got[i].Score) != math.Float32bits(want[i].Score) {
+			t.Errorf("rank %d: got %d (%v), C gave %d (%v)", i+1, got[i].ItemID, got[i].Score, want[i].ItemID, want[i].Score)
+		}
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i].Score > got[i-1].Score {
+			t.Errorf("scores not best first at rank %d: %v", i+1, got)
+		}
+	}
+}
+
+func TestDefaultOptions(t *testing.T) {
+	catalog := newCatalog(t)
+	user := newUser(t, catalog, queryHistory...)
+	top, err := catalog.Recommend(user, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(top) != 10 {
+		t.Errorf("default k gave %d items, want 10", len(top))
+	}
+}
+
+func TestExcludeHistory(t *testing.T) {
+	catalog := newCatalog(t)
+	user := newUser(t, catalog, queryHistory...)
+	options := newQueryOptions(t, catalog.Len())
+	if err := options.SetExcludeHistory(true); err != nil {
+		t.Fatal(err)
+	}
+	top, err := catalog.Recommend(user, options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := catalog.Len() - len(queryHistory); len(top) != want {
+		t.Errorf("got %d items, want the %d unseen ones", len(top), want)
+	}
+	seen := map[uint64]bool{}
+	for _, id := range queryHistory {
+		seen[id] = true
+	}
+	for _, r := range top {
+		if seen[r.ItemID] {
+			t.Errorf("history item %d recommended", r.ItemID)
+		}
+	}
+}
+
+func TestLayoutStats(t *testing.T) {
+	catalog := newCatalog(t)
+	user := newUser(t, catalog, queryHistory...)
+	options := newQueryOptions(t, 5)
+	if err := options.SetLayout(patchrec.LayoutVanilla, 0); err != nil {
+		t.Fatal(err)
+	}
+	vanilla, err := catalog.LayoutStats(user, options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := options.SetLayout(patchrec.LayoutPFTS, 2); err != nil {
+		t.Fatal(err)
+	}
+	compressed, err := catalog.LayoutStats(user, options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vanilla.CompressionRatio != 1 || compressed.CompressionRatio <= 1 || compressed.PromptLen >= vanilla.PromptLen {
+		t.Errorf("PFT-S:2 does not compress: vanilla %+v, PFT-S:2 %+v", vanilla, compressed)
+	}
+}
+
+func TestCatalog(t *testing.T) {
+	catalog := newCatalog(t)
+	items := catalogItems(t)
+	if catalog.Len() != len(items) {
+		t.Fatalf("Len() = %d, want %d", catalog.Len(), len(items))
+	}
+	for _, item := range items {
+		if title, err := catalog.Title(item.ID); err != nil || title != item.Title {
+			t.Errorf("Title(%d) = %q, %v; want %q", item.ID, title, err, item.Title)
+		}
+	}
+	if !strings.ContainsRune(items[40].Title, 'é') {
+		t.Fatalf("items.tsv changed: item 41 was Amélie, which tests non-ASCII titles; got %q", items[40].Title)
+	}
+	_, err := catalog.Title(999)
+	requireError(t, err, patchrec.StatusUnknownItem, "999")
+
+	if err := catalog.Add(1000, "Brazil (1985)"); err != nil {
+		t.Fatal(err)
+	}
+	requireError(t, catalog.Add(1000, "Brazil again"), patchrec.StatusDuplicateItem, "1000")
+	requireError(t, catalog.Add(1001, "Caf\xe9 (1999)"), patchrec.StatusInvalidUTF8, "title")
+	requireError(t, catalog.Add(1001, "Half\x00Title"), patchrec.StatusInvalidArgument, "NUL")
+	requireError(t, catalog.Add(1001, "  "), patchrec.StatusInvalidArgument, "empty title")
+
+	batch := []patchrec.Item{{ID: 1002, Title: "Ran (1985)"}, {ID: 1, Title: "Toy Story again"}}
+	requireError(t, catalog.AddItems(batch), patchrec.StatusDuplicateItem, "item id 1")
+	if catalog.Len() != len(items)+1 {
+		t.Errorf("a failed batch changed the catalogue: Len() = %d", catalog.Len())
+	}
+	if err := catalog.AddItems(nil); err != nil {
+		t.Errorf("an empty batch: %v", err)
+	}
+}
+
+func TestUser(t *testing.T) {
+	catalog := newCatalog(t)
+	user := newUser(t, catalog, 1, 2)
+	requireError(t, user.Append(catalog, 3, 999), patchrec.StatusUnknownItem, "999")
+	if user.Len() != 2 {
+		t.Errorf("a failed append changed the history: Len() = %d", user.Len())
+	}
+	watched := []time.Time{time.Unix(1_000_000, 0), {}}
+	if err := user.AppendWithTimes(catalog, []uint64{3, 4}, watched); err != nil {
+		t.Fatal(err)
+	}
+	requireError(t, user.AppendWithTimes(catalog, []uint64{5}, nil), patchrec.StatusInvalidArgument, "1 item ids but 0 times")
+	if user.Len() != 4 {
+		t.Errorf("Len() = %d, want 4", user.Len())
+	}
+	user.Clear()
+	if user.Len() != 0 {
+		t.Errorf("Clear left %d interactions", user.Len())
+	}
+	_, err := catalog.Recommend(newUser(t, catalog, 1), nil)
+	if err != nil {
+		t.Errorf("a one-item history: %v", err)
+	}
+}
+
+func TestQueryOptionErrors(t *testing.T) {
+	options := newQueryOptions(t, 1)
+	requireError(t, options.SetK(0), patchrec.StatusInvalidArgument, "k must be at least 1")
+	requireError(t, options.SetK(-1), patchrec.StatusInvalidArgument, "`k` is negative")
+	requireError(t, options.SetLayout(patchrec.LayoutPFTS, 0), patchrec.StatusInvalidArgument, "group size L")
+	requireError(t, options.SetLayout(patchrec.Layout(7), 1), patchrec.StatusInvalidArgument, "layout kind 7")
+}
+
+func TestLoadErrors(t *testing.T) {
+	_, err := patchrec.LoadModel("/nonexistent/patchrec-checkpoint", nil)
+	requireError(t, err, patchrec.StatusIO, "/nonexistent/patchrec-checkpoint")
+	_, err = patchrec.LoadModel(checkpointDir(t), &patchrec.ModelOptions{Device: "tpu"})
+	requireError(t, err, patchrec.StatusInvalidArgument, "tpu")
+	_, err = patchrec.LoadModel(checkpointDir(t), &patchrec.ModelOptions{Device: "cpu\xff"})
+	requireError(t, err, patchrec.StatusInvalidUTF8, "device")
+	_, err = patchrec.LoadModel(checkpointDir(t), &patchrec.ModelOptions{Device: "cpu"})
+	if err != nil {
+		t.Errorf("device cpu: %v", err)
+	}
+}
+
+func TestEmptyCatalog(t *testing.T) {
+	catalog, err := patchrec.NewCatalog(loadModel(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer catalog.Close()
+	_, err = catalog.Recommend(newUser(t, catalog), nil)
+	requireError(t, err, patchrec.StatusInvalidArgument, "empty")
+}
+
+func TestUseAfterClose(t *testing.T) {
+	model := loadModel(t)
+	catalog, err := patchrec.NewCatalog(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := catalog.AddItems(catalogItems(t)); err != nil {
+		t.Fatal(err)
+	}
+	user := newUser(t, catalog, queryHistory...)
+	options := newQueryOptions(t, 3)
+
+	model.Close()
+	model.Close()
+	if _, err := catalog.Recommend(user, options); err != nil {
+		t.Errorf("the catalogue must outlive its model handle: %v", err)
+	}
+	_, err = patchrec.NewCatalog(model)
+	requireError(t, err, patchrec.StatusNullArgument, "Model used after Close")
+
+	options.Close()
+	_, err = catalog.Recommend(user, options)
+	requireError(t, err, patchrec.StatusNullArgument, "QueryOptions used after Close")
+	requireError(t, options.SetK(2), patchrec.StatusNullArgument, "QueryOptions used after Close")
+
+	user.Close()
+	_, err = catalog.Recommend(user, nil)
+	requireError(t, err, patchrec.StatusNullArgument, "User used after Close")
+	requireError(t, user.Append(catalog, 1), patchrec.StatusNullArgument, "User used after Close")
+	if user.Len() != 0 {
+		t.Error("a closed user has interactions")
+	}
+
+	catalog.Close()
+	catalog.Close()
+	requireError(t, catalog.Add(1000, "Brazil (1985)"), patchrec.StatusNullArgument, "Catalog used after Close")
+	_, err = catalog.Title(1)
+	requireError(t, err, patchrec.StatusNullArgument, "Catalog used after Close")
+	_, err = catalog.LayoutStats(newUser(t, catalog), nil)
+	requireError(t, err, patchrec.StatusNullArgument, "Catalog used after Close")
+	if catalog.Len() != 0 {
+		t.Error("a closed catalogue has items")
+	}
+}
+
+func TestErrorWrapsAndFormats(t *testing.T) {
+	catalog := newCatalog(t)
+	err := fmt.Errorf("loading history: %w", newUser(t, catalog).Append(catalog, 999))
+	var failure *patchrec.Error
+	if !errors.As(err, &failure) || failure.Status != patchrec.StatusUnknownItem {
+		t.Fatalf("errors.As on a wrapped error: %v", err)
+	}
+	if !strings.HasPrefix(failure.Error(), "patchrec: PATCHREC_UNKNOWN_ITEM: ") {
+		t.Errorf("Error() = %q", failure.Error())
+	}
+}

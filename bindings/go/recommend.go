@@ -1,0 +1,91 @@
+package patchrec
+
+// #include <patchrec.h>
+import "C"
+
+import "runtime"
+
+// Recommendation is one recommended item.
+type Recommendation struct {
+	ItemID uint64
+	// Score is the log-probability of the item's title given the prompt; higher is better.
+	Score float32
+}
+
+// LayoutStats describes how a history is laid out in the prompt.
+type LayoutStats struct {
+	// PromptLen is the prompt's length in positions (tokens and patches).
+	PromptLen int
+	// CompressionRatio is the paper's compression ratio of the history; 1 for vanilla.
+	CompressionRatio float64
+}
+
+// Recommend returns the next items for user, best first: k of them (see
+// QueryOptions.SetK), fewer only when the catalogue, less any excluded history, is
+// smaller. options may be nil for the defaults. The call needs exclusive access to user;
+// c and options may serve other queries at the same time. An empty catalogue is
+// StatusInvalidArgument; a history item missing from c StatusUnknownItem.
+func (c *Catalog) Recommend(user *User, options *QueryOptions) ([]Recommendation, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	cOptions, err := handles(c, user, options)
+	if err != nil {
+		return nil, err
+	}
+	// With no room the library only reports k, before any work. Any other failure
+	// recurs in the second call, which reports it.
+	var k C.size_t
+	C.patchrec_recommend(c.ptr, user.ptr, cOptions, nil, 0, &k, nil)
+	items := make([]C.patchrec_recommendation_t, k)
+	var n C.size_t
+	var cError *C.patchrec_error_t
+	status := C.patchrec_recommend(c.ptr, user.ptr, cOptions, firstOrNil(items), k, &n, &cError)
+	runtime.KeepAlive(user)
+	runtime.KeepAlive(options)
+	if err := takeError(status, cError); err != nil {
+		return nil, err
+	}
+	top := make([]Recommendation, n)
+	for i := range top {
+		top[i] = Recommendation{ItemID: uint64(items[i].item_id), Score: float32(items[i].score)}
+	}
+	return top, nil
+}
+
+// LayoutStats reports how user's history would be laid out for a query with options
+// (nil for the defaults), without running the model. It only reads user, so it may run
+// alongside other reads of the same User, but not alongside a change to it.
+func (c *Catalog) LayoutStats(user *User, options *QueryOptions) (LayoutStats, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	cOptions, err := handles(c, user, options)
+	if err != nil {
+		return LayoutStats{}, err
+	}
+	var promptLen C.size_t
+	var ratio C.double
+	var cError *C.patchrec_error_t
+	status := C.patchrec_user_layout_stats(user.ptr, c.ptr, cOptions, &promptLen, &ratio, &cError)
+	runtime.KeepAlive(user)
+	runtime.KeepAlive(options)
+	if err := takeError(status, cError); err != nil {
+		return LayoutStats{}, err
+	}
+	return LayoutStats{PromptLen: int(promptLen), CompressionRatio: float64(ratio)}, nil
+}
+
+// handles checks that a query's handles are open and returns the options' handle, NULL
+// for nil options (the defaults). The caller holds c.mu for reading.
+func handles(c *Catalog, user *User, options *QueryOptions) (*C.patchrec_query_options_t, error) {
+	switch {
+	case c.ptr == nil:
+		return nil, closedError("Catalog")
+	case user.ptr == nil:
+		return nil, closedError("User")
+	case options == nil:
+		return nil, nil
+	case options.ptr == nil:
+		return nil, closedError("QueryOptions")
+	}
+	return options.ptr, nil
+}
