@@ -59,7 +59,7 @@ pub fn rebuild(meta: &GgufMeta) -> Result<TextTokenizer> {
         .vocab_and_merges(vocab, merges)
         .build()
         .map_err(|e| bad(format!("cannot build BPE from the vocabulary: {e}")))?;
-    let mut tok = byte_level_tokenizer(bpe, &[]);
+    let mut tok = byte_level_tokenizer(bpe, &[])?;
     let pre = meta.string("tokenizer.ggml.pre").unwrap_or_default();
     match pre.as_str() {
         // The shared pipeline: digits one by one, then GPT-2 byte-level.
@@ -93,7 +93,10 @@ pub fn rebuild(meta: &GgufMeta) -> Result<TextTokenizer> {
             .map(|(t, _)| AddedToken::from(t.clone(), special))
             .collect()
     };
-    tok.add_special_tokens(&of_type(TYPE_CONTROL, true));
-    tok.add_tokens(&of_type(TYPE_USER_DEFINED, false));
+    let added = |r: std::result::Result<usize, _>| {
+        r.map_err(|e| bad(format!("cannot add the vocabulary's special tokens: {e}")))
+    };
+    added(tok.add_special_tokens(of_type(TYPE_CONTROL, true)))?;
+    added(tok.add_tokens(of_type(TYPE_USER_DEFINED, false)))?;
     Ok(TextTokenizer::from_tokenizer(tok))
 }

@@ -91,7 +91,7 @@ pub fn train_tokenizer(corpus: &[String], vocab_size: usize) -> Result<TextToken
         .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
         .build();
     let mut trainer = TrainerWrapper::BpeTrainer(trainer);
-    let mut tok = byte_level_tokenizer(BPE::default(), &names);
+    let mut tok = byte_level_tokenizer(BPE::default(), &names)?;
     tok.train(&mut trainer, corpus.iter())
         .map_err(|e| Error::Tokenizer(format!("training failed: {e}")))?;
     Ok(TextTokenizer::from_tokenizer(tok))

@@ -97,7 +97,7 @@ impl Model {
         meta: PatchrecMeta,
     ) -> Result<Self> {
         meta.template.validate()?;
-        tokenizer.add_missing_special(&meta.special_tokens.all());
+        tokenizer.add_missing_special(&meta.special_tokens.all())?;
         let needed = tokenizer.vocab_size();
         let have = llama.config().vocab_size;
         if needed > have {

@@ -10,8 +10,10 @@ use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::{AddedToken, PreTokenizerWrapper, Tokenizer};
 
+use crate::error::{Error, Result};
+
 /// A tokenizer around `bpe` with the shared pipeline and `special` as special tokens.
-pub fn byte_level_tokenizer(bpe: BPE, special: &[&str]) -> Tokenizer {
+pub fn byte_level_tokenizer(bpe: BPE, special: &[&str]) -> Result<Tokenizer> {
     let mut tok = Tokenizer::new(bpe);
     tok.with_pre_tokenizer(Some(pre_tokenizer()));
     tok.with_decoder(Some(ByteLevelDecoder::default()));
@@ -19,8 +21,9 @@ pub fn byte_level_tokenizer(bpe: BPE, special: &[&str]) -> Tokenizer {
         .iter()
         .map(|s| AddedToken::from(s.to_string(), true))
         .collect();
-    tok.add_special_tokens(&added);
-    tok
+    tok.add_special_tokens(added)
+        .map_err(|e| Error::Tokenizer(format!("cannot add special tokens: {e}")))?;
+    Ok(tok)
 }
 
 pub fn pre_tokenizer() -> PreTokenizerWrapper {

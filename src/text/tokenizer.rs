@@ -58,17 +58,18 @@ impl TextTokenizer {
 
     /// Adds the special tokens that are missing; returns how many were added. Their ids
     /// follow the current vocabulary, so the model's embedding table grows by as many rows.
-    pub fn add_missing_special(&mut self, tokens: &[&str]) -> usize {
+    pub fn add_missing_special(&mut self, tokens: &[&str]) -> Result<usize> {
         let missing: Vec<AddedToken> = tokens
             .iter()
             .filter(|t| self.inner.token_to_id(t).is_none())
             .map(|t| AddedToken::from(t.to_string(), true))
             .collect();
         if missing.is_empty() {
-            0
-        } else {
-            self.inner.add_special_tokens(&missing)
+            return Ok(0);
         }
+        self.inner
+            .add_special_tokens(missing)
+            .map_err(|e| Error::Tokenizer(format!("cannot add special tokens: {e}")))
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
