@@ -3,6 +3,8 @@
 //! They fail when the GGUF conversion is wrong; without the file they skip, saying so.
 //! CI fetches the file, so there they always run.
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
@@ -158,15 +160,7 @@ fn top1_tokens_agree_with_candle_quantized_llama_on_the_gguf() {
         let a = mine.argmax(0).unwrap().to_scalar::<u32>().unwrap();
         let b = theirs.argmax(0).unwrap().to_scalar::<u32>().unwrap();
         agree += usize::from(a == b);
-        let diff = (&mine - &theirs)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        worst = worst.max(diff);
+        worst = worst.max(common::max_abs_diff(&mine, &theirs));
     }
     let rate = agree as f64 / ids.len() as f64;
     eprintln!(
@@ -261,16 +255,6 @@ fn save_then_load_gives_the_same_logits() {
     );
     let a = logits_of(model.llama(), &ids);
     let b = logits_of(loaded.llama(), &ids);
-    let diff = (&a - &b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    assert_eq!(diff, 0.0);
+    assert_eq!(common::max_abs_diff(&a, &b), 0.0);
     assert_eq!(loaded.meta().template, model.meta().template);
 }

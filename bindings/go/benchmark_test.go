@@ -7,15 +7,35 @@ import (
 )
 
 // BenchmarkRecommend times the query that TestRecommendMatchesCAPI checks, one call at a
-// time, and reports the median as median-ns/op, for comparison with the C reference's
-// median on the same query (scripts/test-bindings.sh --latency runs both).
+// time after 10 untimed ones, and reports the median as median-ns/op, to compare with
+// bindings/reference/recommend.c on the same query (scripts/test-bindings.sh --latency).
 func BenchmarkRecommend(b *testing.B) {
 	catalog := newCatalog(b)
 	user := newUser(b, catalog, queryHistory...)
 	options := newQueryOptions(b, queryK)
-	const warmUp = 10
+	reportMedian(b, 10, func() error {
+		_, err := catalog.Recommend(user, options)
+		return err
+	})
+}
+
+// BenchmarkLayoutStats is BenchmarkRecommend for LayoutStats, a call cheap enough (no
+// model run) to show the binding's own cost per call; it warms up with b.N calls, as the
+// C and Java timings do.
+func BenchmarkLayoutStats(b *testing.B) {
+	catalog := newCatalog(b)
+	user := newUser(b, catalog, queryHistory...)
+	options := newQueryOptions(b, queryK)
+	reportMedian(b, b.N, func() error {
+		_, err := catalog.LayoutStats(user, options)
+		return err
+	})
+}
+
+// reportMedian times b.N calls of call, each on its own, after warmUp untimed ones.
+func reportMedian(b *testing.B, warmUp int, call func() error) {
 	for i := 0; i < warmUp; i++ {
-		if _, err := catalog.Recommend(user, options); err != nil {
+		if err := call(); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -23,7 +43,7 @@ func BenchmarkRecommend(b *testing.B) {
 	b.ResetTimer()
 	for i := range elapsed {
 		start := time.Now()
-		_, err := catalog.Recommend(user, options)
+		err := call()
 		elapsed[i] = time.Since(start)
 		if err != nil {
 			b.Fatal(err)

@@ -38,6 +38,6 @@
 // the C ABI version this package was compiled for (ABIVersion) and fails with
 // StatusUnsupported otherwise.
 //
-// Training is not part of this package: the C ABI it was written for has no training
-// entry point; use the patchrec command (patchrec train).
+// Training (patchrec_train) is not wrapped yet: train with the patchrec command
+// (patchrec train) or from C, then load the checkpoint here.
 package patchrec

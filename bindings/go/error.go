@@ -1,6 +1,5 @@
 package patchrec
 
-// #include <stdlib.h>
 // #include <patchrec.h>
 import "C"
 
@@ -29,6 +28,7 @@ const (
 	StatusTokenizer       Status = C.PATCHREC_TOKENIZER
 	StatusTensor          Status = C.PATCHREC_TENSOR
 	StatusPanic           Status = C.PATCHREC_PANIC
+	StatusStopped         Status = C.PATCHREC_STOPPED
 )
 
 // String returns the status constant's C name, such as "PATCHREC_UNKNOWN_ITEM".

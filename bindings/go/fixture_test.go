@@ -2,6 +2,7 @@ package patchrec_test
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"os"
 	"os/exec"
@@ -125,6 +126,9 @@ func cReference(t *testing.T, history []uint64, k int) []patchrec.Recommendation
 		t.Fatalf("%s: %v\n%s", program, err, exit.Stderr)
 	} else if err != nil {
 		t.Fatal(err)
+	}
+	if len(bytes.TrimSpace(output)) == 0 {
+		t.Fatalf("%s printed nothing", program)
 	}
 	var ranking []patchrec.Recommendation
 	for _, line := range strings.Split(strings.TrimSpace(string(output)), "\n") {

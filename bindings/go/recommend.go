@@ -28,7 +28,7 @@ type LayoutStats struct {
 func (c *Catalog) Recommend(user *User, options *QueryOptions) ([]Recommendation, error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	cOptions, err := handles(c, user, options)
+	cOptions, err := queryHandles(c, user, options)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +58,7 @@ func (c *Catalog) Recommend(user *User, options *QueryOptions) ([]Recommendation
 func (c *Catalog) LayoutStats(user *User, options *QueryOptions) (LayoutStats, error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	cOptions, err := handles(c, user, options)
+	cOptions, err := queryHandles(c, user, options)
 	if err != nil {
 		return LayoutStats{}, err
 	}
@@ -74,9 +74,9 @@ func (c *Catalog) LayoutStats(user *User, options *QueryOptions) (LayoutStats, e
 	return LayoutStats{PromptLen: int(promptLen), CompressionRatio: float64(ratio)}, nil
 }
 
-// handles checks that a query's handles are open and returns the options' handle, NULL
-// for nil options (the defaults). The caller holds c.mu for reading.
-func handles(c *Catalog, user *User, options *QueryOptions) (*C.patchrec_query_options_t, error) {
+// queryHandles checks that a query's handles are open and returns the options' handle,
+// NULL for nil options (the defaults). The caller holds c.mu for reading.
+func queryHandles(c *Catalog, user *User, options *QueryOptions) (*C.patchrec_query_options_t, error) {
 	switch {
 	case c.ptr == nil:
 		return nil, closedError("Catalog")

@@ -35,7 +35,7 @@ func NewUser() (*User, error) {
 // nothing: every id must be in catalog, else StatusUnknownItem and the history is
 // unchanged.
 func (u *User) Append(catalog *Catalog, itemIDs ...uint64) error {
-	return u.append(catalog, itemIDs, nil)
+	return u.appendBatch(catalog, itemIDs, nil)
 }
 
 // AppendWithTimes is Append with the time of each interaction: times holds one per id,
@@ -55,11 +55,12 @@ func (u *User) AppendWithTimes(catalog *Catalog, itemIDs []uint64, times []time.
 			timestamps[i] = C.int64_t(t.Unix())
 		}
 	}
-	return u.append(catalog, itemIDs, timestamps)
+	return u.appendBatch(catalog, itemIDs, timestamps)
 }
 
-// append calls patchrec_user_append_batch; timestamps is nil (none known) or one per id.
-func (u *User) append(catalog *Catalog, itemIDs []uint64, timestamps []C.int64_t) error {
+// appendBatch calls patchrec_user_append_batch; timestamps is nil (none known) or one
+// per id.
+func (u *User) appendBatch(catalog *Catalog, itemIDs []uint64, timestamps []C.int64_t) error {
 	if u.ptr == nil {
 		return closedError("User")
 	}

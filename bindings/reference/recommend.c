@@ -1,12 +1,14 @@
 /* One query through the C API, the reference the Go and Java bindings are compared with:
  *
- *   recommend CHECKPOINT_DIR ITEMS_TSV HISTORY K [REPETITIONS]
+ *   recommend CHECKPOINT_DIR ITEMS_TSV HISTORY K [QUERIES LAYOUT_STATS_CALLS]
  *
  * registers ITEMS_TSV (item_id<TAB>title per line), appends HISTORY (comma-separated item
  * ids, oldest first) to a new user and prints the top K as `ITEM_ID SCORE` lines, the
- * score with 9 significant digits so that it reads back as the same float. With
- * REPETITIONS it then times that many more identical queries, each on its own, and prints
- * the median to stderr (stdout stays the ranking). Exits 1 on any failure. */
+ * score with 9 significant digits so that it reads back as the same float. With QUERIES
+ * it then times that many identical queries after 10 untimed ones, each on its own, and
+ * prints the median to stderr (stdout stays the ranking); likewise LAYOUT_STATS_CALLS
+ * calls of patchrec_user_layout_stats on the same inputs, after as many untimed ones: a
+ * call cheap enough to show a binding's own cost per call. Exits 1 on any failure. */
 #define _POSIX_C_SOURCE 199309L
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +75,50 @@ static int compare_doubles(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* One timed call's inputs. */
+struct query {
+    const patchrec_catalog_t *catalog;
+    patchrec_user_t *user;
+    const patchrec_query_options_t *options;
+    patchrec_recommendation_t *top;
+    size_t k;
+};
+
+static patchrec_status_t recommend(struct query *query, patchrec_error_t **error) {
+    size_t len = 0;
+    return patchrec_recommend(query->catalog, query->user, query->options, query->top, query->k, &len, error);
+}
+
+static patchrec_status_t layout_stats(struct query *query, patchrec_error_t **error) {
+    size_t prompt_len = 0;
+    double ratio = 0;
+    return patchrec_user_layout_stats(query->user, query->catalog, query->options, &prompt_len, &ratio, error);
+}
+
+/* The median time of `repetitions` calls of `call`, each timed on its own, after `warm_up`
+ * untimed ones. */
+static double median_ns(patchrec_status_t (*call)(struct query *, patchrec_error_t **), struct query *query,
+                        long warm_up, long repetitions) {
+    double *elapsed = malloc((size_t)repetitions * sizeof *elapsed);
+    double median;
+    patchrec_error_t *error = NULL;
+    patchrec_status_t status;
+    long r;
+    for (r = 0; r < warm_up + repetitions; r++) {
+        double start = now_ns();
+        if ((status = call(query, &error)) != PATCHREC_OK) {
+            fail("timed call", status, error);
+        }
+        if (r >= warm_up) {
+            elapsed[r - warm_up] = now_ns() - start;
+        }
+    }
+    qsort(elapsed, (size_t)repetitions, sizeof *elapsed, compare_doubles);
+    median = elapsed[repetitions / 2];
+    free(elapsed);
+    return median;
+}
+
 int main(int argc, char **argv) {
     static uint64_t item_ids[MAX_ITEMS], history[MAX_HISTORY];
     static char *titles[MAX_ITEMS];
@@ -84,10 +130,10 @@ int main(int argc, char **argv) {
     patchrec_error_t *error = NULL;
     patchrec_status_t status;
     size_t item_count, history_len, k, len = 0, i;
-    long repetitions = 0, r;
+    long queries = 0, layout_stats_calls = 0;
 
-    if (argc != 5 && argc != 6) {
-        fprintf(stderr, "usage: %s CHECKPOINT_DIR ITEMS_TSV HISTORY K [REPETITIONS]\n", argv[0]);
+    if (argc != 5 && argc != 7) {
+        fprintf(stderr, "usage: %s CHECKPOINT_DIR ITEMS_TSV HISTORY K [QUERIES LAYOUT_STATS_CALLS]\n", argv[0]);
         return 2;
     }
     if (patchrec_abi_version() != PATCHREC_ABI_VERSION) {
@@ -98,8 +144,9 @@ int main(int argc, char **argv) {
     item_count = read_items(argv[2], item_ids, titles);
     history_len = parse_history(argv[3], history);
     k = strtoul(argv[4], NULL, 10);
-    if (argc == 6) {
-        repetitions = strtol(argv[5], NULL, 10);
+    if (argc == 7) {
+        queries = strtol(argv[5], NULL, 10);
+        layout_stats_calls = strtol(argv[6], NULL, 10);
     }
 
     if ((status = patchrec_model_load(argv[1], NULL, &model, &error)) != PATCHREC_OK) {
@@ -129,21 +176,16 @@ int main(int argc, char **argv) {
         printf("%llu %.9g\n", (unsigned long long)top[i].item_id, top[i].score);
     }
 
-    if (repetitions > 0) {
-        double *elapsed = malloc((size_t)repetitions * sizeof *elapsed);
-        for (r = 0; r < WARM_UP_QUERIES + repetitions; r++) {
-            double start = now_ns();
-            if ((status = patchrec_recommend(catalog, user, options, top, k, &len, &error)) != PATCHREC_OK) {
-                fail("recommend", status, error);
-            }
-            if (r >= WARM_UP_QUERIES) {
-                elapsed[r - WARM_UP_QUERIES] = now_ns() - start;
-            }
-        }
-        qsort(elapsed, (size_t)repetitions, sizeof *elapsed, compare_doubles);
-        fprintf(stderr, "C: median %.0f ns per query over %ld queries\n", elapsed[repetitions / 2],
-                repetitions);
-        free(elapsed);
+    if (queries > 0 && layout_stats_calls > 0) {
+        struct query query;
+        query.catalog = catalog;
+        query.user = user;
+        query.options = options;
+        query.top = top;
+        query.k = k;
+        fprintf(stderr, "C: recommend median %.0f ns (%ld calls), layout stats median %.0f ns (%ld calls)\n",
+                median_ns(recommend, &query, WARM_UP_QUERIES, queries), queries,
+                median_ns(layout_stats, &query, layout_stats_calls, layout_stats_calls), layout_stats_calls);
     }
 
     free(top);

@@ -1,0 +1,124 @@
+package io.github.patchrec;
+
+import static io.github.patchrec.LibPatchrec.*;
+
+import com.sun.jna.Memory;
+import com.sun.jna.Pointer;
+import com.sun.jna.StringArray;
+import com.sun.jna.ptr.PointerByReference;
+import java.nio.charset.StandardCharsets;
+import java.util.List;
+
+/**
+ * The items a model may recommend, each title tokenised and compressed into an item patch
+ * once, at registration. Thread-safe, registrations included: a query sees the catalogue
+ * as it was when the query started. It keeps its model's weights alive, so it may outlive
+ * the {@link Model}.
+ */
+public final class Catalog extends NativeHandle {
+    /** An empty catalogue for {@code model}. */
+    public Catalog(Model model) {
+        super(newCatalog(model), LibPatchrec::patchrec_catalog_free);
+    }
+
+    private static Pointer newCatalog(Model model) {
+        return model.withPointer(handle -> {
+            PointerByReference catalog = new PointerByReference();
+            check(error -> patchrec_catalog_new(handle, catalog, error));
+            return catalog.getValue();
+        });
+    }
+
+    /**
+     * Registers one item. A registered id is {@link Status#DUPLICATE_ITEM}, an empty
+     * title {@link Status#INVALID_ARGUMENT}; on failure the catalogue is unchanged.
+     */
+    public void add(long id, String title) {
+        byte[] text = cString("title", title);
+        call((catalog, error) -> patchrec_catalog_add(catalog, id, text, error));
+    }
+
+    /** Registers {@code items} all or nothing; faster than {@link #add} for each. */
+    public void addAll(List<Item> items) {
+        long[] ids = new long[items.size()];
+        String[] titles = new String[items.size()];
+        for (int i = 0; i < ids.length; i++) {
+            // Checked here, as StringArray would encode a NUL or an unpaired surrogate silently.
+            cString("titles[" + i + "]", items.get(i).title());
+            ids[i] = items.get(i).id();
+            titles[i] = items.get(i).title();
+        }
+        StringArray cTitles = new StringArray(titles, "UTF-8");
+        call((catalog, error) -> patchrec_catalog_add_batch(catalog, ids, cTitles, ids.length, error));
+    }
+
+    /** The number of registered items. */
+    public int size() {
+        return withPointer(catalog -> (int) patchrec_catalog_len(catalog));
+    }
+
+    /** The title of item {@code id}; an unregistered id is {@link Status#UNKNOWN_ITEM}. */
+    public String title(long id) {
+        return withPointer(catalog -> {
+            long[] length = new long[1];
+            // With no room the library only reports the length. Any other failure, such
+            // as an unknown id, recurs in the second call, which reports it.
+            patchrec_catalog_title(catalog, id, null, 0, length, null);
+            byte[] buffer = new byte[(int) length[0] + 1];
+            check(error -> patchrec_catalog_title(catalog, id, buffer, buffer.length, length, error));
+            return new String(buffer, 0, (int) length[0], StandardCharsets.UTF_8);
+        });
+    }
+
+    /** {@link #recommend(User, QueryOptions)} with the default options. */
+    public List<Recommendation> recommend(User user) {
+        return recommend(user, null);
+    }
+
+    /**
+     * The next items for {@code user}, best first: k of them (see {@link QueryOptions#k}),
+     * fewer only when the catalogue, less any excluded history, is smaller.
+     * {@code options} may be null for the defaults. The call needs exclusive use of
+     * {@code user}; the catalogue and the options may serve other queries at the same
+     * time. An empty catalogue is {@link Status#INVALID_ARGUMENT}; a history item missing
+     * from the catalogue {@link Status#UNKNOWN_ITEM}.
+     */
+    public List<Recommendation> recommend(User user, QueryOptions options) {
+        return withPointer(catalog -> user.withPointer(userHandle -> options == null
+                ? recommend(catalog, userHandle, null)
+                : options.withPointer(optionsHandle -> recommend(catalog, userHandle, optionsHandle))));
+    }
+
+    private static List<Recommendation> recommend(Pointer catalog, Pointer user, Pointer options) {
+        long[] length = new long[1];
+        // With no room the library only reports k, before any work. Any other failure
+        // recurs in the second call, which reports it.
+        patchrec_recommend(catalog, user, options, null, 0, length, null);
+        long k = length[0];
+        Memory out = k == 0 ? null : new Memory(k * RECOMMENDATION_SIZE);
+        check(error -> patchrec_recommend(catalog, user, options, out, k, length, error));
+        Recommendation[] top = new Recommendation[(int) length[0]];
+        for (int i = 0; i < top.length; i++) {
+            long offset = (long) i * RECOMMENDATION_SIZE;
+            top[i] = new Recommendation(out.getLong(offset), out.getFloat(offset + RECOMMENDATION_SCORE_OFFSET));
+        }
+        return List.of(top);
+    }
+
+    /**
+     * How {@code user}'s history would be laid out for a query with {@code options} (null
+     * for the defaults), without running the model. It only reads {@code user}.
+     */
+    public LayoutStats layoutStats(User user, QueryOptions options) {
+        return withPointer(catalog -> user.withPointer(userHandle -> options == null
+                ? layoutStats(catalog, userHandle, null)
+                : options.withPointer(optionsHandle -> layoutStats(catalog, userHandle, optionsHandle))));
+    }
+
+    private static LayoutStats layoutStats(Pointer catalog, Pointer user, Pointer options) {
+        long[] promptLength = new long[1];
+        double[] ratio = new double[1];
+        check(error -> patchrec_user_layout_stats(user, catalog, options, promptLength, ratio, error));
+        return new LayoutStats(promptLength[0], ratio[0]);
+    }
+}

@@ -1,0 +1,17 @@
+package io.github.patchrec;
+
+/** How the history is written into the prompt ({@code patchrec_layout_t}). */
+public enum Layout {
+    /** Every history item as its title's text. */
+    VANILLA(0),
+    /** PFT-I: the latest M items as text, older ones as item patches. */
+    PFT_I(1),
+    /** PFT-S: the latest L items as text, the L before as item patches, older groups of L as session patches. */
+    PFT_S(2);
+
+    final int code;
+
+    Layout(int code) {
+        this.code = code;
+    }
+}

@@ -1,0 +1,58 @@
+package io.github.patchrec;
+
+import static io.github.patchrec.LibPatchrec.*;
+
+import com.sun.jna.Pointer;
+
+/**
+ * How to answer a query; the setters chain. New options hold the defaults: k = 10, beam
+ * width 20, the checkpoint's layout and history truncation, history items not excluded.
+ *
+ * <p>Not thread-safe while being set. Once no thread changes them, any number of
+ * concurrent {@link Catalog#recommend} calls may share one {@code QueryOptions}.
+ */
+public final class QueryOptions extends NativeHandle {
+    public QueryOptions() {
+        super(newOptions(), LibPatchrec::patchrec_query_options_free);
+    }
+
+    private static Pointer newOptions() {
+        requireAbi();
+        return patchrec_query_options_new();
+    }
+
+    /** How many items a query returns, at least 1. */
+    public QueryOptions k(int k) {
+        long n = cSize("k", k);
+        call((options, error) -> patchrec_query_options_set_k(options, n, error));
+        return this;
+    }
+
+    /** The beam width of the constrained search; a width below k is raised to k. */
+    public QueryOptions beamWidth(int beamWidth) {
+        long n = cSize("beam_width", beamWidth);
+        call((options, error) -> patchrec_query_options_set_beam_width(options, n, error));
+        return this;
+    }
+
+    /** The layout; {@code param} is M for PFT-I, L (at least 1) for PFT-S, ignored for vanilla. */
+    public QueryOptions layout(Layout layout, int param) {
+        long n = cSize("param", param);
+        call((options, error) -> patchrec_query_options_set_layout(options, layout.code, n, error));
+        return this;
+    }
+
+    /** The history truncation K: a query shows only the latest {@code maxItems} interactions. */
+    public QueryOptions maxItems(int maxItems) {
+        long n = cSize("max_items", maxItems);
+        call((options, error) -> patchrec_query_options_set_max_items(options, n, error));
+        return this;
+    }
+
+    /** Whether a query may return items already in the user's history; by default it may. */
+    public QueryOptions excludeHistory(boolean exclude) {
+        byte flag = (byte) (exclude ? 1 : 0);
+        call((options, error) -> patchrec_query_options_set_exclude_history(options, flag, error));
+        return this;
+    }
+}

@@ -1,0 +1,32 @@
+/**
+ * libpatchrec for Java: LLM sequential recommendation with PatchRec's multi-grained
+ * history compression, over the library's C ABI ({@code patchrec.h}) through JNA.
+ *
+ * <p>Load a checkpoint with {@link io.github.patchrec.Model#load}, register the items it
+ * may recommend in a {@link io.github.patchrec.Catalog}, record each user's interactions
+ * in a {@link io.github.patchrec.User}, and ask {@link io.github.patchrec.Catalog#recommend}
+ * for the next items, tuned by {@link io.github.patchrec.QueryOptions}. Every handle owns
+ * C memory and is {@link java.lang.AutoCloseable}; a {@link java.lang.ref.Cleaner} frees
+ * what a caller forgets, but only after garbage collection, which is late for model
+ * weights.
+ *
+ * <p>Threads: the C header's rule, that a const handle may be used by many threads at once
+ * and a non-const one needs exclusive access, gives: {@code Model} and {@code Catalog} are
+ * thread-safe; {@code User} is not; {@code QueryOptions} is not while being set, and may
+ * then be shared. {@code close()} on any handle waits for the calls in flight; later calls
+ * throw.
+ *
+ * <p>Errors: every failure, the binding's own included, is an unchecked
+ * {@link io.github.patchrec.PatchrecException} with the C status. Using a closed handle is
+ * {@link io.github.patchrec.Status#NULL_ARGUMENT}, the status C gives a NULL handle.
+ *
+ * <p>Running: JNA ({@code /usr/share/java/jna.jar} from Debian's {@code libjna-java}) on
+ * the class path, and {@code libpatchrec.so} where JNA looks for it, such as
+ * {@code -Djna.library.path=PREFIX/lib} for a library installed by
+ * {@code scripts/install.sh PREFIX}. Creating the first Model, User or QueryOptions checks
+ * that the library implements {@link io.github.patchrec.Patchrec#ABI_VERSION}.
+ *
+ * <p>Training ({@code patchrec_train}) is not wrapped yet: train with {@code patchrec
+ * train} or from C, then load the checkpoint here.
+ */
+package io.github.patchrec;

@@ -1,0 +1,69 @@
+package io.github.patchrec;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.Arrays;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+
+class RecommendTest {
+    @Test
+    void matchesTheCApi() throws Exception {
+        List<Recommendation> want = Fixture.cReference(Fixture.QUERY_HISTORY, Fixture.QUERY_K);
+        try (Fixture fixture = new Fixture();
+                QueryOptions options = new QueryOptions().k(Fixture.QUERY_K)) {
+            List<Recommendation> got = fixture.catalog.recommend(fixture.user(Fixture.QUERY_HISTORY), options);
+            assertEquals(Fixture.QUERY_K, want.size());
+            // Records compare floats bit for bit: the binding must pass the library's scores through untouched.
+            assertEquals(want, got);
+            for (int i = 1; i < got.size(); i++) {
+                assertTrue(got.get(i).score() <= got.get(i - 1).score(), "best first");
+            }
+        }
+    }
+
+    @Test
+    void defaultOptionsGiveTen() {
+        try (Fixture fixture = new Fixture()) {
+            assertEquals(10, fixture.catalog.recommend(fixture.user(Fixture.QUERY_HISTORY)).size());
+        }
+    }
+
+    @Test
+    void excludeHistoryLeavesOnlyUnseenItems() {
+        try (Fixture fixture = new Fixture();
+                QueryOptions options = new QueryOptions().k(fixture.catalog.size()).excludeHistory(true)) {
+            List<Recommendation> top = fixture.catalog.recommend(fixture.user(Fixture.QUERY_HISTORY), options);
+            assertEquals(fixture.catalog.size() - Fixture.QUERY_HISTORY.length, top.size());
+            for (Recommendation r : top) {
+                assertFalse(Arrays.stream(Fixture.QUERY_HISTORY).anyMatch(id -> id == r.itemId()),
+                        "history item " + r.itemId() + " recommended");
+            }
+        }
+    }
+
+    @Test
+    void pftSCompressesTheHistory() {
+        try (Fixture fixture = new Fixture();
+                QueryOptions options = new QueryOptions().layout(Layout.VANILLA, 0)) {
+            User user = fixture.user(Fixture.QUERY_HISTORY);
+            LayoutStats vanilla = fixture.catalog.layoutStats(user, options);
+            LayoutStats compressed = fixture.catalog.layoutStats(user, options.layout(Layout.PFT_S, 2));
+            assertEquals(1.0, vanilla.compressionRatio());
+            assertTrue(compressed.compressionRatio() > 1.0, compressed.toString());
+            assertTrue(compressed.promptLength() < vanilla.promptLength(), compressed + " vs " + vanilla);
+        }
+    }
+
+    @Test
+    void nullOptionsMeanTheDefaults() {
+        try (Fixture fixture = new Fixture();
+                QueryOptions defaults = new QueryOptions()) {
+            User user = fixture.user(Fixture.QUERY_HISTORY);
+            assertEquals(fixture.catalog.layoutStats(user, defaults), fixture.catalog.layoutStats(user, null));
+            assertEquals(fixture.catalog.recommend(user, defaults), fixture.catalog.recommend(user, null));
+        }
+    }
+}
