@@ -226,12 +226,19 @@ fn tokenizer_ids_equal_the_gguf_vocabulary() {
             "round trip of {text:?}"
         );
     }
-    // PatchRec's special tokens were added after the GGUF vocabulary, one token each.
+    // PatchRec's special tokens were added after the GGUF vocabulary, one token each,
+    // and their embedding rows (the head's too: it is tied) start as the mean row.
     let sp = model.special();
     assert_eq!(
         (sp.start_seq, sp.end_seq, sp.item_sep),
         (49152, 49153, 49154)
     );
+    let table = model.llama().embeddings();
+    let mean = table.narrow(0, 0, 49152).unwrap().mean_keepdim(0).unwrap();
+    for id in [49152, 49153, 49154] {
+        let row = table.narrow(0, id, 1).unwrap();
+        assert!(common::max_abs_diff(&row, &mean) < 1e-6, "row {id}");
+    }
     assert_eq!(sp.answer_end, 2, "<|im_end|> ends the answer");
 }
 
