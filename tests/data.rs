@@ -107,3 +107,14 @@ fn ml_100k_sample_counts_match_the_data_readme() {
     assert_eq!(samples(&data, Split::Valid, &o).len(), 1_005);
     assert_eq!(samples(&data, Split::Test, &o).len(), 1_024);
 }
+
+#[test]
+fn ml_1m_valid_and_test_counts_match_the_data_readme() {
+    let Some(dir) = shared("ml-1m") else { return };
+    let data = Dataset::open(&dir).unwrap();
+    assert_eq!(data.items.len(), 3883);
+    assert_eq!(data.users.len(), 6038);
+    let o = SampleOptions::default();
+    assert_eq!(samples(&data, Split::Valid, &o).len(), 11_492);
+    assert_eq!(samples(&data, Split::Test, &o).len(), 11_494);
+}
