@@ -10,8 +10,9 @@
 # PFT-S from it), `eval` (valid and test scores of every finished run, and popularity) or
 # `all`. `direct` and `ppt` are independent: on 2 cores run them side by side, each
 # single-threaded (RAYON_NUM_THREADS=1 gave 2,097 tokens/s against 2,634 for one
-# two-threaded run). Output: .cache/experiments/<dataset>/ (configs, checkpoints, metrics,
-# eval reports, results-<split>.md, timings.txt). It takes hours: run it in the background.
+# two-threaded run). Output: $PATCHREC_EXPERIMENTS/<dataset>/ (default
+# ~/.cache/patchrec/experiments; configs, checkpoints, metrics, eval reports,
+# results-<split>.md, timings.txt). It takes hours: run it in the background.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -25,7 +26,8 @@ if [ ! -f "$data/sequences.jsonl" ]; then
   echo "experiments: $data not found (the benchmark data lives in ../shared/data)" >&2
   exit 1
 fi
-exp="$root/.cache/experiments/$dataset"
+# Outside the work tree, so a fresh checkout of the project finds the runs to resume.
+exp="${PATCHREC_EXPERIMENTS:-$HOME/.cache/patchrec/experiments}/$dataset"
 mkdir -p "$exp"
 cargo build --release --quiet
 bin="$root/target/release/patchrec"
