@@ -2,8 +2,9 @@
 # The Go and Java bindings (bindings/) against the C ABI, on a fresh Debian 12 machine too:
 #  1. installs what the machine lacks with apt-get: Go, JNA, JUnit 5, a JDK, a C compiler;
 #  2. builds and installs libpatchrec into .cache/prefix-bindings (scripts/install.sh),
-#     makes a tiny checkpoint with `patchrec init` over examples/cpp/items.tsv, and builds
-#     bindings/reference/recommend.c, the C program whose rankings the tests must match;
+#     makes a tiny checkpoint with `patchrec init` over examples/cpp/items.tsv and a tiny
+#     dataset with `patchrec synth` (for the training tests, as tests/c/test_train.c), and
+#     builds bindings/reference/recommend.c, the C program whose rankings the tests must match;
 #  3. Go: gofmt, go vet, go test -race (no network: the module has no dependencies);
 #  4. Java: builds patchrec.jar, runs the JUnit 5 tests, and runs the example.
 # Each README's code block must be its compiled example verbatim.
@@ -32,6 +33,7 @@ java_lib=/usr/share/java
 prefix="$root/.cache/prefix-bindings"
 work="$root/.cache/bindings"
 checkpoint="$work/checkpoint"
+dataset="$work/dataset"
 reference="$work/recommend"
 items="$root/examples/cpp/items.tsv"
 # The query the tests compare with C (queryHistory and queryK in bindings/go/fixture_test.go,
@@ -56,16 +58,17 @@ fi
 go version
 javac -version
 
-step "libpatchrec, a tiny checkpoint, the C reference"
+step "libpatchrec, a tiny checkpoint and dataset, the C reference"
 scripts/install.sh "$prefix"
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
-rm -rf "$checkpoint"
+rm -rf "$checkpoint" "$dataset"
 mkdir -p "$work"
 cargo run --release --quiet --bin patchrec -- init --items "$items" --out "$checkpoint"
+cargo run --release --quiet --bin patchrec -- synth --items "$items" --out "$dataset" --users 6 --len 8
 # shellcheck disable=SC2046 # pkg-config prints several flags
 cc -std=c99 -O2 -Wall -Wextra -Werror -pedantic $(pkg-config --cflags patchrec) \
   bindings/reference/recommend.c -o "$reference" $(pkg-config --libs patchrec) -Wl,-rpath,"$prefix/lib"
-export PATCHREC_TEST_CHECKPOINT="$checkpoint" PATCHREC_TEST_C_REFERENCE="$reference"
+export PATCHREC_TEST_CHECKPOINT="$checkpoint" PATCHREC_TEST_DATASET="$dataset" PATCHREC_TEST_C_REFERENCE="$reference"
 
 # Fails unless the first fenced code block of README after the line HEADING is SOURCE
 # verbatim (the top README and the bindings' READMEs show the compiled examples).

@@ -38,6 +38,10 @@
 // the C ABI version this package was compiled for (ABIVersion) and fails with
 // StatusUnsupported otherwise.
 //
-// Training (patchrec_train) is not wrapped yet: train with the patchrec command
-// (patchrec train) or from C, then load the checkpoint here.
+// # Training
+//
+// Train runs the stages of a training configuration (a TOML file or its text, as
+// `patchrec train` reads) and reports every optimizer step to an optional progress
+// function, which can stop the run; a stopped run is an *Error with StatusStopped, and
+// Train with resume continues it. Load the checkpoints it writes with LoadModel.
 package patchrec

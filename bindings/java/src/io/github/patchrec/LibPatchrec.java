@@ -1,5 +1,6 @@
 package io.github.patchrec;
 
+import com.sun.jna.Callback;
 import com.sun.jna.Native;
 import com.sun.jna.Pointer;
 import com.sun.jna.ptr.PointerByReference;
@@ -30,6 +31,37 @@ final class LibPatchrec {
     /** Bytes per {@code patchrec_recommendation_t}: a uint64_t, a float, 4 bytes of padding. */
     static final int RECOMMENDATION_SIZE = 16;
     static final int RECOMMENDATION_SCORE_OFFSET = 8;
+
+    /**
+     * The fields of {@code patchrec_train_progress_t} as the header declares them, and
+     * their byte offsets on a 64-bit platform (AbiTest holds the list to the header).
+     */
+    static final String[] TRAIN_PROGRESS_FIELDS = {
+        "const char *stage",
+        "uint32_t stage_index",
+        "uint64_t step",
+        "uint64_t total_steps",
+        "double loss",
+        "double learning_rate",
+        "double tokens_per_second",
+    };
+
+    static final int TRAIN_PROGRESS_STAGE_OFFSET = 0;
+    static final int TRAIN_PROGRESS_STAGE_INDEX_OFFSET = 8;
+    static final int TRAIN_PROGRESS_STEP_OFFSET = 16;
+    static final int TRAIN_PROGRESS_TOTAL_STEPS_OFFSET = 24;
+    static final int TRAIN_PROGRESS_LOSS_OFFSET = 32;
+    static final int TRAIN_PROGRESS_LEARNING_RATE_OFFSET = 40;
+    static final int TRAIN_PROGRESS_TOKENS_PER_SECOND_OFFSET = 48;
+
+    /**
+     * {@code patchrec_train_callback_t}: {@code progress} points to a
+     * {@code patchrec_train_progress_t} valid during the call; the C {@code bool} result
+     * is a byte, 0 to stop.
+     */
+    interface TrainCallback extends Callback {
+        byte invoke(Pointer progress, Pointer userData);
+    }
 
     private LibPatchrec() {}
 
@@ -88,6 +120,9 @@ final class LibPatchrec {
             PointerByReference error);
 
     static native Pointer patchrec_status_name(int status);
+
+    static native int patchrec_train(
+            byte[] config, byte resume, TrainCallback progress, Pointer userData, PointerByReference error);
 
     static native int patchrec_user_new(PointerByReference out, PointerByReference error);
 

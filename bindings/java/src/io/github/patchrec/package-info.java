@@ -26,7 +26,11 @@
  * {@code scripts/install.sh PREFIX}. Creating the first Model, User or QueryOptions checks
  * that the library implements {@link io.github.patchrec.Patchrec#ABI_VERSION}.
  *
- * <p>Training ({@code patchrec_train}) is not wrapped yet: train with {@code patchrec
- * train} or from C, then load the checkpoint here.
+ * <p>Training: {@link io.github.patchrec.Patchrec#train} runs the stages of a training
+ * configuration (a TOML file or its text, as {@code patchrec train} reads) and reports
+ * every optimizer step to an optional callback, which can stop the run; a stopped run
+ * throws a {@code PatchrecException} with {@link io.github.patchrec.Status#STOPPED}, and
+ * {@code train} with {@code resume} continues it. Load the checkpoints it writes with
+ * {@link io.github.patchrec.Model#load}.
  */
 package io.github.patchrec;

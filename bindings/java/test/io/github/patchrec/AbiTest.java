@@ -1,5 +1,6 @@
 package io.github.patchrec;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
@@ -7,6 +8,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
 import java.nio.file.Files;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
@@ -30,6 +33,41 @@ class AbiTest {
             String constant = "PATCHREC_LAYOUT_" + layout.name();
             assertTrue(header.contains(constant + " = " + layout.code + ","), constant);
         }
+    }
+
+    /** The binding reads patchrec_train_progress_t by offset: the header's fields must be the ones it expects. */
+    @Test
+    void trainProgressLayoutMatchesTheHeader() throws IOException {
+        String header = Files.readString(Fixture.HEADER);
+        Matcher struct = Pattern.compile(
+                "typedef struct patchrec_train_progress_t \\{(.*?)\\} patchrec_train_progress_t;", Pattern.DOTALL)
+                .matcher(header);
+        assertTrue(struct.find(), "no patchrec_train_progress_t in " + Fixture.HEADER);
+        List<String> fields = new ArrayList<>();
+        for (String field : struct.group(1).replaceAll("(?s)/\\*.*?\\*/", "").replaceAll("//[^\n]*", "").split(";")) {
+            if (!field.isBlank()) {
+                fields.add(field.strip().replaceAll("\\s+", " "));
+            }
+        }
+        assertEquals(List.of(LibPatchrec.TRAIN_PROGRESS_FIELDS), fields);
+        // Natural alignment on a 64-bit platform, which requireAbi insists on.
+        int[] offsets = new int[fields.size()];
+        int offset = 0;
+        for (int i = 0; i < fields.size(); i++) {
+            int size = fields.get(i).startsWith("uint32_t ") ? 4 : 8;
+            offset = (offset + size - 1) / size * size;
+            offsets[i] = offset;
+            offset += size;
+        }
+        assertArrayEquals(offsets, new int[] {
+            LibPatchrec.TRAIN_PROGRESS_STAGE_OFFSET,
+            LibPatchrec.TRAIN_PROGRESS_STAGE_INDEX_OFFSET,
+            LibPatchrec.TRAIN_PROGRESS_STEP_OFFSET,
+            LibPatchrec.TRAIN_PROGRESS_TOTAL_STEPS_OFFSET,
+            LibPatchrec.TRAIN_PROGRESS_LOSS_OFFSET,
+            LibPatchrec.TRAIN_PROGRESS_LEARNING_RATE_OFFSET,
+            LibPatchrec.TRAIN_PROGRESS_TOKENS_PER_SECOND_OFFSET,
+        });
     }
 
     @Test

@@ -59,6 +59,15 @@ final class Fixture implements AutoCloseable {
                 "scripts/test-bindings.sh makes a tiny checkpoint and sets it"));
     }
 
+    /**
+     * The tiny synthetic dataset the training tests run on (`patchrec synth`); like the
+     * checkpoint, the tests fail without one.
+     */
+    static Path dataset() {
+        return Path.of(requiredEnvironment("PATCHREC_TEST_DATASET",
+                "scripts/test-bindings.sh makes a tiny dataset with `patchrec synth` and sets it"));
+    }
+
     static List<Item> items() {
         List<Item> items = new ArrayList<>();
         try {
