@@ -107,7 +107,7 @@ pub fn recommend(
         beam_width: opts.beam_width,
         exclude,
     };
-    let ranked = beam_search(model, &snap, &prompt.embeds, &search)?;
+    let ranked = beam_search(model, &snap, &prompt, &search)?;
     Ok(QueryResult {
         items: ranked
             .into_iter()

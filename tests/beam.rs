@@ -46,7 +46,7 @@ fn wide_beam_ranking_equals_teacher_forced_scoring() {
         let found = beam_search(
             &model,
             &snap,
-            &prompt.embeds,
+            &prompt,
             &SearchOptions {
                 k: items.len(),
                 beam_width: items.len(),
@@ -136,7 +136,7 @@ fn excluding_almost_everything_returns_what_is_left() {
     let found = beam_search(
         &model,
         &snap,
-        &prompt.embeds,
+        &prompt,
         &SearchOptions {
             k: 5,
             beam_width: 5,
@@ -159,7 +159,7 @@ fn duplicate_titles_come_back_together_with_one_score() {
     let found = beam_search(
         &model,
         &snap,
-        &prompt.embeds,
+        &prompt,
         &SearchOptions {
             k: 9,
             beam_width: 9,
@@ -172,4 +172,39 @@ fn duplicate_titles_come_back_together_with_one_score() {
     let b = found.iter().position(|s| s.index == 8).unwrap();
     assert_eq!(a + 1, b, "the two entries sharing a title are adjacent");
     assert_eq!(found[a].score, found[b].score);
+}
+
+#[test]
+fn the_shared_head_cache_changes_no_result() {
+    let items = common::titles(30);
+    let model = common::tiny_model(30);
+    let cat = common::catalog(&model, &items);
+    let snap = cat.snapshot();
+    let history: Vec<u64> = items[2..14].iter().map(|(id, _)| *id).collect();
+    let opts = SearchOptions {
+        k: 10,
+        beam_width: 20,
+        exclude: vec![],
+    };
+    for layout in [
+        Layout::Vanilla,
+        Layout::PftI { m: 3 },
+        Layout::PftS { l: 3 },
+    ] {
+        let mut prompt = build_prompt(&model, &snap, &history, layout).unwrap();
+        assert!(prompt.shared_head > 0);
+        let cached = beam_search(&model, &snap, &prompt, &opts).unwrap();
+        prompt.shared_head = 0; // prefill the whole prompt
+        let full = beam_search(&model, &snap, &prompt, &opts).unwrap();
+        assert_eq!(cached.len(), full.len());
+        for (a, b) in cached.iter().zip(&full) {
+            assert_eq!(a.index, b.index, "{layout}");
+            assert!(
+                (a.score - b.score).abs() < 1e-4,
+                "{layout}: {} vs {}",
+                a.score,
+                b.score
+            );
+        }
+    }
 }

@@ -17,6 +17,7 @@ use crate::catalog::trie::ROOT;
 use crate::catalog::CatalogSnapshot;
 use crate::error::{Error, Result};
 use crate::model::Model;
+use crate::prompt::Prompt;
 
 #[derive(Debug, Clone)]
 pub struct SearchOptions {
@@ -41,11 +42,11 @@ struct Beam {
     score: f32,
 }
 
-/// Top-`k` items for a prompt `[1, len, hidden]`, best first.
+/// Top-`k` items for a prompt, best first.
 pub fn beam_search(
     model: &Model,
     catalog: &CatalogSnapshot,
-    prompt: &Tensor,
+    prompt: &Prompt,
     opts: &SearchOptions,
 ) -> Result<Vec<Scored>> {
     if opts.k == 0 {
@@ -78,8 +79,17 @@ pub fn beam_search(
     }
 
     let llama = model.llama();
-    let mut prompt_cache = llama.new_cache();
-    let hidden = llama.forward(prompt, None, &mut prompt_cache)?;
+    // Continue from the model's cached head when the prompt starts with it; only the
+    // rest (history and tail) is prefilled per query.
+    let (mut prompt_cache, rest) = if prompt.shared_head > 0 && prompt.shared_head < prompt.len {
+        let rest = prompt
+            .embeds
+            .narrow(1, prompt.shared_head, prompt.len - prompt.shared_head)?;
+        (model.head_cache()?.clone(), rest)
+    } else {
+        (llama.new_cache(), prompt.embeds.clone())
+    };
+    let hidden = llama.forward(&rest, None, &mut prompt_cache)?;
     let last = hidden.narrow(1, hidden.dim(1)? - 1, 1)?;
     let mut logp = log_softmax_rows(&llama.logits(&last)?)?;
 

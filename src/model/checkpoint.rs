@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 
 use super::config::LlamaConfig;
+use super::kv_cache::KvCache;
 use super::llama::Llama;
 use super::meta::PatchrecMeta;
 use super::weights::TensorStore;
@@ -56,6 +57,8 @@ pub struct Model {
     special: SpecialIds,
     head_ids: Vec<u32>,
     tail_ids: Vec<u32>,
+    /// KV cache of `head_ids`, computed on first use and shared by every query.
+    head_cache: std::sync::OnceLock<KvCache>,
 }
 
 impl Model {
@@ -120,6 +123,7 @@ impl Model {
             special,
             head_ids,
             tail_ids,
+            head_cache: std::sync::OnceLock::new(),
         })
     }
 
@@ -196,6 +200,21 @@ impl Model {
     /// Token ids of the prompt before the history (ends with `<|start_seq|>`).
     pub fn head_ids(&self) -> &[u32] {
         &self.head_ids
+    }
+
+    /// The KV cache of the prompt's fixed head (system message and instruction up to the
+    /// history), computed once per model: every query continues from it instead of
+    /// prefilling the head again. The weights must not change afterwards (training never
+    /// calls this; it builds whole prompts).
+    pub fn head_cache(&self) -> Result<&KvCache> {
+        if let Some(cache) = self.head_cache.get() {
+            return Ok(cache);
+        }
+        let mut cache = self.llama.new_cache();
+        let head = self.llama.embed_ids(&self.head_ids)?.unsqueeze(0)?;
+        self.llama.forward(&head, None, &mut cache)?;
+        // Two threads may race here; both computed the same cache, one is kept.
+        Ok(self.head_cache.get_or_init(|| cache))
     }
 
     /// Token ids of the prompt after the history's closing `<|end_seq|>`.

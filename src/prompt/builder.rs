@@ -17,6 +17,9 @@ pub struct Prompt {
     pub embeds: Tensor,
     /// Positions in the prompt (tokens and patches).
     pub len: usize,
+    /// Leading positions that are the template's fixed head (the same for every query),
+    /// whose KV cache the model computes once (`Model::head_cache`). 0 disables the reuse.
+    pub shared_head: usize,
     /// History items it shows.
     pub history_items: usize,
     /// The paper's compression ratio of the history part.
@@ -53,6 +56,7 @@ pub fn build_prompt(
     Ok(Prompt {
         embeds: embeds.unsqueeze(0)?,
         len,
+        shared_head: model.head_ids().len(),
         history_items: indices.len(),
         compression_ratio: cr,
     })
