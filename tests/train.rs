@@ -297,3 +297,54 @@ checkpoint_every = 1000
         "target at rank 0 for every training sample"
     );
 }
+
+#[test]
+fn a_stop_at_a_stages_last_step_finishes_it_and_starts_no_other() {
+    let data = tempfile::tempdir().unwrap();
+    common::write_dataset(data.path(), 12, 4, 7);
+    let out = tempfile::tempdir().unwrap();
+    let cfg = config(
+        out.path(),
+        data.path(),
+        r#"
+[[stage]]
+kind = "sft"
+max_steps = 2
+batch_size = 2
+micro_batch = 2
+[[stage]]
+kind = "pft-i"
+m = 2
+max_steps = 2
+batch_size = 2
+micro_batch = 2
+"#,
+    );
+    let quiet = TrainOptions {
+        resume: false,
+        quiet: true,
+    };
+    let res = train(&cfg, &quiet, &mut |p| {
+        if p.step == p.total_steps {
+            Control::Stop
+        } else {
+            Control::Continue
+        }
+    })
+    .unwrap();
+    assert!(res.stopped);
+    assert!(res.checkpoint.unwrap().ends_with("01-sft"));
+    let second: Vec<_> = std::fs::read_dir(out.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("02-"))
+        .collect();
+    assert!(second.is_empty(), "the second stage did not start");
+    let resume = TrainOptions {
+        resume: true,
+        quiet: true,
+    };
+    let res = train(&cfg, &resume, &mut |_| Control::Continue).unwrap();
+    assert!(!res.stopped);
+    assert!(res.checkpoint.unwrap().ends_with("02-pft-i2"));
+}

@@ -81,7 +81,7 @@ pub fn train(
         let resume_dir = cfg
             .out
             .join(format!("{:02}-{}.resume", index + 1, stage.name()));
-        let done = run_stage(
+        let ended = run_stage(
             cfg,
             &data,
             index,
@@ -92,7 +92,7 @@ pub fn train(
             &mut reporter,
             on_progress,
         )?;
-        if !done {
+        if ended == StageEnd::Stopped {
             return Ok(TrainOutcome {
                 checkpoint: last,
                 stopped: true,
@@ -100,6 +100,14 @@ pub fn train(
         }
         input = final_dir.clone();
         last = Some(final_dir);
+        // A stop asked for at a stage's last step still lets the stage finish, then
+        // stops before the next one.
+        if ended == StageEnd::FinishedStopRequested && index + 1 < cfg.stages.len() {
+            return Ok(TrainOutcome {
+                checkpoint: last,
+                stopped: true,
+            });
+        }
     }
     Ok(TrainOutcome {
         checkpoint: last,
@@ -162,6 +170,16 @@ fn make_trainable(model: &mut Model) -> Result<Vec<(String, Var)>> {
     Ok(vars)
 }
 
+/// How a stage ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StageEnd {
+    Finished,
+    /// The callback asked to stop at the stage's last step: the stage is complete.
+    FinishedStopRequested,
+    /// Stopped mid-stage; the resume state is on disk.
+    Stopped,
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct TrainerState {
     step: u64,
@@ -179,7 +197,7 @@ fn run_stage(
     resume_dir: &Path,
     reporter: &mut Reporter,
     on_progress: &mut dyn FnMut(&Progress) -> Control,
-) -> Result<bool> {
+) -> Result<StageEnd> {
     let started = Instant::now();
     let resuming = resume_dir.join("trainer.json").is_file();
     let from = if resuming { resume_dir } else { input };
@@ -255,6 +273,7 @@ fn run_stage(
             .clone()
     };
     let mut last_loss = f64::NAN;
+    let mut stop_requested = false;
     while step < total {
         let step_started = Instant::now();
         let first = step * stage.batch_size as u64;
@@ -320,7 +339,8 @@ fn run_stage(
         };
         reporter.step(&progress)?;
         let control = on_progress(&progress);
-        let stop = control == Control::Stop && step < total;
+        stop_requested = control == Control::Stop;
+        let stop = stop_requested && step < total;
         if stop || (step < total && step % stage.checkpoint_every.max(1) == 0) {
             let state = TrainerState {
                 step,
@@ -335,7 +355,7 @@ fn run_stage(
         }
         if stop {
             reporter.stage_finished();
-            return Ok(false);
+            return Ok(StageEnd::Stopped);
         }
     }
     reporter.stage_finished();
@@ -362,7 +382,11 @@ fn run_stage(
     }
     model.save(final_dir)?;
     let _ = std::fs::remove_dir_all(resume_dir);
-    Ok(true)
+    Ok(if stop_requested {
+        StageEnd::FinishedStopRequested
+    } else {
+        StageEnd::Finished
+    })
 }
 
 /// A seed from several numbers (splitmix64 over their sequence).
