@@ -9,6 +9,7 @@
 //! [`model::Llama`] decoder prefills it and [`decode`] runs beam search constrained to
 //! the catalogue's titles. [`ffi`] exposes all of it as a C ABI.
 
+pub mod bench;
 pub mod catalog;
 pub mod data;
 pub mod decode;

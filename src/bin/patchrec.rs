@@ -107,6 +107,28 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Time queries per layout and history length on a checkpoint (serving benchmark).
+    Bench {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// `items.tsv` of the catalogue to register
+        #[arg(long)]
+        items: PathBuf,
+        #[arg(long, value_delimiter = ',', default_value = "vanilla,pft-i:5,pft-s:5")]
+        layouts: Vec<String>,
+        #[arg(long, value_delimiter = ',', default_value = "20,100,500,1000")]
+        lengths: Vec<usize>,
+        /// Queries per layout and length, each with a different random history
+        #[arg(long, default_value_t = 20)]
+        users: usize,
+        #[arg(long, default_value_t = 20)]
+        k: usize,
+        #[arg(long, default_value_t = 20)]
+        beam_width: usize,
+        /// Write the report as JSON here
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Write a synthetic dataset in the shared format over a catalogue (demos, tests).
     Synth {
         /// `items.tsv` (item_id<TAB>title)
@@ -319,6 +341,39 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             }
             patchrec::eval::plot::plot_hr_vs_cr(&points, &out)?;
             println!("wrote {}", out.display());
+        }
+        Command::Bench {
+            checkpoint,
+            items,
+            layouts,
+            lengths,
+            users,
+            k,
+            beam_width,
+            out,
+        } => {
+            let model = Arc::new(Model::load(&checkpoint, &ModelOptions::default())?);
+            let catalog = Catalog::new(model)?;
+            let entries = read_items_tsv(&items)?;
+            let refs: Vec<(u64, &str)> = entries.iter().map(|(i, t)| (*i, t.as_str())).collect();
+            catalog.add_batch(&refs)?;
+            let opts = patchrec::bench::BenchOptions {
+                layouts: layouts
+                    .iter()
+                    .map(|l| Layout::parse(l))
+                    .collect::<patchrec::Result<_>>()?,
+                history_lengths: lengths,
+                users,
+                k,
+                beam_width,
+                seed: 42,
+            };
+            let report = patchrec::bench::run_serving_bench(&catalog, &opts)?;
+            print!("{}", report.markdown());
+            if let Some(out) = &out {
+                let json = serde_json::to_string_pretty(&report).expect("report serialises");
+                std::fs::write(out, json).map_err(|e| patchrec::Error::io(out, e))?;
+            }
         }
         Command::Synth {
             items,

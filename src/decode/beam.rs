@@ -42,6 +42,17 @@ struct Beam {
     score: f32,
 }
 
+/// Where one search spent its time.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SearchTiming {
+    /// Prefilling the prompt (after the shared head) up to the first logits.
+    pub prefill_seconds: f64,
+    /// The beam steps after it.
+    pub decode_seconds: f64,
+    /// Batched forward passes over the beams.
+    pub decode_steps: usize,
+}
+
 /// Top-`k` items for a prompt, best first.
 pub fn beam_search(
     model: &Model,
@@ -49,6 +60,18 @@ pub fn beam_search(
     prompt: &Prompt,
     opts: &SearchOptions,
 ) -> Result<Vec<Scored>> {
+    Ok(beam_search_timed(model, catalog, prompt, opts)?.0)
+}
+
+/// [`beam_search`], also reporting where the time went.
+pub fn beam_search_timed(
+    model: &Model,
+    catalog: &CatalogSnapshot,
+    prompt: &Prompt,
+    opts: &SearchOptions,
+) -> Result<(Vec<Scored>, SearchTiming)> {
+    let started = std::time::Instant::now();
+    let mut timing = SearchTiming::default();
     if opts.k == 0 {
         return Err(Error::invalid("k must be at least 1"));
     }
@@ -75,7 +98,7 @@ pub fn beam_search(
     }
     let available = |node: u32| trie.count(node) - removed.get(&node).copied().unwrap_or(0);
     if available(ROOT) == 0 {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), timing));
     }
 
     let llama = model.llama();
@@ -99,6 +122,7 @@ pub fn beam_search(
     }];
     let mut beam_cache = llama.new_cache();
     let mut finished: Vec<Scored> = Vec::new();
+    timing.prefill_seconds = started.elapsed().as_secs_f64();
     loop {
         // Every allowed extension of every live beam.
         let mut cands: Vec<(f32, usize, u32, u32)> = Vec::new();
@@ -149,10 +173,12 @@ pub fn beam_search(
         let embeds = llama.embed_ids(&tokens)?.unsqueeze(1)?; // [beams, 1, hidden]
         let hidden = llama.forward(&embeds, Some(&prompt_cache), &mut beam_cache)?;
         logp = log_softmax_rows(&llama.logits(&hidden)?)?;
+        timing.decode_steps += 1;
         beams = next.into_iter().map(|n| n.0).collect();
     }
     finished.truncate(opts.k);
-    Ok(finished)
+    timing.decode_seconds = started.elapsed().as_secs_f64() - timing.prefill_seconds;
+    Ok((finished, timing))
 }
 
 /// `[rows, 1, vocab]` logits -> per-row log-probabilities on the host.

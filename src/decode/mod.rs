@@ -2,4 +2,4 @@
 
 pub mod beam;
 
-pub use beam::{beam_search, Scored, SearchOptions};
+pub use beam::{beam_search, beam_search_timed, Scored, SearchOptions, SearchTiming};
