@@ -9,6 +9,23 @@ use patchrec::history::Layout;
 use patchrec::prompt::build_prompt;
 use patchrec::{Interaction, QueryOptions, UserHistory};
 
+/// Beam search with `k`, `width` and excluded catalogue indices.
+fn search(
+    model: &patchrec::Model,
+    snap: &patchrec::catalog::CatalogSnapshot,
+    prompt: &patchrec::prompt::Prompt,
+    k: usize,
+    width: usize,
+    exclude: Vec<u32>,
+) -> Vec<patchrec::decode::Scored> {
+    let opts = SearchOptions {
+        k,
+        beam_width: width,
+        exclude,
+    };
+    beam_search(model, snap, prompt, &opts).unwrap()
+}
+
 /// log P(title tokens, answer-end | prompt) by one teacher-forced full forward pass.
 fn teacher_forced(model: &patchrec::Model, prompt: &Tensor, answer: &[u32]) -> f32 {
     let llama = model.llama();
@@ -43,17 +60,7 @@ fn wide_beam_ranking_equals_teacher_forced_scoring() {
         Layout::PftS { l: 2 },
     ] {
         let prompt = build_prompt(&model, &snap, &history, layout).unwrap();
-        let found = beam_search(
-            &model,
-            &snap,
-            &prompt,
-            &SearchOptions {
-                k: items.len(),
-                beam_width: items.len(),
-                exclude: vec![],
-            },
-        )
-        .unwrap();
+        let found = search(&model, &snap, &prompt, items.len(), items.len(), vec![]);
         assert_eq!(
             found.len(),
             items.len(),
@@ -133,17 +140,7 @@ fn excluding_almost_everything_returns_what_is_left() {
     let cat = common::catalog(&model, &items);
     let snap = cat.snapshot();
     let prompt = build_prompt(&model, &snap, &[items[0].0], Layout::Vanilla).unwrap();
-    let found = beam_search(
-        &model,
-        &snap,
-        &prompt,
-        &SearchOptions {
-            k: 5,
-            beam_width: 5,
-            exclude: vec![0, 1, 2, 4, 5],
-        },
-    )
-    .unwrap();
+    let found = search(&model, &snap, &prompt, 5, 5, vec![0, 1, 2, 4, 5]);
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].index, 3);
 }
@@ -156,17 +153,7 @@ fn duplicate_titles_come_back_together_with_one_score() {
     let cat = common::catalog(&model, &items);
     let snap = cat.snapshot();
     let prompt = build_prompt(&model, &snap, &[items[0].0], Layout::Vanilla).unwrap();
-    let found = beam_search(
-        &model,
-        &snap,
-        &prompt,
-        &SearchOptions {
-            k: 9,
-            beam_width: 9,
-            exclude: vec![],
-        },
-    )
-    .unwrap();
+    let found = search(&model, &snap, &prompt, 9, 9, vec![]);
     assert_eq!(found.len(), 9);
     let a = found.iter().position(|s| s.index == 2).unwrap();
     let b = found.iter().position(|s| s.index == 8).unwrap();
@@ -193,9 +180,9 @@ fn the_shared_head_cache_changes_no_result() {
     ] {
         let mut prompt = build_prompt(&model, &snap, &history, layout).unwrap();
         assert!(prompt.shared_head > 0);
-        let cached = beam_search(&model, &snap, &prompt, &opts).unwrap();
+        let cached = beam_search(&model, &snap, &prompt, &opts);
         prompt.shared_head = 0; // prefill the whole prompt
-        let full = beam_search(&model, &snap, &prompt, &opts).unwrap();
+        let full = beam_search(&model, &snap, &prompt, &opts);
         assert_eq!(cached.len(), full.len());
         for (a, b) in cached.iter().zip(&full) {
             assert_eq!(a.index, b.index, "{layout}");

@@ -57,33 +57,11 @@ pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
         .unwrap()
 }
 
-/// Writes a dataset in the shared format: `users` users, each walking the catalogue of
-/// `titles(n_items)` in steps of one from a different start, so the next item is always
-/// predictable; the last position is the test target, the one before it valid.
+/// Writes a dataset in the shared format over `titles(n_items)`: `users` users each
+/// walking the catalogue one item at a time from a random start (no random jumps), so the
+/// next item is always predictable; the last position is the test target, the one before
+/// it the validation target.
 pub fn write_dataset(dir: &std::path::Path, n_items: usize, users: usize, len: usize) {
-    let items = titles(n_items);
-    let tsv: String = items
-        .iter()
-        .enumerate()
-        .map(|(i, (_, t))| format!("{i}\t{t}\n"))
-        .collect();
-    std::fs::write(dir.join("items.tsv"), tsv).unwrap();
-    let mut seqs = String::new();
-    for u in 0..users {
-        let ids: Vec<usize> = (0..len).map(|j| (u * 3 + j) % n_items).collect();
-        seqs.push_str(&format!(
-            "{{\"user\":{u},\"items\":{ids:?},\"train\":[0,{}],\"valid\":[{},{}],\"test\":[{},{}]}}\n",
-            len - 3,
-            len - 2,
-            len - 2,
-            len - 1,
-            len - 1
-        ));
-    }
-    std::fs::write(dir.join("sequences.jsonl"), seqs).unwrap();
-    std::fs::write(
-        dir.join("prompt.txt"),
-        "You are a helpful assistant in movie recommendations.\nA user has watched [HISTORY_SEQUENCE]. Please recommend one movie for this user to watch next with its title only and without any explanation.\n",
-    )
-    .unwrap();
+    patchrec::data::synthetic::write_synthetic(dir, &titles(n_items), users, len, 0.0, 7)
+        .expect("write synthetic dataset");
 }
