@@ -180,9 +180,9 @@ fn the_shared_head_cache_changes_no_result() {
     ] {
         let mut prompt = build_prompt(&model, &snap, &history, layout).unwrap();
         assert!(prompt.shared_head > 0);
-        let cached = beam_search(&model, &snap, &prompt, &opts);
+        let cached = beam_search(&model, &snap, &prompt, &opts).unwrap();
         prompt.shared_head = 0; // prefill the whole prompt
-        let full = beam_search(&model, &snap, &prompt, &opts);
+        let full = beam_search(&model, &snap, &prompt, &opts).unwrap();
         assert_eq!(cached.len(), full.len());
         for (a, b) in cached.iter().zip(&full) {
             assert_eq!(a.index, b.index, "{layout}");
