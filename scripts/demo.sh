@@ -25,7 +25,7 @@ bin=target/release/patchrec
 
 echo "== 1. train a small model on a synthetic dataset (configs/demo.toml)"
 rm -rf .cache/demo
-$bin synth --items examples/cpp/items.tsv --out .cache/demo/data
+$bin synth --items examples/cpp/movies.tsv --out .cache/demo/data
 $bin train configs/demo.toml
 trained=.cache/demo/run/02-pft-i5
 $bin eval --checkpoint "$trained" --data .cache/demo/data --split test --layout pft-i:5 \
@@ -46,6 +46,6 @@ cmake -S examples/cpp -B .cache/example-build -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$root/.cache/prefix" >/dev/null
 cmake --build .cache/example-build
 echo "-- trained from scratch ($trained)"
-.cache/example-build/recommend "$trained" examples/cpp/items.tsv
+.cache/example-build/recommend "$trained" examples/cpp/movies.tsv
 echo "-- SmolLM2-135M-Instruct, zero-shot ($smollm2)"
-.cache/example-build/recommend "$smollm2" examples/cpp/items.tsv
+.cache/example-build/recommend "$smollm2" examples/cpp/movies.tsv

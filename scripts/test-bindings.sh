@@ -2,7 +2,7 @@
 # The Go and Java bindings (bindings/) against the C ABI, on a fresh Debian 12 machine too:
 #  1. installs what the machine lacks with apt-get: Go, JNA, JUnit 5, a JDK, a C compiler;
 #  2. builds and installs libpatchrec into .cache/prefix-bindings (scripts/install.sh),
-#     makes a tiny checkpoint with `patchrec init` over examples/cpp/items.tsv and a tiny
+#     makes a tiny checkpoint with `patchrec init` over examples/cpp/movies.tsv and a tiny
 #     dataset with `patchrec synth` (for the training tests, as tests/c/test_train.c), and
 #     builds bindings/reference/recommend.c, the C program whose rankings the tests must match;
 #  3. Go: gofmt, go vet, go test -race (no network: the module has no dependencies);
@@ -35,7 +35,7 @@ work="$root/.cache/bindings"
 checkpoint="$work/checkpoint"
 dataset="$work/dataset"
 reference="$work/recommend"
-items="$root/examples/cpp/items.tsv"
+items="$root/examples/cpp/movies.tsv"
 # The query the tests compare with C (queryHistory and queryK in bindings/go/fixture_test.go,
 # QUERY_HISTORY and QUERY_K in bindings/java/test/.../Fixture.java), timed by --latency.
 query_history=1,5,9,13,21,34,41,55
@@ -117,7 +117,7 @@ javac --release 17 -Xlint:all -Werror -encoding UTF-8 -d "$work/java/programs" -
   bindings/java/example/Example.java bindings/java/bench/Latency.java
 java_run=(java -Djna.library.path="$prefix/lib")
 (
-  # The tests find items.tsv and patchrec.h relative to bindings/java.
+  # The tests find movies.tsv and patchrec.h relative to bindings/java.
   cd bindings/java
   "${java_run[@]}" -jar "$java_lib/junit-platform-console-standalone.jar" --disable-banner --disable-ansi-colors \
     --fail-if-no-tests --details=tree --class-path "$java_lib/jna.jar:$jar:$work/java/test-classes" \

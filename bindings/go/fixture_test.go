@@ -14,8 +14,8 @@ import (
 )
 
 // The catalogue the test checkpoint's tokenizer was trained on: scripts/test-bindings.sh
-// makes the checkpoint with `patchrec init --items examples/cpp/items.tsv`.
-const itemsPath = "../../examples/cpp/items.tsv"
+// makes the checkpoint with `patchrec init --items examples/cpp/movies.tsv`.
+const itemsPath = "../../examples/cpp/movies.tsv"
 
 // The query compared with the C API, and timed by BenchmarkRecommend;
 // scripts/test-bindings.sh gives the C reference the same one for the latency numbers.
@@ -34,7 +34,7 @@ func checkpointDir(t testing.TB) string {
 	return dir
 }
 
-// catalogItems reads items.tsv: item_id<TAB>title per line.
+// catalogItems reads movies.tsv: item_id<TAB>title per line.
 func catalogItems(t testing.TB) []patchrec.Item {
 	file, err := os.Open(itemsPath)
 	if err != nil {
@@ -70,7 +70,7 @@ func loadModel(t testing.TB) *patchrec.Model {
 	return model
 }
 
-// newCatalog registers items.tsv with a fresh model, both closed when the test ends.
+// newCatalog registers movies.tsv with a fresh model, both closed when the test ends.
 func newCatalog(t testing.TB) *patchrec.Catalog {
 	catalog, err := patchrec.NewCatalog(loadModel(t))
 	if err != nil {

@@ -124,7 +124,7 @@ func TestCatalog(t *testing.T) {
 		}
 	}
 	if !strings.ContainsRune(items[40].Title, 'é') {
-		t.Fatalf("items.tsv changed: item 41 was Amélie, which tests non-ASCII titles; got %q", items[40].Title)
+		t.Fatalf("movies.tsv changed: item 41 was Amélie, which tests non-ASCII titles; got %q", items[40].Title)
 	}
 	_, err := catalog.Title(999)
 	requireError(t, err, patchrec.StatusUnknownItem, "999")

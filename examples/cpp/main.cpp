@@ -17,7 +17,7 @@
 
 namespace {
 
-// A science-fiction and action fan's history, oldest first (ids in items.tsv).
+// A science-fiction and action fan's history, oldest first (ids in movies.tsv).
 const std::vector<std::uint64_t> HISTORY = {5, 7, 6, 8, 22, 24, 25, 23, 27, 26, 10, 12, 45, 47, 48};
 
 struct LayoutChoice {

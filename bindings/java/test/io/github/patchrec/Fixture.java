@@ -12,13 +12,13 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * A model on the test checkpoint with items.tsv registered, and the users a test makes,
+ * A model on the test checkpoint with movies.tsv registered, and the users a test makes,
  * all closed together. The paths are relative to bindings/java, where
  * scripts/test-bindings.sh runs the tests.
  */
 final class Fixture implements AutoCloseable {
     /** The catalogue the checkpoint's tokenizer was trained on (`patchrec init --items`). */
-    static final Path ITEMS = Path.of("../../examples/cpp/items.tsv");
+    static final Path ITEMS = Path.of("../../examples/cpp/movies.tsv");
     static final Path HEADER = Path.of("../../include/patchrec.h");
 
     /**
