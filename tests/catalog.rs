@@ -106,9 +106,7 @@ fn queries_see_a_consistent_catalogue_while_items_are_added() {
             let items = &items;
             s.spawn(move || {
                 for chunk in items[8..].chunks(4) {
-                    let refs: Vec<(u64, &str)> =
-                        chunk.iter().map(|(i, t)| (*i, t.as_str())).collect();
-                    cat.add_batch(&refs).unwrap();
+                    cat.add_batch(chunk).unwrap();
                 }
             })
         };

@@ -260,12 +260,7 @@ checkpoint_every = 1000
         std::sync::Arc::new(Model::load(&res.checkpoint.unwrap(), &Default::default()).unwrap());
     let dataset = Dataset::open(data.path()).unwrap();
     let cat = Catalog::new(model.clone()).unwrap();
-    let refs: Vec<(u64, &str)> = dataset
-        .items
-        .iter()
-        .map(|(i, t)| (*i, t.as_str()))
-        .collect();
-    cat.add_batch(&refs).unwrap();
+    cat.add_batch(&dataset.items).unwrap();
     let train_samples = samples(&dataset, Split::Train, &SampleOptions::default());
     let mut hits = 0;
     for s in &train_samples {

@@ -291,12 +291,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
                 })?;
                 let model = Arc::new(Model::load(&checkpoint, &ModelOptions::default())?);
                 let catalog = Catalog::new(model)?;
-                let refs: Vec<(u64, &str)> = dataset
-                    .items
-                    .iter()
-                    .map(|(i, t)| (*i, t.as_str()))
-                    .collect();
-                catalog.add_batch(&refs)?;
+                catalog.add_batch(&dataset.items)?;
                 let mut last = std::time::Instant::now();
                 patchrec::eval::evaluate(&catalog, &dataset, &opts, &mut |done, total| {
                     if last.elapsed().as_secs() >= 10 || done == total {
@@ -355,8 +350,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             let model = Arc::new(Model::load(&checkpoint, &ModelOptions::default())?);
             let catalog = Catalog::new(model)?;
             let entries = read_items_tsv(&items)?;
-            let refs: Vec<(u64, &str)> = entries.iter().map(|(i, t)| (*i, t.as_str())).collect();
-            catalog.add_batch(&refs)?;
+            catalog.add_batch(&entries)?;
             let opts = patchrec::bench::BenchOptions {
                 layouts: layouts
                     .iter()
@@ -409,8 +403,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             )?);
             let catalog = Catalog::new(model.clone())?;
             let entries = read_items_tsv(&items)?;
-            let refs: Vec<(u64, &str)> = entries.iter().map(|(i, t)| (*i, t.as_str())).collect();
-            catalog.add_batch(&refs)?;
+            catalog.add_batch(&entries)?;
             let mut user = UserHistory::new();
             let interactions: Vec<Interaction> = history
                 .iter()

@@ -67,12 +67,13 @@ impl Catalog {
     }
 
     /// Registers items all or nothing: on any error the catalogue is unchanged.
-    pub fn add_batch(&self, items: &[(u64, &str)]) -> Result<()> {
+    pub fn add_batch<T: AsRef<str>>(&self, items: &[(u64, T)]) -> Result<()> {
         let _writing = self.writer.lock();
         let old = self.snapshot();
         let mut new_items = Vec::with_capacity(items.len());
         let mut seen = std::collections::HashSet::new();
-        for &(id, title) in items {
+        for (id, title) in items {
+            let (id, title) = (*id, title.as_ref());
             if old.index.contains_key(&id) || !seen.insert(id) {
                 return Err(Error::DuplicateItem(id));
             }

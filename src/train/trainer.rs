@@ -222,8 +222,7 @@ fn run_stage(
 
     let model = Arc::new(model);
     let catalog = Catalog::new(model.clone())?;
-    let refs: Vec<(u64, &str)> = data.items.iter().map(|(i, t)| (*i, t.as_str())).collect();
-    catalog.add_batch(&refs)?;
+    catalog.add_batch(&data.items)?;
     let snap = catalog.snapshot();
     let sample_opts = SampleOptions {
         max_history: stage.max_history,

@@ -39,8 +39,7 @@ pub fn tiny_model(n: usize) -> Arc<Model> {
 
 pub fn catalog(model: &Arc<Model>, items: &[(u64, String)]) -> Catalog {
     let c = Catalog::new(model.clone()).expect("catalog");
-    let refs: Vec<(u64, &str)> = items.iter().map(|(i, t)| (*i, t.as_str())).collect();
-    c.add_batch(&refs).expect("register");
+    c.add_batch(items).expect("register");
     c
 }
 
