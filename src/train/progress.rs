@@ -38,6 +38,7 @@ pub enum Control {
 pub struct Reporter {
     bar: Option<indicatif::ProgressBar>,
     metrics: std::fs::File,
+    metrics_path: std::path::PathBuf,
     last_line: std::time::Instant,
     quiet: bool,
 }
@@ -52,6 +53,7 @@ impl Reporter {
         Ok(Reporter {
             bar: None,
             metrics,
+            metrics_path: metrics_path.to_path_buf(),
             last_line: std::time::Instant::now(),
             quiet,
         })
@@ -79,7 +81,7 @@ impl Reporter {
 
     pub fn step(&mut self, p: &Progress) -> Result<()> {
         let line = serde_json::to_string(p).expect("progress serialises");
-        writeln!(self.metrics, "{line}").map_err(|e| Error::io("metrics.jsonl", e))?;
+        writeln!(self.metrics, "{line}").map_err(|e| Error::io(&self.metrics_path, e))?;
         if self.quiet {
             return Ok(());
         }
