@@ -146,6 +146,13 @@ enum patchrec_layout_t
    * as session patches.
    */
   PATCHREC_LAYOUT_PFT_S = 2,
+  /**
+   * Stream-aligned PFT-S: groups of L from the start of the user's stream, so a group
+   * never changes once it holds L items; the newest (open) group as text, the one before
+   * as item patches, older ones as session patches. An append then recomputes only the
+   * prompt's end in the user's cached KV. Needs K >= L.
+   */
+  PATCHREC_LAYOUT_STREAM_S = 3,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -195,9 +202,12 @@ typedef struct patchrec_model_t patchrec_model_t;
 typedef struct patchrec_query_options_t patchrec_query_options_t;
 
 /**
- * One user's interactions, oldest first. Not synchronised: appending, clearing and
+ * One user's interactions, oldest first, and the KV cache of the user's last prompt,
+ * which `patchrec_recommend` reuses so that a query after an append prefills only what
+ * changed (results are the same as without it). Not synchronised: appending, clearing and
  * `patchrec_recommend` need exclusive access; `const` reads may run concurrently. Holds
- * only item ids, so it may outlive the catalogue it was built with.
+ * only item ids and its cache (dropped when used with another catalogue), so it may
+ * outlive the catalogue it was built with.
  */
 typedef struct patchrec_user_t patchrec_user_t;
 
@@ -388,7 +398,8 @@ patchrec_status_t patchrec_query_options_set_beam_width(struct patchrec_query_op
 
 /**
  * Sets the layout: `kind` is a `patchrec_layout_t`; `param` is M for
- * `PATCHREC_LAYOUT_PFT_I`, L (at least 1) for `PATCHREC_LAYOUT_PFT_S`, and ignored for
+ * `PATCHREC_LAYOUT_PFT_I`, L (at least 1) for `PATCHREC_LAYOUT_PFT_S` and
+ * `PATCHREC_LAYOUT_STREAM_S`, and ignored for
  * `PATCHREC_LAYOUT_VANILLA`. An unknown kind or L = 0 is `PATCHREC_INVALID_ARGUMENT`. On
  * failure the options are unchanged.
  */
@@ -421,8 +432,9 @@ void patchrec_query_options_free(struct patchrec_query_options_t *options);
  * Recommends the next items for `user` from `catalog`, best first, into `out`, an array of
  * `cap` elements, and sets `*len` to the number written (at most k; fewer only when the
  * catalogue, less any excluded history, is smaller). `options` may be NULL for the
- * defaults. Borrows every argument; `user` needs exclusive access for the call (a later
- * version may cache per-user decoding state in it). When `cap` is less than k the result
+ * defaults. Borrows every argument; `user` needs exclusive access for the call: it keeps
+ * the prompt's KV cache, and the next query prefills only the positions after what the
+ * two prompts share (with `PATCHREC_LAYOUT_STREAM_S`, an append changes only the end). When `cap` is less than k the result
  * is `PATCHREC_BUFFER_TOO_SMALL` with `*len` set to k, before any work; on any other
  * failure `*len` is 0. `out` may be NULL when `cap` is 0. An empty catalogue is
  * `PATCHREC_INVALID_ARGUMENT`; a history item missing from `catalog` `PATCHREC_UNKNOWN_ITEM`.
@@ -508,7 +520,7 @@ patchrec_status_t patchrec_user_append_batch(struct patchrec_user_t *user,
 size_t patchrec_user_len(const struct patchrec_user_t *user);
 
 /**
- * Removes every interaction. NULL is a no-op.
+ * Removes every interaction and frees the cached prompt state. NULL is a no-op.
  */
 void patchrec_user_clear(struct patchrec_user_t *user);
 

@@ -190,6 +190,7 @@ enum class Layout : std::uint32_t {
     Vanilla = PATCHREC_LAYOUT_VANILLA,
     PftI = PATCHREC_LAYOUT_PFT_I,
     PftS = PATCHREC_LAYOUT_PFT_S,
+    StreamS = PATCHREC_LAYOUT_STREAM_S,
 };
 
 // How to answer a query; the setters chain. Unset values are the checkpoint's defaults.

@@ -29,7 +29,10 @@ pub use catalog::Catalog;
 pub use error::{Error, Result};
 pub use history::{Interaction, Layout, LayoutConfig, UserHistory};
 pub use model::{Model, ModelOptions};
-pub use query::{layout_stats, recommend, QueryOptions, QueryResult, Recommendation};
+pub use prompt::PromptCache;
+pub use query::{
+    layout_stats, recommend, recommend_cached, QueryOptions, QueryResult, Recommendation,
+};
 
 /// The crate version, also returned by `patchrec_version()`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

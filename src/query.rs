@@ -1,10 +1,10 @@
 //! The serving entry point: a user's history and a catalogue in, ranked items out.
 
 use crate::catalog::Catalog;
-use crate::decode::{beam_search, SearchOptions};
+use crate::decode::{prefill, search_prefilled, SearchOptions};
 use crate::error::{Error, Result};
 use crate::history::{compression_ratio, segments, LayoutConfig, SegmentKind, UserHistory};
-use crate::prompt::build_prompt;
+use crate::prompt::{build_prompt, PromptCache};
 
 #[derive(Debug, Clone)]
 pub struct QueryOptions {
@@ -58,9 +58,9 @@ pub fn layout_stats(
 ) -> Result<(usize, usize, f64)> {
     let model = catalog.model();
     let layout = opts.layout.unwrap_or(model.meta().layout);
-    layout.layout.validate()?;
+    layout.validate()?;
     let snap = catalog.snapshot();
-    let history = user.latest(layout.max_items);
+    let history = user.shown(&layout);
     let lengths: Vec<usize> = history
         .iter()
         .map(|&id| snap.index_of(id).map(|i| snap.item(i).tokens.len()))
@@ -84,16 +84,38 @@ pub fn recommend(
     user: &UserHistory,
     opts: &QueryOptions,
 ) -> Result<QueryResult> {
+    run_query(catalog, user, opts, None)
+}
+
+/// [`recommend`], reusing `cache`, the user's prompt KV from earlier queries: only the
+/// positions after the prefix the new prompt shares with the cached one are prefilled
+/// (see [`PromptCache`]). The ranking equals [`recommend`]'s. Keep one cache per user.
+pub fn recommend_cached(
+    catalog: &Catalog,
+    user: &UserHistory,
+    cache: &mut PromptCache,
+    opts: &QueryOptions,
+) -> Result<QueryResult> {
+    run_query(catalog, user, opts, Some(cache))
+}
+
+fn run_query(
+    catalog: &Catalog,
+    user: &UserHistory,
+    opts: &QueryOptions,
+    cache: Option<&mut PromptCache>,
+) -> Result<QueryResult> {
     if opts.k == 0 {
         return Err(Error::invalid("k must be at least 1"));
     }
     let model = catalog.model();
     let layout = opts.layout.unwrap_or(model.meta().layout);
+    layout.validate()?;
     let snap = catalog.snapshot();
     if snap.is_empty() {
         return Err(Error::invalid("the catalogue is empty"));
     }
-    let history = user.latest(layout.max_items);
+    let history = user.shown(&layout);
     let prompt = build_prompt(model, &snap, &history, layout.layout)?;
     let exclude = if opts.exclude_history {
         user.item_ids()
@@ -107,7 +129,11 @@ pub fn recommend(
         beam_width: opts.beam_width,
         exclude,
     };
-    let ranked = beam_search(model, &snap, &prompt, &search)?;
+    let prefilled = match cache {
+        Some(cache) => cache.prefill(catalog, &prompt)?,
+        None => prefill(model, &prompt)?,
+    };
+    let (ranked, _steps) = search_prefilled(model, &snap, &prefilled, &search)?;
     Ok(QueryResult {
         items: ranked
             .into_iter()

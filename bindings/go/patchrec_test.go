@@ -260,3 +260,32 @@ func TestErrorWrapsAndFormats(t *testing.T) {
 		t.Errorf("Error() = %q", failure.Error())
 	}
 }
+
+// A user keeps its prompt's KV between queries; after each append its answer must equal a
+// fresh user's with the same history (which has nothing cached).
+func TestStreamLayoutCachedQueriesEqualFreshOnes(t *testing.T) {
+	catalog := newCatalog(t)
+	options := newQueryOptions(t, queryK)
+	if err := options.SetLayout(patchrec.LayoutStreamS, 3); err != nil {
+		t.Fatal(err)
+	}
+	user := newUser(t, catalog)
+	for i, id := range queryHistory {
+		if err := user.Append(catalog, id); err != nil {
+			t.Fatal(err)
+		}
+		cached, err := catalog.Recommend(user, options)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh, err := catalog.Recommend(newUser(t, catalog, queryHistory[:i+1]...), options)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for r := range fresh {
+			if cached[r].ItemID != fresh[r].ItemID || math.Abs(float64(cached[r].Score-fresh[r].Score)) > 1e-4 {
+				t.Fatalf("after %d items, rank %d: cached %v, fresh %v", i+1, r+1, cached[r], fresh[r])
+			}
+		}
+	}
+}

@@ -16,6 +16,11 @@ const (
 	// LayoutPFTS writes the latest L items as text, the L before as item patches, and
 	// older groups of L as session patches.
 	LayoutPFTS Layout = C.PATCHREC_LAYOUT_PFT_S
+	// LayoutStreamS groups the history by L from the start of the user's stream: the
+	// newest (open) group as text, the one before as item patches, older groups as
+	// session patches. An append then changes only the prompt's end, so a query after it
+	// prefills little (the User keeps its prompt's KV). Needs K >= L.
+	LayoutStreamS Layout = C.PATCHREC_LAYOUT_STREAM_S
 )
 
 // QueryOptions says how to answer a query. New options hold the defaults: k = 10, beam
@@ -60,8 +65,8 @@ func (o *QueryOptions) SetBeamWidth(width int) error {
 	})
 }
 
-// SetLayout sets the layout; param is M for LayoutPFTI, L (at least 1) for LayoutPFTS,
-// and ignored for LayoutVanilla.
+// SetLayout sets the layout; param is M for LayoutPFTI, L (at least 1) for LayoutPFTS and
+// LayoutStreamS, and ignored for LayoutVanilla.
 func (o *QueryOptions) SetLayout(layout Layout, param int) error {
 	n, err := cSize("param", param)
 	if err != nil {

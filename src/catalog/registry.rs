@@ -23,6 +23,9 @@ use crate::history::{Interaction, UserHistory};
 use crate::model::Model;
 
 pub struct Catalog {
+    /// Unique per catalogue in this process, so per-user caches holding catalogue
+    /// indices can tell catalogues apart.
+    id: u64,
     model: Arc<Model>,
     current: RwLock<Arc<CatalogSnapshot>>,
     /// Serialises registrations so none is lost between reading and swapping.
@@ -38,11 +41,17 @@ impl Catalog {
             patches: Tensor::zeros((0, d), candle_core::DType::F32, model.device())?,
             trie: TitleTrie::default(),
         };
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Catalog {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             model,
             current: RwLock::new(Arc::new(empty)),
             writer: Mutex::new(()),
         })
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     pub fn model(&self) -> &Arc<Model> {

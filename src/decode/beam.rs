@@ -16,7 +16,7 @@ use candle_core::{Tensor, D};
 use crate::catalog::trie::ROOT;
 use crate::catalog::CatalogSnapshot;
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::model::{KvCache, Model};
 use crate::prompt::Prompt;
 
 #[derive(Debug, Clone)]
@@ -53,6 +53,43 @@ pub struct SearchTiming {
     pub decode_steps: usize,
 }
 
+/// A prompt after its prefill: the KV cache of all its positions and the
+/// log-probabilities of the first answer token.
+pub struct Prefilled {
+    pub cache: KvCache,
+    pub logp: Vec<f32>,
+}
+
+/// Prefills `prompt`, continuing from the model's cached head when the prompt starts with it.
+pub fn prefill(model: &Model, prompt: &Prompt) -> Result<Prefilled> {
+    if prompt.shared_head > 0 && prompt.shared_head < prompt.len {
+        prefill_from(model, prompt, model.head_cache()?.clone())
+    } else {
+        prefill_from(model, prompt, model.llama().new_cache())
+    }
+}
+
+/// Prefills `prompt` after its first `cache.len()` positions, whose KV `cache` already
+/// holds (at least one position must be left to compute, for the logits).
+pub fn prefill_from(model: &Model, prompt: &Prompt, mut cache: KvCache) -> Result<Prefilled> {
+    let done = cache.len();
+    if done >= prompt.len {
+        return Err(Error::invalid(format!(
+            "prefill: the cache holds {done} positions of a {}-position prompt",
+            prompt.len
+        )));
+    }
+    let llama = model.llama();
+    let rest = prompt.embeds.narrow(1, done, prompt.len - done)?;
+    let hidden = llama.forward(&rest, None, &mut cache)?;
+    let last = hidden.narrow(1, hidden.dim(1)? - 1, 1)?;
+    let mut logp = log_softmax_rows(&llama.logits(&last)?)?;
+    Ok(Prefilled {
+        cache,
+        logp: logp.pop().expect("one row"),
+    })
+}
+
 /// Top-`k` items for a prompt, best first.
 pub fn beam_search(
     model: &Model,
@@ -75,6 +112,26 @@ pub fn beam_search_timed(
     if opts.k == 0 {
         return Err(Error::invalid("k must be at least 1"));
     }
+    let prefilled = prefill(model, prompt)?;
+    timing.prefill_seconds = started.elapsed().as_secs_f64();
+    let (ranked, steps) = search_prefilled(model, catalog, &prefilled, opts)?;
+    timing.decode_steps = steps;
+    timing.decode_seconds = started.elapsed().as_secs_f64() - timing.prefill_seconds;
+    Ok((ranked, timing))
+}
+
+/// Top-`k` items after a prefilled prompt, best first, and the number of batched decode
+/// steps it took.
+pub fn search_prefilled(
+    model: &Model,
+    catalog: &CatalogSnapshot,
+    prefilled: &Prefilled,
+    opts: &SearchOptions,
+) -> Result<(Vec<Scored>, usize)> {
+    if opts.k == 0 {
+        return Err(Error::invalid("k must be at least 1"));
+    }
+    let mut steps = 0;
     let trie = catalog.trie();
     let answer_end = model.special().answer_end;
     let width = opts.beam_width.max(opts.k);
@@ -98,23 +155,12 @@ pub fn beam_search_timed(
     }
     let available = |node: u32| trie.count(node) - removed.get(&node).copied().unwrap_or(0);
     if available(ROOT) == 0 {
-        return Ok((Vec::new(), timing));
+        return Ok((Vec::new(), 0));
     }
 
     let llama = model.llama();
-    // Continue from the model's cached head when the prompt starts with it; only the
-    // rest (history and tail) is prefilled per query.
-    let (mut prompt_cache, rest) = if prompt.shared_head > 0 && prompt.shared_head < prompt.len {
-        let rest = prompt
-            .embeds
-            .narrow(1, prompt.shared_head, prompt.len - prompt.shared_head)?;
-        (model.head_cache()?.clone(), rest)
-    } else {
-        (llama.new_cache(), prompt.embeds.clone())
-    };
-    let hidden = llama.forward(&rest, None, &mut prompt_cache)?;
-    let last = hidden.narrow(1, hidden.dim(1)? - 1, 1)?;
-    let mut logp = log_softmax_rows(&llama.logits(&last)?)?;
+    let prompt_cache = &prefilled.cache;
+    let mut logp = vec![prefilled.logp.clone()];
 
     let mut beams = vec![Beam {
         node: ROOT,
@@ -122,7 +168,6 @@ pub fn beam_search_timed(
     }];
     let mut beam_cache = llama.new_cache();
     let mut finished: Vec<Scored> = Vec::new();
-    timing.prefill_seconds = started.elapsed().as_secs_f64();
     loop {
         // Every allowed extension of every live beam.
         let mut cands: Vec<(f32, usize, u32, u32)> = Vec::new();
@@ -171,14 +216,13 @@ pub fn beam_search_timed(
             beam_cache.select_rows(&Tensor::new(parents.as_slice(), llama.device())?)?;
         }
         let embeds = llama.embed_ids(&tokens)?.unsqueeze(1)?; // [beams, 1, hidden]
-        let hidden = llama.forward(&embeds, Some(&prompt_cache), &mut beam_cache)?;
+        let hidden = llama.forward(&embeds, Some(prompt_cache), &mut beam_cache)?;
         logp = log_softmax_rows(&llama.logits(&hidden)?)?;
-        timing.decode_steps += 1;
+        steps += 1;
         beams = next.into_iter().map(|n| n.0).collect();
     }
     finished.truncate(opts.k);
-    timing.decode_seconds = started.elapsed().as_secs_f64() - timing.prefill_seconds;
-    Ok((finished, timing))
+    Ok((finished, steps))
 }
 
 /// `[rows, 1, vocab]` logits -> per-row log-probabilities on the host.

@@ -2,4 +2,7 @@
 
 pub mod beam;
 
-pub use beam::{beam_search, beam_search_timed, Scored, SearchOptions, SearchTiming};
+pub use beam::{
+    beam_search, beam_search_timed, prefill, prefill_from, search_prefilled, Prefilled, Scored,
+    SearchOptions, SearchTiming,
+};

@@ -127,7 +127,7 @@ pub fn evaluate(
         catalog.append(&mut user, &interactions)?;
         let result = recommend(catalog, &user, &query)?;
         let ranked: Vec<u64> = result.items.iter().map(|r| r.item_id).collect();
-        let shown = user.latest(opts.layout.max_items);
+        let shown = user.shown(&opts.layout);
         let segs = segments(opts.layout.layout, shown.len());
         let (text_tokens, compressed_tokens) = history_tokens(&segs, |i| {
             snap.get(shown[i]).map_or(0, |it| it.tokens.len())

@@ -60,6 +60,11 @@ pub enum patchrec_layout_t {
     /// PFT-S: the latest L items as text, the L before as item patches, older groups of L
     /// as session patches.
     PATCHREC_LAYOUT_PFT_S = 2,
+    /// Stream-aligned PFT-S: groups of L from the start of the user's stream, so a group
+    /// never changes once it holds L items; the newest (open) group as text, the one before
+    /// as item patches, older ones as session patches. An append then recomputes only the
+    /// prompt's end in the user's cached KV. Needs K >= L.
+    PATCHREC_LAYOUT_STREAM_S = 3,
 }
 
 /// How to answer a query. Made by `patchrec_query_options_new`, freed by
@@ -130,7 +135,8 @@ pub unsafe extern "C" fn patchrec_query_options_set_beam_width(
 }
 
 /// Sets the layout: `kind` is a `patchrec_layout_t`; `param` is M for
-/// `PATCHREC_LAYOUT_PFT_I`, L (at least 1) for `PATCHREC_LAYOUT_PFT_S`, and ignored for
+/// `PATCHREC_LAYOUT_PFT_I`, L (at least 1) for `PATCHREC_LAYOUT_PFT_S` and
+/// `PATCHREC_LAYOUT_STREAM_S`, and ignored for
 /// `PATCHREC_LAYOUT_VANILLA`. An unknown kind or L = 0 is `PATCHREC_INVALID_ARGUMENT`. On
 /// failure the options are unchanged.
 #[no_mangle]
@@ -147,10 +153,11 @@ pub unsafe extern "C" fn patchrec_query_options_set_layout(
             k if k == PATCHREC_LAYOUT_VANILLA as u32 => Layout::Vanilla,
             k if k == PATCHREC_LAYOUT_PFT_I as u32 => Layout::PftI { m: param },
             k if k == PATCHREC_LAYOUT_PFT_S as u32 => Layout::PftS { l: param },
+            k if k == PATCHREC_LAYOUT_STREAM_S as u32 => Layout::StreamS { l: param },
             other => {
                 return Err(Error::invalid(format!(
                     "layout kind {other}: expected PATCHREC_LAYOUT_VANILLA, \
-                     PATCHREC_LAYOUT_PFT_I or PATCHREC_LAYOUT_PFT_S"
+                     PATCHREC_LAYOUT_PFT_I, PATCHREC_LAYOUT_PFT_S or PATCHREC_LAYOUT_STREAM_S"
                 ))
                 .into())
             }

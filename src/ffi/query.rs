@@ -7,7 +7,7 @@ use super::options::patchrec_query_options_t;
 use super::status::patchrec_status_t::{self, PATCHREC_BUFFER_TOO_SMALL};
 use super::user::patchrec_user_t;
 use crate::catalog::Catalog;
-use crate::query::{layout_stats, recommend, QueryOptions};
+use crate::query::{layout_stats, recommend_cached, QueryOptions};
 
 /// One recommended item. This layout is fixed for `PATCHREC_ABI_VERSION` 1.
 #[repr(C)]
@@ -31,8 +31,9 @@ unsafe fn query_options(
 /// Recommends the next items for `user` from `catalog`, best first, into `out`, an array of
 /// `cap` elements, and sets `*len` to the number written (at most k; fewer only when the
 /// catalogue, less any excluded history, is smaller). `options` may be NULL for the
-/// defaults. Borrows every argument; `user` needs exclusive access for the call (a later
-/// version may cache per-user decoding state in it). When `cap` is less than k the result
+/// defaults. Borrows every argument; `user` needs exclusive access for the call: it keeps
+/// the prompt's KV cache, and the next query prefills only the positions after what the
+/// two prompts share (with `PATCHREC_LAYOUT_STREAM_S`, an append changes only the end). When `cap` is less than k the result
 /// is `PATCHREC_BUFFER_TOO_SMALL` with `*len` set to k, before any work; on any other
 /// failure `*len` is 0. `out` may be NULL when `cap` is 0. An empty catalogue is
 /// `PATCHREC_INVALID_ARGUMENT`; a history item missing from `catalog` `PATCHREC_UNKNOWN_ITEM`.
@@ -50,7 +51,7 @@ pub unsafe extern "C" fn patchrec_recommend(
         let len = arg_mut(len, "len")?;
         *len = 0;
         let catalog = &arg_ref(catalog, "catalog")?.catalog;
-        let history = &arg_ref(user, "user")?.history;
+        let user = arg_mut(user, "user")?;
         let options = query_options(options, catalog);
         if cap < options.k {
             *len = options.k;
@@ -63,7 +64,7 @@ pub unsafe extern "C" fn patchrec_recommend(
             ));
         }
         let out = arg_slice_mut(out, cap, "out")?;
-        let result = recommend(catalog, history, &options)?;
+        let result = recommend_cached(catalog, &user.history, &mut user.cache, &options)?;
         for (slot, item) in out.iter_mut().zip(&result.items) {
             *slot = patchrec_recommendation_t {
                 item_id: item.item_id,

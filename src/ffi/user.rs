@@ -5,15 +5,20 @@ use super::catalog::patchrec_catalog_t;
 use super::error::patchrec_error_t;
 use super::status::patchrec_status_t;
 use crate::history::{Interaction, UserHistory};
+use crate::prompt::PromptCache;
 
 /// The `timestamp` that means "unknown" (`INT64_MIN`).
 pub const PATCHREC_NO_TIMESTAMP: i64 = i64::MIN;
 
-/// One user's interactions, oldest first. Not synchronised: appending, clearing and
+/// One user's interactions, oldest first, and the KV cache of the user's last prompt,
+/// which `patchrec_recommend` reuses so that a query after an append prefills only what
+/// changed (results are the same as without it). Not synchronised: appending, clearing and
 /// `patchrec_recommend` need exclusive access; `const` reads may run concurrently. Holds
-/// only item ids, so it may outlive the catalogue it was built with.
+/// only item ids and its cache (dropped when used with another catalogue), so it may
+/// outlive the catalogue it was built with.
 pub struct patchrec_user_t {
     pub(crate) history: UserHistory,
+    pub(crate) cache: PromptCache,
 }
 
 /// Makes an empty history. On success `*out` receives a user the caller owns and frees with
@@ -27,6 +32,7 @@ pub unsafe extern "C" fn patchrec_user_new(
         new_handle(out, || {
             Ok(patchrec_user_t {
                 history: UserHistory::new(),
+                cache: PromptCache::new(),
             })
         })
     })
@@ -85,12 +91,13 @@ pub unsafe extern "C" fn patchrec_user_len(user: *const patchrec_user_t) -> usiz
     guard_value(0, || user.as_ref().map_or(0, |u| u.history.len()))
 }
 
-/// Removes every interaction. NULL is a no-op.
+/// Removes every interaction and frees the cached prompt state. NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn patchrec_user_clear(user: *mut patchrec_user_t) {
     guard_value((), || {
         if let Some(user) = user.as_mut() {
             user.history.clear();
+            user.cache.clear();
         }
     })
 }

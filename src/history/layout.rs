@@ -6,6 +6,15 @@
 //!   the group before it as item patches, every older group as one session patch; the
 //!   oldest group holds what is left over (`n % l` items) and may be partial.
 //!
+//! And one of ours for serving, stream-aligned PFT-S (`stream-s:L`): groups of `l` counted
+//! forward from the start of the user's stream, so a session closes once it holds `l`
+//! items and never changes after. The newest (open, 1..=l items) group is text, the
+//! group before it item patches, older groups session patches. Appending an item then
+//! changes only the end of the prompt (or, when a group closes, its last two groups), so
+//! a per-user KV cache keeps everything before; with tail-aligned PFT-S every append
+//! regroups the whole history. The window of K items starts on a group boundary
+//! ([`LayoutConfig::window_start`]) for the same reason.
+//!
 //! Segments name ranges of the (truncated) history, oldest first, so laying out a
 //! history allocates one small vector and never touches titles or embeddings.
 
@@ -25,21 +34,26 @@ pub enum Layout {
     /// The latest `l` as text, the `l` before as item patches, older groups of `l` as
     /// session patches.
     PftS { l: usize },
+    /// Stream-aligned PFT-S: groups of `l` from the start of the stream; the open (newest)
+    /// group as text, the one before as item patches, older ones as session patches.
+    StreamS { l: usize },
 }
 
 impl Layout {
     pub fn validate(&self) -> Result<()> {
         match *self {
-            Layout::PftS { l: 0 } => Err(Error::invalid("PFT-S group size L must be at least 1")),
+            Layout::PftS { l: 0 } | Layout::StreamS { l: 0 } => Err(Error::invalid(format!(
+                "{self}: group size L must be at least 1"
+            ))),
             _ => Ok(()),
         }
     }
 
-    /// Parses `vanilla`, `pft-i:M` or `pft-s:L` (the CLI's spelling).
+    /// Parses `vanilla`, `pft-i:M`, `pft-s:L` or `stream-s:L` (the CLI's spelling).
     pub fn parse(s: &str) -> Result<Self> {
         let bad = || {
             Error::invalid(format!(
-                "layout {s:?}: expected vanilla, pft-i:M or pft-s:L"
+                "layout {s:?}: expected vanilla, pft-i:M, pft-s:L or stream-s:L"
             ))
         };
         let layout = match s.split_once(':') {
@@ -48,6 +62,9 @@ impl Layout {
                 m: m.parse().map_err(|_| bad())?,
             },
             Some(("pft-s", l)) => Layout::PftS {
+                l: l.parse().map_err(|_| bad())?,
+            },
+            Some(("stream-s", l)) => Layout::StreamS {
                 l: l.parse().map_err(|_| bad())?,
             },
             _ => return Err(bad()),
@@ -63,6 +80,7 @@ impl std::fmt::Display for Layout {
             Layout::Vanilla => write!(f, "vanilla"),
             Layout::PftI { m } => write!(f, "pft-i:{m}"),
             Layout::PftS { l } => write!(f, "pft-s:{l}"),
+            Layout::StreamS { l } => write!(f, "stream-s:{l}"),
         }
     }
 }
@@ -74,6 +92,31 @@ pub struct LayoutConfig {
     pub layout: Layout,
     /// Only the latest `max_items` interactions are used (K; 100 in the paper's main table).
     pub max_items: usize,
+}
+
+impl LayoutConfig {
+    pub fn validate(&self) -> Result<()> {
+        self.layout.validate()?;
+        match self.layout {
+            Layout::StreamS { l } if self.max_items < l => Err(Error::invalid(format!(
+                "{}: shows whole groups, so K (max_items = {}) must be at least L",
+                self.layout, self.max_items
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Where the shown window of a stream of `total` items starts: the latest K items,
+    /// and for `stream-s:L` the first group boundary (a multiple of L) at or after
+    /// `total - K`, so the groups stay the stream's own and the window moves a whole
+    /// group at a time.
+    pub fn window_start(&self, total: usize) -> usize {
+        let start = total.saturating_sub(self.max_items);
+        match self.layout {
+            Layout::StreamS { l } if l > 0 => start.div_ceil(l) * l,
+            _ => start,
+        }
+    }
 }
 
 impl Default for LayoutConfig {
@@ -155,6 +198,22 @@ pub fn segments(layout: Layout, n: usize) -> Vec<Segment> {
                 });
                 start += l;
             }
+            out.extend((first_item..first_text).map(|i| Segment::one(Item, i)));
+            out.extend((first_text..n).map(|i| Segment::one(Text, i)));
+            out
+        }
+        Layout::StreamS { l } => {
+            let l = l.max(1);
+            // The open group holds 1..=l items; the closed ones exactly l.
+            let first_text = n.saturating_sub(1) / l * l;
+            let first_item = first_text.saturating_sub(l);
+            let mut out: Vec<Segment> = (0..first_item)
+                .step_by(l)
+                .map(|s| Segment {
+                    kind: Session,
+                    items: s..s + l,
+                })
+                .collect();
             out.extend((first_item..first_text).map(|i| Segment::one(Item, i)));
             out.extend((first_text..n).map(|i| Segment::one(Text, i)));
             out
@@ -293,6 +352,52 @@ mod tests {
     }
 
     #[test]
+    fn stream_s_groups_from_the_oldest_item_forwards() {
+        let l4 = Layout::StreamS { l: 4 };
+        assert_eq!(lay(l4, 0), Vec::<String>::new());
+        assert_eq!(lay(l4, 1), ["T0"]);
+        assert_eq!(lay(l4, 4), ["T0", "T1", "T2", "T3"]);
+        // The fifth item opens a new group; the closed one becomes item patches.
+        assert_eq!(lay(l4, 5), ["I0", "I1", "I2", "I3", "T4"]);
+        assert_eq!(lay(l4, 9), ["S0-3", "I4", "I5", "I6", "I7", "T8"]);
+        assert_eq!(
+            lay(l4, 12),
+            ["S0-3", "I4", "I5", "I6", "I7", "T8", "T9", "T10", "T11"]
+        );
+        assert_eq!(
+            lay(l4, 14),
+            ["S0-3", "S4-7", "I8", "I9", "I10", "I11", "T12", "T13"]
+        );
+        // Appending within the open group only extends the end: every earlier segment
+        // is unchanged, which is what lets a per-user cache keep its prefix.
+        for n in 1..40 {
+            let (a, b) = (segments(l4, n), segments(l4, n + 1));
+            if n % 4 != 0 {
+                assert_eq!(a[..], b[..a.len()], "n = {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn stream_s_window_starts_on_a_group_boundary() {
+        let cfg = |layout, max_items| LayoutConfig { layout, max_items };
+        let s = cfg(Layout::StreamS { l: 4 }, 10);
+        assert_eq!(s.window_start(0), 0);
+        assert_eq!(s.window_start(10), 0);
+        assert_eq!(s.window_start(11), 4);
+        assert_eq!(s.window_start(14), 4);
+        assert_eq!(s.window_start(15), 8);
+        // At most K shown, at least K - L + 1 once the stream is longer than K.
+        for total in 0..60 {
+            let shown = total - s.window_start(total);
+            assert!(shown <= 10 && (total < 10 || shown >= 7), "total {total}");
+        }
+        assert_eq!(cfg(Layout::PftS { l: 4 }, 10).window_start(15), 5);
+        assert!(cfg(Layout::StreamS { l: 4 }, 3).validate().is_err());
+        assert!(cfg(Layout::StreamS { l: 4 }, 4).validate().is_ok());
+    }
+
+    #[test]
     fn compression_ratio_counts_title_tokens_and_one_per_patch() {
         let lens = [3, 4, 5, 6];
         let len = |i: usize| lens[i];
@@ -316,10 +421,10 @@ mod tests {
 
     #[test]
     fn layouts_parse_and_print() {
-        for s in ["vanilla", "pft-i:5", "pft-s:20"] {
+        for s in ["vanilla", "pft-i:5", "pft-s:20", "stream-s:20"] {
             assert_eq!(Layout::parse(s).unwrap().to_string(), s);
         }
-        for bad in ["", "pft-i", "pft-s:0", "pft-x:3", "pft-i:-1"] {
+        for bad in ["", "pft-i", "pft-s:0", "stream-s:0", "pft-x:3", "pft-i:-1"] {
             assert!(Layout::parse(bad).is_err(), "{bad:?} should not parse");
         }
     }

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::LayoutConfig;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Interaction {
     pub item_id: u64,
@@ -42,6 +44,15 @@ impl UserHistory {
     pub fn latest(&self, k: usize) -> Vec<u64> {
         let start = self.interactions.len().saturating_sub(k);
         self.interactions[start..]
+            .iter()
+            .map(|i| i.item_id)
+            .collect()
+    }
+
+    /// The item ids a query with `layout` shows, oldest first: the window of
+    /// [`LayoutConfig::window_start`].
+    pub fn shown(&self, layout: &LayoutConfig) -> Vec<u64> {
+        self.interactions[layout.window_start(self.len())..]
             .iter()
             .map(|i| i.item_id)
             .collect()

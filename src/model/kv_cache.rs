@@ -55,6 +55,29 @@ impl KvCache {
         self.len = len;
     }
 
+    /// Keeps the first `len` positions (a no-op when it holds no more).
+    pub fn truncate(&mut self, len: usize) -> Result<()> {
+        if len >= self.len {
+            return Ok(());
+        }
+        for layer in self.layers.iter_mut().flatten() {
+            layer.0 = layer.0.narrow(2, 0, len)?;
+            layer.1 = layer.1.narrow(2, 0, len)?;
+        }
+        self.len = len;
+        Ok(())
+    }
+
+    /// Bytes of the keys and values held (the positions kept, not the storage a
+    /// truncated view may still share).
+    pub fn memory_bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes())
+            .sum()
+    }
+
     /// Keeps the rows named by `rows` (in that order): beam search's reordering.
     pub fn select_rows(&mut self, rows: &Tensor) -> Result<()> {
         for layer in self.layers.iter_mut().flatten() {

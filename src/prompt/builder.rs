@@ -4,6 +4,10 @@
 //! model's table; patches are rows of the catalogue's cached patch matrix, each followed
 //! by its item's delimiter token. Nothing is re-tokenised here: titles were tokenised
 //! once at registration, and the template's head and tail once at model load.
+//!
+//! One walk over the segments ([`pieces`]) decides what each position holds; the
+//! embeddings and the position keys a per-user cache compares ([`PositionKey`]) are both
+//! read from it, so they cannot disagree.
 
 use candle_core::Tensor;
 
@@ -24,6 +28,27 @@ pub struct Prompt {
     pub history_items: usize,
     /// The paper's compression ratio of the history part.
     pub compression_ratio: f64,
+    /// What each position holds, for reusing a cached prefix ([`crate::prompt::PromptCache`]).
+    pub keys: Vec<PositionKey>,
+}
+
+/// What one prompt position holds. Two prompts of the same model and catalogue whose keys
+/// agree up to position `i` have the same hidden states (and KV) up to `i`: attention is
+/// causal and positions are absolute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PositionKey {
+    Token(u32),
+    /// The item patch of a catalogue index.
+    Patch(u32),
+    /// The session patch of these catalogue indices.
+    Session(Vec<u32>),
+}
+
+/// A run of positions as the walk over the segments produces it.
+enum Piece<'a> {
+    Tokens(Vec<u32>),
+    Patch(u32),
+    Session(&'a [u32]),
 }
 
 /// Where item patches come from.
@@ -50,8 +75,18 @@ pub fn build_prompt(
         .map(|&id| catalog.index_of(id))
         .collect::<Result<_>>()?;
     let segs = segments(layout, indices.len());
-    let embeds = prompt_embeddings(model, catalog, &indices, &segs, PatchSource::Cached)?;
+    let pieces = pieces(model, catalog, &indices, &segs);
+    let embeds = embed_pieces(model, catalog, &pieces, PatchSource::Cached)?;
     let len = embeds.dim(0)?;
+    let keys: Vec<PositionKey> = pieces
+        .iter()
+        .flat_map(|p| match p {
+            Piece::Tokens(ids) => ids.iter().map(|&t| PositionKey::Token(t)).collect(),
+            Piece::Patch(i) => vec![PositionKey::Patch(*i)],
+            Piece::Session(items) => vec![PositionKey::Session(items.to_vec())],
+        })
+        .collect();
+    debug_assert_eq!(keys.len(), len);
     let cr = compression_ratio(&segs, |i| catalog.item(indices[i]).tokens.len());
     Ok(Prompt {
         embeds: embeds.unsqueeze(0)?,
@@ -59,6 +94,7 @@ pub fn build_prompt(
         shared_head: model.head_ids().len(),
         history_items: indices.len(),
         compression_ratio: cr,
+        keys,
     })
 }
 
@@ -71,6 +107,22 @@ pub fn prompt_embeddings(
     segs: &[Segment],
     patches: PatchSource,
 ) -> Result<Tensor> {
+    embed_pieces(
+        model,
+        catalog,
+        &pieces(model, catalog, indices, segs),
+        patches,
+    )
+}
+
+/// The prompt as runs of tokens and single patches: the head, each segment followed by
+/// its item's delimiter (`<|end_seq|>` after the latest item), the tail.
+fn pieces<'a>(
+    model: &Model,
+    catalog: &CatalogSnapshot,
+    indices: &'a [u32],
+    segs: &[Segment],
+) -> Vec<Piece<'a>> {
     let n = indices.len();
     let sp = model.special();
     let delimiter = |pos: usize| {
@@ -80,6 +132,40 @@ pub fn prompt_embeddings(
             sp.item_sep
         }
     };
+    let mut pieces = Vec::new();
+    let mut run: Vec<u32> = model.head_ids().to_vec();
+    for seg in segs {
+        let last = seg.items.end - 1;
+        let patch = match seg.kind {
+            SegmentKind::Text => {
+                run.extend_from_slice(&catalog.item(indices[last]).tokens);
+                None
+            }
+            SegmentKind::Item => Some(Piece::Patch(indices[last])),
+            SegmentKind::Session => Some(Piece::Session(&indices[seg.items.clone()])),
+        };
+        if let Some(patch) = patch {
+            if !run.is_empty() {
+                pieces.push(Piece::Tokens(std::mem::take(&mut run)));
+            }
+            pieces.push(patch);
+        }
+        run.push(delimiter(last));
+    }
+    if n == 0 {
+        run.push(sp.end_seq);
+    }
+    run.extend_from_slice(model.tail_ids());
+    pieces.push(Piece::Tokens(run));
+    pieces
+}
+
+fn embed_pieces(
+    model: &Model,
+    catalog: &CatalogSnapshot,
+    pieces: &[Piece],
+    patches: PatchSource,
+) -> Result<Tensor> {
     let llama = model.llama();
     let patch_rows = |items: &[u32]| -> Result<Tensor> {
         match patches {
@@ -96,37 +182,13 @@ pub fn prompt_embeddings(
             }
         }
     };
-
-    let mut pieces: Vec<Tensor> = Vec::new();
-    let mut run: Vec<u32> = model.head_ids().to_vec();
-    let flush = |run: &mut Vec<u32>, pieces: &mut Vec<Tensor>| -> Result<()> {
-        if !run.is_empty() {
-            pieces.push(llama.embed_ids(run)?);
-            run.clear();
-        }
-        Ok(())
-    };
-    for seg in segs {
-        let last = seg.items.end - 1;
-        match seg.kind {
-            SegmentKind::Text => {
-                run.extend_from_slice(&catalog.item(indices[last]).tokens);
-            }
-            SegmentKind::Item => {
-                flush(&mut run, &mut pieces)?;
-                pieces.push(patch_rows(&indices[last..=last])?);
-            }
-            SegmentKind::Session => {
-                flush(&mut run, &mut pieces)?;
-                pieces.push(session_patch(&patch_rows(&indices[seg.items.clone()])?)?);
-            }
-        }
-        run.push(delimiter(last));
-    }
-    if n == 0 {
-        run.push(sp.end_seq);
-    }
-    run.extend_from_slice(model.tail_ids());
-    flush(&mut run, &mut pieces)?;
-    Ok(Tensor::cat(&pieces, 0)?)
+    let rows = pieces
+        .iter()
+        .map(|p| match p {
+            Piece::Tokens(ids) => llama.embed_ids(ids),
+            Piece::Patch(i) => patch_rows(std::slice::from_ref(i)),
+            Piece::Session(items) => session_patch(&patch_rows(items)?),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::cat(&rows, 0)?)
 }

@@ -1,5 +1,8 @@
-//! Prompt assembly: template + history segments -> one embedding matrix.
+//! Prompt assembly: template + history segments -> one embedding matrix, and the per-user
+//! cache of a prompt's KV.
 
 pub mod builder;
+pub mod cache;
 
-pub use builder::{build_prompt, prompt_embeddings, PatchSource, Prompt};
+pub use builder::{build_prompt, prompt_embeddings, PatchSource, PositionKey, Prompt};
+pub use cache::{PromptCache, ReuseStats};

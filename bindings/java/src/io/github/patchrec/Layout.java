@@ -7,7 +7,14 @@ public enum Layout {
     /** PFT-I: the latest M items as text, older ones as item patches. */
     PFT_I(1),
     /** PFT-S: the latest L items as text, the L before as item patches, older groups of L as session patches. */
-    PFT_S(2);
+    PFT_S(2),
+    /**
+     * Stream-aligned PFT-S: groups of L from the start of the user's stream, the newest (open) group
+     * as text, the one before as item patches, older groups as session patches. An append changes only
+     * the prompt's end, so a query after it prefills little (the user keeps its prompt's KV). Needs
+     * K &gt;= L.
+     */
+    STREAM_S(3);
 
     final int code;
 

@@ -57,6 +57,27 @@ class RecommendTest {
         }
     }
 
+    /** A user keeps its prompt's KV between queries; each answer must equal a fresh user's. */
+    @Test
+    void streamLayoutCachedQueriesEqualFreshOnes() {
+        try (Fixture fixture = new Fixture();
+                QueryOptions options = new QueryOptions().k(Fixture.QUERY_K).layout(Layout.STREAM_S, 3)) {
+            User user = fixture.user();
+            long[] history = Fixture.QUERY_HISTORY;
+            for (int i = 0; i < history.length; i++) {
+                user.append(fixture.catalog, history[i]);
+                List<Recommendation> cached = fixture.catalog.recommend(user, options);
+                List<Recommendation> fresh =
+                        fixture.catalog.recommend(fixture.user(Arrays.copyOf(history, i + 1)), options);
+                assertEquals(fresh.size(), cached.size());
+                for (int r = 0; r < fresh.size(); r++) {
+                    assertEquals(fresh.get(r).itemId(), cached.get(r).itemId(), "after " + (i + 1) + " items, rank " + (r + 1));
+                    assertEquals(fresh.get(r).score(), cached.get(r).score(), 1e-4f);
+                }
+            }
+        }
+    }
+
     @Test
     void nullOptionsMeanTheDefaults() {
         try (Fixture fixture = new Fixture();
