@@ -12,15 +12,20 @@ fn the_serving_benchmark_reports_every_layout_and_length() {
     let model = common::tiny_model(20);
     let cat = common::catalog(&model, &items);
     let opts = BenchOptions {
-        layouts: vec![Layout::Vanilla, Layout::PftI { m: 2 }],
+        layouts: vec![
+            Layout::Vanilla,
+            Layout::PftI { m: 2 },
+            Layout::StreamS { l: 2 },
+        ],
         history_lengths: vec![3, 8],
         users: 3,
         k: 5,
         beam_width: 5,
         seed: 1,
+        callers: 2,
     };
     let report = run_serving_bench(&cat, &opts).unwrap();
-    assert_eq!(report.rows.len(), 4);
+    assert_eq!(report.rows.len(), 6);
     assert!(report.matmul_gflops > 0.0);
     for r in &report.rows {
         assert!(
@@ -29,10 +34,19 @@ fn the_serving_benchmark_reports_every_layout_and_length() {
         );
         assert!(r.prefill.p50_ms > 0.0 && r.decode_steps >= 1.0, "{r:?}");
         assert!(r.compression_ratio >= 1.0);
+        assert!(r.append_query.p50_ms > 0.0 && r.queries_per_second > 0.0);
+        // After an append the cache keeps at least the template's head.
+        assert!(r.append_prefilled < r.prompt_positions, "{r:?}");
     }
-    let (vanilla8, pfti8) = (&report.rows[2], &report.rows[3]);
+    assert_eq!(report.callers, 2);
+    let (vanilla8, pfti8, stream8) = (&report.rows[3], &report.rows[4], &report.rows[5]);
     assert_eq!((vanilla8.history, pfti8.history), (8, 8));
     assert!(pfti8.prompt_positions < vanilla8.prompt_positions);
     assert!(pfti8.compression_ratio > 1.5);
     assert!(report.markdown().contains("| pft-i:2 | 8 |"));
+    // Stream-aligned sessions: the append re-prefills far less than the whole prompt.
+    assert!(
+        stream8.append_prefilled + 4.0 < stream8.prompt_positions,
+        "{stream8:?}"
+    );
 }

@@ -1,6 +1,8 @@
 //! The serving benchmark: for histories of several lengths and each layout, the time of
 //! one query (prompt building, prefill, beam decoding) over many synthetic users, its
-//! percentiles, the prompt's size, and prefill's rate against the measured matmul rate.
+//! percentiles, the prompt's size, and prefill's rate against the measured matmul rate;
+//! the time of append + query for a user whose prompt KV is cached (the serving pattern);
+//! optionally with several callers at once.
 
 use std::time::Instant;
 
@@ -9,11 +11,11 @@ use serde::Serialize;
 
 use super::matmul::matmul_gflops;
 use crate::catalog::Catalog;
-use crate::decode::{beam_search_timed, SearchOptions};
+use crate::decode::{beam_search_timed, search_prefilled, SearchOptions};
 use crate::error::{Error, Result};
 use crate::history::Layout;
 use crate::model::Model;
-use crate::prompt::build_prompt;
+use crate::prompt::{build_prompt, PromptCache};
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -25,6 +27,8 @@ pub struct BenchOptions {
     pub k: usize,
     pub beam_width: usize,
     pub seed: u64,
+    /// Threads querying at once (each with its own users); 1 measures single queries.
+    pub callers: usize,
 }
 
 /// Median and 95th percentile, in milliseconds.
@@ -60,11 +64,19 @@ pub struct BenchRow {
     pub decode_steps: f64,
     /// Prefill FLOPs per second (matmuls and attention, the cached head excluded).
     pub prefill_gflops: f64,
+    /// Appending one item to a user whose prompt KV is cached, then querying.
+    pub append_query: Percentiles,
+    /// Positions that query prefilled (the rest came from the user's cache).
+    pub append_prefilled: f64,
+    /// Queries finished per second over all callers.
+    pub queries_per_second: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     pub threads: usize,
+    /// Threads querying concurrently.
+    pub callers: usize,
     /// Measured rate of an `[512, hidden] x [hidden, intermediate]` matmul.
     pub matmul_gflops: f64,
     pub rows: Vec<BenchRow>,
@@ -88,11 +100,65 @@ fn prefill_flops(model: &Model, new: usize, past: usize) -> f64 {
     per_layer * c.num_hidden_layers as f64
 }
 
+/// One user's measurements.
+struct Sample {
+    total: f64,
+    prefill: f64,
+    decode: f64,
+    steps: usize,
+    positions: usize,
+    cr: f64,
+    flops: f64,
+    append_query: f64,
+    append_computed: usize,
+}
+
+/// A fresh query on `history`, then the serving pattern: the same user's cache primed on
+/// all but the last item, and the query after appending it timed.
+fn measure_user(
+    catalog: &Catalog,
+    history: &[u64],
+    layout: Layout,
+    search: &SearchOptions,
+) -> Result<Sample> {
+    let model = catalog.model();
+    let snap = catalog.snapshot();
+    let started = Instant::now();
+    let prompt = build_prompt(model, &snap, history, layout)?;
+    let (_, timing) = beam_search_timed(model, &snap, &prompt, search)?;
+    let total = started.elapsed().as_secs_f64();
+
+    let mut cache = PromptCache::new();
+    let before = build_prompt(model, &snap, &history[..history.len() - 1], layout)?;
+    let primed = cache.prefill(catalog, &before)?;
+    search_prefilled(model, &snap, &primed, search)?;
+    let started = Instant::now();
+    let after = build_prompt(model, &snap, history, layout)?;
+    let prefilled = cache.prefill(catalog, &after)?;
+    search_prefilled(model, &snap, &prefilled, search)?;
+    let append_query = started.elapsed().as_secs_f64();
+
+    Ok(Sample {
+        total,
+        prefill: timing.prefill_seconds,
+        decode: timing.decode_seconds,
+        steps: timing.decode_steps,
+        positions: prompt.len,
+        cr: prompt.compression_ratio,
+        flops: prefill_flops(model, prompt.len - prompt.shared_head, prompt.shared_head),
+        append_query,
+        append_computed: cache.last_reuse().computed,
+    })
+}
+
 pub fn run_serving_bench(catalog: &Catalog, opts: &BenchOptions) -> Result<BenchReport> {
     let model = catalog.model();
     let snap = catalog.snapshot();
     if snap.is_empty() {
         return Err(Error::invalid("the benchmark needs a non-empty catalogue"));
+    }
+    if opts.history_lengths.contains(&0) {
+        return Err(Error::invalid("history lengths must be at least 1"));
     }
     let cfg = model.llama().config();
     let matmul = matmul_gflops(
@@ -107,6 +173,7 @@ pub fn run_serving_bench(catalog: &Catalog, opts: &BenchOptions) -> Result<Bench
         beam_width: opts.beam_width,
         exclude: vec![],
     };
+    let callers = opts.callers.max(1);
     let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
     let ids: Vec<u64> = snap.items().map(|i| i.id).collect();
     let mut rows = Vec::new();
@@ -121,39 +188,60 @@ pub fn run_serving_bench(catalog: &Catalog, opts: &BenchOptions) -> Result<Bench
             .collect();
         for &layout in &opts.layouts {
             // Warm-up: the head cache and allocator pools.
-            let warm = build_prompt(model, &snap, &users[0], layout)?;
-            beam_search_timed(model, &snap, &warm, &search)?;
-            let (mut total, mut prefill, mut decode) = (vec![], vec![], vec![]);
-            let (mut positions, mut steps, mut cr, mut flops) = (0.0, 0.0, 0.0, 0.0);
-            for history in &users {
-                let started = Instant::now();
-                let prompt = build_prompt(model, &snap, history, layout)?;
-                let (_, timing) = beam_search_timed(model, &snap, &prompt, &search)?;
-                total.push(started.elapsed().as_secs_f64());
-                prefill.push(timing.prefill_seconds);
-                decode.push(timing.decode_seconds);
-                positions += prompt.len as f64;
-                steps += timing.decode_steps as f64;
-                cr += prompt.compression_ratio;
-                flops += prefill_flops(model, prompt.len - prompt.shared_head, prompt.shared_head);
-            }
-            let n = users.len() as f64;
-            let prefill_sum: f64 = prefill.iter().sum();
+            measure_user(catalog, &users[0], layout, &search)?;
+            // `callers` threads share the model and catalogue, each measuring its share
+            // of the users, as concurrent requests to one service would.
+            let started = Instant::now();
+            let samples: Vec<Sample> = std::thread::scope(|scope| {
+                let workers: Vec<_> = (0..callers)
+                    .map(|c| {
+                        let (users, search) = (&users, &search);
+                        scope.spawn(move || {
+                            users
+                                .iter()
+                                .skip(c)
+                                .step_by(callers)
+                                .map(|h| measure_user(catalog, h, layout, search))
+                                .collect::<Result<Vec<_>>>()
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .map(|w| w.join().expect("benchmark thread panicked"))
+                    .collect::<Result<Vec<Vec<_>>>>()
+            })?
+            .into_iter()
+            .flatten()
+            .collect();
+            let wall = started.elapsed().as_secs_f64();
+            let n = samples.len() as f64;
+            let mean = |f: &dyn Fn(&Sample) -> f64| samples.iter().map(f).sum::<f64>() / n;
+            let pick = |f: &dyn Fn(&Sample) -> f64| {
+                let mut v: Vec<f64> = samples.iter().map(f).collect();
+                Percentiles::of(&mut v)
+            };
+            let prefill_sum: f64 = samples.iter().map(|s| s.prefill).sum();
             rows.push(BenchRow {
                 layout: layout.to_string(),
                 history: len,
-                prompt_positions: positions / n,
-                compression_ratio: cr / n,
-                total: Percentiles::of(&mut total),
-                prefill: Percentiles::of(&mut prefill),
-                decode: Percentiles::of(&mut decode),
-                decode_steps: steps / n,
-                prefill_gflops: flops / prefill_sum / 1e9,
+                prompt_positions: mean(&|s| s.positions as f64),
+                compression_ratio: mean(&|s| s.cr),
+                total: pick(&|s| s.total),
+                prefill: pick(&|s| s.prefill),
+                decode: pick(&|s| s.decode),
+                decode_steps: mean(&|s| s.steps as f64),
+                prefill_gflops: samples.iter().map(|s| s.flops).sum::<f64>() / prefill_sum / 1e9,
+                append_query: pick(&|s| s.append_query),
+                append_prefilled: mean(&|s| s.append_computed as f64),
+                // Each user runs a fresh query and a primed append + query.
+                queries_per_second: 2.0 * n / wall,
             });
         }
     }
     Ok(BenchReport {
         threads: rayon::current_num_threads(),
+        callers,
         matmul_gflops: matmul,
         rows,
     })
@@ -162,14 +250,14 @@ pub fn run_serving_bench(catalog: &Catalog, opts: &BenchOptions) -> Result<Bench
 impl BenchReport {
     pub fn markdown(&self) -> String {
         let mut s = format!(
-            "matmul rate: {:.1} GFLOP/s ({} threads)\n\n\
-             | layout | history | prompt | CR | total p50 | total p95 | prefill p50 | decode p50 | steps | prefill GFLOP/s | of matmul |\n\
-             |---|---|---|---|---|---|---|---|---|---|---|\n",
-            self.matmul_gflops, self.threads
+            "matmul rate: {:.1} GFLOP/s ({} threads, {} callers)\n\n\
+             | layout | history | prompt | CR | total p50 | total p95 | prefill p50 | decode p50 | steps | prefill GFLOP/s | of matmul | append+query p50 | prefilled | queries/s |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+            self.matmul_gflops, self.threads, self.callers
         );
         for r in &self.rows {
             s.push_str(&format!(
-                "| {} | {} | {:.0} | {:.2} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} | {:.1} | {:.0} % |\n",
+                "| {} | {} | {:.0} | {:.2} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} | {:.1} | {:.0} % | {:.1} ms | {:.0} | {:.2} |\n",
                 r.layout,
                 r.history,
                 r.prompt_positions,
@@ -180,7 +268,10 @@ impl BenchReport {
                 r.decode.p50_ms,
                 r.decode_steps,
                 r.prefill_gflops,
-                100.0 * r.prefill_gflops / self.matmul_gflops
+                100.0 * r.prefill_gflops / self.matmul_gflops,
+                r.append_query.p50_ms,
+                r.append_prefilled,
+                r.queries_per_second,
             ));
         }
         s

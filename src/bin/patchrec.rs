@@ -125,6 +125,9 @@ enum Command {
         k: usize,
         #[arg(long, default_value_t = 20)]
         beam_width: usize,
+        /// Threads querying at once, each with its own users
+        #[arg(long, default_value_t = 1)]
+        callers: usize,
         /// Write the report as JSON here
         #[arg(long)]
         out: Option<PathBuf>,
@@ -345,6 +348,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             users,
             k,
             beam_width,
+            callers,
             out,
         } => {
             let model = Arc::new(Model::load(&checkpoint, &ModelOptions::default())?);
@@ -361,6 +365,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
                 k,
                 beam_width,
                 seed: 42,
+                callers,
             };
             let report = patchrec::bench::run_serving_bench(&catalog, &opts)?;
             print!("{}", report.markdown());
