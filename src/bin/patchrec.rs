@@ -132,6 +132,27 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Export prompts (input embeddings), titles and our answers and timings for the peer
+    /// benchmarks in bench/ (`prompts.safetensors`, `prompts.json`).
+    ExportPrompts {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// `items.tsv` of the catalogue to register
+        #[arg(long)]
+        items: PathBuf,
+        #[arg(long, default_value = "pft-s:5")]
+        layout: String,
+        #[arg(long, default_value_t = 100)]
+        length: usize,
+        #[arg(long, default_value_t = 5)]
+        users: usize,
+        #[arg(long, default_value_t = 20)]
+        k: usize,
+        #[arg(long, default_value_t = 20)]
+        beam_width: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Write a synthetic dataset in the shared format over a catalogue (demos, tests).
     Synth {
         /// `items.tsv` (item_id<TAB>title)
@@ -373,6 +394,42 @@ fn run(cli: Cli) -> patchrec::Result<()> {
                 let json = serde_json::to_string_pretty(&report).expect("report serialises");
                 std::fs::write(out, json).map_err(|e| patchrec::Error::io(out, e))?;
             }
+        }
+        Command::ExportPrompts {
+            checkpoint,
+            items,
+            layout,
+            length,
+            users,
+            k,
+            beam_width,
+            out,
+        } => {
+            let model = Arc::new(Model::load(&checkpoint, &ModelOptions::default())?);
+            let catalog = Catalog::new(model)?;
+            catalog.add_batch(&read_items_tsv(&items)?)?;
+            let opts = patchrec::bench::ExportOptions {
+                layout: Layout::parse(&layout)?,
+                history_length: length,
+                users,
+                k,
+                beam_width,
+                seed: 42,
+            };
+            let m = patchrec::bench::export_prompts(&catalog, &opts, &out)?;
+            let mean = |f: fn(&patchrec::bench::export::ExportedPrompt) -> f64| {
+                m.prompts.iter().map(f).sum::<f64>() / m.prompts.len() as f64
+            };
+            println!(
+                "wrote {} prompts to {}: mean {:.0} positions, ours {:.1} ms per query \
+                 (prefill {:.1} ms, decode {:.1} ms)",
+                m.prompts.len(),
+                out.display(),
+                mean(|p| p.len as f64),
+                mean(|p| p.total_ms),
+                mean(|p| p.prefill_ms),
+                mean(|p| p.decode_ms)
+            );
         }
         Command::Synth {
             items,
