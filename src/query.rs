@@ -3,8 +3,10 @@
 use crate::catalog::Catalog;
 use crate::decode::{prefill, search_prefilled, SearchOptions};
 use crate::error::{Error, Result};
-use crate::history::{compression_ratio, segments, LayoutConfig, SegmentKind, UserHistory};
-use crate::prompt::{build_prompt, PromptCache};
+use crate::history::{
+    compression_ratio, history_positions, segments, Layout, LayoutConfig, UserHistory,
+};
+use crate::prompt::{build_prompt, fixed_positions, PromptCache};
 
 #[derive(Debug, Clone)]
 pub struct QueryOptions {
@@ -17,6 +19,9 @@ pub struct QueryOptions {
     /// Never recommend an item already in the user's history (default false, as in the
     /// paper's protocol).
     pub exclude_history: bool,
+    /// Rank the whole catalogue exactly rather than by beam search (default false; see
+    /// [`SearchOptions::exact`]).
+    pub exact: bool,
 }
 
 impl Default for QueryOptions {
@@ -26,6 +31,7 @@ impl Default for QueryOptions {
             beam_width: 20,
             layout: None,
             exclude_history: false,
+            exact: false,
         }
     }
 }
@@ -47,6 +53,8 @@ pub struct QueryResult {
     pub history_items: usize,
     /// The paper's compression ratio of the history part of the prompt.
     pub compression_ratio: f64,
+    /// The layout used (for `budget:N`, the one fitted to this history).
+    pub layout: Layout,
 }
 
 /// How the user's history would be laid out for `opts`, without running the model:
@@ -65,15 +73,9 @@ pub fn layout_stats(
         .iter()
         .map(|&id| snap.index_of(id).map(|i| snap.item(i).tokens.len()))
         .collect::<Result<_>>()?;
-    let segs = segments(layout.layout, history.len());
-    let mut len = model.head_ids().len() + model.tail_ids().len() + usize::from(history.is_empty());
-    for s in &segs {
-        // One delimiter per segment, after the title or the patch.
-        len += 1 + match s.kind {
-            SegmentKind::Text => lengths[s.items.start],
-            SegmentKind::Item | SegmentKind::Session => 1,
-        };
-    }
+    let fixed = fixed_positions(model, history.len());
+    let segs = segments(layout.layout.resolve(&lengths, fixed), history.len());
+    let len = fixed + history_positions(&segs, &lengths);
     let cr = compression_ratio(&segs, |i| lengths[i]);
     Ok((len, history.len(), cr))
 }
@@ -128,6 +130,7 @@ fn run_query(
         k: opts.k,
         beam_width: opts.beam_width,
         exclude,
+        exact: opts.exact,
     };
     let prefilled = match cache {
         Some(cache) => cache.prefill(catalog, &prompt)?,
@@ -145,5 +148,6 @@ fn run_query(
         prompt_len: prompt.len,
         history_items: prompt.history_items,
         compression_ratio: prompt.compression_ratio,
+        layout: prompt.layout,
     })
 }

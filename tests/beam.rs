@@ -22,6 +22,7 @@ fn search(
         k,
         beam_width: width,
         exclude,
+        exact: false,
     };
     beam_search(model, snap, prompt, &opts).unwrap()
 }
@@ -172,6 +173,7 @@ fn the_shared_head_cache_changes_no_result() {
         k: 10,
         beam_width: 20,
         exclude: vec![],
+        exact: false,
     };
     for layout in [
         Layout::Vanilla,
@@ -193,5 +195,51 @@ fn the_shared_head_cache_changes_no_result() {
                 b.score
             );
         }
+    }
+}
+
+#[test]
+fn exact_ranking_equals_teacher_forced_scoring_of_every_title() {
+    let items = common::titles(40);
+    let model = common::tiny_model(40);
+    let cat = common::catalog(&model, &items);
+    let snap = cat.snapshot();
+    let history: Vec<u64> = items[5..15].iter().map(|(id, _)| *id).collect();
+    for layout in [Layout::Vanilla, Layout::PftI { m: 3 }] {
+        let prompt = build_prompt(&model, &snap, &history, layout).unwrap();
+        let mut reference: Vec<(u32, f32)> = (0..snap.len() as u32)
+            .map(|i| {
+                let mut answer = snap.item(i).tokens.clone();
+                answer.push(model.special().answer_end);
+                (i, teacher_forced(&model, &prompt.embeds, &answer))
+            })
+            .collect();
+        reference.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let k = 7;
+        // A beam of 1 with `exact` must not matter; without `exact` it may miss items.
+        let opts = SearchOptions {
+            k,
+            beam_width: 1,
+            exclude: vec![],
+            exact: true,
+        };
+        let found = beam_search(&model, &snap, &prompt, &opts).unwrap();
+        assert_eq!(found.len(), k);
+        for (rank, (got, want)) in found.iter().zip(&reference).enumerate() {
+            assert!(
+                (got.score - want.1).abs() < 1e-3,
+                "{layout} rank {rank}: exact score {} vs teacher-forced {}",
+                got.score,
+                want.1
+            );
+        }
+        // Exclusions hold in exact mode too: drop the best item, the rest move up.
+        let opts = SearchOptions {
+            exclude: vec![reference[0].0],
+            ..opts
+        };
+        let found = beam_search(&model, &snap, &prompt, &opts).unwrap();
+        assert!(found.iter().all(|s| s.index != reference[0].0));
+        assert!((found[0].score - reference[1].1).abs() < 1e-3, "{layout}");
     }
 }

@@ -23,6 +23,7 @@ fn the_serving_benchmark_reports_every_layout_and_length() {
         beam_width: 5,
         seed: 1,
         callers: 2,
+        exact: false,
     };
     let report = run_serving_bench(&cat, &opts).unwrap();
     assert_eq!(report.rows.len(), 6);

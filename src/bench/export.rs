@@ -78,6 +78,7 @@ pub fn export_prompts(
         k: opts.k,
         beam_width: opts.beam_width,
         exclude: vec![],
+        exact: false,
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
     let ids: Vec<u64> = snap.items().map(|i| i.id).collect();

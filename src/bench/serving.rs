@@ -29,7 +29,11 @@ pub struct BenchOptions {
     pub seed: u64,
     /// Threads querying at once (each with its own users); 1 measures single queries.
     pub callers: usize,
+    /// Exact catalogue ranking instead of beam search.
+    pub exact: bool,
 }
+
+const MIB: f64 = 1024.0 * 1024.0;
 
 /// Median and 95th percentile, in milliseconds.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -70,6 +74,8 @@ pub struct BenchRow {
     pub append_prefilled: f64,
     /// Queries finished per second over all callers.
     pub queries_per_second: f64,
+    /// Bytes of one user's cached prompt KV.
+    pub cache_bytes: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -77,6 +83,8 @@ pub struct BenchReport {
     pub threads: usize,
     /// Threads querying concurrently.
     pub callers: usize,
+    /// Filled in by the caller that loaded the model and catalogue.
+    pub memory: Option<super::MemoryReport>,
     /// Measured rate of an `[512, hidden] x [hidden, intermediate]` matmul.
     pub matmul_gflops: f64,
     pub rows: Vec<BenchRow>,
@@ -111,6 +119,7 @@ struct Sample {
     flops: f64,
     append_query: f64,
     append_computed: usize,
+    cache_bytes: usize,
 }
 
 /// A fresh query on `history`, then the serving pattern: the same user's cache primed on
@@ -148,6 +157,7 @@ fn measure_user(
         flops: prefill_flops(model, prompt.len - prompt.shared_head, prompt.shared_head),
         append_query,
         append_computed: cache.last_reuse().computed,
+        cache_bytes: cache.memory_bytes(),
     })
 }
 
@@ -172,6 +182,7 @@ pub fn run_serving_bench(catalog: &Catalog, opts: &BenchOptions) -> Result<Bench
         k: opts.k,
         beam_width: opts.beam_width,
         exclude: vec![],
+        exact: opts.exact,
     };
     let callers = opts.callers.max(1);
     let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
@@ -236,12 +247,14 @@ pub fn run_serving_bench(catalog: &Catalog, opts: &BenchOptions) -> Result<Bench
                 append_prefilled: mean(&|s| s.append_computed as f64),
                 // Each user runs a fresh query and a primed append + query.
                 queries_per_second: 2.0 * n / wall,
+                cache_bytes: mean(&|s| s.cache_bytes as f64),
             });
         }
     }
     Ok(BenchReport {
         threads: rayon::current_num_threads(),
         callers,
+        memory: None,
         matmul_gflops: matmul,
         rows,
     })
@@ -251,13 +264,13 @@ impl BenchReport {
     pub fn markdown(&self) -> String {
         let mut s = format!(
             "matmul rate: {:.1} GFLOP/s ({} threads, {} callers)\n\n\
-             | layout | history | prompt | CR | total p50 | total p95 | prefill p50 | decode p50 | steps | prefill GFLOP/s | of matmul | append+query p50 | prefilled | queries/s |\n\
-             |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+             | layout | history | prompt | CR | total p50 | total p95 | prefill p50 | decode p50 | steps | prefill GFLOP/s | of matmul | append+query p50 | prefilled | queries/s | user cache |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
             self.matmul_gflops, self.threads, self.callers
         );
         for r in &self.rows {
             s.push_str(&format!(
-                "| {} | {} | {:.0} | {:.2} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} | {:.1} | {:.0} % | {:.1} ms | {:.0} | {:.2} |\n",
+                "| {} | {} | {:.0} | {:.2} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} | {:.1} | {:.0} % | {:.1} ms | {:.0} | {:.2} | {:.2} MiB |\n",
                 r.layout,
                 r.history,
                 r.prompt_positions,
@@ -272,6 +285,17 @@ impl BenchReport {
                 r.append_query.p50_ms,
                 r.append_prefilled,
                 r.queries_per_second,
+                r.cache_bytes / MIB,
+            ));
+        }
+        if let Some(m) = &self.memory {
+            s.push_str(&format!(
+                "\nresident memory: model {:.1} MiB; catalogue of {} items {:.1} MiB \
+                 (10,000 items: {:.1} MiB)\n",
+                m.model_bytes as f64 / MIB,
+                m.catalogue_items,
+                m.catalogue_bytes as f64 / MIB,
+                m.catalogue_bytes_for(10_000) / MIB
             ));
         }
         s

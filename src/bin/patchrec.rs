@@ -88,6 +88,12 @@ enum Command {
         seed: u64,
         #[arg(long, default_value_t = 20)]
         beam_width: usize,
+        /// Rank the whole catalogue exactly instead of by beam search
+        #[arg(long)]
+        exact: bool,
+        /// Serve from quantized weights: q8_0 or q4_0
+        #[arg(long)]
+        quantize: Option<String>,
         /// The popularity baseline instead of a model
         #[arg(long)]
         popularity: bool,
@@ -128,6 +134,12 @@ enum Command {
         /// Threads querying at once, each with its own users
         #[arg(long, default_value_t = 1)]
         callers: usize,
+        /// Rank the whole catalogue exactly instead of by beam search
+        #[arg(long)]
+        exact: bool,
+        /// Serve from quantized weights: q8_0 or q4_0
+        #[arg(long)]
+        quantize: Option<String>,
         /// Write the report as JSON here
         #[arg(long)]
         out: Option<PathBuf>,
@@ -192,6 +204,12 @@ enum Command {
         beam_width: usize,
         #[arg(long)]
         exclude_history: bool,
+        /// Rank the whole catalogue exactly instead of by beam search
+        #[arg(long)]
+        exact: bool,
+        /// Serve from quantized weights: q8_0 or q4_0
+        #[arg(long)]
+        quantize: Option<String>,
         /// cpu or cuda:N
         #[arg(long, default_value = "cpu")]
         device: String,
@@ -286,6 +304,8 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             max_samples,
             seed,
             beam_width,
+            exact,
+            quantize,
             popularity,
             out,
             name,
@@ -305,6 +325,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
                     seed,
                 },
                 beam_width,
+                exact,
                 results: out.as_ref().map(|o| o.with_extension("samples.jsonl")),
             };
             let report = if popularity {
@@ -313,7 +334,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
                 let checkpoint = checkpoint.ok_or_else(|| {
                     patchrec::Error::invalid("eval needs --checkpoint (or --popularity)")
                 })?;
-                let model = Arc::new(Model::load(&checkpoint, &ModelOptions::default())?);
+                let model = Arc::new(Model::load(&checkpoint, &model_options(None, &quantize)?)?);
                 let catalog = Catalog::new(model)?;
                 catalog.add_batch(&dataset.items)?;
                 let mut last = std::time::Instant::now();
@@ -370,12 +391,22 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             k,
             beam_width,
             callers,
+            exact,
+            quantize,
             out,
         } => {
-            let model = Arc::new(Model::load(&checkpoint, &ModelOptions::default())?);
+            let rss = || patchrec::bench::resident_bytes().unwrap_or(0);
+            let before = rss();
+            let model = Arc::new(Model::load(&checkpoint, &model_options(None, &quantize)?)?);
+            let loaded = rss();
             let catalog = Catalog::new(model)?;
             let entries = read_items_tsv(&items)?;
             catalog.add_batch(&entries)?;
+            let memory = patchrec::bench::MemoryReport {
+                model_bytes: loaded.saturating_sub(before),
+                catalogue_bytes: rss().saturating_sub(loaded),
+                catalogue_items: entries.len(),
+            };
             let opts = patchrec::bench::BenchOptions {
                 layouts: layouts
                     .iter()
@@ -387,8 +418,10 @@ fn run(cli: Cli) -> patchrec::Result<()> {
                 beam_width,
                 seed: 42,
                 callers,
+                exact,
             };
-            let report = patchrec::bench::run_serving_bench(&catalog, &opts)?;
+            let mut report = patchrec::bench::run_serving_bench(&catalog, &opts)?;
+            report.memory = Some(memory);
             print!("{}", report.markdown());
             if let Some(out) = &out {
                 let json = serde_json::to_string_pretty(&report).expect("report serialises");
@@ -455,13 +488,13 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             k,
             beam_width,
             exclude_history,
+            exact,
+            quantize,
             device,
         } => {
             let model = Arc::new(Model::load(
                 &checkpoint,
-                &ModelOptions {
-                    device: Some(device),
-                },
+                &model_options(Some(device), &quantize)?,
             )?);
             let catalog = Catalog::new(model.clone())?;
             let entries = read_items_tsv(&items)?;
@@ -484,6 +517,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
                 beam_width,
                 layout: Some(LayoutConfig { layout, max_items }),
                 exclude_history,
+                exact,
             };
             let started = std::time::Instant::now();
             let result = patchrec::recommend(&catalog, &user, &opts)?;
@@ -502,4 +536,15 @@ fn run(cli: Cli) -> patchrec::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Model options from the CLI's `--device` and `--quantize`.
+fn model_options(
+    device: Option<String>,
+    quantize: &Option<String>,
+) -> patchrec::Result<ModelOptions> {
+    Ok(ModelOptions {
+        device,
+        quantization: quantize.as_deref().map(str::parse).transpose()?,
+    })
 }

@@ -27,6 +27,11 @@ pub struct SearchOptions {
     pub beam_width: usize,
     /// Catalogue indices never to return.
     pub exclude: Vec<u32>,
+    /// Rank the whole catalogue exactly instead of by beam search: every title prefix
+    /// that can still reach the top `k` is expanded (level by level, each level one
+    /// batched forward pass over the shared prompt KV), so no beam can miss the best item.
+    /// `beam_width` is then unused.
+    pub exact: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -134,7 +139,6 @@ pub fn search_prefilled(
     let mut steps = 0;
     let trie = catalog.trie();
     let answer_end = model.special().answer_end;
-    let width = opts.beam_width.max(opts.k);
     // Excluded items are removed from the subtree counts, so no beam is spent on a
     // branch that can only end in excluded items.
     let mut removed: HashMap<u32, u32> = HashMap::new();
@@ -157,6 +161,12 @@ pub fn search_prefilled(
     if available(ROOT) == 0 {
         return Ok((Vec::new(), 0));
     }
+    // Exact: as many hypotheses as there are items, so none is ever dropped for width.
+    let width = if opts.exact {
+        available(ROOT) as usize
+    } else {
+        opts.beam_width.max(opts.k)
+    };
 
     let llama = model.llama();
     let prompt_cache = &prefilled.cache;
@@ -169,12 +179,21 @@ pub fn search_prefilled(
     let mut beam_cache = llama.new_cache();
     let mut finished: Vec<Scored> = Vec::new();
     loop {
+        // Exact search drops what cannot reach the top k: a title's log-probability only
+        // falls as it grows, so a prefix already below the k-th finished score stays below
+        // (ties are kept, as the order among equal scores goes by index).
+        let bound = if opts.exact && finished.len() >= opts.k {
+            finished[opts.k - 1].score
+        } else {
+            f32::NEG_INFINITY
+        };
         // Every allowed extension of every live beam.
         let mut cands: Vec<(f32, usize, u32, u32)> = Vec::new();
         for (b, beam) in beams.iter().enumerate() {
             for &(tok, child) in trie.children(beam.node) {
-                if available(child) > 0 {
-                    cands.push((beam.score + logp[b][tok as usize], b, tok, child));
+                let score = beam.score + logp[b][tok as usize];
+                if available(child) > 0 && score >= bound {
+                    cands.push((score, b, tok, child));
                 }
             }
         }

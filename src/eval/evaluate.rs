@@ -27,6 +27,8 @@ pub struct EvalOptions {
     pub layout: LayoutConfig,
     pub samples: SampleOptions,
     pub beam_width: usize,
+    /// Exact catalogue ranking instead of beam search.
+    pub exact: bool,
     /// Per-sample results (JSON lines); existing lines are reused.
     pub results: Option<PathBuf>,
 }
@@ -51,6 +53,9 @@ pub struct EvalReport {
     pub compression_ratio: f64,
     pub mean_prompt_len: f64,
     pub wall_seconds: f64,
+    /// `beam:W` or `exact` (reports written before this field read as empty).
+    #[serde(default)]
+    pub decoding: String,
 }
 
 impl EvalReport {
@@ -70,6 +75,11 @@ impl EvalReport {
             },
             mean_prompt_len: results.iter().map(|r| r.prompt_len).sum::<usize>() as f64 / n,
             wall_seconds: wall,
+            decoding: if opts.exact {
+                "exact".into()
+            } else {
+                format!("beam:{}", opts.beam_width)
+            },
         }
     }
 
@@ -109,6 +119,7 @@ pub fn evaluate(
         beam_width: opts.beam_width,
         layout: Some(opts.layout),
         exclude_history: false,
+        exact: opts.exact,
     };
     let have: HashSet<usize> = done.iter().map(|r| r.index).collect();
     for (index, sample) in all.iter().enumerate() {
@@ -128,7 +139,7 @@ pub fn evaluate(
         let result = recommend(catalog, &user, &query)?;
         let ranked: Vec<u64> = result.items.iter().map(|r| r.item_id).collect();
         let shown = user.shown(&opts.layout);
-        let segs = segments(opts.layout.layout, shown.len());
+        let segs = segments(result.layout, shown.len());
         let (text_tokens, compressed_tokens) = history_tokens(&segs, |i| {
             snap.get(shown[i]).map_or(0, |it| it.tokens.len())
         });
