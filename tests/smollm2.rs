@@ -91,6 +91,7 @@ fn leaving_q_k_permuted_ruins_perplexity() {
     let hd = cfg.head_dim();
     let tensors = llama
         .named_tensors()
+        .unwrap()
         .into_iter()
         .map(|(name, t)| {
             let t = if name.ends_with("q_proj.weight") {

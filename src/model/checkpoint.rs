@@ -13,6 +13,7 @@ use super::config::LlamaConfig;
 use super::kv_cache::KvCache;
 use super::llama::Llama;
 use super::meta::PatchrecMeta;
+use super::proj::Quantization;
 use super::weights::TensorStore;
 use crate::error::{Error, Result};
 use crate::text::{SpecialIds, TextTokenizer};
@@ -22,6 +23,9 @@ use crate::text::{SpecialIds, TextTokenizer};
 pub struct ModelOptions {
     /// `cpu` (default) or `cuda:N` (needs the `cuda` feature).
     pub device: Option<String>,
+    /// Serve from quantized weights (`Llama::quantize`); such a model cannot be trained
+    /// or saved.
+    pub quantization: Option<Quantization>,
 }
 
 impl ModelOptions {
@@ -89,7 +93,11 @@ impl Model {
         };
         let store = TensorStore::open(dir, &device)?;
         let llama = Llama::load(cfg, &store, &device)?;
-        Self::from_parts(llama, tokenizer, meta)
+        let mut model = Self::from_parts(llama, tokenizer, meta)?;
+        if let Some(q) = options.quantization {
+            model.llama.quantize(q)?;
+        }
+        Ok(model)
     }
 
     /// Assembles a model; adds PatchRec's special tokens the tokenizer lacks, growing the
@@ -162,9 +170,11 @@ impl Model {
         let config_path = dir.join("config.json");
         let json = serde_json::to_string_pretty(self.llama.config()).expect("config serialises");
         std::fs::write(&config_path, json).map_err(|e| Error::io(&config_path, e))?;
-        let tensors: HashMap<String, Tensor> = self.llama.named_tensors().into_iter().collect();
+        let tensors: HashMap<String, Tensor> = self.llama.named_tensors()?.into_iter().collect();
         let st_path = dir.join("model.safetensors");
-        candle_core::safetensors::save(&tensors, &st_path)
+        // transformers' `from_pretrained` refuses a file without `format: pt`.
+        let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+        safetensors::serialize_to_file(&tensors, Some(metadata), &st_path)
             .map_err(|e| Error::format(&st_path, format!("cannot write: {e}")))?;
         self.tokenizer.save(&dir.join("tokenizer.json"))?;
         let meta_path = dir.join("patchrec.json");

@@ -6,26 +6,27 @@
 //! and attention can read a second, shared cache (`prefix`) without copying it: the
 //! prompt's keys are computed once and every beam attends to them.
 
+use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::Linear;
 
 use super::config::LlamaConfig;
 use super::kv_cache::KvCache;
+use super::proj::{quantized, Proj, Quantization};
 use super::rope::Rope;
 use super::weights::TensorStore;
 use crate::error::{Error, Result};
 
 struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
+    q: Proj,
+    k: Proj,
+    v: Proj,
+    o: Proj,
 }
 
 struct Mlp {
-    gate: Linear,
-    up: Linear,
-    down: Linear,
+    gate: Proj,
+    up: Proj,
+    down: Proj,
 }
 
 struct Block {
@@ -46,10 +47,14 @@ pub struct Llama {
     rope: Rope,
     /// Use ops with backward passes (training) rather than fused inference kernels.
     differentiable: bool,
+    /// Set once the projections (and head) are quantized for serving.
+    quantization: Option<Quantization>,
+    /// The quantized output head (a quantized copy of the tied table when tied).
+    head_q: Option<QMatMul>,
 }
 
-fn linear(w: Tensor) -> Linear {
-    Linear::new(w, None)
+fn linear(w: Tensor) -> Proj {
+    Proj::dense(w)
 }
 
 impl Llama {
@@ -101,6 +106,8 @@ impl Llama {
             lm_head,
             rope,
             differentiable: false,
+            quantization: None,
+            head_q: None,
         })
     }
 
@@ -211,6 +218,9 @@ impl Llama {
 
     /// Output-head logits for hidden states `[.., hidden]` -> `[.., vocab]`.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        if let Some(q) = &self.head_q {
+            return Ok(q.forward(hidden)?);
+        }
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
         Ok(hidden.broadcast_matmul(&head.t()?)?)
     }
@@ -297,11 +307,18 @@ impl Llama {
             .reshape((b, h, t, hd))?
             .transpose(1, 2)?
             .reshape((b, t, h * hd))?;
-        Ok(attn.o.forward(&out)?)
+        attn.o.forward(&out)
     }
 
-    /// Hugging Face-named tensors, for saving a checkpoint.
-    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+    /// Hugging Face-named tensors, for saving a checkpoint or training. A quantized model
+    /// has no dense weights left to give.
+    pub fn named_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        if let Some(q) = self.quantization {
+            return Err(Error::invalid(format!(
+                "the model is quantized ({q}) for serving: it cannot be saved or trained; \
+                 load the checkpoint without quantization"
+            )));
+        }
         let mut out = vec![
             ("model.embed_tokens.weight".to_string(), self.embed.clone()),
             ("model.norm.weight".to_string(), self.norm.clone()),
@@ -312,8 +329,8 @@ impl Llama {
         for (i, b) in self.blocks.iter().enumerate() {
             let p = format!("model.layers.{i}");
             for (n, t) in [
-                ("input_layernorm.weight", &b.input_norm),
-                ("post_attention_layernorm.weight", &b.post_norm),
+                ("input_layernorm.weight", Some(&b.input_norm)),
+                ("post_attention_layernorm.weight", Some(&b.post_norm)),
                 ("self_attn.q_proj.weight", b.attn.q.weight()),
                 ("self_attn.k_proj.weight", b.attn.k.weight()),
                 ("self_attn.v_proj.weight", b.attn.v.weight()),
@@ -322,10 +339,51 @@ impl Llama {
                 ("mlp.up_proj.weight", b.mlp.up.weight()),
                 ("mlp.down_proj.weight", b.mlp.down.weight()),
             ] {
-                out.push((format!("{p}.{n}"), t.clone()));
+                let name = format!("{p}.{n}");
+                let t = t.ok_or_else(|| Error::invalid(format!("{name} is quantized")))?;
+                out.push((name, t.clone()));
             }
         }
-        out
+        Ok(out)
+    }
+
+    /// Quantizes every projection and the output head for serving (the embedding table
+    /// stays f32: it feeds patches and inputs). A weight whose input width is not a
+    /// multiple of the block size stays dense; returns how many weights were quantized
+    /// out of how many.
+    pub fn quantize(&mut self, q: Quantization) -> Result<(usize, usize)> {
+        if self.quantization.is_some() {
+            return Err(Error::invalid("the model is already quantized"));
+        }
+        let (mut done, mut total) = (0, 0);
+        for b in &mut self.blocks {
+            for p in [
+                &mut b.attn.q,
+                &mut b.attn.k,
+                &mut b.attn.v,
+                &mut b.attn.o,
+                &mut b.mlp.gate,
+                &mut b.mlp.up,
+                &mut b.mlp.down,
+            ] {
+                total += 1;
+                done += usize::from(p.quantize(q)?);
+            }
+        }
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed);
+        self.head_q = quantized(head, q)?;
+        total += 1;
+        done += usize::from(self.head_q.is_some());
+        // An untied head has no other use: drop the dense copy.
+        if self.head_q.is_some() {
+            self.lm_head = None;
+        }
+        self.quantization = Some(q);
+        Ok((done, total))
+    }
+
+    pub fn quantization(&self) -> Option<Quantization> {
+        self.quantization
     }
 
     /// Adds `n` rows to the vocabulary (new special tokens). Each new row is the mean of
@@ -334,6 +392,11 @@ impl Llama {
     pub fn grow_vocab(&mut self, n: usize) -> Result<()> {
         if n == 0 {
             return Ok(());
+        }
+        if self.quantization.is_some() {
+            return Err(Error::invalid(
+                "cannot grow the vocabulary of a quantized model",
+            ));
         }
         let grow = |t: &Tensor| -> Result<Tensor> {
             let mean = t.mean_keepdim(0)?;

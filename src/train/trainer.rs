@@ -153,7 +153,7 @@ fn initial_checkpoint(cfg: &TrainConfig, data: &Dataset) -> Result<PathBuf> {
 
 /// Swaps the model's weights for trainable variables (same values) and returns them.
 fn make_trainable(model: &mut Model) -> Result<Vec<(String, Var)>> {
-    let named = model.llama().named_tensors();
+    let named = model.llama().named_tensors()?;
     let mut vars = Vec::with_capacity(named.len());
     for (name, t) in named {
         vars.push((name, Var::from_tensor(&t)?));
