@@ -37,6 +37,10 @@ pub enum Layout {
     /// Stream-aligned PFT-S: groups of `l` from the start of the stream; the open (newest)
     /// group as text, the one before as item patches, older ones as session patches.
     StreamS { l: usize },
+    /// Adaptive: per history, the layout with the most text whose whole prompt fits in
+    /// `tokens` positions ([`super::budget::fit_budget`]); resolved with
+    /// [`Layout::resolve`] before it is laid out.
+    Budget { tokens: usize },
 }
 
 impl Layout {
@@ -49,11 +53,23 @@ impl Layout {
         }
     }
 
-    /// Parses `vanilla`, `pft-i:M`, `pft-s:L` or `stream-s:L` (the CLI's spelling).
+    /// The concrete layout for a history with title lengths `title_lens` in a prompt
+    /// whose template takes `fixed` positions: itself, or for `Budget` the fitted one.
+    pub fn resolve(self, title_lens: &[usize], fixed: usize) -> Layout {
+        match self {
+            Layout::Budget { tokens } => {
+                super::budget::fit_budget(tokens.saturating_sub(fixed), title_lens)
+            }
+            concrete => concrete,
+        }
+    }
+
+    /// Parses `vanilla`, `pft-i:M`, `pft-s:L`, `stream-s:L` or `budget:N` (the CLI's
+    /// spelling).
     pub fn parse(s: &str) -> Result<Self> {
         let bad = || {
             Error::invalid(format!(
-                "layout {s:?}: expected vanilla, pft-i:M, pft-s:L or stream-s:L"
+                "layout {s:?}: expected vanilla, pft-i:M, pft-s:L, stream-s:L or budget:N"
             ))
         };
         let layout = match s.split_once(':') {
@@ -66,6 +82,9 @@ impl Layout {
             },
             Some(("stream-s", l)) => Layout::StreamS {
                 l: l.parse().map_err(|_| bad())?,
+            },
+            Some(("budget", n)) => Layout::Budget {
+                tokens: n.parse().map_err(|_| bad())?,
             },
             _ => return Err(bad()),
         };
@@ -81,6 +100,7 @@ impl std::fmt::Display for Layout {
             Layout::PftI { m } => write!(f, "pft-i:{m}"),
             Layout::PftS { l } => write!(f, "pft-s:{l}"),
             Layout::StreamS { l } => write!(f, "stream-s:{l}"),
+            Layout::Budget { tokens } => write!(f, "budget:{tokens}"),
         }
     }
 }
@@ -217,6 +237,11 @@ pub fn segments(layout: Layout, n: usize) -> Vec<Segment> {
             out.extend((first_item..first_text).map(|i| Segment::one(Item, i)));
             out.extend((first_text..n).map(|i| Segment::one(Text, i)));
             out
+        }
+        Layout::Budget { .. } => {
+            // Needs the titles' lengths: callers resolve it first (`Layout::resolve`).
+            debug_assert!(false, "{layout} laid out without resolving it");
+            segments(Layout::Vanilla, n)
         }
     }
 }
@@ -421,7 +446,13 @@ mod tests {
 
     #[test]
     fn layouts_parse_and_print() {
-        for s in ["vanilla", "pft-i:5", "pft-s:20", "stream-s:20"] {
+        for s in [
+            "vanilla",
+            "pft-i:5",
+            "pft-s:20",
+            "stream-s:20",
+            "budget:300",
+        ] {
             assert_eq!(Layout::parse(s).unwrap().to_string(), s);
         }
         for bad in ["", "pft-i", "pft-s:0", "stream-s:0", "pft-x:3", "pft-i:-1"] {

@@ -30,6 +30,8 @@ pub struct Prompt {
     pub compression_ratio: f64,
     /// What each position holds, for reusing a cached prefix ([`crate::prompt::PromptCache`]).
     pub keys: Vec<PositionKey>,
+    /// The layout used: the one asked for, or for `budget:N` the one fitted to this history.
+    pub layout: Layout,
 }
 
 /// What one prompt position holds. Two prompts of the same model and catalogue whose keys
@@ -74,6 +76,11 @@ pub fn build_prompt(
         .iter()
         .map(|&id| catalog.index_of(id))
         .collect::<Result<_>>()?;
+    let lens: Vec<usize> = indices
+        .iter()
+        .map(|&i| catalog.item(i).tokens.len())
+        .collect();
+    let layout = layout.resolve(&lens, fixed_positions(model, indices.len()));
     let segs = segments(layout, indices.len());
     let pieces = pieces(model, catalog, &indices, &segs);
     let embeds = embed_pieces(model, catalog, &pieces, PatchSource::Cached)?;
@@ -95,7 +102,14 @@ pub fn build_prompt(
         history_items: indices.len(),
         compression_ratio: cr,
         keys,
+        layout,
     })
+}
+
+/// Prompt positions outside the history: the template's head and tail, and the closing
+/// `<|end_seq|>` an empty history still gets.
+pub fn fixed_positions(model: &Model, history_items: usize) -> usize {
+    model.head_ids().len() + model.tail_ids().len() + usize::from(history_items == 0)
 }
 
 /// The prompt's embedding rows `[len, hidden]` for history items `indices` (catalogue

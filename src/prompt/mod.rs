@@ -4,5 +4,7 @@
 pub mod builder;
 pub mod cache;
 
-pub use builder::{build_prompt, prompt_embeddings, PatchSource, PositionKey, Prompt};
+pub use builder::{
+    build_prompt, fixed_positions, prompt_embeddings, PatchSource, PositionKey, Prompt,
+};
 pub use cache::{PromptCache, ReuseStats};
