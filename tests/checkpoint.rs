@@ -203,3 +203,17 @@ fn sharded_checkpoints_load() {
     std::fs::remove_file(&single).unwrap();
     Model::load(&ckpt, &Default::default()).unwrap();
 }
+
+#[test]
+fn saved_weights_carry_the_metadata_transformers_requires() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = saved_tiny(tmp.path());
+    let bytes = std::fs::read(ckpt.join("model.safetensors")).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    assert_eq!(
+        header["__metadata__"]["format"], "pt",
+        "{}",
+        header["__metadata__"]
+    );
+}

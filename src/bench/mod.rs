@@ -4,7 +4,9 @@
 
 pub mod export;
 pub mod matmul;
+pub mod memory;
 pub mod serving;
 
 pub use export::{export_prompts, ExportManifest, ExportOptions};
+pub use memory::{resident_bytes, MemoryReport};
 pub use serving::{run_serving_bench, BenchOptions, BenchReport};
