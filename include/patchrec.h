@@ -153,6 +153,12 @@ enum patchrec_layout_t
    * prompt's end in the user's cached KV. Needs K >= L.
    */
   PATCHREC_LAYOUT_STREAM_S = 3,
+  /**
+   * Adaptive: per user, the layout with the most history as text (vanilla, else PFT-I
+   * with the largest M, else PFT-S with the largest L) whose whole prompt fits in the
+   * given number of positions; when none fits, the smallest prompt.
+   */
+  PATCHREC_LAYOUT_BUDGET = 4,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -204,7 +210,8 @@ typedef struct patchrec_query_options_t patchrec_query_options_t;
 /**
  * One user's interactions, oldest first, and the KV cache of the user's last prompt,
  * which `patchrec_recommend` reuses so that a query after an append prefills only what
- * changed (results are the same as without it). Not synchronised: appending, clearing and
+ * changed (the same ranking as without it, scores equal to float rounding; the same
+ * query asked twice gets a bit-identical answer). Not synchronised: appending, clearing and
  * `patchrec_recommend` need exclusive access; `const` reads may run concurrently. Holds
  * only item ids and its cache (dropped when used with another catalogue), so it may
  * outlive the catalogue it was built with.
@@ -369,6 +376,17 @@ patchrec_status_t patchrec_model_options_set_device(struct patchrec_model_option
                                                     struct patchrec_error_t **error);
 
 /**
+ * Serves the model from quantized weights: `"q8_0"` or `"q4_0"` (GGML block formats;
+ * every projection and the output head whose input width is a multiple of 32), or `""`
+ * for none (the default). Scores change slightly (measured in docs/PERFORMANCE.md); a
+ * quantized model cannot be trained. Copies `quantization`; an unknown name is
+ * `PATCHREC_INVALID_ARGUMENT` and leaves the options unchanged.
+ */
+patchrec_status_t patchrec_model_options_set_quantization(struct patchrec_model_options_t *options,
+                                                          const char *quantization,
+                                                          struct patchrec_error_t **error);
+
+/**
  * Frees model options; takes ownership of `options`. NULL is a no-op.
  */
 void patchrec_model_options_free(struct patchrec_model_options_t *options);
@@ -399,7 +417,8 @@ patchrec_status_t patchrec_query_options_set_beam_width(struct patchrec_query_op
 /**
  * Sets the layout: `kind` is a `patchrec_layout_t`; `param` is M for
  * `PATCHREC_LAYOUT_PFT_I`, L (at least 1) for `PATCHREC_LAYOUT_PFT_S` and
- * `PATCHREC_LAYOUT_STREAM_S`, and ignored for
+ * `PATCHREC_LAYOUT_STREAM_S`, the prompt's budget in positions for
+ * `PATCHREC_LAYOUT_BUDGET`, and ignored for
  * `PATCHREC_LAYOUT_VANILLA`. An unknown kind or L = 0 is `PATCHREC_INVALID_ARGUMENT`. On
  * failure the options are unchanged.
  */
@@ -422,6 +441,15 @@ patchrec_status_t patchrec_query_options_set_max_items(struct patchrec_query_opt
 patchrec_status_t patchrec_query_options_set_exclude_history(struct patchrec_query_options_t *options,
                                                              bool exclude_history,
                                                              struct patchrec_error_t **error);
+
+/**
+ * With `exact` true, a query ranks the whole catalogue exactly instead of by beam search:
+ * every title prefix that can still reach the top k is expanded, so no beam can miss the
+ * best item (the beam width is then unused). Slower on large catalogues. Default false.
+ */
+patchrec_status_t patchrec_query_options_set_exact(struct patchrec_query_options_t *options,
+                                                   bool exact,
+                                                   struct patchrec_error_t **error);
 
 /**
  * Frees query options; takes ownership of `options`. NULL is a no-op.

@@ -82,12 +82,17 @@ inline void check_abi() {
 // A loaded checkpoint. Thread-safe; catalogues keep it alive, so it may be destroyed first.
 class Model {
 public:
-    // `device` is "cpu", "cuda:N", or empty for the default (cpu).
-    static Model load(const std::string &checkpoint_dir, const std::string &device = "") {
+    // `device` is "cpu", "cuda:N", or empty for the default (cpu); `quantization` is
+    // "q8_0", "q4_0", or empty for the checkpoint's f32 weights.
+    static Model load(const std::string &checkpoint_dir, const std::string &device = "",
+                      const std::string &quantization = "") {
         check_abi();
         detail::Owned<patchrec_model_options_t> options(patchrec_model_options_new());
         if (!device.empty()) {
             detail::call(patchrec_model_options_set_device, options.get(), device.c_str());
+        }
+        if (!quantization.empty()) {
+            detail::call(patchrec_model_options_set_quantization, options.get(), quantization.c_str());
         }
         patchrec_model_t *model = nullptr;
         detail::call(patchrec_model_load, checkpoint_dir.c_str(), options.get(), &model);
@@ -191,6 +196,7 @@ enum class Layout : std::uint32_t {
     PftI = PATCHREC_LAYOUT_PFT_I,
     PftS = PATCHREC_LAYOUT_PFT_S,
     StreamS = PATCHREC_LAYOUT_STREAM_S,
+    Budget = PATCHREC_LAYOUT_BUDGET,
 };
 
 // How to answer a query; the setters chain. Unset values are the checkpoint's defaults.
@@ -217,6 +223,10 @@ public:
     }
     QueryOptions &exclude_history(bool exclude) {
         detail::call(patchrec_query_options_set_exclude_history, raw(), exclude);
+        return *this;
+    }
+    QueryOptions &exact(bool exact) {
+        detail::call(patchrec_query_options_set_exact, raw(), exact);
         return *this;
     }
 

@@ -72,7 +72,12 @@ func loadModel(t testing.TB) *patchrec.Model {
 
 // newCatalog registers movies.tsv with a fresh model, both closed when the test ends.
 func newCatalog(t testing.TB) *patchrec.Catalog {
-	catalog, err := patchrec.NewCatalog(loadModel(t))
+	return newCatalogFor(t, loadModel(t))
+}
+
+// newCatalogFor registers the test catalogue for model, closed when the test ends.
+func newCatalogFor(t testing.TB, model *patchrec.Model) *patchrec.Catalog {
+	catalog, err := patchrec.NewCatalog(model)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,6 +25,10 @@ type ModelOptions struct {
 	// Device is "cpu" or "cuda:N" (a library built with the cuda feature); empty means
 	// "cpu". LoadModel checks the name.
 	Device string
+	// Quantization serves the model from quantized weights: "q8_0" or "q4_0"; empty
+	// means the checkpoint's f32 weights. Scores change slightly; such a model cannot be
+	// trained.
+	Quantization string
 }
 
 // LoadModel loads the checkpoint directory checkpointDir (config.json,
@@ -50,6 +54,17 @@ func LoadModel(checkpointDir string, options *ModelOptions) (*Model, error) {
 		defer C.free(unsafe.Pointer(device))
 		var cError *C.patchrec_error_t
 		if err := takeError(C.patchrec_model_options_set_device(cOptions, device, &cError), cError); err != nil {
+			return nil, err
+		}
+	}
+	if options != nil && options.Quantization != "" {
+		quantization, err := cString("quantization", options.Quantization)
+		if err != nil {
+			return nil, err
+		}
+		defer C.free(unsafe.Pointer(quantization))
+		var cError *C.patchrec_error_t
+		if err := takeError(C.patchrec_model_options_set_quantization(cOptions, quantization, &cError), cError); err != nil {
 			return nil, err
 		}
 	}

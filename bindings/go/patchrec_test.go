@@ -191,6 +191,37 @@ func TestLoadErrors(t *testing.T) {
 	if err != nil {
 		t.Errorf("device cpu: %v", err)
 	}
+	_, err = patchrec.LoadModel(checkpointDir(t), &patchrec.ModelOptions{Quantization: "q5_k"})
+	requireError(t, err, patchrec.StatusInvalidArgument, "q5_k")
+}
+
+// A model served from Q8_0 weights answers queries with scores close to the f32 model's.
+func TestQuantizedModelScoresCloseToF32(t *testing.T) {
+	model, err := patchrec.LoadModel(checkpointDir(t), &patchrec.ModelOptions{Quantization: "q8_0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(model.Close)
+	quantized := newCatalogFor(t, model)
+	dense := newCatalog(t)
+	got, err := quantized.Recommend(newUser(t, quantized, queryHistory...), newQueryOptions(t, queryK))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := dense.Recommend(newUser(t, dense, queryHistory...), newQueryOptions(t, queryK))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d items, f32 gave %d", len(got), len(want))
+	}
+	for _, w := range want {
+		for _, g := range got {
+			if g.ItemID == w.ItemID && math.Abs(float64(g.Score-w.Score)) > 0.05 {
+				t.Errorf("item %d: q8_0 score %v, f32 %v", w.ItemID, g.Score, w.Score)
+			}
+		}
+	}
 }
 
 func TestEmptyCatalog(t *testing.T) {
@@ -287,5 +318,63 @@ func TestStreamLayoutCachedQueriesEqualFreshOnes(t *testing.T) {
 				t.Fatalf("after %d items, rank %d: cached %v, fresh %v", i+1, r+1, cached[r], fresh[r])
 			}
 		}
+	}
+}
+
+// Exact ranking equals a beam as wide as the catalogue, whatever beam width is set.
+func TestExactRankingEqualsAFullWidthBeam(t *testing.T) {
+	catalog := newCatalog(t)
+	user := newUser(t, catalog, queryHistory...)
+	exact := newQueryOptions(t, 5)
+	if err := exact.SetBeamWidth(1); err != nil {
+		t.Fatal(err)
+	}
+	if err := exact.SetExact(true); err != nil {
+		t.Fatal(err)
+	}
+	wide := newQueryOptions(t, 5)
+	if err := wide.SetBeamWidth(catalog.Len()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := catalog.Recommend(user, exact)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := catalog.Recommend(user, wide)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r := range want {
+		if got[r].ItemID != want[r].ItemID || math.Abs(float64(got[r].Score-want[r].Score)) > 1e-4 {
+			t.Errorf("rank %d: exact %v, full-width beam %v", r+1, got[r], want[r])
+		}
+	}
+}
+
+// A budget layout keeps the prompt within the budget and compresses less as it grows.
+func TestBudgetLayoutFitsThePrompt(t *testing.T) {
+	catalog := newCatalog(t)
+	user := newUser(t, catalog, queryHistory...)
+	options := newQueryOptions(t, queryK)
+	if err := options.SetLayout(patchrec.LayoutVanilla, 0); err != nil {
+		t.Fatal(err)
+	}
+	vanilla, err := catalog.LayoutStats(user, options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	budget := vanilla.PromptLen - 5
+	if err := options.SetLayout(patchrec.LayoutBudget, budget); err != nil {
+		t.Fatal(err)
+	}
+	fitted, err := catalog.LayoutStats(user, options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fitted.PromptLen > budget || fitted.CompressionRatio <= 1 {
+		t.Errorf("budget %d: %+v (vanilla %+v)", budget, fitted, vanilla)
+	}
+	if _, err := catalog.Recommend(user, options); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -21,6 +21,10 @@ const (
 	// session patches. An append then changes only the prompt's end, so a query after it
 	// prefills little (the User keeps its prompt's KV). Needs K >= L.
 	LayoutStreamS Layout = C.PATCHREC_LAYOUT_STREAM_S
+	// LayoutBudget picks per user the layout with the most history as text (vanilla,
+	// else PFT-I with the largest M, else PFT-S with the largest L) whose whole prompt
+	// fits in param positions; when none fits, the smallest prompt.
+	LayoutBudget Layout = C.PATCHREC_LAYOUT_BUDGET
 )
 
 // QueryOptions says how to answer a query. New options hold the defaults: k = 10, beam
@@ -66,7 +70,8 @@ func (o *QueryOptions) SetBeamWidth(width int) error {
 }
 
 // SetLayout sets the layout; param is M for LayoutPFTI, L (at least 1) for LayoutPFTS and
-// LayoutStreamS, and ignored for LayoutVanilla.
+// LayoutStreamS, the prompt's budget in positions for LayoutBudget, and ignored for
+// LayoutVanilla.
 func (o *QueryOptions) SetLayout(layout Layout, param int) error {
 	n, err := cSize("param", param)
 	if err != nil {
@@ -94,6 +99,15 @@ func (o *QueryOptions) SetMaxItems(maxItems int) error {
 func (o *QueryOptions) SetExcludeHistory(exclude bool) error {
 	return o.set(func(ptr *C.patchrec_query_options_t, cError **C.patchrec_error_t) C.patchrec_status_t {
 		return C.patchrec_query_options_set_exclude_history(ptr, C.bool(exclude), cError)
+	})
+}
+
+// SetExact, when exact is true, ranks the whole catalogue exactly instead of by beam
+// search, so no beam can miss the best item (the beam width is then unused). Slower on
+// large catalogues; the default is false.
+func (o *QueryOptions) SetExact(exact bool) error {
+	return o.set(func(ptr *C.patchrec_query_options_t, cError **C.patchrec_error_t) C.patchrec_status_t {
+		return C.patchrec_query_options_set_exact(ptr, C.bool(exact), cError)
 	})
 }
 

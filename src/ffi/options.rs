@@ -42,6 +42,28 @@ pub unsafe extern "C" fn patchrec_model_options_set_device(
     })
 }
 
+/// Serves the model from quantized weights: `"q8_0"` or `"q4_0"` (GGML block formats;
+/// every projection and the output head whose input width is a multiple of 32), or `""`
+/// for none (the default). Scores change slightly (measured in docs/PERFORMANCE.md); a
+/// quantized model cannot be trained. Copies `quantization`; an unknown name is
+/// `PATCHREC_INVALID_ARGUMENT` and leaves the options unchanged.
+#[no_mangle]
+pub unsafe extern "C" fn patchrec_model_options_set_quantization(
+    options: *mut patchrec_model_options_t,
+    quantization: *const c_char,
+    error: *mut *mut patchrec_error_t,
+) -> patchrec_status_t {
+    guard(error, || {
+        let options = arg_mut(options, "options")?;
+        let name = arg_str(quantization, "quantization")?;
+        options.options.quantization = match name {
+            "" => None,
+            name => Some(name.parse()?),
+        };
+        Ok(())
+    })
+}
+
 /// Frees model options; takes ownership of `options`. NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn patchrec_model_options_free(options: *mut patchrec_model_options_t) {
@@ -65,6 +87,10 @@ pub enum patchrec_layout_t {
     /// as item patches, older ones as session patches. An append then recomputes only the
     /// prompt's end in the user's cached KV. Needs K >= L.
     PATCHREC_LAYOUT_STREAM_S = 3,
+    /// Adaptive: per user, the layout with the most history as text (vanilla, else PFT-I
+    /// with the largest M, else PFT-S with the largest L) whose whole prompt fits in the
+    /// given number of positions; when none fits, the smallest prompt.
+    PATCHREC_LAYOUT_BUDGET = 4,
 }
 
 /// How to answer a query. Made by `patchrec_query_options_new`, freed by
@@ -136,7 +162,8 @@ pub unsafe extern "C" fn patchrec_query_options_set_beam_width(
 
 /// Sets the layout: `kind` is a `patchrec_layout_t`; `param` is M for
 /// `PATCHREC_LAYOUT_PFT_I`, L (at least 1) for `PATCHREC_LAYOUT_PFT_S` and
-/// `PATCHREC_LAYOUT_STREAM_S`, and ignored for
+/// `PATCHREC_LAYOUT_STREAM_S`, the prompt's budget in positions for
+/// `PATCHREC_LAYOUT_BUDGET`, and ignored for
 /// `PATCHREC_LAYOUT_VANILLA`. An unknown kind or L = 0 is `PATCHREC_INVALID_ARGUMENT`. On
 /// failure the options are unchanged.
 #[no_mangle]
@@ -154,10 +181,12 @@ pub unsafe extern "C" fn patchrec_query_options_set_layout(
             k if k == PATCHREC_LAYOUT_PFT_I as u32 => Layout::PftI { m: param },
             k if k == PATCHREC_LAYOUT_PFT_S as u32 => Layout::PftS { l: param },
             k if k == PATCHREC_LAYOUT_STREAM_S as u32 => Layout::StreamS { l: param },
+            k if k == PATCHREC_LAYOUT_BUDGET as u32 => Layout::Budget { tokens: param },
             other => {
                 return Err(Error::invalid(format!(
                     "layout kind {other}: expected PATCHREC_LAYOUT_VANILLA, \
-                     PATCHREC_LAYOUT_PFT_I, PATCHREC_LAYOUT_PFT_S or PATCHREC_LAYOUT_STREAM_S"
+                     PATCHREC_LAYOUT_PFT_I, PATCHREC_LAYOUT_PFT_S, \
+                     PATCHREC_LAYOUT_STREAM_S or PATCHREC_LAYOUT_BUDGET"
                 ))
                 .into())
             }
@@ -191,6 +220,21 @@ pub unsafe extern "C" fn patchrec_query_options_set_exclude_history(
 ) -> patchrec_status_t {
     guard(error, || {
         arg_mut(options, "options")?.query.exclude_history = exclude_history;
+        Ok(())
+    })
+}
+
+/// With `exact` true, a query ranks the whole catalogue exactly instead of by beam search:
+/// every title prefix that can still reach the top k is expanded, so no beam can miss the
+/// best item (the beam width is then unused). Slower on large catalogues. Default false.
+#[no_mangle]
+pub unsafe extern "C" fn patchrec_query_options_set_exact(
+    options: *mut patchrec_query_options_t,
+    exact: bool,
+    error: *mut *mut patchrec_error_t,
+) -> patchrec_status_t {
+    guard(error, || {
+        arg_mut(options, "options")?.query.exact = exact;
         Ok(())
     })
 }

@@ -12,7 +12,8 @@ pub const PATCHREC_NO_TIMESTAMP: i64 = i64::MIN;
 
 /// One user's interactions, oldest first, and the KV cache of the user's last prompt,
 /// which `patchrec_recommend` reuses so that a query after an append prefills only what
-/// changed (results are the same as without it). Not synchronised: appending, clearing and
+/// changed (the same ranking as without it, scores equal to float rounding; the same
+/// query asked twice gets a bit-identical answer). Not synchronised: appending, clearing and
 /// `patchrec_recommend` need exclusive access; `const` reads may run concurrently. Holds
 /// only item ids and its cache (dropped when used with another catalogue), so it may
 /// outlive the catalogue it was built with.

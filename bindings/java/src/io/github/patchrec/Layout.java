@@ -14,7 +14,13 @@ public enum Layout {
      * the prompt's end, so a query after it prefills little (the user keeps its prompt's KV). Needs
      * K &gt;= L.
      */
-    STREAM_S(3);
+    STREAM_S(3),
+    /**
+     * Adaptive: per user, the layout with the most history as text (vanilla, else PFT-I with the largest
+     * M, else PFT-S with the largest L) whose whole prompt fits in {@code param} positions; when none
+     * fits, the smallest prompt.
+     */
+    BUDGET(4);
 
     final int code;
 

@@ -92,6 +92,9 @@ final class LibPatchrec {
 
     static native int patchrec_model_options_set_device(Pointer options, byte[] device, PointerByReference error);
 
+    static native int patchrec_model_options_set_quantization(
+            Pointer options, byte[] quantization, PointerByReference error);
+
     static native void patchrec_model_options_free(Pointer options);
 
     static native Pointer patchrec_query_options_new();
@@ -108,6 +111,8 @@ final class LibPatchrec {
 
     static native int patchrec_query_options_set_exclude_history(
             Pointer options, byte excludeHistory, PointerByReference error);
+
+    static native int patchrec_query_options_set_exact(Pointer options, byte exact, PointerByReference error);
 
     static native void patchrec_query_options_free(Pointer options);
 

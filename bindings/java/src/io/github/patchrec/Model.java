@@ -30,12 +30,24 @@ public final class Model extends NativeHandle {
      * {@link Status#INVALID_ARGUMENT}.
      */
     public static Model load(Path checkpointDir, String device) {
+        return load(checkpointDir, device, "");
+    }
+
+    /**
+     * {@link #load(Path, String)} serving from quantized weights: {@code quantization} is
+     * {@code "q8_0"}, {@code "q4_0"}, or {@code ""} for the checkpoint's f32 weights (an unknown
+     * name is {@link Status#INVALID_ARGUMENT}). Scores change slightly; such a model cannot be
+     * trained.
+     */
+    public static Model load(Path checkpointDir, String device, String quantization) {
         requireAbi();
         byte[] dir = cString("checkpoint_dir", checkpointDir.toString());
         byte[] deviceName = cString("device", device);
+        byte[] quantizationName = cString("quantization", quantization);
         Pointer options = patchrec_model_options_new();
         try {
             check(error -> patchrec_model_options_set_device(options, deviceName, error));
+            check(error -> patchrec_model_options_set_quantization(options, quantizationName, error));
             PointerByReference model = new PointerByReference();
             check(error -> patchrec_model_load(dir, options, model, error));
             return new Model(model.getValue());

@@ -55,4 +55,14 @@ public final class QueryOptions extends NativeHandle {
         call((options, error) -> patchrec_query_options_set_exclude_history(options, flag, error));
         return this;
     }
+
+    /**
+     * Whether to rank the whole catalogue exactly instead of by beam search, so no beam can miss the
+     * best item (the beam width is then unused); slower on large catalogues. Default false.
+     */
+    public QueryOptions exact(boolean exact) {
+        byte flag = (byte) (exact ? 1 : 0);
+        call((options, error) -> patchrec_query_options_set_exact(options, flag, error));
+        return this;
+    }
 }

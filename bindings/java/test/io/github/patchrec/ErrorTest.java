@@ -15,6 +15,8 @@ class ErrorTest {
         assertFails(Status.INVALID_ARGUMENT, "tpu", () -> Model.load(Fixture.checkpoint(), "tpu"));
         assertFails(Status.INVALID_UTF8, "device", () -> Model.load(Fixture.checkpoint(), "cpu\uD800"));
         Model.load(Fixture.checkpoint(), "cpu").close();
+        assertFails(Status.INVALID_ARGUMENT, "q5_k", () -> Model.load(Fixture.checkpoint(), "cpu", "q5_k"));
+        Model.load(Fixture.checkpoint(), "cpu", "q8_0").close();
     }
 
     @Test

@@ -78,6 +78,23 @@ class RecommendTest {
         }
     }
 
+    /** Exact ranking equals a beam as wide as the catalogue, whatever beam width is set. */
+    @Test
+    void exactRankingEqualsAFullWidthBeam() {
+        try (Fixture fixture = new Fixture();
+                QueryOptions exact = new QueryOptions().k(5).beamWidth(1).exact(true);
+                QueryOptions wide = new QueryOptions().k(5).beamWidth(fixture.catalog.size())) {
+            User user = fixture.user(Fixture.QUERY_HISTORY);
+            List<Recommendation> got = fixture.catalog.recommend(user, exact);
+            List<Recommendation> want = fixture.catalog.recommend(user, wide);
+            assertEquals(want.size(), got.size());
+            for (int r = 0; r < want.size(); r++) {
+                assertEquals(want.get(r).itemId(), got.get(r).itemId(), "rank " + (r + 1));
+                assertEquals(want.get(r).score(), got.get(r).score(), 1e-4f);
+            }
+        }
+    }
+
     @Test
     void nullOptionsMeanTheDefaults() {
         try (Fixture fixture = new Fixture();
