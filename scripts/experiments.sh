@@ -8,10 +8,12 @@
 #
 # PART is `direct` (SFT, PFT-I, PFT-S from the shared start), `ppt` (PPT, then PFT-I and
 # PFT-S from it), `eval` (valid and test scores of every finished run, and popularity),
-# `all`, or `smollm2` (SmolLM2-135M-Instruct: zero-shot vanilla, then PFT-I fine-tuning of
+# `all`, `serving` (on valid, the serving options' HR@20: exact ranking vs beam search,
+# stream-aligned vs tail-aligned PFT-S, Q8_0 weights, and the adaptive layout's budget
+# sweep; SERVING_SAMPLES samples, default all), or `smollm2` (SmolLM2-135M-Instruct: zero-shot vanilla, then PFT-I fine-tuning of
 # SMOLLM2_SAMPLES samples (default 400) in SMOLLM2_STEPS steps (default 50), scored on
-# SMOLLM2_EVAL_USERS test users (default 200)). EVAL_USERS=N scores a seeded choice of N
-# users per split instead of all (ml-1m: the CPU cannot score 6,000 users per run). `direct` and `ppt` are independent: on 2 cores run them side by side, each
+# SMOLLM2_EVAL_SAMPLES test samples (default 100)). EVAL_SAMPLES=N scores a seeded choice
+# of N samples per split instead of all (ml-1m: the CPU cannot score 6,000 per run). `direct` and `ppt` are independent: on 2 cores run them side by side, each
 # single-threaded (RAYON_NUM_THREADS=1 gave 2,097 tokens/s against 2,634 for one
 # two-threaded run). Output: $PATCHREC_EXPERIMENTS/<dataset>/ (default
 # ~/.cache/patchrec/experiments; configs, checkpoints, metrics, eval reports,
@@ -36,8 +38,8 @@ cargo build --release --quiet
 bin="$root/target/release/patchrec"
 
 eval_users=()
-if [ -n "${EVAL_USERS:-}" ]; then
-  eval_users=(--max-users "$EVAL_USERS")
+if [ -n "${EVAL_SAMPLES:-}" ]; then
+  eval_users=(--max-samples "$EVAL_SAMPLES")
 fi
 
 # One shared from-scratch start, so every run has the same tokenizer and initial weights.
@@ -110,10 +112,10 @@ if [ "$part" = smollm2 ]; then
   if [ ! -f "$smol/base/patchrec.json" ]; then
     "$bin" convert --from-gguf "$("$root/scripts/fetch-smollm2.sh")" --out "$smol/base"
   fi
-  users="${SMOLLM2_EVAL_USERS:-200}"
+  samples="${SMOLLM2_EVAL_SAMPLES:-100}"
   # Zero-shot: the pretrained model, the paper's vanilla prompt.
   "$bin" eval --checkpoint "$smol/base" --data "$data" --split test --layout vanilla \
-    --max-users "$users" --out "$smol/eval-test-zero-shot.json" --name smollm2-zero-shot
+    --max-samples "$samples" --out "$smol/eval-test-zero-shot.json" --name smollm2-zero-shot
   cat > "$smol/config.toml" <<TOML
 out = "$smol/run"
 data = "$data"
@@ -138,9 +140,44 @@ TOML
   "$bin" train "$smol/config.toml" --resume
   echo "smollm2-pfti5: trained in $((SECONDS - started)) s" >> "$exp/timings.txt"
   "$bin" eval --checkpoint "$smol/run/01-pft-i5" --data "$data" --split test --layout pft-i:5 \
-    --max-users "$users" --out "$smol/eval-test-pft-i5.json" --name smollm2-pfti5
-  "$bin" eval --popularity --data "$data" --split test --max-users "$users" --name popularity \
+    --max-samples "$samples" --out "$smol/eval-test-pft-i5.json" --name smollm2-pfti5
+  "$bin" eval --popularity --data "$data" --split test --max-samples "$samples" --name popularity \
     --out "$smol/eval-test-popularity.json"
+  exit 0
+fi
+if [ "$part" = serving ]; then
+  out="$exp/serving"
+  mkdir -p "$out"
+  serving_users=()
+  if [ -n "${SERVING_SAMPLES:-}" ]; then
+    serving_users=(--max-samples "$SERVING_SAMPLES")
+  fi
+  # serve NAME RUN LAYOUT [eval options...]: one valid-split evaluation into $out.
+  serve() {
+    local name=$1 run=$2 layout=$3
+    shift 3
+    local ckpt
+    ckpt="$(ls -d "$exp/$run"/run/01-* 2>/dev/null | grep -v resume | head -n 1 || true)"
+    [ -n "$ckpt" ] || { echo "serving: $run is not trained yet" >&2; return; }
+    "$bin" eval --checkpoint "$ckpt" --data "$data" --split valid --layout "$layout" \
+      "${serving_users[@]}" --out "$out/$name.json" --name "$name" "$@" | tail -n 2 | head -n 1
+  }
+  {
+    echo "| run | HR@10 | HR@20 | NDCG@10 | NDCG@20 | CR |"
+    echo "|---|---|---|---|---|---|"
+    serve sft-beam sft vanilla
+    serve sft-exact sft vanilla --exact
+    serve sft-q8_0 sft vanilla --quantize q8_0
+    serve pfts5-tail pfts5 pft-s:5
+    serve pfts5-stream pfts5 stream-s:5
+    serve pfts20-tail pfts20 pft-s:20
+    serve pfts20-stream pfts20 stream-s:20
+    serve ppt-vanilla ppt vanilla
+    for budget in 300 200 150 120 100; do
+      serve "ppt-budget$budget" ppt "budget:$budget"
+    done
+  } > "$out/results-valid.md"
+  cat "$out/results-valid.md"
   exit 0
 fi
 [ "$part" = eval ] || [ "$part" = all ] || exit 0

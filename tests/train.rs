@@ -209,6 +209,20 @@ checkpoint_every = 2
         weights(&final_b),
         "resumed weights differ"
     );
+    // The stages' position counts survive the resumes.
+    let positions = |dir: &std::path::Path| -> Vec<u64> {
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("patchrec.json")).unwrap())
+                .unwrap();
+        meta["training"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["positions"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(positions(&final_a), positions(&final_b));
+    assert!(positions(&final_a).iter().all(|&p| p > 0));
     // Not resuming into a used folder is refused.
     assert!(train(&cfg_b, &quiet, &mut |_| Control::Continue).is_err());
     let meta = std::fs::read_to_string(final_b.join("patchrec.json")).unwrap();

@@ -184,6 +184,13 @@ enum StageEnd {
 struct TrainerState {
     step: u64,
     total_steps: u64,
+    /// Positions (tokens and patches) processed and seconds spent in the steps so far,
+    /// kept across resumes so the stage's totals are the whole run's (0 in states written
+    /// before these were recorded).
+    #[serde(default)]
+    positions: u64,
+    #[serde(default)]
+    seconds: f64,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -211,6 +218,7 @@ fn run_stage(
         },
     )?;
     let mut step = 0;
+    let (mut total_positions, mut seconds_before) = (0u64, 0f64);
     if resuming {
         opt.load(resume_dir)?;
         let path = resume_dir.join("trainer.json");
@@ -218,6 +226,7 @@ fn run_stage(
         let state: TrainerState = serde_json::from_str(&text)
             .map_err(|e| Error::format(&path, format!("malformed: {e}")))?;
         step = state.step;
+        (total_positions, seconds_before) = (state.positions, state.seconds);
     }
 
     let model = Arc::new(model);
@@ -336,6 +345,7 @@ fn run_stage(
             grad_norm,
             tokens_per_second: positions as f64 / step_started.elapsed().as_secs_f64(),
         };
+        total_positions += positions as u64;
         reporter.step(&progress)?;
         let control = on_progress(&progress);
         stop_requested = control == Control::Stop;
@@ -344,6 +354,8 @@ fn run_stage(
             let state = TrainerState {
                 step,
                 total_steps: total,
+                positions: total_positions,
+                seconds: seconds_before + started.elapsed().as_secs_f64(),
             };
             model.save_with(resume_dir, |dir| {
                 opt.save(dir)?;
@@ -373,7 +385,9 @@ fn run_stage(
         "batch_size": stage.batch_size,
         "learning_rate": stage.learning_rate,
         "final_loss": last_loss,
-        "wall_seconds": started.elapsed().as_secs_f64(),
+        // Over the whole stage, resumes included (when its resume state recorded them).
+        "wall_seconds": seconds_before + started.elapsed().as_secs_f64(),
+        "positions": total_positions,
     }));
     if stage.kind != super::config::StageKind::Ppt {
         model.meta_mut().layout.layout = layout;
