@@ -22,6 +22,7 @@ pub mod init;
 pub mod model;
 pub mod prompt;
 pub mod query;
+pub mod serve;
 pub mod text;
 pub mod train;
 

@@ -1,12 +1,15 @@
 //! The serving entry point: a user's history and a catalogue in, ranked items out.
 
 use crate::catalog::Catalog;
-use crate::decode::{prefill, search_prefilled, SearchOptions};
+use std::sync::Arc;
+
+use crate::catalog::CatalogSnapshot;
+use crate::decode::{prefill, search_prefilled, Prefilled, Scored, SearchOptions};
 use crate::error::{Error, Result};
 use crate::history::{
     compression_ratio, history_positions, segments, Layout, LayoutConfig, UserHistory,
 };
-use crate::prompt::{build_prompt, fixed_positions, PromptCache};
+use crate::prompt::{build_prompt, fixed_positions, Prompt, PromptCache};
 
 #[derive(Debug, Clone)]
 pub struct QueryOptions {
@@ -101,12 +104,18 @@ pub fn recommend_cached(
     run_query(catalog, user, opts, Some(cache))
 }
 
-fn run_query(
+/// A query made ready for decoding: its catalogue snapshot, prompt and search options.
+pub(crate) struct PreparedQuery {
+    pub snap: Arc<CatalogSnapshot>,
+    pub prompt: Prompt,
+    pub search: SearchOptions,
+}
+
+pub(crate) fn prepare(
     catalog: &Catalog,
     user: &UserHistory,
     opts: &QueryOptions,
-    cache: Option<&mut PromptCache>,
-) -> Result<QueryResult> {
+) -> Result<PreparedQuery> {
     if opts.k == 0 {
         return Err(Error::invalid("k must be at least 1"));
     }
@@ -132,22 +141,49 @@ fn run_query(
         exclude,
         exact: opts.exact,
     };
-    let prefilled = match cache {
-        Some(cache) => cache.prefill(catalog, &prompt)?,
-        None => prefill(model, &prompt)?,
-    };
-    let (ranked, _steps) = search_prefilled(model, &snap, &prefilled, &search)?;
-    Ok(QueryResult {
+    Ok(PreparedQuery {
+        snap,
+        prompt,
+        search,
+    })
+}
+
+/// Prefills the prepared prompt, through the user's cache when there is one.
+pub(crate) fn prefill_prepared(
+    catalog: &Catalog,
+    q: &PreparedQuery,
+    cache: Option<&mut PromptCache>,
+) -> Result<Prefilled> {
+    match cache {
+        Some(cache) => cache.prefill(catalog, &q.prompt),
+        None => prefill(catalog.model(), &q.prompt),
+    }
+}
+
+pub(crate) fn into_result(q: &PreparedQuery, ranked: Vec<Scored>) -> QueryResult {
+    QueryResult {
         items: ranked
             .into_iter()
             .map(|s| Recommendation {
-                item_id: snap.item(s.index).id,
+                item_id: q.snap.item(s.index).id,
                 score: s.score,
             })
             .collect(),
-        prompt_len: prompt.len,
-        history_items: prompt.history_items,
-        compression_ratio: prompt.compression_ratio,
-        layout: prompt.layout,
-    })
+        prompt_len: q.prompt.len,
+        history_items: q.prompt.history_items,
+        compression_ratio: q.prompt.compression_ratio,
+        layout: q.prompt.layout,
+    }
+}
+
+fn run_query(
+    catalog: &Catalog,
+    user: &UserHistory,
+    opts: &QueryOptions,
+    cache: Option<&mut PromptCache>,
+) -> Result<QueryResult> {
+    let q = prepare(catalog, user, opts)?;
+    let prefilled = prefill_prepared(catalog, &q, cache)?;
+    let (ranked, _steps) = search_prefilled(catalog.model(), &q.snap, &prefilled, &q.search)?;
+    Ok(into_result(&q, ranked))
 }

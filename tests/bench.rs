@@ -24,7 +24,9 @@ fn the_serving_benchmark_reports_every_layout_and_length() {
         seed: 1,
         callers: 2,
         exact: false,
+        batched: false,
     };
+    let cat = std::sync::Arc::new(cat);
     let report = run_serving_bench(&cat, &opts).unwrap();
     assert_eq!(report.rows.len(), 6);
     assert!(report.matmul_gflops > 0.0);
@@ -50,4 +52,27 @@ fn the_serving_benchmark_reports_every_layout_and_length() {
         stream8.append_prefilled + 4.0 < stream8.prompt_positions,
         "{stream8:?}"
     );
+}
+
+#[test]
+fn the_batched_benchmark_runs_concurrent_callers_through_the_worker() {
+    let items = common::titles(20);
+    let model = common::tiny_model(20);
+    let cat = std::sync::Arc::new(common::catalog(&model, &items));
+    let opts = BenchOptions {
+        layouts: vec![Layout::StreamS { l: 2 }],
+        history_lengths: vec![6],
+        users: 4,
+        k: 5,
+        beam_width: 5,
+        seed: 1,
+        callers: 2,
+        exact: false,
+        batched: true,
+    };
+    let report = run_serving_bench(&cat, &opts).unwrap();
+    let r = &report.rows[0];
+    assert!(r.total.p50_ms > 0.0 && r.queries_per_second > 0.0, "{r:?}");
+    assert!(r.append_prefilled < r.prompt_positions, "{r:?}");
+    assert!(report.markdown().contains("| stream-s:2 | 6 |"));
 }

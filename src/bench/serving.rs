@@ -4,6 +4,7 @@
 //! the time of append + query for a user whose prompt KV is cached (the serving pattern);
 //! optionally with several callers at once.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
@@ -13,9 +14,11 @@ use super::matmul::matmul_gflops;
 use crate::catalog::Catalog;
 use crate::decode::{beam_search_timed, search_prefilled, SearchOptions};
 use crate::error::{Error, Result};
-use crate::history::Layout;
+use crate::history::{Interaction, Layout, LayoutConfig, UserHistory};
 use crate::model::Model;
 use crate::prompt::{build_prompt, PromptCache};
+use crate::query::QueryOptions;
+use crate::serve::{Batcher, BatcherConfig};
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -31,9 +34,21 @@ pub struct BenchOptions {
     pub callers: usize,
     /// Exact catalogue ranking instead of beam search.
     pub exact: bool,
+    /// Decode through the batching worker (`serve::Batcher`), so concurrent callers share
+    /// forward passes.
+    pub batched: bool,
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
+
+/// A table cell in milliseconds; `-` where not measured (batched decoding).
+fn ms(v: f64) -> String {
+    if v.is_nan() {
+        "-".into()
+    } else {
+        format!("{v:.1} ms")
+    }
+}
 
 /// Median and 95th percentile, in milliseconds.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -161,7 +176,63 @@ fn measure_user(
     })
 }
 
-pub fn run_serving_bench(catalog: &Catalog, opts: &BenchOptions) -> Result<BenchReport> {
+/// [`measure_user`] through the batching worker: whole-query times only (prefill and
+/// decode overlap other callers' work there).
+fn measure_user_batched(
+    catalog: &Catalog,
+    batcher: &Batcher,
+    history: &[u64],
+    layout: Layout,
+    search: &SearchOptions,
+) -> Result<Sample> {
+    let opts = QueryOptions {
+        k: search.k,
+        beam_width: search.beam_width,
+        layout: Some(LayoutConfig {
+            layout,
+            max_items: history.len(),
+        }),
+        exclude_history: false,
+        exact: search.exact,
+    };
+    let user_of = |ids: &[u64]| -> Result<UserHistory> {
+        let mut user = UserHistory::new();
+        let interactions: Vec<Interaction> = ids
+            .iter()
+            .map(|&item_id| Interaction {
+                item_id,
+                timestamp: None,
+            })
+            .collect();
+        catalog.append(&mut user, &interactions)?;
+        Ok(user)
+    };
+    let full = user_of(history)?;
+    let started = Instant::now();
+    let fresh = batcher.recommend(&full, &opts)?;
+    let total = started.elapsed().as_secs_f64();
+    let mut cache = PromptCache::new();
+    batcher.recommend_cached(&user_of(&history[..history.len() - 1])?, &mut cache, &opts)?;
+    let started = Instant::now();
+    batcher.recommend_cached(&full, &mut cache, &opts)?;
+    let append_query = started.elapsed().as_secs_f64();
+    let model = catalog.model();
+    let head = model.head_ids().len();
+    Ok(Sample {
+        total,
+        prefill: f64::NAN,
+        decode: f64::NAN,
+        steps: 0,
+        positions: fresh.prompt_len,
+        cr: fresh.compression_ratio,
+        flops: prefill_flops(model, fresh.prompt_len - head, head),
+        append_query,
+        append_computed: cache.last_reuse().computed,
+        cache_bytes: cache.memory_bytes(),
+    })
+}
+
+pub fn run_serving_bench(catalog: &Arc<Catalog>, opts: &BenchOptions) -> Result<BenchReport> {
     let model = catalog.model();
     let snap = catalog.snapshot();
     if snap.is_empty() {
@@ -185,6 +256,11 @@ pub fn run_serving_bench(catalog: &Catalog, opts: &BenchOptions) -> Result<Bench
         exact: opts.exact,
     };
     let callers = opts.callers.max(1);
+    let batcher = if opts.batched {
+        Some(Batcher::new(catalog.clone(), BatcherConfig::default())?)
+    } else {
+        None
+    };
     let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
     let ids: Vec<u64> = snap.items().map(|i| i.id).collect();
     let mut rows = Vec::new();
@@ -199,20 +275,24 @@ pub fn run_serving_bench(catalog: &Catalog, opts: &BenchOptions) -> Result<Bench
             .collect();
         for &layout in &opts.layouts {
             // Warm-up: the head cache and allocator pools.
-            measure_user(catalog, &users[0], layout, &search)?;
+            let measure = |h: &[u64]| match &batcher {
+                Some(b) => measure_user_batched(catalog, b, h, layout, &search),
+                None => measure_user(catalog, h, layout, &search),
+            };
+            measure(&users[0])?;
             // `callers` threads share the model and catalogue, each measuring its share
             // of the users, as concurrent requests to one service would.
             let started = Instant::now();
             let samples: Vec<Sample> = std::thread::scope(|scope| {
                 let workers: Vec<_> = (0..callers)
                     .map(|c| {
-                        let (users, search) = (&users, &search);
+                        let (users, measure) = (&users, &measure);
                         scope.spawn(move || {
                             users
                                 .iter()
                                 .skip(c)
                                 .step_by(callers)
-                                .map(|h| measure_user(catalog, h, layout, search))
+                                .map(|h| measure(h))
                                 .collect::<Result<Vec<_>>>()
                         })
                     })
@@ -270,15 +350,15 @@ impl BenchReport {
         );
         for r in &self.rows {
             s.push_str(&format!(
-                "| {} | {} | {:.0} | {:.2} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} | {:.1} | {:.0} % | {:.1} ms | {:.0} | {:.2} | {:.2} MiB |\n",
+                "| {} | {} | {:.0} | {:.2} | {:.1} ms | {:.1} ms | {} | {} | {:.1} | {:.1} | {:.0} % | {:.1} ms | {:.0} | {:.2} | {:.2} MiB |\n",
                 r.layout,
                 r.history,
                 r.prompt_positions,
                 r.compression_ratio,
                 r.total.p50_ms,
                 r.total.p95_ms,
-                r.prefill.p50_ms,
-                r.decode.p50_ms,
+                ms(r.prefill.p50_ms),
+                ms(r.decode.p50_ms),
                 r.decode_steps,
                 r.prefill_gflops,
                 100.0 * r.prefill_gflops / self.matmul_gflops,

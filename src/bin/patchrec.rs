@@ -140,6 +140,9 @@ enum Command {
         /// Serve from quantized weights: q8_0 or q4_0
         #[arg(long)]
         quantize: Option<String>,
+        /// Decode through the batching worker, so concurrent callers share forward passes
+        #[arg(long)]
+        batched: bool,
         /// Write the report as JSON here
         #[arg(long)]
         out: Option<PathBuf>,
@@ -393,13 +396,14 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             callers,
             exact,
             quantize,
+            batched,
             out,
         } => {
             let rss = || patchrec::bench::resident_bytes().unwrap_or(0);
             let before = rss();
             let model = Arc::new(Model::load(&checkpoint, &model_options(None, &quantize)?)?);
             let loaded = rss();
-            let catalog = Catalog::new(model)?;
+            let catalog = Arc::new(Catalog::new(model)?);
             let entries = read_items_tsv(&items)?;
             catalog.add_batch(&entries)?;
             let memory = patchrec::bench::MemoryReport {
@@ -419,6 +423,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
                 seed: 42,
                 callers,
                 exact,
+                batched,
             };
             let mut report = patchrec::bench::run_serving_bench(&catalog, &opts)?;
             report.memory = Some(memory);

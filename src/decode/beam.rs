@@ -9,14 +9,14 @@
 //! answer-end token): exactly the teacher-forced log-probability of the answer, so that
 //! with a beam at least as wide as the catalogue the ranking is exact.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use candle_core::{Tensor, D};
 
 use crate::catalog::trie::ROOT;
 use crate::catalog::CatalogSnapshot;
 use crate::error::{Error, Result};
-use crate::model::{KvCache, Model};
+use crate::model::{KvCache, Llama, Model};
 use crate::prompt::Prompt;
 
 #[derive(Debug, Clone)]
@@ -133,66 +133,130 @@ pub fn search_prefilled(
     prefilled: &Prefilled,
     opts: &SearchOptions,
 ) -> Result<(Vec<Scored>, usize)> {
-    if opts.k == 0 {
-        return Err(Error::invalid("k must be at least 1"));
+    let llama = model.llama();
+    let mut state = BeamState::new(model, catalog, opts)?;
+    let mut logp = vec![prefilled.logp.clone()];
+    let mut beam_cache = llama.new_cache();
+    // Advance all live beams in one forward pass over the shared prompt cache.
+    while let Some(step) = state.advance(catalog, &logp) {
+        step.reorder(&mut beam_cache, llama)?;
+        let embeds = llama.embed_ids(&step.tokens)?.unsqueeze(1)?; // [beams, 1, hidden]
+        let hidden = llama.forward(&embeds, Some(&prefilled.cache), &mut beam_cache)?;
+        logp = log_softmax_rows(&llama.logits(&hidden)?)?;
     }
-    let mut steps = 0;
-    let trie = catalog.trie();
-    let answer_end = model.special().answer_end;
-    // Excluded items are removed from the subtree counts, so no beam is spent on a
-    // branch that can only end in excluded items.
-    let mut removed: HashMap<u32, u32> = HashMap::new();
-    let mut excluded = std::collections::HashSet::new();
-    for &idx in &opts.exclude {
-        if !excluded.insert(idx) || idx as usize >= catalog.len() {
-            continue;
+    let steps = state.steps();
+    Ok((state.into_results(), steps))
+}
+
+/// The next forward pass a search asks for: one row per live beam, the token it appends and
+/// the row of the previous step it continues.
+pub struct BeamStep {
+    pub parents: Vec<u32>,
+    pub tokens: Vec<u32>,
+}
+
+impl BeamStep {
+    /// Reorders a beam cache from the previous step's rows to this step's parents.
+    pub fn reorder(&self, cache: &mut KvCache, llama: &Llama) -> Result<()> {
+        if !cache.is_empty() {
+            cache.select_rows(&Tensor::new(self.parents.as_slice(), llama.device())?)?;
         }
-        let item = catalog.item(idx);
-        let mut path = item.tokens.clone();
-        path.push(answer_end);
-        if let Some(nodes) = trie.walk(&path) {
-            *removed.entry(ROOT).or_default() += 1;
-            for n in nodes {
-                *removed.entry(n).or_default() += 1;
+        Ok(())
+    }
+}
+
+/// One constrained search, advanced a step at a time by whoever runs the forward passes:
+/// [`search_prefilled`] for one query, the batching worker for many at once.
+pub struct BeamState {
+    k: usize,
+    width: usize,
+    exact: bool,
+    answer_end: u32,
+    /// Excluded items removed from each node's subtree count, so no beam is spent on a
+    /// branch that can only end in excluded items.
+    removed: HashMap<u32, u32>,
+    excluded: HashSet<u32>,
+    beams: Vec<Beam>,
+    finished: Vec<Scored>,
+    steps: usize,
+    done: bool,
+}
+
+impl BeamState {
+    pub fn new(model: &Model, catalog: &CatalogSnapshot, opts: &SearchOptions) -> Result<Self> {
+        if opts.k == 0 {
+            return Err(Error::invalid("k must be at least 1"));
+        }
+        let trie = catalog.trie();
+        let answer_end = model.special().answer_end;
+        let mut removed: HashMap<u32, u32> = HashMap::new();
+        let mut excluded = HashSet::new();
+        for &idx in &opts.exclude {
+            if !excluded.insert(idx) || idx as usize >= catalog.len() {
+                continue;
+            }
+            let mut path = catalog.item(idx).tokens.clone();
+            path.push(answer_end);
+            if let Some(nodes) = trie.walk(&path) {
+                *removed.entry(ROOT).or_default() += 1;
+                for n in nodes {
+                    *removed.entry(n).or_default() += 1;
+                }
             }
         }
+        let mut state = BeamState {
+            k: opts.k,
+            width: 0,
+            exact: opts.exact,
+            answer_end,
+            removed,
+            excluded,
+            beams: vec![Beam {
+                node: ROOT,
+                score: 0.0,
+            }],
+            finished: Vec::new(),
+            steps: 0,
+            done: false,
+        };
+        let available = state.available(catalog, ROOT) as usize;
+        state.done = available == 0;
+        // Exact: as many hypotheses as there are items, so none is ever dropped for width.
+        state.width = if opts.exact {
+            available
+        } else {
+            opts.beam_width.max(opts.k)
+        };
+        Ok(state)
     }
-    let available = |node: u32| trie.count(node) - removed.get(&node).copied().unwrap_or(0);
-    if available(ROOT) == 0 {
-        return Ok((Vec::new(), 0));
+
+    fn available(&self, catalog: &CatalogSnapshot, node: u32) -> u32 {
+        catalog.trie().count(node) - self.removed.get(&node).copied().unwrap_or(0)
     }
-    // Exact: as many hypotheses as there are items, so none is ever dropped for width.
-    let width = if opts.exact {
-        available(ROOT) as usize
-    } else {
-        opts.beam_width.max(opts.k)
-    };
 
-    let llama = model.llama();
-    let prompt_cache = &prefilled.cache;
-    let mut logp = vec![prefilled.logp.clone()];
-
-    let mut beams = vec![Beam {
-        node: ROOT,
-        score: 0.0,
-    }];
-    let mut beam_cache = llama.new_cache();
-    let mut finished: Vec<Scored> = Vec::new();
-    loop {
+    /// Takes the log-probabilities `logp` (one row per live beam, in the order of the
+    /// last step's tokens; the prompt's single row first) and returns the next step, or
+    /// `None` once the top k are final.
+    pub fn advance(&mut self, catalog: &CatalogSnapshot, logp: &[Vec<f32>]) -> Option<BeamStep> {
+        if self.done {
+            return None;
+        }
+        let trie = catalog.trie();
+        let (k, width) = (self.k, self.width);
         // Exact search drops what cannot reach the top k: a title's log-probability only
         // falls as it grows, so a prefix already below the k-th finished score stays below
         // (ties are kept, as the order among equal scores goes by index).
-        let bound = if opts.exact && finished.len() >= opts.k {
-            finished[opts.k - 1].score
+        let bound = if self.exact && self.finished.len() >= k {
+            self.finished[k - 1].score
         } else {
             f32::NEG_INFINITY
         };
         // Every allowed extension of every live beam.
         let mut cands: Vec<(f32, usize, u32, u32)> = Vec::new();
-        for (b, beam) in beams.iter().enumerate() {
+        for (b, beam) in self.beams.iter().enumerate() {
             for &(tok, child) in trie.children(beam.node) {
                 let score = beam.score + logp[b][tok as usize];
-                if available(child) > 0 && score >= bound {
+                if self.available(catalog, child) > 0 && score >= bound {
                     cands.push((score, b, tok, child));
                 }
             }
@@ -200,13 +264,13 @@ pub fn search_prefilled(
         cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.2.cmp(&b.2)).then(a.1.cmp(&b.1)));
         let mut next: Vec<(Beam, usize, u32)> = Vec::new();
         for (rank, &(score, parent, tok, child)) in cands.iter().enumerate() {
-            if tok == answer_end {
+            if tok == self.answer_end {
                 // As in Hugging Face's beam search: a hypothesis finishes only if it
                 // ranks among the top `width` candidates.
                 if rank < width {
                     for &idx in trie.items(child) {
-                        if !excluded.contains(&idx) {
-                            finished.push(Scored { index: idx, score });
+                        if !self.excluded.contains(&idx) {
+                            self.finished.push(Scored { index: idx, score });
                         }
                     }
                 }
@@ -217,35 +281,42 @@ pub fn search_prefilled(
                 break;
             }
         }
-        finished.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
+        self.finished
+            .sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
         // Log-probabilities only fall as a title grows: once k are finished and no live
         // beam beats the k-th, nothing can change the top k.
         let best_live = next
             .iter()
             .map(|n| n.0.score)
             .fold(f32::NEG_INFINITY, f32::max);
-        if next.is_empty() || (finished.len() >= opts.k && best_live <= finished[opts.k - 1].score)
+        if next.is_empty() || (self.finished.len() >= k && best_live <= self.finished[k - 1].score)
         {
-            break;
+            self.done = true;
+            return None;
         }
-        // Advance all live beams in one forward pass over the shared prompt cache.
-        let parents: Vec<u32> = next.iter().map(|n| n.1 as u32).collect();
-        let tokens: Vec<u32> = next.iter().map(|n| n.2).collect();
-        if !beam_cache.is_empty() {
-            beam_cache.select_rows(&Tensor::new(parents.as_slice(), llama.device())?)?;
-        }
-        let embeds = llama.embed_ids(&tokens)?.unsqueeze(1)?; // [beams, 1, hidden]
-        let hidden = llama.forward(&embeds, Some(prompt_cache), &mut beam_cache)?;
-        logp = log_softmax_rows(&llama.logits(&hidden)?)?;
-        steps += 1;
-        beams = next.into_iter().map(|n| n.0).collect();
+        self.steps += 1;
+        let step = BeamStep {
+            parents: next.iter().map(|n| n.1 as u32).collect(),
+            tokens: next.iter().map(|n| n.2).collect(),
+        };
+        self.beams = next.into_iter().map(|n| n.0).collect();
+        Some(step)
     }
-    finished.truncate(opts.k);
-    Ok((finished, steps))
+
+    /// Decode steps asked for so far.
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    /// The top k, best first.
+    pub fn into_results(mut self) -> Vec<Scored> {
+        self.finished.truncate(self.k);
+        self.finished
+    }
 }
 
 /// `[rows, 1, vocab]` logits -> per-row log-probabilities on the host.
-fn log_softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
+pub(crate) fn log_softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
     let l = logits.squeeze(1)?;
     let lp = candle_nn::ops::log_softmax(&l, D::Minus1)?;
     Ok(lp.to_vec2::<f32>()?)

@@ -3,6 +3,6 @@
 pub mod beam;
 
 pub use beam::{
-    beam_search, beam_search_timed, prefill, prefill_from, search_prefilled, Prefilled, Scored,
-    SearchOptions, SearchTiming,
+    beam_search, beam_search_timed, prefill, prefill_from, search_prefilled, BeamState, BeamStep,
+    Prefilled, Scored, SearchOptions, SearchTiming,
 };

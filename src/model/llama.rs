@@ -53,6 +53,14 @@ pub struct Llama {
     head_q: Option<QMatMul>,
 }
 
+/// One sequence group of [`Llama::forward_groups`]: `rows` sequences that continue the
+/// shared `prefix` (batch 1, e.g. a prompt) and their own `cache` (batch `rows`).
+pub struct DecodeGroup<'a> {
+    pub prefix: &'a KvCache,
+    pub cache: &'a mut KvCache,
+    pub rows: usize,
+}
+
 fn linear(w: Tensor) -> Proj {
     Proj::dense(w)
 }
@@ -260,7 +268,6 @@ impl Llama {
             self.cfg.num_kv_heads(),
             self.cfg.head_dim(),
         );
-        let rep = h / kvh;
         let q = attn.q.forward(x)?.reshape((b, t, h, hd))?.transpose(1, 2)?;
         let k = attn
             .k
@@ -273,7 +280,33 @@ impl Llama {
             .reshape((b, t, kvh, hd))?
             .transpose(1, 2)?
             .contiguous()?;
-        let q = self.rope.apply(&q, pos, self.differentiable)?;
+        let out = self.attend(layer, &q, k, v, pos, prefix, cache, mask)?;
+        attn.o.forward(&out)
+    }
+
+    /// Attention after the projections: `q` `[b, heads, t, hd]`, `k`, `v`
+    /// `[b, kv_heads, t, hd]` (before RoPE) at positions `pos..pos + t`; returns
+    /// `[b, t, heads * hd]` for the output projection.
+    #[allow(clippy::too_many_arguments)]
+    fn attend(
+        &self,
+        layer: usize,
+        q: &Tensor,
+        k: Tensor,
+        v: Tensor,
+        pos: usize,
+        prefix: Option<&KvCache>,
+        cache: &mut KvCache,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let (b, _, t, _) = q.dims4()?;
+        let (h, kvh, hd) = (
+            self.cfg.num_attention_heads,
+            self.cfg.num_kv_heads(),
+            self.cfg.head_dim(),
+        );
+        let rep = h / kvh;
+        let q = self.rope.apply(q, pos, self.differentiable)?;
         let k = self.rope.apply(&k, pos, self.differentiable)?;
         let (k, v) = cache.extend(layer, k, v)?;
 
@@ -303,11 +336,87 @@ impl Llama {
                 (weigh_shared(&p_pre, pv)? + p_own.matmul(&v)?)?
             }
         };
-        let out = out
+        Ok(out
             .reshape((b, h, t, hd))?
             .transpose(1, 2)?
-            .reshape((b, t, h * hd))?;
-        attn.o.forward(&out)
+            .reshape((b, t, h * hd))?)
+    }
+
+    /// One decode step for several independent sequences groups at once (concurrent
+    /// queries' beams): `embeds` `[rows, 1, hidden]`, the rows of `groups[0]` first. The
+    /// projections, MLPs and norms run once over all rows (the weights are read once per
+    /// step, not once per query); attention runs per group against its own prompt
+    /// (`prefix`) and beam cache. Returns the final-norm hidden states `[rows, 1, hidden]`.
+    pub fn forward_groups(&self, embeds: &Tensor, groups: &mut [DecodeGroup]) -> Result<Tensor> {
+        let (rows, len, _) = embeds.dims3()?;
+        let expected: usize = groups.iter().map(|g| g.rows).sum();
+        if len != 1 || rows != expected {
+            return Err(Error::invalid(format!(
+                "forward_groups: {rows} rows of {len} positions for groups of {expected} rows, 1 position"
+            )));
+        }
+        let (h, kvh, hd) = (
+            self.cfg.num_attention_heads,
+            self.cfg.num_kv_heads(),
+            self.cfg.head_dim(),
+        );
+        let positions: Vec<usize> = groups
+            .iter()
+            .map(|g| g.prefix.len() + g.cache.len())
+            .collect();
+        if let Some(&p) = positions.iter().max() {
+            if p + 1 > self.rope.max_positions() {
+                return Err(Error::invalid(format!(
+                    "sequence of {} positions exceeds the model's {}",
+                    p + 1,
+                    self.rope.max_positions()
+                )));
+            }
+        }
+        let mut x = embeds.clone();
+        for (i, block) in self.blocks.iter().enumerate() {
+            let hn = self.rms_norm(&x, &block.input_norm)?;
+            let (a, q_all, k_all, v_all) = (
+                &block.attn,
+                block.attn.q.forward(&hn)?,
+                block.attn.k.forward(&hn)?,
+                block.attn.v.forward(&hn)?,
+            );
+            let mut outs = Vec::with_capacity(groups.len());
+            let mut start = 0;
+            for (g, &pos) in groups.iter_mut().zip(&positions) {
+                let r = g.rows;
+                let q = q_all
+                    .narrow(0, start, r)?
+                    .reshape((r, 1, h, hd))?
+                    .transpose(1, 2)?;
+                let k = k_all
+                    .narrow(0, start, r)?
+                    .reshape((r, 1, kvh, hd))?
+                    .transpose(1, 2)?;
+                let v = v_all
+                    .narrow(0, start, r)?
+                    .reshape((r, 1, kvh, hd))?
+                    .transpose(1, 2)?
+                    .contiguous()?;
+                let prefix = Some(g.prefix).filter(|p| !p.is_empty());
+                outs.push(self.attend(i, &q, k, v, pos, prefix, g.cache, None)?);
+                start += r;
+            }
+            let att = a.o.forward(&Tensor::cat(&outs, 0)?)?;
+            x = (x + att)?;
+            let hn = self.rms_norm(&x, &block.post_norm)?;
+            let m = block.mlp.down.forward(
+                &(candle_nn::ops::silu(&block.mlp.gate.forward(&hn)?)?
+                    * block.mlp.up.forward(&hn)?)?,
+            )?;
+            x = (x + m)?;
+        }
+        for g in groups.iter_mut() {
+            let len = g.cache.len();
+            g.cache.set_len(len + 1);
+        }
+        self.rms_norm(&x, &self.norm)
     }
 
     /// Hugging Face-named tensors, for saving a checkpoint or training. A quantized model

@@ -14,6 +14,6 @@ pub mod weights;
 pub use checkpoint::{parse_device, Model, ModelOptions};
 pub use config::LlamaConfig;
 pub use kv_cache::KvCache;
-pub use llama::Llama;
+pub use llama::{DecodeGroup, Llama};
 pub use meta::PatchrecMeta;
 pub use proj::Quantization;

@@ -1,0 +1,122 @@
+//! The batching worker: concurrent queries decoded together rank exactly as when each
+//! runs alone (1e-4), and the worker really batches.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use patchrec::history::{Layout, LayoutConfig};
+use patchrec::serve::{Batcher, BatcherConfig};
+use patchrec::{recommend, Interaction, PromptCache, QueryOptions, QueryResult, UserHistory};
+
+fn assert_same(alone: &QueryResult, batched: &QueryResult, what: &str) {
+    let ids = |r: &QueryResult| r.items.iter().map(|i| i.item_id).collect::<Vec<_>>();
+    assert_eq!(ids(alone), ids(batched), "{what}");
+    for (a, b) in alone.items.iter().zip(&batched.items) {
+        assert!((a.score - b.score).abs() < 1e-4, "{what}: {a:?} vs {b:?}");
+    }
+}
+
+#[test]
+fn batched_queries_rank_as_single_ones() {
+    let items = common::titles(40);
+    let model = common::tiny_model(40);
+    let cat = Arc::new(common::catalog(&model, &items));
+    // A long wait, so the concurrent queries surely meet in one batch.
+    let batcher = Batcher::new(
+        cat.clone(),
+        BatcherConfig {
+            max_wait: Duration::from_millis(300),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let layouts = [
+        Layout::Vanilla,
+        Layout::PftI { m: 3 },
+        Layout::PftS { l: 2 },
+        Layout::StreamS { l: 3 },
+    ];
+    let queries: Vec<(UserHistory, QueryOptions)> = (0..8)
+        .map(|u| {
+            let mut user = UserHistory::new();
+            let history: Vec<Interaction> = (0..4 + 3 * u)
+                .map(|i| Interaction {
+                    item_id: items[(u * 7 + i * 3) % 40].0,
+                    timestamp: None,
+                })
+                .collect();
+            cat.append(&mut user, &history).unwrap();
+            let opts = QueryOptions {
+                k: 6,
+                beam_width: 4 + u,
+                layout: Some(LayoutConfig {
+                    layout: layouts[u % 4],
+                    max_items: 100,
+                }),
+                exclude_history: u % 3 == 0,
+                exact: u == 5,
+            };
+            (user, opts)
+        })
+        .collect();
+    let alone: Vec<QueryResult> = queries
+        .iter()
+        .map(|(u, o)| recommend(&cat, u, o).unwrap())
+        .collect();
+    let batched: Vec<QueryResult> = std::thread::scope(|s| {
+        let handles: Vec<_> = queries
+            .iter()
+            .map(|(u, o)| s.spawn(|| batcher.recommend(u, o).unwrap()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, (a, b)) in alone.iter().zip(&batched).enumerate() {
+        assert_same(a, b, &format!("query {i}"));
+    }
+    let stats = batcher.stats();
+    assert!(stats.widest_batch > 1, "never batched: {stats:?}");
+    assert!(stats.query_steps > stats.steps, "{stats:?}");
+
+    // With a user's prompt cache, through the worker, after an append.
+    let (user, opts) = &queries[3];
+    let mut cache = PromptCache::new();
+    batcher.recommend_cached(user, &mut cache, opts).unwrap();
+    let mut grown = user.clone();
+    cat.append(
+        &mut grown,
+        &[Interaction {
+            item_id: items[1].0,
+            timestamp: None,
+        }],
+    )
+    .unwrap();
+    let cached = batcher.recommend_cached(&grown, &mut cache, opts).unwrap();
+    assert!(cache.last_reuse().reused > 0);
+    assert_same(&recommend(&cat, &grown, opts).unwrap(), &cached, "cached");
+}
+
+#[test]
+fn errors_come_back_and_the_worker_shuts_down() {
+    let items = common::titles(10);
+    let model = common::tiny_model(10);
+    let cat = Arc::new(common::catalog(&model, &items));
+    let batcher = Batcher::new(cat.clone(), BatcherConfig::default()).unwrap();
+    let user = UserHistory::new();
+    let bad = QueryOptions {
+        k: 0,
+        ..Default::default()
+    };
+    assert!(batcher.recommend(&user, &bad).is_err());
+    assert!(batcher.recommend(&user, &QueryOptions::default()).is_ok());
+    assert!(Batcher::new(
+        cat,
+        BatcherConfig {
+            max_batch: 0,
+            ..Default::default()
+        }
+    )
+    .is_err());
+    drop(batcher); // joins the idle worker
+}
