@@ -321,6 +321,21 @@ patchrec_status_t patchrec_catalog_title(const struct patchrec_catalog_t *catalo
                                          struct patchrec_error_t **error);
 
 /**
+ * Decodes concurrent `patchrec_recommend` calls on this catalogue together: each caller
+ * still builds and prefills its own prompt, then one worker thread advances every
+ * waiting query's beams in one forward pass per step (the weights are read once per step
+ * for all of them). Results equal unbatched ones to float rounding. `max_batch` is the
+ * most queries per pass (0 turns batching off again); an idle worker waits up to
+ * `max_wait_us` microseconds for more queries before its first step, trading that much
+ * latency for fuller batches. Queries already running finish on the worker they started
+ * on. Internally synchronised.
+ */
+patchrec_status_t patchrec_catalog_set_batching(const struct patchrec_catalog_t *catalog,
+                                                size_t max_batch,
+                                                uint64_t max_wait_us,
+                                                struct patchrec_error_t **error);
+
+/**
  * Frees a catalogue; takes ownership of `catalog`. Users' histories stay valid (they hold
  * only ids). NULL is a no-op.
  */

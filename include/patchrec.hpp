@@ -5,6 +5,7 @@
 #ifndef PATCHREC_HPP
 #define PATCHREC_HPP
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -134,6 +135,14 @@ public:
     }
 
     std::size_t size() const noexcept { return patchrec_catalog_len(raw()); }
+
+    // Concurrent recommend() calls on this catalogue share decoding (one forward pass per
+    // step for all waiting queries); max_batch 0 turns it off. An idle worker waits up to
+    // max_wait for more queries before its first step.
+    void set_batching(std::size_t max_batch, std::chrono::microseconds max_wait) {
+        detail::call(patchrec_catalog_set_batching, raw(), max_batch,
+                     static_cast<std::uint64_t>(max_wait.count()));
+    }
 
     std::string title(std::uint64_t id) const {
         std::size_t len = 0;

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"time"
 	"unsafe"
 )
 
@@ -87,6 +88,29 @@ func (c *Catalog) AddItems(items []Item) error {
 	}
 	var cError *C.patchrec_error_t
 	status := C.patchrec_catalog_add_batch(c.ptr, firstOrNil(ids), firstOrNil(titles), C.size_t(len(items)), &cError)
+	return takeError(status, cError)
+}
+
+// SetBatching makes concurrent Recommend calls on this catalogue share decoding: each
+// caller still builds and prefills its own prompt, then one worker advances every waiting
+// query's beams in one forward pass per step. maxBatch is the most queries per pass (0
+// turns batching off); an idle worker waits up to maxWait for more queries before its
+// first step. Results equal unbatched ones to float rounding.
+func (c *Catalog) SetBatching(maxBatch int, maxWait time.Duration) error {
+	n, err := cSize("maxBatch", maxBatch)
+	if err != nil {
+		return err
+	}
+	if maxWait < 0 {
+		return fmt.Errorf("patchrec: maxWait %v is negative", maxWait)
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.ptr == nil {
+		return closedError("Catalog")
+	}
+	var cError *C.patchrec_error_t
+	status := C.patchrec_catalog_set_batching(c.ptr, n, C.uint64_t(maxWait.Microseconds()), &cError)
 	return takeError(status, cError)
 }
 

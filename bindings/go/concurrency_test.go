@@ -3,9 +3,11 @@ package patchrec_test
 import (
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"sync"
 	"testing"
+	"time"
 
 	patchrec "github.com/patchrec/patchrec/bindings/go"
 )
@@ -105,5 +107,62 @@ func TestCloseWhileQuerying(t *testing.T) {
 	close(failures)
 	for err := range failures {
 		t.Error(err)
+	}
+}
+
+// With batching on, concurrent queries share forward passes and still answer as alone.
+func TestBatchedConcurrentQueries(t *testing.T) {
+	const goroutines = 6
+	catalog := newCatalog(t)
+	options := newQueryOptions(t, 5)
+	histories := make([][]uint64, goroutines)
+	want := make([][]patchrec.Recommendation, goroutines)
+	for g := range histories {
+		histories[g] = []uint64{uint64(g + 2), uint64(g + 12), uint64(g + 22)}
+		top, err := catalog.Recommend(newUser(t, catalog, histories[g]...), options)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[g] = top
+	}
+	if err := catalog.SetBatching(8, 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	got := make([][]patchrec.Recommendation, goroutines)
+	errs := make([]error, goroutines)
+	var wg sync.WaitGroup
+	for g := range histories {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			user, err := patchrec.NewUser()
+			if err != nil {
+				errs[g] = err
+				return
+			}
+			defer user.Close()
+			if err := user.Append(catalog, histories[g]...); err != nil {
+				errs[g] = err
+				return
+			}
+			got[g], errs[g] = catalog.Recommend(user, options)
+		}(g)
+	}
+	wg.Wait()
+	for g := range histories {
+		if errs[g] != nil {
+			t.Fatal(errs[g])
+		}
+		for r := range want[g] {
+			if got[g][r].ItemID != want[g][r].ItemID || math.Abs(float64(got[g][r].Score-want[g][r].Score)) > 1e-4 {
+				t.Errorf("goroutine %d rank %d: batched %v, alone %v", g, r+1, got[g][r], want[g][r])
+			}
+		}
+	}
+	if err := catalog.SetBatching(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := catalog.SetBatching(-1, 0); err == nil {
+		t.Error("a negative batch size was accepted")
 	}
 }

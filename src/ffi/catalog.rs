@@ -1,6 +1,10 @@
 //! `patchrec_catalog_t`: the items a model may recommend.
 
 use std::ffi::c_char;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
 
 use super::boundary::{
     arg_mut, arg_ref, arg_slice, arg_slice_mut, arg_str, free_handle, guard, guard_value,
@@ -11,6 +15,7 @@ use super::model::patchrec_model_t;
 use super::status::patchrec_status_t::{self, PATCHREC_BUFFER_TOO_SMALL};
 use crate::catalog::Catalog;
 use crate::error::Error;
+use crate::serve::{Batcher, BatcherConfig};
 
 /// A catalogue of items `(id, title)` for one model, with each title's tokens and item
 /// patch computed once, at registration. Internally synchronised: a
@@ -18,7 +23,10 @@ use crate::error::Error;
 /// included; a query sees the catalogue as it was when the query started. Holds its own
 /// reference to the model, so it may outlive the model handle.
 pub struct patchrec_catalog_t {
-    pub(crate) catalog: Catalog,
+    pub(crate) catalog: Arc<Catalog>,
+    /// Set by `patchrec_catalog_set_batching`: the worker that decodes concurrent queries
+    /// together.
+    pub(crate) batcher: RwLock<Option<Arc<Batcher>>>,
 }
 
 /// Makes an empty catalogue for `model`, which it borrows (and keeps alive). On success
@@ -34,7 +42,8 @@ pub unsafe extern "C" fn patchrec_catalog_new(
         new_handle(out, || {
             let model = arg_ref(model, "model")?.model.clone();
             Ok(patchrec_catalog_t {
-                catalog: Catalog::new(model)?,
+                catalog: Arc::new(Catalog::new(model)?),
+                batcher: RwLock::new(None),
             })
         })
     })
@@ -125,6 +134,41 @@ pub unsafe extern "C" fn patchrec_catalog_title(
         let buf = arg_slice_mut(buf.cast::<u8>(), cap, "buf")?;
         buf[..title.len()].copy_from_slice(title);
         buf[title.len()] = 0;
+        Ok(())
+    })
+}
+
+/// Decodes concurrent `patchrec_recommend` calls on this catalogue together: each caller
+/// still builds and prefills its own prompt, then one worker thread advances every
+/// waiting query's beams in one forward pass per step (the weights are read once per step
+/// for all of them). Results equal unbatched ones to float rounding. `max_batch` is the
+/// most queries per pass (0 turns batching off again); an idle worker waits up to
+/// `max_wait_us` microseconds for more queries before its first step, trading that much
+/// latency for fuller batches. Queries already running finish on the worker they started
+/// on. Internally synchronised.
+#[no_mangle]
+pub unsafe extern "C" fn patchrec_catalog_set_batching(
+    catalog: *const patchrec_catalog_t,
+    max_batch: usize,
+    max_wait_us: u64,
+    error: *mut *mut patchrec_error_t,
+) -> patchrec_status_t {
+    guard(error, || {
+        let handle = arg_ref(catalog, "catalog")?;
+        let batcher = if max_batch == 0 {
+            None
+        } else {
+            Some(Arc::new(Batcher::new(
+                handle.catalog.clone(),
+                BatcherConfig {
+                    max_batch,
+                    max_wait: Duration::from_micros(max_wait_us),
+                    ..Default::default()
+                },
+            )?))
+        };
+        // The old worker (if any) is joined when its last running query lets go of it.
+        *handle.batcher.write() = batcher;
         Ok(())
     })
 }

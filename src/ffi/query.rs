@@ -50,7 +50,8 @@ pub unsafe extern "C" fn patchrec_recommend(
     guard(error, || {
         let len = arg_mut(len, "len")?;
         *len = 0;
-        let catalog = &arg_ref(catalog, "catalog")?.catalog;
+        let handle = arg_ref(catalog, "catalog")?;
+        let catalog = &handle.catalog;
         let user = arg_mut(user, "user")?;
         let options = query_options(options, catalog);
         if cap < options.k {
@@ -64,7 +65,11 @@ pub unsafe extern "C" fn patchrec_recommend(
             ));
         }
         let out = arg_slice_mut(out, cap, "out")?;
-        let result = recommend_cached(catalog, &user.history, &mut user.cache, &options)?;
+        let batcher = handle.batcher.read().clone();
+        let result = match batcher {
+            Some(b) => b.recommend_cached(&user.history, &mut user.cache, &options)?,
+            None => recommend_cached(catalog, &user.history, &mut user.cache, &options)?,
+        };
         for (slot, item) in out.iter_mut().zip(&result.items) {
             *slot = patchrec_recommendation_t {
                 item_id: item.item_id,

@@ -255,6 +255,25 @@ static void test_recommend(const patchrec_catalog_t *catalog) {
         }
     }
 
+    {
+        /* The same query decoded by the batching worker, then with batching off again. */
+        patchrec_recommendation_t batched[5];
+        size_t batched_len = 0;
+        check_failure("batching on NULL", patchrec_catalog_set_batching(NULL, 4, 1000, &error),
+                      PATCHREC_NULL_ARGUMENT, &error, "catalog");
+        check_ok("batching on", patchrec_catalog_set_batching(catalog, 4, 1000, &error), &error);
+        if (check_ok("recommend batched",
+                     patchrec_recommend(catalog, user, options, batched, 5, &batched_len, &error), &error)) {
+            int same = batched_len == len;
+            for (i = 0; same && i < len; i++) {
+                float d = batched[i].score - items[i].score;
+                same = batched[i].item_id == items[i].item_id && d < 1e-4f && d > -1e-4f;
+            }
+            check(same, "batched decoding gives the same top 5");
+        }
+        check_ok("batching off", patchrec_catalog_set_batching(catalog, 0, 0, &error), &error);
+    }
+
     check_ok("exclude history", patchrec_query_options_set_exclude_history(options, true, &error), &error);
     if (check_ok("recommend excluding history",
                  patchrec_recommend(catalog, user, options, items, 5, &len, &error), &error)) {

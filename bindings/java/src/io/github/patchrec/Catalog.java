@@ -7,6 +7,7 @@ import com.sun.jna.Pointer;
 import com.sun.jna.StringArray;
 import com.sun.jna.ptr.PointerByReference;
 import java.nio.charset.StandardCharsets;
+import java.time.Duration;
 import java.util.List;
 
 /**
@@ -50,6 +51,22 @@ public final class Catalog extends NativeHandle {
         }
         StringArray cTitles = new StringArray(titles, "UTF-8");
         call((catalog, error) -> patchrec_catalog_add_batch(catalog, ids, cTitles, ids.length, error));
+    }
+
+    /**
+     * Makes concurrent {@link #recommend} calls on this catalogue share decoding: each caller still
+     * builds and prefills its own prompt, then one worker advances every waiting query's beams in
+     * one forward pass per step. {@code maxBatch} is the most queries per pass (0 turns batching
+     * off); an idle worker waits up to {@code maxWait} for more queries before its first step.
+     * Results equal unbatched ones to float rounding.
+     */
+    public void batching(int maxBatch, Duration maxWait) {
+        if (maxBatch < 0 || maxWait.isNegative()) {
+            throw new PatchrecException(
+                    Status.INVALID_ARGUMENT, "batching(" + maxBatch + ", " + maxWait + "): negative");
+        }
+        long micros = maxWait.toNanos() / 1000;
+        call((catalog, error) -> patchrec_catalog_set_batching(catalog, maxBatch, micros, error));
     }
 
     /** The number of registered items. */

@@ -74,6 +74,9 @@ final class LibPatchrec {
 
     static native long patchrec_catalog_len(Pointer catalog);
 
+    static native int patchrec_catalog_set_batching(
+            Pointer catalog, long maxBatch, long maxWaitMicros, PointerByReference error);
+
     static native int patchrec_catalog_title(
             Pointer catalog, long id, byte[] buf, long cap, long[] len, PointerByReference error);
 

@@ -2,6 +2,7 @@ package io.github.patchrec;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CountDownLatch;
@@ -50,6 +51,40 @@ class ConcurrencyTest {
                     assertEquals(alone.get(t), ranking, "thread " + t);
                 }
             }
+        } finally {
+            pool.shutdownNow();
+        }
+    }
+
+    /** With batching on, concurrent queries share forward passes and still answer as alone. */
+    @Test
+    void batchedQueriesMatchSequentialOnes() throws Exception {
+        ExecutorService pool = Executors.newFixedThreadPool(THREADS);
+        try (Fixture fixture = new Fixture();
+                QueryOptions options = new QueryOptions().k(5)) {
+            List<List<Recommendation>> alone = new ArrayList<>();
+            for (int t = 0; t < THREADS; t++) {
+                alone.add(fixture.catalog.recommend(fixture.user(history(t)), options));
+            }
+            fixture.catalog.batching(8, Duration.ofMillis(50));
+            List<Future<List<Recommendation>>> results = new ArrayList<>();
+            for (int t = 0; t < THREADS; t++) {
+                long[] threadHistory = history(t);
+                results.add(pool.submit(() -> {
+                    try (User user = new User()) {
+                        user.append(fixture.catalog, threadHistory);
+                        return fixture.catalog.recommend(user, options);
+                    }
+                }));
+            }
+            for (int t = 0; t < THREADS; t++) {
+                List<Recommendation> batched = results.get(t).get();
+                for (int r = 0; r < alone.get(t).size(); r++) {
+                    assertEquals(alone.get(t).get(r).itemId(), batched.get(r).itemId(), "thread " + t);
+                    assertEquals(alone.get(t).get(r).score(), batched.get(r).score(), 1e-4f);
+                }
+            }
+            fixture.catalog.batching(0, Duration.ZERO);
         } finally {
             pool.shutdownNow();
         }
