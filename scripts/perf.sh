@@ -29,7 +29,8 @@ fi
 run() { # NAME ARGS...: one bench run, its table printed and kept
   local name=$1
   shift
-  echo "== $name: patchrec bench $*" | tee "$out/$name.md"
+  local args="$*"
+  echo "== $name: patchrec bench ${args//$root\//}" | tee "$out/$name.md"
   "$bin" bench "$@" --out "$out/$name.json" | tee -a "$out/$name.md"
 }
 if [ "$part" = all ] || [ "$part" = serving ]; then
