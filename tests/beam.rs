@@ -48,6 +48,23 @@ fn teacher_forced(model: &patchrec::Model, prompt: &Tensor, answer: &[u32]) -> f
         .sum()
 }
 
+/// Every catalogue item's teacher-forced score, best first: the exact ranking.
+fn ranking_by_teacher_forcing(
+    model: &patchrec::Model,
+    snap: &patchrec::catalog::CatalogSnapshot,
+    prompt: &patchrec::prompt::Prompt,
+) -> Vec<(u32, f32)> {
+    let mut reference: Vec<(u32, f32)> = (0..snap.len() as u32)
+        .map(|i| {
+            let mut answer = snap.item(i).tokens.clone();
+            answer.push(model.special().answer_end);
+            (i, teacher_forced(model, &prompt.embeds, &answer))
+        })
+        .collect();
+    reference.sort_by(|a, b| b.1.total_cmp(&a.1));
+    reference
+}
+
 #[test]
 fn wide_beam_ranking_equals_teacher_forced_scoring() {
     let items = common::titles(24);
@@ -67,14 +84,7 @@ fn wide_beam_ranking_equals_teacher_forced_scoring() {
             items.len(),
             "{layout}: every title is reachable"
         );
-        let mut reference: Vec<(u32, f32)> = (0..snap.len() as u32)
-            .map(|i| {
-                let mut answer = snap.item(i).tokens.clone();
-                answer.push(model.special().answer_end);
-                (i, teacher_forced(&model, &prompt.embeds, &answer))
-            })
-            .collect();
-        reference.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let reference = ranking_by_teacher_forcing(&model, &snap, &prompt);
         for (rank, (got, want)) in found.iter().zip(&reference).enumerate() {
             assert!(
                 (got.score - want.1).abs() < 1e-3,
@@ -207,14 +217,7 @@ fn exact_ranking_equals_teacher_forced_scoring_of_every_title() {
     let history: Vec<u64> = items[5..15].iter().map(|(id, _)| *id).collect();
     for layout in [Layout::Vanilla, Layout::PftI { m: 3 }] {
         let prompt = build_prompt(&model, &snap, &history, layout).unwrap();
-        let mut reference: Vec<(u32, f32)> = (0..snap.len() as u32)
-            .map(|i| {
-                let mut answer = snap.item(i).tokens.clone();
-                answer.push(model.special().answer_end);
-                (i, teacher_forced(&model, &prompt.embeds, &answer))
-            })
-            .collect();
-        reference.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let reference = ranking_by_teacher_forcing(&model, &snap, &prompt);
         let k = 7;
         // A beam of 1 with `exact` must not matter; without `exact` it may miss items.
         let opts = SearchOptions {

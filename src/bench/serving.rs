@@ -14,7 +14,7 @@ use super::matmul::matmul_gflops;
 use crate::catalog::Catalog;
 use crate::decode::{beam_search_timed, search_prefilled, SearchOptions};
 use crate::error::{Error, Result};
-use crate::history::{Interaction, Layout, LayoutConfig, UserHistory};
+use crate::history::{Layout, LayoutConfig};
 use crate::model::Model;
 use crate::prompt::{build_prompt, PromptCache};
 use crate::query::QueryOptions;
@@ -195,24 +195,16 @@ fn measure_user_batched(
         exclude_history: false,
         exact: search.exact,
     };
-    let user_of = |ids: &[u64]| -> Result<UserHistory> {
-        let mut user = UserHistory::new();
-        let interactions: Vec<Interaction> = ids
-            .iter()
-            .map(|&item_id| Interaction {
-                item_id,
-                timestamp: None,
-            })
-            .collect();
-        catalog.append(&mut user, &interactions)?;
-        Ok(user)
-    };
-    let full = user_of(history)?;
+    let full = catalog.history_of(history)?;
     let started = Instant::now();
     let fresh = batcher.recommend(&full, &opts)?;
     let total = started.elapsed().as_secs_f64();
     let mut cache = PromptCache::new();
-    batcher.recommend_cached(&user_of(&history[..history.len() - 1])?, &mut cache, &opts)?;
+    batcher.recommend_cached(
+        &catalog.history_of(&history[..history.len() - 1])?,
+        &mut cache,
+        &opts,
+    )?;
     let started = Instant::now();
     batcher.recommend_cached(&full, &mut cache, &opts)?;
     let append_query = started.elapsed().as_secs_f64();

@@ -8,9 +8,7 @@ use clap::{Parser, Subcommand};
 use patchrec::catalog::tsv::read_items_tsv;
 use patchrec::init::{init_model, InitOptions};
 use patchrec::text::{ChatFormat, PromptTemplate};
-use patchrec::{
-    Catalog, Interaction, Layout, LayoutConfig, Model, ModelOptions, QueryOptions, UserHistory,
-};
+use patchrec::{Catalog, Layout, LayoutConfig, Model, ModelOptions, QueryOptions};
 
 #[derive(Parser)]
 #[command(
@@ -504,15 +502,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             let catalog = Catalog::new(model.clone())?;
             let entries = read_items_tsv(&items)?;
             catalog.add_batch(&entries)?;
-            let mut user = UserHistory::new();
-            let interactions: Vec<Interaction> = history
-                .iter()
-                .map(|&item_id| Interaction {
-                    item_id,
-                    timestamp: None,
-                })
-                .collect();
-            catalog.append(&mut user, &interactions)?;
+            let user = catalog.history_of(&history)?;
             let layout = match layout {
                 Some(s) => Layout::parse(&s)?,
                 None => model.meta().layout.layout,

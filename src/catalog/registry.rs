@@ -125,6 +125,21 @@ impl Catalog {
         Ok(())
     }
 
+    /// A new history of `ids` (oldest first, times unknown), all checked against this
+    /// catalogue (`UnknownItem` otherwise).
+    pub fn history_of(&self, ids: &[u64]) -> Result<UserHistory> {
+        let interactions: Vec<Interaction> = ids
+            .iter()
+            .map(|&item_id| Interaction {
+                item_id,
+                timestamp: None,
+            })
+            .collect();
+        let mut user = UserHistory::new();
+        self.append(&mut user, &interactions)?;
+        Ok(user)
+    }
+
     /// Appends interactions to a user's history, all or nothing: every id must be in
     /// this catalogue, else `UnknownItem` and the history is unchanged.
     pub fn append(&self, user: &mut UserHistory, interactions: &[Interaction]) -> Result<()> {

@@ -15,7 +15,7 @@ use super::metrics::{rank_of, Metrics};
 use crate::catalog::Catalog;
 use crate::data::{samples, Dataset, Sample, SampleOptions, Split};
 use crate::error::{Error, Result};
-use crate::history::{history_tokens, segments, LayoutConfig, UserHistory};
+use crate::history::{history_tokens, segments, LayoutConfig};
 use crate::query::{recommend, QueryOptions};
 
 /// The paper ranks the top 20.
@@ -126,16 +126,7 @@ pub fn evaluate(
         if have.contains(&index) {
             continue;
         }
-        let mut user = UserHistory::new();
-        let interactions: Vec<_> = sample
-            .history
-            .iter()
-            .map(|&item_id| crate::Interaction {
-                item_id,
-                timestamp: None,
-            })
-            .collect();
-        catalog.append(&mut user, &interactions)?;
+        let user = catalog.history_of(&sample.history)?;
         let result = recommend(catalog, &user, &query)?;
         let ranked: Vec<u64> = result.items.iter().map(|r| r.item_id).collect();
         let shown = user.shown(&opts.layout);

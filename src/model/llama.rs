@@ -214,14 +214,16 @@ impl Llama {
             let h = self.attention(i, &block.attn, &h, pos, prefix, cache, mask.as_ref())?;
             x = (x + h)?;
             let h = self.rms_norm(&x, &block.post_norm)?;
-            let h = block.mlp.down.forward(
-                &(candle_nn::ops::silu(&block.mlp.gate.forward(&h)?)?
-                    * block.mlp.up.forward(&h)?)?,
-            )?;
-            x = (x + h)?;
+            x = (x + self.mlp(&block.mlp, &h)?)?;
         }
         cache.set_len(cache.len() + len);
         self.rms_norm(&x, &self.norm)
+    }
+
+    /// SwiGLU: `down(silu(gate(x)) * up(x))`.
+    fn mlp(&self, mlp: &Mlp, x: &Tensor) -> Result<Tensor> {
+        mlp.down
+            .forward(&(candle_nn::ops::silu(&mlp.gate.forward(x)?)? * mlp.up.forward(x)?)?)
     }
 
     /// Output-head logits for hidden states `[.., hidden]` -> `[.., vocab]`.
@@ -406,11 +408,7 @@ impl Llama {
             let att = a.o.forward(&Tensor::cat(&outs, 0)?)?;
             x = (x + att)?;
             let hn = self.rms_norm(&x, &block.post_norm)?;
-            let m = block.mlp.down.forward(
-                &(candle_nn::ops::silu(&block.mlp.gate.forward(&hn)?)?
-                    * block.mlp.up.forward(&hn)?)?,
-            )?;
-            x = (x + m)?;
+            x = (x + self.mlp(&block.mlp, &hn)?)?;
         }
         for g in groups.iter_mut() {
             let len = g.cache.len();
