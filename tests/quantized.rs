@@ -33,18 +33,24 @@ fn top(model: Arc<Model>, items: &[(u64, String)]) -> Vec<(u64, f32)> {
         .collect()
 }
 
-#[test]
-fn quantized_scores_stay_close_to_dense_ones() {
-    let items = common::titles(40);
-    // Every input width a multiple of 32, so every weight quantizes.
+/// A tiny model whose every input width is a multiple of 32 (so every weight quantizes),
+/// saved into a temporary checkpoint directory.
+fn saved_quantizable(items: &[(u64, String)]) -> (Arc<Model>, tempfile::TempDir) {
     let opts = InitOptions {
         hidden_size: 64,
         intermediate_size: Some(128),
         ..Default::default()
     };
-    let dense = common::tiny_model_with(&opts, &items);
+    let model = common::tiny_model_with(&opts, items);
     let dir = tempfile::tempdir().unwrap();
-    dense.save(dir.path()).unwrap();
+    model.save(dir.path()).unwrap();
+    (model, dir)
+}
+
+#[test]
+fn quantized_scores_stay_close_to_dense_ones() {
+    let items = common::titles(40);
+    let (dense, dir) = saved_quantizable(&items);
     let want = top(dense, &items);
     for (q, tolerance) in [(Quantization::Q8_0, 0.02), (Quantization::Q4_0, 0.3)] {
         let options = ModelOptions {
@@ -70,16 +76,7 @@ fn quantized_scores_stay_close_to_dense_ones() {
 
 #[test]
 fn a_quantized_model_is_not_saved_or_trained_and_bad_names_fail() {
-    let items = common::titles(20);
-    let opts = InitOptions {
-        hidden_size: 64,
-        intermediate_size: Some(128),
-        ..Default::default()
-    };
-    let dir = tempfile::tempdir().unwrap();
-    common::tiny_model_with(&opts, &items)
-        .save(dir.path())
-        .unwrap();
+    let (_, dir) = saved_quantizable(&common::titles(20));
     let options = ModelOptions {
         quantization: Some(Quantization::Q8_0),
         ..Default::default()
@@ -89,6 +86,9 @@ fn a_quantized_model_is_not_saved_or_trained_and_bad_names_fail() {
     let err = model.save(&out).unwrap_err().to_string();
     assert!(err.contains("quantized"), "{err}");
     assert!(!out.exists(), "a failed save leaves nothing behind");
+    // Training starts from the named dense tensors, which a quantized model no longer has.
+    let err = model.llama().named_tensors().unwrap_err().to_string();
+    assert!(err.contains("quantized"), "{err}");
     let err = "q5_k".parse::<Quantization>().unwrap_err().to_string();
     assert!(err.contains("q5_k") && err.contains("q8_0"), "{err}");
 }

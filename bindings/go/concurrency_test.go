@@ -35,16 +35,12 @@ func TestConcurrentQueries(t *testing.T) {
 		wg.Add(1)
 		go func(g int) {
 			defer wg.Done()
-			user, err := patchrec.NewUser()
+			user, err := userWith(catalog, histories[g])
 			if err != nil {
 				failures <- err
 				return
 			}
 			defer user.Close()
-			if err := user.Append(catalog, histories[g]...); err != nil {
-				failures <- err
-				return
-			}
 			for q := 0; q < queriesEach; q++ {
 				top, err := catalog.Recommend(user, options)
 				if err != nil {
@@ -135,16 +131,12 @@ func TestBatchedConcurrentQueries(t *testing.T) {
 		wg.Add(1)
 		go func(g int) {
 			defer wg.Done()
-			user, err := patchrec.NewUser()
+			user, err := userWith(catalog, histories[g])
 			if err != nil {
 				errs[g] = err
 				return
 			}
 			defer user.Close()
-			if err := user.Append(catalog, histories[g]...); err != nil {
-				errs[g] = err
-				return
-			}
 			got[g], errs[g] = catalog.Recommend(user, options)
 		}(g)
 	}
@@ -165,4 +157,18 @@ func TestBatchedConcurrentQueries(t *testing.T) {
 	if err := catalog.SetBatching(-1, 0); err == nil {
 		t.Error("a negative batch size was accepted")
 	}
+}
+
+// userWith makes a user with history from a goroutine, where t.Fatal cannot be called; the
+// caller closes it.
+func userWith(catalog *patchrec.Catalog, history []uint64) (*patchrec.User, error) {
+	user, err := patchrec.NewUser()
+	if err != nil {
+		return nil, err
+	}
+	if err := user.Append(catalog, history...); err != nil {
+		user.Close()
+		return nil, err
+	}
+	return user, nil
 }

@@ -46,26 +46,22 @@ func LoadModel(checkpointDir string, options *ModelOptions) (*Model, error) {
 	defer C.free(unsafe.Pointer(dir))
 	cOptions := C.patchrec_model_options_new()
 	defer C.patchrec_model_options_free(cOptions)
-	if options != nil && options.Device != "" {
-		device, err := cString("device", options.Device)
-		if err != nil {
-			return nil, err
+	if options != nil {
+		setters := []struct {
+			name, value string
+			set         func(*C.char, **C.patchrec_error_t) C.patchrec_status_t
+		}{
+			{"device", options.Device, func(s *C.char, e **C.patchrec_error_t) C.patchrec_status_t {
+				return C.patchrec_model_options_set_device(cOptions, s, e)
+			}},
+			{"quantization", options.Quantization, func(s *C.char, e **C.patchrec_error_t) C.patchrec_status_t {
+				return C.patchrec_model_options_set_quantization(cOptions, s, e)
+			}},
 		}
-		defer C.free(unsafe.Pointer(device))
-		var cError *C.patchrec_error_t
-		if err := takeError(C.patchrec_model_options_set_device(cOptions, device, &cError), cError); err != nil {
-			return nil, err
-		}
-	}
-	if options != nil && options.Quantization != "" {
-		quantization, err := cString("quantization", options.Quantization)
-		if err != nil {
-			return nil, err
-		}
-		defer C.free(unsafe.Pointer(quantization))
-		var cError *C.patchrec_error_t
-		if err := takeError(C.patchrec_model_options_set_quantization(cOptions, quantization, &cError), cError); err != nil {
-			return nil, err
+		for _, s := range setters {
+			if err := setStringOption(s.name, s.value, s.set); err != nil {
+				return nil, err
+			}
 		}
 	}
 	var ptr *C.patchrec_model_t
@@ -86,4 +82,19 @@ func (m *Model) Close() {
 	C.patchrec_model_free(m.ptr)
 	m.ptr = nil
 	runtime.SetFinalizer(m, nil)
+}
+
+// setStringOption passes value to one string setter of the model options; an empty value
+// keeps the default.
+func setStringOption(name, value string, set func(*C.char, **C.patchrec_error_t) C.patchrec_status_t) error {
+	if value == "" {
+		return nil
+	}
+	cValue, err := cString(name, value)
+	if err != nil {
+		return err
+	}
+	defer C.free(unsafe.Pointer(cValue))
+	var cError *C.patchrec_error_t
+	return takeError(set(cValue, &cError), cError)
 }

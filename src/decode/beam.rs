@@ -135,14 +135,15 @@ pub fn search_prefilled(
 ) -> Result<(Vec<Scored>, usize)> {
     let llama = model.llama();
     let mut state = BeamState::new(model, catalog, opts)?;
-    let mut logp = vec![prefilled.logp.clone()];
     let mut beam_cache = llama.new_cache();
+    let mut next = state.advance(catalog, std::slice::from_ref(&prefilled.logp));
     // Advance all live beams in one forward pass over the shared prompt cache.
-    while let Some(step) = state.advance(catalog, &logp) {
+    while let Some(step) = next {
         step.reorder(&mut beam_cache, llama)?;
         let embeds = llama.embed_ids(&step.tokens)?.unsqueeze(1)?; // [beams, 1, hidden]
         let hidden = llama.forward(&embeds, Some(&prefilled.cache), &mut beam_cache)?;
-        logp = log_softmax_rows(&llama.logits(&hidden)?)?;
+        let logp = log_softmax_rows(&llama.logits(&hidden)?)?;
+        next = state.advance(catalog, &logp);
     }
     let steps = state.steps();
     Ok((state.into_results(), steps))

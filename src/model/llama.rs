@@ -194,13 +194,7 @@ impl Llama {
         let (_, len, _) = embeds.dims3()?;
         let prefix = prefix.filter(|p| !p.is_empty());
         let pos = prefix.map_or(0, |p| p.len()) + cache.len();
-        if pos + len > self.rope.max_positions() {
-            return Err(Error::invalid(format!(
-                "sequence of {} positions exceeds the model's {}",
-                pos + len,
-                self.rope.max_positions()
-            )));
-        }
+        self.check_length(pos + len)?;
         // One mask for all layers; a single new position needs none.
         let mask = if len > 1 {
             let rep = self.cfg.num_attention_heads / self.cfg.num_kv_heads();
@@ -218,6 +212,17 @@ impl Llama {
         }
         cache.set_len(cache.len() + len);
         self.rms_norm(&x, &self.norm)
+    }
+
+    /// A sequence of `len` positions must fit the RoPE tables.
+    fn check_length(&self, len: usize) -> Result<()> {
+        if len > self.rope.max_positions() {
+            return Err(Error::invalid(format!(
+                "sequence of {len} positions exceeds the model's {}",
+                self.rope.max_positions()
+            )));
+        }
+        Ok(())
     }
 
     /// SwiGLU: `down(silu(gate(x)) * up(x))`.
@@ -367,13 +372,7 @@ impl Llama {
             .map(|g| g.prefix.len() + g.cache.len())
             .collect();
         if let Some(&p) = positions.iter().max() {
-            if p + 1 > self.rope.max_positions() {
-                return Err(Error::invalid(format!(
-                    "sequence of {} positions exceeds the model's {}",
-                    p + 1,
-                    self.rope.max_positions()
-                )));
-            }
+            self.check_length(p + 1)?;
         }
         let mut x = embeds.clone();
         for (i, block) in self.blocks.iter().enumerate() {

@@ -213,10 +213,11 @@ fn run_worker(model: &Model, jobs: &Receiver<Job>, config: BatcherConfig, stats:
     }
 }
 
-fn admit(model: &Model, job: Job, active: &mut Vec<Active>) {
+fn admit(model: &Model, mut job: Job, active: &mut Vec<Active>) {
     match BeamState::new(model, &job.snap, &job.search) {
         Ok(state) => active.push(Active {
-            logp: vec![job.prefilled.logp.clone()],
+            // Only the prompt's KV is read from here on; its first log-probabilities move.
+            logp: vec![std::mem::take(&mut job.prefilled.logp)],
             beams: model.llama().new_cache(),
             job,
             state,
