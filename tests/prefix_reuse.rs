@@ -86,7 +86,7 @@ fn stream_aligned_appends_prefill_only_the_new_item_and_the_end() {
             max_items: k,
         };
         let window_moved = cfg.window_start(before) != cfg.window_start(user.len());
-        let group_closed = before % l == 0;
+        let group_closed = before.is_multiple_of(l);
         recommend_cached(&cat, &user, &mut cache, &opts).unwrap();
         let reuse = cache.last_reuse();
         assert_eq!(reuse.reused + reuse.computed, cache.len());

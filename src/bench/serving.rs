@@ -10,7 +10,7 @@ use std::time::Instant;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use super::matmul::matmul_gflops;
+use super::matmul::{decode_matmul_gflops, matmul_gflops};
 use crate::catalog::Catalog;
 use crate::decode::{beam_search_timed, search_prefilled, SearchOptions};
 use crate::error::{Error, Result};
@@ -93,6 +93,15 @@ pub struct BenchRow {
     pub cache_bytes: f64,
 }
 
+/// A decode step's matmul shape through candle's matmul and through the in-place kernel
+/// the model uses for few rows (`None` where the CPU lacks AVX-512).
+#[derive(Debug, Clone, Serialize)]
+pub struct DecodeMatmul {
+    pub rows: usize,
+    pub candle_gflops: f64,
+    pub kernel_gflops: Option<f64>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     pub threads: usize,
@@ -102,6 +111,8 @@ pub struct BenchReport {
     pub memory: Option<super::MemoryReport>,
     /// Measured rate of an `[512, hidden] x [hidden, intermediate]` matmul.
     pub matmul_gflops: f64,
+    /// Measured rates of a decode step's `[beams, hidden] x [intermediate, hidden]ᵀ`.
+    pub decode_matmul: DecodeMatmul,
     pub rows: Vec<BenchRow>,
 }
 
@@ -241,6 +252,19 @@ pub fn run_serving_bench(catalog: &Arc<Catalog>, opts: &BenchOptions) -> Result<
         5,
         model.device(),
     )?;
+    let decode_rows = opts.beam_width.max(1);
+    let (candle_gflops, kernel_gflops) = decode_matmul_gflops(
+        decode_rows,
+        cfg.hidden_size,
+        cfg.intermediate_size,
+        20,
+        model.device(),
+    )?;
+    let decode_matmul = DecodeMatmul {
+        rows: decode_rows,
+        candle_gflops,
+        kernel_gflops,
+    };
     let search = SearchOptions {
         k: opts.k,
         beam_width: opts.beam_width,
@@ -328,17 +352,39 @@ pub fn run_serving_bench(catalog: &Arc<Catalog>, opts: &BenchOptions) -> Result<
         callers,
         memory: None,
         matmul_gflops: matmul,
+        decode_matmul,
         rows,
     })
+}
+
+impl DecodeMatmul {
+    fn line(&self) -> String {
+        let d = self;
+        match d.kernel_gflops {
+            Some(k) => format!(
+                "decode matmul ({} rows): {k:.1} GFLOP/s in-place kernel vs {:.1} candle ({:.2}x)\n",
+                d.rows,
+                d.candle_gflops,
+                k / d.candle_gflops
+            ),
+            None => format!(
+                "decode matmul ({} rows): {:.1} GFLOP/s candle (no AVX-512: in-place kernel off)\n",
+                d.rows, d.candle_gflops
+            ),
+        }
+    }
 }
 
 impl BenchReport {
     pub fn markdown(&self) -> String {
         let mut s = format!(
-            "matmul rate: {:.1} GFLOP/s ({} threads, {} callers)\n\n\
+            "matmul rate: {:.1} GFLOP/s ({} threads, {} callers)\n{}\n\
              | layout | history | prompt | CR | total p50 | total p95 | prefill p50 | decode p50 | steps | prefill GFLOP/s | of matmul | append+query p50 | prefilled | queries/s | user cache |\n\
              |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-            self.matmul_gflops, self.threads, self.callers
+            self.matmul_gflops,
+            self.threads,
+            self.callers,
+            self.decode_matmul.line(),
         );
         for r in &self.rows {
             s.push_str(&format!(

@@ -237,6 +237,9 @@ impl Llama {
             return Ok(q.forward(hidden)?);
         }
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
+        if let Some(y) = super::skinny::matmul_t(hidden, head)? {
+            return Ok(y);
+        }
         Ok(hidden.broadcast_matmul(&head.t()?)?)
     }
 

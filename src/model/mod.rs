@@ -8,6 +8,7 @@ pub mod llama;
 pub mod meta;
 pub mod proj;
 pub mod rope;
+pub(crate) mod skinny;
 pub mod softmax;
 pub mod weights;
 

@@ -92,7 +92,10 @@ impl Proj {
 
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {
-            Proj::Dense(l) => l.forward(x)?,
+            Proj::Dense(l) => match super::skinny::matmul_t(x, l.weight())? {
+                Some(y) => y,
+                None => l.forward(x)?,
+            },
             Proj::Quantized(m) => m.forward(x)?,
         })
     }
