@@ -43,10 +43,15 @@ const MIB: f64 = 1024.0 * 1024.0;
 
 /// A table cell in milliseconds; `-` where not measured (batched decoding).
 fn ms(v: f64) -> String {
+    or_dash(v, " ms")
+}
+
+/// `v` with one decimal and `unit`, or "-" where it was not measured (NaN).
+fn or_dash(v: f64, unit: &str) -> String {
     if v.is_nan() {
         "-".into()
     } else {
-        format!("{v:.1} ms")
+        format!("{v:.1}{unit}")
     }
 }
 
@@ -388,7 +393,7 @@ impl BenchReport {
         );
         for r in &self.rows {
             s.push_str(&format!(
-                "| {} | {} | {:.0} | {:.2} | {:.1} ms | {:.1} ms | {} | {} | {:.1} | {:.1} | {:.0} % | {:.1} ms | {:.0} | {:.2} | {:.2} MiB |\n",
+                "| {} | {} | {:.0} | {:.2} | {:.1} ms | {:.1} ms | {} | {} | {:.1} | {} | {} | {:.1} ms | {:.0} | {:.2} | {:.2} MiB |\n",
                 r.layout,
                 r.history,
                 r.prompt_positions,
@@ -398,8 +403,8 @@ impl BenchReport {
                 ms(r.prefill.p50_ms),
                 ms(r.decode.p50_ms),
                 r.decode_steps,
-                r.prefill_gflops,
-                100.0 * r.prefill_gflops / self.matmul_gflops,
+                or_dash(r.prefill_gflops, ""),
+                or_dash(100.0 * r.prefill_gflops / self.matmul_gflops, " %"),
                 r.append_query.p50_ms,
                 r.append_prefilled,
                 r.queries_per_second,
