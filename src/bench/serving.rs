@@ -43,15 +43,15 @@ const MIB: f64 = 1024.0 * 1024.0;
 
 /// A table cell in milliseconds; `-` where not measured (batched decoding).
 fn ms(v: f64) -> String {
-    or_dash(v, " ms")
+    or_dash(v, 1, " ms")
 }
 
-/// `v` with one decimal and `unit`, or "-" where it was not measured (NaN).
-fn or_dash(v: f64, unit: &str) -> String {
+/// `v` with `decimals` decimals and `unit`, or "-" where it was not measured (NaN).
+fn or_dash(v: f64, decimals: usize, unit: &str) -> String {
     if v.is_nan() {
         "-".into()
     } else {
-        format!("{v:.1}{unit}")
+        format!("{v:.decimals$}{unit}")
     }
 }
 
@@ -403,8 +403,8 @@ impl BenchReport {
                 ms(r.prefill.p50_ms),
                 ms(r.decode.p50_ms),
                 r.decode_steps,
-                or_dash(r.prefill_gflops, ""),
-                or_dash(100.0 * r.prefill_gflops / self.matmul_gflops, " %"),
+                or_dash(r.prefill_gflops, 1, ""),
+                or_dash(100.0 * r.prefill_gflops / self.matmul_gflops, 0, " %"),
                 r.append_query.p50_ms,
                 r.append_prefilled,
                 r.queries_per_second,

@@ -18,10 +18,12 @@ use crate::error::Result;
 /// Up to this many rows of `x` the kernel beats candle's matmul at every SmolLM2 shape
 /// (2 cores, AVX-512: 105-162 GFLOP/s against 26-112 at 8-32 rows).
 const ALWAYS_ROWS: usize = 32;
-/// Up to this many rows it still wins where the output is no wider than the input (125-138
-/// against 63-101 at 48-64 rows), not for the MLP's widening gate and up (108-112 against
-/// 139-167); beyond it `gemm`'s packing pays for itself.
-const MAX_ROWS: usize = 64;
+/// Up to this many rows it still wins where the output is no wider than the input
+/// (attention's projections, the MLP's down: 87-224 GFLOP/s against 57-136 at 40-120 rows),
+/// not for the widening gate, up and output head (82-122 against 127-218), where `gemm`'s
+/// packing pays for itself. It covers batched decoding (4 queries: 80 rows) and short
+/// prefills.
+const MAX_ROWS: usize = 128;
 
 /// `x` `[.., in]` times `w` `[out, in]` transposed, or `None` when the kernel does not
 /// apply (too many rows, not contiguous f32 on the CPU, gradients wanted, or no AVX-512), so the
