@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 
 use crate::error::Result;
 
@@ -15,16 +15,8 @@ pub fn matmul_gflops(m: usize, k: usize, n: usize, repeats: usize, device: &Devi
         .t()?
         .contiguous()?
         .t()?;
-    a.matmul(&b)?.to_dtype(DType::F32)?;
-    let mut best = f64::INFINITY;
-    for _ in 0..repeats.max(1) {
-        let started = Instant::now();
-        let c = a.matmul(&b)?;
-        device.synchronize()?;
-        drop(c);
-        best = best.min(started.elapsed().as_secs_f64());
-    }
-    Ok(2.0 * (m * k * n) as f64 / best / 1e9)
+    let rate = best_gflops(m * k * n, repeats, device, || Ok(Some(a.matmul(&b)?)))?;
+    Ok(rate.unwrap_or(0.0))
 }
 
 /// GFLOP/s of a decode-step product `[rows, k] x [n, k]ᵀ` (a weight as stored, e.g. 20
@@ -39,19 +31,32 @@ pub fn decode_matmul_gflops(
 ) -> Result<(f64, Option<f64>)> {
     let x = Tensor::rand(0f32, 1.0, (rows, k), device)?;
     let w = Tensor::rand(0f32, 1.0, (n, k), device)?;
-    let flops = 2.0 * (rows * k * n) as f64;
-    let best = |f: &dyn Fn() -> Result<Option<Tensor>>| -> Result<Option<f64>> {
-        let mut best = f64::INFINITY;
-        for _ in 0..repeats.max(1) + 1 {
-            let started = Instant::now();
-            let Some(y) = f()? else { return Ok(None) };
-            device.synchronize()?;
-            drop(y);
-            best = best.min(started.elapsed().as_secs_f64());
-        }
-        Ok(Some(flops / best / 1e9))
-    };
-    let candle = best(&|| Ok(Some(x.matmul(&w.t()?)?)))?.unwrap_or(0.0);
-    let ours = best(&|| crate::model::skinny::matmul_t(&x, &w))?;
-    Ok((candle, ours))
+    let macs = rows * k * n;
+    let candle = best_gflops(macs, repeats, device, || Ok(Some(x.matmul(&w.t()?)?)))?;
+    let ours = best_gflops(macs, repeats, device, || {
+        crate::model::skinny::matmul_t(&x, &w)
+    })?;
+    Ok((candle.unwrap_or(0.0), ours))
+}
+
+/// GFLOP/s of `product` (`macs` multiply-adds), best of `repeats` timed runs after one
+/// warm-up; `None` when `product` declines (returns `None`).
+fn best_gflops(
+    macs: usize,
+    repeats: usize,
+    device: &Device,
+    product: impl Fn() -> Result<Option<Tensor>>,
+) -> Result<Option<f64>> {
+    if product()?.is_none() {
+        return Ok(None);
+    }
+    let mut best = f64::INFINITY;
+    for _ in 0..repeats.max(1) {
+        let started = Instant::now();
+        let y = product()?;
+        device.synchronize()?;
+        drop(y);
+        best = best.min(started.elapsed().as_secs_f64());
+    }
+    Ok(Some(2.0 * macs as f64 / best / 1e9))
 }

@@ -364,17 +364,14 @@ pub fn run_serving_bench(catalog: &Arc<Catalog>, opts: &BenchOptions) -> Result<
 
 impl DecodeMatmul {
     fn line(&self) -> String {
-        let d = self;
-        match d.kernel_gflops {
+        let (rows, candle) = (self.rows, self.candle_gflops);
+        match self.kernel_gflops {
             Some(k) => format!(
-                "decode matmul ({} rows): {k:.1} GFLOP/s in-place kernel vs {:.1} candle ({:.2}x)\n",
-                d.rows,
-                d.candle_gflops,
-                k / d.candle_gflops
+                "decode matmul ({rows} rows): {k:.1} GFLOP/s in-place kernel vs {candle:.1} candle ({:.2}x)\n",
+                k / candle
             ),
             None => format!(
-                "decode matmul ({} rows): {:.1} GFLOP/s candle (no AVX-512: in-place kernel off)\n",
-                d.rows, d.candle_gflops
+                "decode matmul ({rows} rows): {candle:.1} GFLOP/s candle (no AVX-512: in-place kernel off)\n"
             ),
         }
     }

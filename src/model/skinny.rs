@@ -15,8 +15,10 @@ use rayon::prelude::*;
 
 use crate::error::Result;
 
-/// Up to this many rows of `x` the kernel beats candle's matmul at every SmolLM2 shape
-/// (2 cores, AVX-512: 105-162 GFLOP/s against 26-112 at 8-32 rows).
+/// Up to this many rows of `x` the kernel is used for every weight. Measured (2 cores,
+/// AVX-512) at 8-32 rows it beats candle's matmul on the projections (105-162 GFLOP/s
+/// against 26-112), but on the 49,152-row output head only at 8 rows: at 20 and 32 rows
+/// it ran at 72-79 against candle's 87-124 (left as is, noted in docs/PERFORMANCE.md).
 const ALWAYS_ROWS: usize = 32;
 /// Up to this many rows it still wins where the output is no wider than the input
 /// (attention's projections, the MLP's down: 87-224 GFLOP/s against 57-136 at 40-120 rows),
@@ -30,16 +32,17 @@ const MAX_ROWS: usize = 128;
 /// caller uses candle's matmul.
 pub(crate) fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
     let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?.max(1);
-    let wide = w.rank() == 2 && w.dim(0)? > w.dim(1)?;
+    let Ok((out, input)) = w.dims2() else {
+        return Ok(None);
+    };
     if rows == 0
         || rows > MAX_ROWS
-        || (rows > ALWAYS_ROWS && wide)
+        || (rows > ALWAYS_ROWS && out > input)
         || !x.device().is_cpu()
         || x.dtype() != DType::F32
         || w.dtype() != DType::F32
         || !x.is_contiguous()
         || !w.is_contiguous()
-        || w.rank() != 2
         || x.track_op()
         || w.track_op()
         || !available()
