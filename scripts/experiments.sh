@@ -8,7 +8,8 @@
 #
 # PART is `direct` (SFT, PFT-I, PFT-S from the shared start), `ppt` (PPT, then PFT-I and
 # PFT-S from it), `eval` (valid and test scores of every finished run, and popularity),
-# `all`, `serving` (on valid, the serving options' HR@20: exact ranking vs beam search,
+# `all`, `long` (PFT-S(5) for LONG_EPOCHS epochs over all training samples, each epoch
+# scored), `serving` (on valid, the serving options' HR@20: exact ranking vs beam search,
 # stream-aligned vs tail-aligned PFT-S, Q8_0 weights, and the adaptive layout's budget
 # sweep; SERVING_SAMPLES samples, default all), or `smollm2` (SmolLM2-135M-Instruct: zero-shot vanilla, then PFT-I fine-tuning of
 # SMOLLM2_SAMPLES samples (default 400) in SMOLLM2_STEPS steps (default 50), scored on
@@ -21,7 +22,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-usage="usage: scripts/experiments.sh DATASET direct|ppt|eval|all [max_samples] [steps]"
+usage="usage: scripts/experiments.sh DATASET direct|ppt|eval|all|long|serving|smollm2 [max_samples] [steps]"
 dataset="${1:?$usage}"
 part="${2:?$usage}"
 max_samples="${3:-12000}"
@@ -104,6 +105,45 @@ if [ "$part" = ppt ] || [ "$part" = all ]; then
   run ppt-pfti5 "$ppt_ckpt" pft-i m 5
   run ppt-pfts5 "$ppt_ckpt" pft-s l 5
   run ppt-pfts20 "$ppt_ckpt" pft-s l 20
+fi
+if [ "$part" = long ]; then
+  # PFT-S (L=5), the cheapest layout, over every training sample for LONG_EPOCHS epochs
+  # (default 3), one stage per epoch (each its own warm-up + cosine, i.e. warm restarts).
+  # Each epoch's checkpoint is scored on valid (to choose on) and test as soon as it is
+  # written, so an interrupted run has its finished epochs' scores.
+  long="$exp/long-pfts5"
+  mkdir -p "$long"
+  for epoch in $(seq "${LONG_EPOCHS:-3}"); do
+    {
+      printf 'out = "%s/run"\ndata = "%s"\nseed = 42\n[model]\ncheckpoint = "%s/init"\n' \
+        "$long" "$data" "$exp"
+      for _ in $(seq "$epoch"); do
+        cat <<TOML
+[[stage]]
+kind = "pft-s"
+l = 5
+max_history = 100
+epochs = 1.0
+batch_size = 32
+micro_batch = 2
+learning_rate = 1e-3
+warmup_ratio = 0.05
+max_grad_norm = 1.0
+checkpoint_every = 25
+TOML
+      done
+    } > "$long/config.toml"
+    started=$SECONDS
+    "$bin" train "$long/config.toml" --resume
+    echo "long-pfts5 epoch $epoch: trained in $((SECONDS - started)) s" >> "$exp/timings.txt"
+    ckpt="$long/run/$(printf %02d "$epoch")-pft-s5"
+    for split in valid test; do
+      "$bin" eval --checkpoint "$ckpt" --data "$data" --split "$split" --layout pft-s:5 \
+        "${eval_users[@]}" --out "$long/eval-$split-epoch$epoch.json" \
+        --name "PFT-S(5) epoch $epoch, $split" | tail -n 2 | head -n 1 | tee -a "$long/results.md"
+    done
+  done
+  exit 0
 fi
 if [ "$part" = smollm2 ]; then
   # SmolLM2-135M-Instruct from PyPI, converted once.
