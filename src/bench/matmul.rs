@@ -21,7 +21,8 @@ pub fn matmul_gflops(m: usize, k: usize, n: usize, repeats: usize, device: &Devi
 
 /// GFLOP/s of a decode-step product `[rows, k] x [n, k]ᵀ` (a weight as stored, e.g. 20
 /// beams through the MLP's gate): candle's matmul, and the in-place kernel decoding uses
-/// where this CPU has it (`None` without), best of `repeats` each.
+/// where this CPU has it (`None` without; measured whatever its row limits say, since
+/// they are set from this comparison), best of `repeats` each.
 pub fn decode_matmul_gflops(
     rows: usize,
     k: usize,
@@ -34,7 +35,7 @@ pub fn decode_matmul_gflops(
     let macs = rows * k * n;
     let candle = best_gflops(macs, repeats, device, || Ok(Some(x.matmul(&w.t()?)?)))?;
     let ours = best_gflops(macs, repeats, device, || {
-        crate::model::skinny::matmul_t(&x, &w)
+        crate::model::skinny::matmul_t_limited(&x, &w, false)
     })?;
     Ok((candle.unwrap_or(0.0), ours))
 }

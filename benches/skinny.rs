@@ -1,0 +1,53 @@
+//! The decode kernel (`src/model/skinny/`) against candle's matmul, side by side, on
+//! SmolLM2-135M's weight shapes at the row counts decoding and short prefills produce:
+//! GFLOP/s of each and their ratio. The kernel's row limits (`Isa::always_rows`,
+//! `Isa::max_rows`) are read off this table.
+//!
+//!   cargo bench --bench skinny            # threads: RAYON_NUM_THREADS, default all cores
+//!
+//! Under `cargo test --all-targets` (no `--bench` argument) it times one shape only, so
+//! the test run checks that it works without spending minutes on the sweep.
+
+use candle_core::Device;
+use patchrec::bench::matmul::decode_matmul_gflops;
+
+/// (name, input width, output width) of SmolLM2-135M's products.
+const SHAPES: &[(&str, usize, usize)] = &[
+    ("q, o", 576, 576),
+    ("k, v", 576, 192),
+    ("gate, up", 576, 1536),
+    ("down", 1536, 576),
+    ("output head", 576, 49_152),
+];
+const ROWS: &[usize] = &[1, 8, 20, 32, 48, 64, 80, 128];
+
+fn main() -> patchrec::Result<()> {
+    let device = Device::Cpu;
+    let full = std::env::args().any(|a| a == "--bench");
+    let (shapes, rows) = if full {
+        (SHAPES, ROWS)
+    } else {
+        (&SHAPES[..1], &ROWS[2..3])
+    };
+    println!(
+        "decode kernel vs candle matmul, GFLOP/s (best of 5), {} threads",
+        rayon::current_num_threads()
+    );
+    println!("| product | [in -> out] | rows | candle | kernel | kernel / candle |");
+    println!("|---|---|---|---|---|---|");
+    for &(name, k, n) in shapes {
+        for &rows in rows {
+            // The head is 113 MB of f32: fewer repeats keep the sweep short.
+            let repeats = if n > 10_000 { 3 } else { 5 };
+            let (candle, kernel) = decode_matmul_gflops(rows, k, n, repeats, &device)?;
+            match kernel {
+                Some(ours) => println!(
+                    "| {name} | {k} -> {n} | {rows} | {candle:.1} | {ours:.1} | {:.2}x |",
+                    ours / candle
+                ),
+                None => println!("| {name} | {k} -> {n} | {rows} | {candle:.1} | - | - |"),
+            }
+        }
+    }
+    Ok(())
+}

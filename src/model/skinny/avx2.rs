@@ -1,0 +1,149 @@
+//! The kernel's register tiles in AVX2 with FMA (x86 CPUs without AVX-512, such as AMD's
+//! before Zen 4): 4 input rows x 2 weight rows, 8 accumulators of 8 lanes.
+//!
+//! Why 4 x 2: LLVM unrolls the loop along `k` twice, so a tile needs its accumulators plus
+//! two steps' weight and input vectors in the 16 registers. A 4 x 3 tile spilled
+//! accumulators to the stack and ran at 41 GFLOP/s on the decode shape `[20, 576] x
+//! [1536, 576]ᵀ` (candle: 51); 4 x 2 and 3 x 3 do not spill and ran at 68 (one thread,
+//! AMD EPYC).
+//!
+//! The walk and the tile have `avx512.rs`'s shape line for line; only the intrinsics and
+//! the tile sizes differ. They stay separate because the tiles are const generics of each
+//! instruction set's own `#[target_feature]` functions, which stable Rust cannot derive
+//! from a shared trait's constants.
+
+/// f32 lanes per vector.
+pub(super) const LANES: usize = 8;
+/// Input rows per register tile.
+pub(super) const MR: usize = 4;
+/// Weight rows per register tile.
+pub(super) const NR: usize = 2;
+
+#[cfg(target_arch = "x86_64")]
+pub(super) use imp::block_rows;
+
+#[cfg(target_arch = "x86_64")]
+mod imp {
+    use std::arch::x86_64::*;
+
+    use super::{LANES, MR, NR};
+
+    /// `out_t[j, i] = x[i] · w[j]` for all `m` rows of `x` (packed) and `n` rows of `w`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(in super::super) unsafe fn block_rows(
+        packed: &[f32],
+        w: &[f32],
+        out_t: &mut [f32],
+        m: usize,
+        k: usize,
+        n: usize,
+    ) {
+        let block = MR * k.div_ceil(LANES) * LANES;
+        let (xp, w, o) = (packed.as_ptr(), w.as_ptr(), out_t.as_mut_ptr());
+        super::super::for_each_tile(m, n, MR, NR, |i, j, mr, nr| unsafe {
+            let (xb, wb, ob) = (xp.add((i / MR) * block), w.add(j * k), o.add(j * m + i));
+            match (mr, nr) {
+                (4, 2) => tile::<4, 2>(xb, wb, ob, k, m),
+                (3, 2) => tile::<3, 2>(xb, wb, ob, k, m),
+                (2, 2) => tile::<2, 2>(xb, wb, ob, k, m),
+                (1, 2) => tile::<1, 2>(xb, wb, ob, k, m),
+                (4, 1) => tile::<4, 1>(xb, wb, ob, k, m),
+                (r, c) => {
+                    // A corner of the output: few rows and few columns.
+                    for rr in 0..r {
+                        for cc in 0..c {
+                            tile::<1, 1>(
+                                xb.add(rr * LANES),
+                                wb.add(cc * k),
+                                ob.add(cc * m + rr),
+                                k,
+                                m,
+                            );
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// `R` packed input rows against `C` weight rows (stride `k`); results go to
+    /// `o[c * m + r]`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn tile<const R: usize, const C: usize>(
+        xp: *const f32,
+        w: *const f32,
+        o: *mut f32,
+        k: usize,
+        m: usize,
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); C]; R];
+        let full = k - k % LANES;
+        let mut p = 0;
+        let mut x = xp;
+        unsafe {
+            while p < full {
+                let wv: [__m256; C] = std::array::from_fn(|c| _mm256_loadu_ps(w.add(c * k + p)));
+                fma_rows(&mut acc, x, &wv);
+                p += LANES;
+                x = x.add(MR * LANES);
+            }
+            if p < k {
+                // The last `k % LANES` columns: weight lanes past the end masked off (the
+                // packed input is zero there).
+                let mask = _mm256_cmpgt_epi32(
+                    _mm256_set1_epi32((k - p) as i32),
+                    _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                );
+                let wv: [__m256; C] =
+                    std::array::from_fn(|c| _mm256_maskload_ps(w.add(c * k + p), mask));
+                fma_rows(&mut acc, x, &wv);
+            }
+            if R == 4 {
+                // Column c's four rows are adjacent in `o`: one reduction and one store each.
+                let column = |c: usize| std::array::from_fn(|r| acc[r][c]);
+                for c in 0..C {
+                    _mm_storeu_ps(o.add(c * m), reduce4(column(c)));
+                }
+            } else {
+                let zero = _mm256_setzero_ps();
+                for (r, acc_r) in acc.iter().enumerate() {
+                    for (c, a) in acc_r.iter().enumerate() {
+                        *o.add(c * m + r) = _mm_cvtss_f32(reduce4([*a, zero, zero, zero]));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One step along `k`: every packed input row (`LANES` apart) times every weight vector.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn fma_rows<const R: usize, const C: usize>(
+        acc: &mut [[__m256; C]; R],
+        x: *const f32,
+        wv: &[__m256; C],
+    ) {
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            let xv = unsafe { _mm256_loadu_ps(x.add(r * LANES)) };
+            for (a, wc) in acc_r.iter_mut().zip(wv) {
+                *a = _mm256_fmadd_ps(xv, *wc, *a);
+            }
+        }
+    }
+
+    /// Lane `i` of the result is the sum of all lanes of `a[i]`: two rounds of pairwise
+    /// horizontal adds leave each input's two 128-bit halves' sums side by side, and one
+    /// add folds the halves.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn reduce4(a: [__m256; 4]) -> __m128 {
+        let ab = _mm256_hadd_ps(a[0], a[1]);
+        let cd = _mm256_hadd_ps(a[2], a[3]);
+        let abcd = _mm256_hadd_ps(ab, cd);
+        _mm_add_ps(
+            _mm256_castps256_ps128(abcd),
+            _mm256_extractf128_ps::<1>(abcd),
+        )
+    }
+}

@@ -1,0 +1,348 @@
+//! `x · Wᵀ` for a few rows of `x` (beam decoding: 20 rows), reading the weight matrix
+//! `W` `[out, in]` where it lies.
+//!
+//! Why our own kernel: candle's CPU matmul (the `gemm` crate) packs the right-hand side
+//! into panels on every call. For prefill (hundreds of rows) that packing is amortised;
+//! for a decode step it copies every weight matrix once per step, and profiling a
+//! SmolLM2 beam search put half of its time in that packing (on AVX-512 and on AVX2
+//! machines alike). Here each output is a dot product of an input row with a weight row
+//! (both contiguous along `in`), register-blocked so a block of weight rows is loaded once
+//! for every input row, and the output columns are split between threads. It serves
+//! inference only (no backward pass) and needs AVX-512F or AVX2 with FMA, chosen at run
+//! time (`avx512.rs`, `avx2.rs`: the register tiles; this file: threads, packing, the
+//! walk over tiles); everything else goes through candle. Measured in docs/PERFORMANCE.md.
+
+mod avx2;
+mod avx512;
+
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+use crate::error::Result;
+
+/// The instruction sets the kernel has tiles for, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Isa {
+    Avx512,
+    Avx2,
+}
+
+impl Isa {
+    /// f32 lanes per vector.
+    const fn lanes(self) -> usize {
+        match self {
+            Isa::Avx512 => avx512::LANES,
+            Isa::Avx2 => avx2::LANES,
+        }
+    }
+
+    /// Input rows per register tile.
+    const fn mr(self) -> usize {
+        match self {
+            Isa::Avx512 => avx512::MR,
+            Isa::Avx2 => avx2::MR,
+        }
+    }
+
+    /// Weight rows per register tile.
+    const fn nr(self) -> usize {
+        match self {
+            Isa::Avx512 => avx512::NR,
+            Isa::Avx2 => avx2::NR,
+        }
+    }
+
+    /// Up to this many rows of `x` the kernel is used for every weight.
+    ///
+    /// AVX-512, measured (2 cores) at 8-32 rows: it beats candle's matmul on the
+    /// projections (105-162 GFLOP/s against 26-112), but on the 49,152-row output head
+    /// only at 8 rows (at 20 and 32 rows 72-79 against candle's 87-124; left as is, noted in
+    /// docs/PERFORMANCE.md). AVX2 (`cargo bench --bench skinny`, AMD EPYC, 1 and 2
+    /// threads): at 20 rows the widening gate and up run 1.21-1.36x candle's rate and the
+    /// head 0.91-1.08x; at 32 rows they lose (0.83-0.88x, head 0.61-0.85x).
+    const fn always_rows(self) -> usize {
+        match self {
+            Isa::Avx512 => 32,
+            Isa::Avx2 => 20,
+        }
+    }
+
+    /// Up to this many rows it still wins where the output is no wider than the input.
+    ///
+    /// AVX-512: attention's projections and the MLP's down at 40-120 rows ran at 87-224
+    /// GFLOP/s against candle's 57-136, not the widening gate, up and output head (82-122
+    /// against 127-218), where `gemm`'s packing pays for itself. It covers batched decoding
+    /// (4 queries: 80 rows) and short prefills. AVX2: q, o, k, v and down win at 32 rows
+    /// (1.03-1.63x) and no longer all at 48 (0.88-1.71x).
+    const fn max_rows(self) -> usize {
+        match self {
+            Isa::Avx512 => 128,
+            Isa::Avx2 => 32,
+        }
+    }
+}
+
+impl Isa {
+    /// Whether this CPU runs `self`.
+    fn runs(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            match self {
+                Isa::Avx512 => std::is_x86_feature_detected!("avx512f"),
+                Isa::Avx2 => {
+                    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+}
+
+/// The best instruction set this CPU runs the kernel with, if any.
+pub(crate) fn isa() -> Option<Isa> {
+    [Isa::Avx512, Isa::Avx2].into_iter().find(|i| i.runs())
+}
+
+/// `x` `[.., in]` times `w` `[out, in]` transposed, or `None` when the kernel does not
+/// apply (too many rows, not contiguous f32 on the CPU, gradients wanted, or neither
+/// AVX-512 nor AVX2), so the caller uses candle's matmul.
+pub(crate) fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
+    matmul_t_limited(x, w, true)
+}
+
+/// [`matmul_t`], with the row limits (`row_limits: true`) or without them, for the
+/// benchmarks that measure where the limits should be (`benches/skinny.rs`).
+pub(crate) fn matmul_t_limited(x: &Tensor, w: &Tensor, row_limits: bool) -> Result<Option<Tensor>> {
+    let Some(isa) = isa() else {
+        return Ok(None);
+    };
+    let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?.max(1);
+    let Ok((out, input)) = w.dims2() else {
+        return Ok(None);
+    };
+    let too_many = rows > isa.max_rows() || (rows > isa.always_rows() && out > input);
+    if rows == 0
+        || (row_limits && too_many)
+        || !x.device().is_cpu()
+        || x.dtype() != DType::F32
+        || w.dtype() != DType::F32
+        || !x.is_contiguous()
+        || !w.is_contiguous()
+        || x.track_op()
+        || w.track_op()
+    {
+        return Ok(None);
+    }
+    Ok(Some(x.apply_op2_no_bwd(w, &SkinnyMatmul(isa))?))
+}
+
+struct SkinnyMatmul(Isa);
+
+impl CustomOp2 for SkinnyMatmul {
+    fn name(&self) -> &'static str {
+        "skinny-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(xs), CpuStorage::F32(ws)) = (xs, ws) else {
+            candle_core::bail!("skinny-matmul: f32 only");
+        };
+        let (Some((x0, x1)), Some((w0, w1))) = (xl.contiguous_offsets(), wl.contiguous_offsets())
+        else {
+            candle_core::bail!("skinny-matmul: contiguous operands only");
+        };
+        let dims = xl.dims();
+        let k = *dims.last().unwrap_or(&0);
+        let &[n, wk] = wl.dims() else {
+            candle_core::bail!("skinny-matmul: weight must be 2-D, got {:?}", wl.dims());
+        };
+        if wk != k {
+            candle_core::bail!("skinny-matmul: x has {k} columns, weight {wk}");
+        }
+        let m = xl.shape().elem_count() / k.max(1);
+        let out = rows_times_weights(self.0, &xs[x0..x1], &ws[w0..w1], m, k, n);
+        let mut shape = dims.to_vec();
+        *shape.last_mut().expect("x has at least one dim") = n;
+        Ok((CpuStorage::F32(out), Shape::from(shape)))
+    }
+}
+
+/// `out[i, j] = Σ_p x[i, p] · w[j, p]` for `x` `[m, k]`, `w` `[n, k]`, row-major, with
+/// `isa`'s tiles. The caller has checked that this CPU runs `isa`.
+fn rows_times_weights(isa: Isa, x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    if m == 0 || n == 0 {
+        return vec![0f32; m * n];
+    }
+    let packed = pack_rows(x, m, k, isa.mr(), isa.lanes());
+    // Threads take disjoint ranges of weight rows and write them transposed (`[n, m]`,
+    // contiguous per thread); one pass at the end puts the output back in `[m, n]`.
+    let threads = rayon::current_num_threads().max(1);
+    // Below ~64k multiply-adds per thread the hand-off costs more than it saves.
+    let per_thread = if m * n * k < 65_536 * threads {
+        n
+    } else {
+        n.div_ceil(threads).div_ceil(isa.nr()) * isa.nr()
+    };
+    let mut out_t = vec![0f32; n * m];
+    out_t
+        .par_chunks_mut(per_thread * m)
+        .enumerate()
+        .for_each(|(c, chunk)| {
+            let j0 = c * per_thread;
+            let rows = chunk.len() / m;
+            let w = &w[j0 * k..(j0 + rows) * k];
+            // SAFETY: `matmul_t` only builds this op for an `isa` that `isa()` detected;
+            // `packed` holds `m.div_ceil(MR)` blocks of `MR * k.div_ceil(LANES) * LANES`,
+            // `w` `rows * k` and `chunk` `rows * m` elements.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                match isa {
+                    Isa::Avx512 => avx512::block_rows(&packed, w, chunk, m, k, rows),
+                    Isa::Avx2 => avx2::block_rows(&packed, w, chunk, m, k, rows),
+                }
+            };
+        });
+    let mut out = vec![0f32; m * n];
+    for (j, col) in out_t.chunks_exact(m).enumerate() {
+        for (i, v) in col.iter().enumerate() {
+            out[i * n + j] = *v;
+        }
+    }
+    out
+}
+
+/// `x` `[m, k]` regrouped so the kernel reads one stream: blocks of `mr` rows, each
+/// `[k / lanes][mr][lanes]`, zero-padded past `m` and `k` (`x` is small; the weights are
+/// what must not be copied).
+fn pack_rows(x: &[f32], m: usize, k: usize, mr: usize, lanes: usize) -> Vec<f32> {
+    let kq = k.div_ceil(lanes);
+    let block = mr * kq * lanes;
+    let mut packed = vec![0f32; m.div_ceil(mr) * block];
+    for (i, row) in x.chunks_exact(k).take(m).enumerate() {
+        let base = (i / mr) * block + (i % mr) * lanes;
+        for (q, piece) in row.chunks(lanes).enumerate() {
+            let at = base + q * mr * lanes;
+            packed[at..at + piece.len()].copy_from_slice(piece);
+        }
+    }
+    packed
+}
+
+/// Visits the output in register tiles: `(i, j, mr, nr)` for input rows `i..i + mr` and
+/// weight rows `j..j + nr`, weight-block-major, so one block of `nr` weight rows stays in
+/// L1 while every input row passes by. Inlined into each instruction set's `block_rows`,
+/// whose target features its closure inherits.
+#[inline(always)]
+fn for_each_tile(
+    m: usize,
+    n: usize,
+    mr_max: usize,
+    nr_max: usize,
+    mut tile: impl FnMut(usize, usize, usize, usize),
+) {
+    let mut j = 0;
+    while j < n {
+        let nr = (n - j).min(nr_max);
+        let mut i = 0;
+        while i < m {
+            let mr = (m - i).min(mr_max);
+            tile(i, j, mr, nr);
+            i += mr;
+        }
+        j += nr;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against a plain triple loop, for every instruction set this CPU runs, over shapes
+    /// that exercise every tile remainder (rows 1..=13, weight rows not a multiple of 3 or
+    /// 4, `k` not a multiple of 8 or 16).
+    #[test]
+    fn matches_reference_product() {
+        let isas: Vec<Isa> = [Isa::Avx512, Isa::Avx2]
+            .into_iter()
+            .filter(|i| i.runs())
+            .collect();
+        if isas.is_empty() {
+            eprintln!("neither AVX-512 nor AVX2: skinny kernel not exercised");
+            return;
+        }
+        for &isa in &isas {
+            check_against_reference(isa);
+        }
+    }
+
+    fn check_against_reference(isa: Isa) {
+        for &(m, k, n) in &[
+            (1, 16, 4),
+            (7, 33, 9),
+            (13, 576, 130),
+            (20, 64, 1),
+            (6, 5, 7),
+            (5, 21, 10),
+            (4, 8, 3),
+            (9, 100, 11),
+        ] {
+            let x: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+                .collect();
+            let w: Vec<f32> = (0..n * k)
+                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 31.0)
+                .collect();
+            let got = rows_times_weights(isa, &x, &w, m, k, n);
+            assert_eq!(got.len(), m * n);
+            for i in 0..m {
+                for j in 0..n {
+                    let want: f64 = (0..k)
+                        .map(|p| x[i * k + p] as f64 * w[j * k + p] as f64)
+                        .sum();
+                    let g = got[i * n + j] as f64;
+                    assert!(
+                        (g - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                        "{isa:?} [{m},{k}]x[{n},{k}] at ({i},{j}): {g} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Through the tensor entry point: batch dims kept, same values as candle's matmul; a
+    /// trainable weight or too many rows falls back to candle (`None`).
+    #[test]
+    fn tensor_entry_matches_candle_and_declines() -> Result<()> {
+        if isa().is_none() {
+            return Ok(());
+        }
+        let dev = candle_core::Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (2, 5, 40), &dev)?;
+        let w = Tensor::randn(0f32, 1.0, (7, 40), &dev)?;
+        let got = matmul_t(&x, &w)?.expect("kernel applies");
+        assert_eq!(got.dims(), &[2, 5, 7]);
+        let want = x.broadcast_matmul(&w.t()?)?;
+        let diff = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-4, "max difference {diff}");
+
+        let var = candle_core::Var::from_tensor(&w)?;
+        assert!(matmul_t(&x, var.as_tensor())?.is_none());
+        let isa = isa().expect("available");
+        let many = Tensor::zeros((isa.max_rows() + 1, 40), DType::F32, &dev)?;
+        assert!(matmul_t(&many, &w)?.is_none());
+        let wide = Tensor::zeros((41, 40), DType::F32, &dev)?;
+        let always = isa.always_rows();
+        assert!(matmul_t(&many.narrow(0, 0, always + 1)?, &wide)?.is_none());
+        assert!(matmul_t(&many.narrow(0, 0, always)?, &wide)?.is_some());
+        Ok(())
+    }
+}
