@@ -1,23 +1,19 @@
 //! The kernel's register tiles in AVX2 with FMA (x86 CPUs without AVX-512, such as AMD's
-//! before Zen 4): 4 input rows x 2 weight rows, 8 accumulators of 8 lanes.
+//! before Zen 4): 4 input rows x 3 weight rows, 12 accumulators of 8 lanes. The full tile's
+//! loop along `k` is assembly (`tile_4x3` says why); the edge tiles use
+//! intrinsics.
 //!
-//! Why 4 x 2: LLVM unrolls the loop along `k` twice, so a tile needs its accumulators plus
-//! two steps' weight and input vectors in the 16 registers. A 4 x 3 tile spilled
-//! accumulators to the stack and ran at 41 GFLOP/s on the decode shape `[20, 576] x
-//! [1536, 576]ᵀ` (candle: 51); 4 x 2 and 3 x 3 do not spill and ran at 68 (one thread,
-//! AMD EPYC).
-//!
-//! The walk and the tile have `avx512.rs`'s shape line for line; only the intrinsics and
-//! the tile sizes differ. They stay separate because the tiles are const generics of each
-//! instruction set's own `#[target_feature]` functions, which stable Rust cannot derive
-//! from a shared trait's constants.
+//! The walk and the intrinsics tile have `avx512.rs`'s shape line for line; only the
+//! intrinsics and the tile sizes differ. They stay separate because the tiles are const
+//! generics of each instruction set's own `#[target_feature]` functions, which stable Rust
+//! cannot derive from a shared trait's constants.
 
 /// f32 lanes per vector.
 pub(super) const LANES: usize = 8;
 /// Input rows per register tile.
 pub(super) const MR: usize = 4;
 /// Weight rows per register tile.
-pub(super) const NR: usize = 2;
+pub(super) const NR: usize = 3;
 
 #[cfg(target_arch = "x86_64")]
 pub(super) use imp::block_rows;
@@ -43,10 +39,11 @@ mod imp {
         super::super::for_each_tile(m, n, MR, NR, |i, j, mr, nr| unsafe {
             let (xb, wb, ob) = (xp.add((i / MR) * block), w.add(j * k), o.add(j * m + i));
             match (mr, nr) {
+                (4, 3) => tile_4x3(xb, wb, ob, k, m),
+                (3, 3) => tile::<3, 3>(xb, wb, ob, k, m),
+                (2, 3) => tile::<2, 3>(xb, wb, ob, k, m),
+                (1, 3) => tile::<1, 3>(xb, wb, ob, k, m),
                 (4, 2) => tile::<4, 2>(xb, wb, ob, k, m),
-                (3, 2) => tile::<3, 2>(xb, wb, ob, k, m),
-                (2, 2) => tile::<2, 2>(xb, wb, ob, k, m),
-                (1, 2) => tile::<1, 2>(xb, wb, ob, k, m),
                 (4, 1) => tile::<4, 1>(xb, wb, ob, k, m),
                 (r, c) => {
                     // A corner of the output: few rows and few columns.
@@ -88,6 +85,88 @@ mod imp {
                 p += LANES;
                 x = x.add(MR * LANES);
             }
+            finish(acc, x, w, o, k, m, p);
+        }
+    }
+
+    /// The full tile, 4 input rows x 3 weight rows, whose loop along `k` is written out in
+    /// assembly. Why: 12 accumulators, 3 weight vectors and one input vector take all 16
+    /// registers, and LLVM unrolls [`tile`]'s loop twice, which then spills accumulators to
+    /// the stack (41 GFLOP/s at `[20, 576] x [1536, 576]ᵀ`, one thread, against candle's
+    /// 51). The largest tiles LLVM kept in registers (4 x 2, 3 x 3) reached 68: 8 or 9
+    /// accumulators cannot cover a 5-cycle FMA latency on two FMA units, 12 can. This loop
+    /// reaches 1.5-1.7x candle's rate where 4 x 2 reached 1.2-1.3x (docs/PERFORMANCE.md).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn tile_4x3(xp: *const f32, w: *const f32, o: *mut f32, k: usize, m: usize) {
+        let z = _mm256_setzero_ps();
+        let (mut a0, mut a1, mut a2, mut a3, mut a4, mut a5) = (z, z, z, z, z, z);
+        let (mut a6, mut a7, mut a8, mut a9, mut a10, mut a11) = (z, z, z, z, z, z);
+        let steps = k / LANES;
+        let mut x = xp;
+        if steps > 0 {
+            // SAFETY: `steps` vectors of 8 along `k` lie inside each of the three weight
+            // rows (`w`, `w + k`, `w + 2k`) and inside the packed block (`MR * LANES`
+            // floats per step); the block only reads memory.
+            unsafe {
+                std::arch::asm!(
+                    "2:",
+                    "vmovups ymm12, ymmword ptr [{w0} + {off}]",
+                    "vmovups ymm13, ymmword ptr [{w1} + {off}]",
+                    "vmovups ymm14, ymmword ptr [{w2} + {off}]",
+                    "vmovups ymm15, ymmword ptr [{x}]",
+                    "vfmadd231ps ymm0, ymm15, ymm12",
+                    "vfmadd231ps ymm1, ymm15, ymm13",
+                    "vfmadd231ps ymm2, ymm15, ymm14",
+                    "vmovups ymm15, ymmword ptr [{x} + 32]",
+                    "vfmadd231ps ymm3, ymm15, ymm12",
+                    "vfmadd231ps ymm4, ymm15, ymm13",
+                    "vfmadd231ps ymm5, ymm15, ymm14",
+                    "vmovups ymm15, ymmword ptr [{x} + 64]",
+                    "vfmadd231ps ymm6, ymm15, ymm12",
+                    "vfmadd231ps ymm7, ymm15, ymm13",
+                    "vfmadd231ps ymm8, ymm15, ymm14",
+                    "vmovups ymm15, ymmword ptr [{x} + 96]",
+                    "vfmadd231ps ymm9, ymm15, ymm12",
+                    "vfmadd231ps ymm10, ymm15, ymm13",
+                    "vfmadd231ps ymm11, ymm15, ymm14",
+                    "add {x}, 128",
+                    "add {off}, 32",
+                    "dec {n}",
+                    "jnz 2b",
+                    w0 = in(reg) w,
+                    w1 = in(reg) w.add(k),
+                    w2 = in(reg) w.add(2 * k),
+                    x = inout(reg) x,
+                    off = inout(reg) 0usize => _,
+                    n = inout(reg) steps => _,
+                    inout("ymm0") a0, inout("ymm1") a1, inout("ymm2") a2,
+                    inout("ymm3") a3, inout("ymm4") a4, inout("ymm5") a5,
+                    inout("ymm6") a6, inout("ymm7") a7, inout("ymm8") a8,
+                    inout("ymm9") a9, inout("ymm10") a10, inout("ymm11") a11,
+                    out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
+                    options(nostack, readonly),
+                );
+            }
+        }
+        let acc = [[a0, a1, a2], [a3, a4, a5], [a6, a7, a8], [a9, a10, a11]];
+        unsafe { finish(acc, x, w, o, k, m, steps * LANES) };
+    }
+
+    /// The rest of a tile after the loop along `k` reached column `p`: the last
+    /// `k % LANES` columns, then the sums into `o[c * m + r]`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn finish<const R: usize, const C: usize>(
+        mut acc: [[__m256; C]; R],
+        x: *const f32,
+        w: *const f32,
+        o: *mut f32,
+        k: usize,
+        m: usize,
+        p: usize,
+    ) {
+        unsafe {
             if p < k {
                 // The last `k % LANES` columns: weight lanes past the end masked off (the
                 // packed input is zero there).

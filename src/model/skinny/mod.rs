@@ -58,8 +58,8 @@ impl Isa {
     /// projections (105-162 GFLOP/s against 26-112), but on the 49,152-row output head
     /// only at 8 rows (at 20 and 32 rows 72-79 against candle's 87-124; left as is, noted in
     /// docs/PERFORMANCE.md). AVX2 (`cargo bench --bench skinny`, AMD EPYC, 1 and 2
-    /// threads): at 20 rows the widening gate and up run 1.21-1.36x candle's rate and the
-    /// head 0.91-1.08x; at 32 rows they lose (0.83-0.88x, head 0.61-0.85x).
+    /// threads): at 20 rows the widening gate and up run 1.52-1.57x candle's rate and the
+    /// head 1.08-1.27x; at 32 rows they no longer win (0.99-1.06x, head 0.83-0.95x).
     const fn always_rows(self) -> usize {
         match self {
             Isa::Avx512 => 32,
@@ -72,12 +72,12 @@ impl Isa {
     /// AVX-512: attention's projections and the MLP's down at 40-120 rows ran at 87-224
     /// GFLOP/s against candle's 57-136, not the widening gate, up and output head (82-122
     /// against 127-218), where `gemm`'s packing pays for itself. It covers batched decoding
-    /// (4 queries: 80 rows) and short prefills. AVX2: q, o, k, v and down win at 32 rows
-    /// (1.03-1.63x) and no longer all at 48 (0.88-1.71x).
+    /// (4 queries: 80 rows) and short prefills. AVX2: q, o, k, v and down win up to 64
+    /// rows (1.01-1.35x at 64) and not at 128 (0.80-1.12x).
     const fn max_rows(self) -> usize {
         match self {
             Isa::Avx512 => 128,
-            Isa::Avx2 => 32,
+            Isa::Avx2 => 64,
         }
     }
 }
