@@ -24,10 +24,11 @@ const ROWS: &[usize] = &[1, 8, 20, 32, 48, 64, 80, 128];
 fn main() -> patchrec::Result<()> {
     let device = Device::Cpu;
     let full = std::env::args().any(|a| a == "--bench");
-    let (shapes, rows) = if full {
+    // Under `cargo test`: q/o at the beam-search shape of 20 rows only.
+    let (shapes, rows): (&[_], &[usize]) = if full {
         (SHAPES, ROWS)
     } else {
-        (&SHAPES[..1], &ROWS[2..3])
+        (&SHAPES[..1], &[20])
     };
     println!(
         "decode kernel vs candle matmul, GFLOP/s (best of 5), {} threads",

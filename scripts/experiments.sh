@@ -49,6 +49,24 @@ if [ ! -f "$exp/init/patchrec.json" ]; then
     --vocab-size 2048 --hidden 128 --layers 4 --heads 4 --kv-heads 2 --seed 42
 fi
 
+# stage_toml KIND KEY VALUE LENGTH: one [[stage]] with the settings every run here shares;
+# KEY VALUE is `m 5` or `l 5` (or empty), LENGTH a line such as `max_steps = 375`.
+stage_toml() {
+  cat <<TOML
+[[stage]]
+kind = "$1"
+${2:+$2 = $3}
+max_history = 100
+$4
+batch_size = 32
+micro_batch = 2
+learning_rate = 1e-3
+warmup_ratio = 0.05
+max_grad_norm = 1.0
+checkpoint_every = 25
+TOML
+}
+
 # run NAME FROM_CHECKPOINT KIND [m|l VALUE]: one training stage, then valid and test scores.
 run() {
   local name=$1 from=$2 kind=$3 key=${4:-} value=${5:-}
@@ -62,17 +80,7 @@ seed = 42
 checkpoint = "$from"
 [samples]
 max_samples = $max_samples
-[[stage]]
-kind = "$kind"
-${key:+$key = $value}
-max_history = 100
-max_steps = $steps
-batch_size = 32
-micro_batch = 2
-learning_rate = 1e-3
-warmup_ratio = 0.05
-max_grad_norm = 1.0
-checkpoint_every = 25
+$(stage_toml "$kind" "$key" "$value" "max_steps = $steps")
 TOML
   local started=$SECONDS
   "$bin" train "$dir/config.toml" --resume
@@ -118,19 +126,7 @@ if [ "$part" = long ]; then
       printf 'out = "%s/run"\ndata = "%s"\nseed = 42\n[model]\ncheckpoint = "%s/init"\n' \
         "$long" "$data" "$exp"
       for _ in $(seq "$epoch"); do
-        cat <<TOML
-[[stage]]
-kind = "pft-s"
-l = 5
-max_history = 100
-epochs = 1.0
-batch_size = 32
-micro_batch = 2
-learning_rate = 1e-3
-warmup_ratio = 0.05
-max_grad_norm = 1.0
-checkpoint_every = 25
-TOML
+        stage_toml pft-s l 5 "epochs = 1.0"
       done
     } > "$long/config.toml"
     started=$SECONDS

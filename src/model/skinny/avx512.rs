@@ -28,34 +28,23 @@ mod imp {
         k: usize,
         n: usize,
     ) {
-        let block = MR * k.div_ceil(LANES) * LANES;
         let (xp, w, o) = (packed.as_ptr(), w.as_ptr(), out_t.as_mut_ptr());
-        super::super::for_each_tile(m, n, MR, NR, |i, j, mr, nr| unsafe {
-            let (xb, wb, ob) = (xp.add((i / MR) * block), w.add(j * k), o.add(j * m + i));
-            match (mr, nr) {
-                (4, 4) => tile::<4, 4>(xb, wb, ob, k, m),
-                (3, 4) => tile::<3, 4>(xb, wb, ob, k, m),
-                (2, 4) => tile::<2, 4>(xb, wb, ob, k, m),
-                (1, 4) => tile::<1, 4>(xb, wb, ob, k, m),
-                (4, 3) => tile::<4, 3>(xb, wb, ob, k, m),
-                (4, 2) => tile::<4, 2>(xb, wb, ob, k, m),
-                (4, 1) => tile::<4, 1>(xb, wb, ob, k, m),
-                (r, c) => {
-                    // A corner of the output: few rows and few columns.
-                    for rr in 0..r {
-                        for cc in 0..c {
-                            tile::<1, 1>(
-                                xb.add(rr * LANES),
-                                wb.add(cc * k),
-                                ob.add(cc * m + rr),
-                                k,
-                                m,
-                            );
-                        }
-                    }
+        // SAFETY: the buffers are as `for_each_tile` requires (the caller's contract).
+        unsafe {
+            super::super::for_each_tile(xp, w, o, (m, k, n), LANES, MR, NR, |xb, wb, ob, mr, nr| {
+                match (mr, nr) {
+                    (4, 4) => tile::<4, 4>(xb, wb, ob, k, m),
+                    (3, 4) => tile::<3, 4>(xb, wb, ob, k, m),
+                    (2, 4) => tile::<2, 4>(xb, wb, ob, k, m),
+                    (1, 4) => tile::<1, 4>(xb, wb, ob, k, m),
+                    (4, 3) => tile::<4, 3>(xb, wb, ob, k, m),
+                    (4, 2) => tile::<4, 2>(xb, wb, ob, k, m),
+                    (4, 1) => tile::<4, 1>(xb, wb, ob, k, m),
+                    (1, 1) => tile::<1, 1>(xb, wb, ob, k, m),
+                    _ => unreachable!("for_each_tile gave a {mr} x {nr} corner tile"),
                 }
-            }
-        });
+            })
+        }
     }
 
     /// `R` packed input rows against `C` weight rows (stride `k`); results go to

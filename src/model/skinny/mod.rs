@@ -27,31 +27,14 @@ pub(crate) enum Isa {
     Avx2,
 }
 
-impl Isa {
+/// An instruction set's tile shape and row limits.
+struct Params {
     /// f32 lanes per vector.
-    const fn lanes(self) -> usize {
-        match self {
-            Isa::Avx512 => avx512::LANES,
-            Isa::Avx2 => avx2::LANES,
-        }
-    }
-
+    lanes: usize,
     /// Input rows per register tile.
-    const fn mr(self) -> usize {
-        match self {
-            Isa::Avx512 => avx512::MR,
-            Isa::Avx2 => avx2::MR,
-        }
-    }
-
+    mr: usize,
     /// Weight rows per register tile.
-    const fn nr(self) -> usize {
-        match self {
-            Isa::Avx512 => avx512::NR,
-            Isa::Avx2 => avx2::NR,
-        }
-    }
-
+    nr: usize,
     /// Up to this many rows of `x` the kernel is used for every weight.
     ///
     /// AVX-512, measured (2 cores) at 8-32 rows: it beats candle's matmul on the
@@ -60,13 +43,7 @@ impl Isa {
     /// docs/PERFORMANCE.md). AVX2 (`cargo bench --bench skinny`, AMD EPYC, 1 and 2
     /// threads): at 20 rows the widening gate and up run 1.52-1.57x candle's rate and the
     /// head 1.08-1.27x; at 32 rows they no longer win (0.99-1.06x, head 0.83-0.95x).
-    const fn always_rows(self) -> usize {
-        match self {
-            Isa::Avx512 => 32,
-            Isa::Avx2 => 20,
-        }
-    }
-
+    always_rows: usize,
     /// Up to this many rows it still wins where the output is no wider than the input.
     ///
     /// AVX-512: attention's projections and the MLP's down at 40-120 rows ran at 87-224
@@ -74,15 +51,29 @@ impl Isa {
     /// against 127-218), where `gemm`'s packing pays for itself. It covers batched decoding
     /// (4 queries: 80 rows) and short prefills. AVX2: q, o, k, v and down win up to 64
     /// rows (1.01-1.35x at 64) and not at 128 (0.80-1.12x).
-    const fn max_rows(self) -> usize {
-        match self {
-            Isa::Avx512 => 128,
-            Isa::Avx2 => 64,
-        }
-    }
+    max_rows: usize,
 }
 
 impl Isa {
+    const fn params(self) -> Params {
+        match self {
+            Isa::Avx512 => Params {
+                lanes: avx512::LANES,
+                mr: avx512::MR,
+                nr: avx512::NR,
+                always_rows: 32,
+                max_rows: 128,
+            },
+            Isa::Avx2 => Params {
+                lanes: avx2::LANES,
+                mr: avx2::MR,
+                nr: avx2::NR,
+                always_rows: 20,
+                max_rows: 64,
+            },
+        }
+    }
+
     /// Whether this CPU runs `self`.
     fn runs(self) -> bool {
         #[cfg(target_arch = "x86_64")]
@@ -123,7 +114,8 @@ pub(crate) fn matmul_t_limited(x: &Tensor, w: &Tensor, row_limits: bool) -> Resu
     let Ok((out, input)) = w.dims2() else {
         return Ok(None);
     };
-    let too_many = rows > isa.max_rows() || (rows > isa.always_rows() && out > input);
+    let limits = isa.params();
+    let too_many = rows > limits.max_rows || (rows > limits.always_rows && out > input);
     if rows == 0
         || (row_limits && too_many)
         || !x.device().is_cpu()
@@ -182,7 +174,8 @@ fn rows_times_weights(isa: Isa, x: &[f32], w: &[f32], m: usize, k: usize, n: usi
     if m == 0 || n == 0 {
         return vec![0f32; m * n];
     }
-    let packed = pack_rows(x, m, k, isa.mr(), isa.lanes());
+    let Params { lanes, mr, nr, .. } = isa.params();
+    let packed = pack_rows(x, m, k, mr, lanes);
     // Threads take disjoint ranges of weight rows and write them transposed (`[n, m]`,
     // contiguous per thread); one pass at the end puts the output back in `[m, n]`.
     let threads = rayon::current_num_threads().max(1);
@@ -190,7 +183,7 @@ fn rows_times_weights(isa: Isa, x: &[f32], w: &[f32], m: usize, k: usize, n: usi
     let per_thread = if m * n * k < 65_536 * threads {
         n
     } else {
-        n.div_ceil(threads).div_ceil(isa.nr()) * isa.nr()
+        n.div_ceil(threads).div_ceil(nr) * nr
     };
     let mut out_t = vec![0f32; n * m];
     out_t
@@ -201,8 +194,8 @@ fn rows_times_weights(isa: Isa, x: &[f32], w: &[f32], m: usize, k: usize, n: usi
             let rows = chunk.len() / m;
             let w = &w[j0 * k..(j0 + rows) * k];
             // SAFETY: `matmul_t` only builds this op for an `isa` that `isa()` detected;
-            // `packed` holds `m.div_ceil(MR)` blocks of `MR * k.div_ceil(LANES) * LANES`,
-            // `w` `rows * k` and `chunk` `rows * m` elements.
+            // `packed` holds `m.div_ceil(mr)` blocks of `mr * k.div_ceil(lanes) * lanes`,
+            // `w` `rows * k` and `chunk` `rows * m` elements (`for_each_tile`'s terms).
             #[cfg(target_arch = "x86_64")]
             unsafe {
                 match isa {
@@ -237,25 +230,50 @@ fn pack_rows(x: &[f32], m: usize, k: usize, mr: usize, lanes: usize) -> Vec<f32>
     packed
 }
 
-/// Visits the output in register tiles: `(i, j, mr, nr)` for input rows `i..i + mr` and
-/// weight rows `j..j + nr`, weight-block-major, so one block of `nr` weight rows stays in
-/// L1 while every input row passes by. Inlined into each instruction set's `block_rows`,
-/// whose target features its closure inherits.
+/// Visits the output in register tiles of at most `mr_max x nr_max`, weight-block-major, so
+/// one block of weight rows stays in L1 while every input row passes by: `tile(xb, wb, ob,
+/// mr, nr)` gets the packed input rows `i..i + mr` (as [`pack_rows`] laid them out with
+/// `lanes`), the weight rows `j..j + nr` (stride `k`) and the output at `out_t[j * m + i]`.
+/// A corner smaller than a full tile both ways comes as 1 x 1 tiles, so an instruction set
+/// needs tiles only for the full one, short rows and short columns. Inlined into each
+/// instruction set's `block_rows`, whose target features its closure inherits.
+///
+/// # Safety
+/// `packed` holds `m.div_ceil(mr_max)` blocks of `mr_max * k.div_ceil(lanes) * lanes`
+/// floats, `w` `n * k` and `out_t` `n * m`.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn for_each_tile(
-    m: usize,
-    n: usize,
+unsafe fn for_each_tile(
+    packed: *const f32,
+    w: *const f32,
+    out_t: *mut f32,
+    (m, k, n): (usize, usize, usize),
+    lanes: usize,
     mr_max: usize,
     nr_max: usize,
-    mut tile: impl FnMut(usize, usize, usize, usize),
+    mut tile: impl FnMut(*const f32, *const f32, *mut f32, usize, usize),
 ) {
+    let block = mr_max * k.div_ceil(lanes) * lanes;
+    // SAFETY: every offset stays inside the three buffers the caller describes.
+    let mut at = |i: usize, j: usize, mr: usize, nr: usize| unsafe {
+        let xb = packed.add((i / mr_max) * block + (i % mr_max) * lanes);
+        tile(xb, w.add(j * k), out_t.add(j * m + i), mr, nr)
+    };
     let mut j = 0;
     while j < n {
         let nr = (n - j).min(nr_max);
         let mut i = 0;
         while i < m {
             let mr = (m - i).min(mr_max);
-            tile(i, j, mr, nr);
+            if mr < mr_max && nr < nr_max {
+                for rr in 0..mr {
+                    for cc in 0..nr {
+                        at(i + rr, j + cc, 1, 1);
+                    }
+                }
+            } else {
+                at(i, j, mr, nr);
+            }
             i += mr;
         }
         j += nr;
@@ -336,11 +354,11 @@ mod tests {
 
         let var = candle_core::Var::from_tensor(&w)?;
         assert!(matmul_t(&x, var.as_tensor())?.is_none());
-        let isa = isa().expect("available");
-        let many = Tensor::zeros((isa.max_rows() + 1, 40), DType::F32, &dev)?;
+        let limits = isa().expect("available").params();
+        let many = Tensor::zeros((limits.max_rows + 1, 40), DType::F32, &dev)?;
         assert!(matmul_t(&many, &w)?.is_none());
         let wide = Tensor::zeros((41, 40), DType::F32, &dev)?;
-        let always = isa.always_rows();
+        let always = limits.always_rows;
         assert!(matmul_t(&many.narrow(0, 0, always + 1)?, &wide)?.is_none());
         assert!(matmul_t(&many.narrow(0, 0, always)?, &wide)?.is_some());
         Ok(())
