@@ -450,6 +450,19 @@ patchrec_status_t patchrec_query_options_set_max_items(struct patchrec_query_opt
                                                        struct patchrec_error_t **error);
 
 /**
+ * Sets the session gap of `PATCHREC_LAYOUT_STREAM_S` in seconds: a session then also
+ * closes when an interaction comes more than `seconds` after the one before it (as
+ * passed to `patchrec_user_append`; a pair with an unknown timestamp is never split), so
+ * a session is one visit of at most L items. Appending still prefills only the prompt's
+ * end. 0 turns the gap off (sessions close only when they hold L items), also where the
+ * checkpoint sets one. While a gap is set, a query whose layout is not
+ * `PATCHREC_LAYOUT_STREAM_S` fails with `PATCHREC_INVALID_ARGUMENT`.
+ */
+patchrec_status_t patchrec_query_options_set_session_gap(struct patchrec_query_options_t *options,
+                                                         uint64_t seconds,
+                                                         struct patchrec_error_t **error);
+
+/**
  * With `exclude_history` true, a query never returns an item already in the user's
  * history. Default false, as in the paper's protocol.
  */

@@ -230,6 +230,16 @@ public:
         detail::call(patchrec_query_options_set_max_items, raw(), max_items);
         return *this;
     }
+    // stream-s only: a session also closes after a pause longer than `gap` between two
+    // interactions; 0 turns it off.
+    QueryOptions &session_gap(std::chrono::seconds gap) {
+        if (gap.count() < 0) {
+            throw Error(PATCHREC_INVALID_ARGUMENT, "session gap must not be negative");
+        }
+        detail::call(patchrec_query_options_set_session_gap, raw(),
+                     static_cast<std::uint64_t>(gap.count()));
+        return *this;
+    }
     QueryOptions &exclude_history(bool exclude) {
         detail::call(patchrec_query_options_set_exclude_history, raw(), exclude);
         return *this;

@@ -6,10 +6,8 @@ use std::sync::Arc;
 use crate::catalog::CatalogSnapshot;
 use crate::decode::{prefill, search_prefilled, Prefilled, Scored, SearchOptions};
 use crate::error::{Error, Result};
-use crate::history::{
-    compression_ratio, history_positions, segments, Layout, LayoutConfig, UserHistory,
-};
-use crate::prompt::{build_prompt, fixed_positions, Prompt, PromptCache};
+use crate::history::{compression_ratio, history_positions, Layout, LayoutConfig, UserHistory};
+use crate::prompt::{build_prompt_shown, fixed_positions, Prompt, PromptCache};
 
 #[derive(Debug, Clone)]
 pub struct QueryOptions {
@@ -73,11 +71,12 @@ pub fn layout_stats(
     let snap = catalog.snapshot();
     let history = user.shown(&layout);
     let lengths: Vec<usize> = history
+        .items
         .iter()
         .map(|&id| snap.index_of(id).map(|i| snap.item(i).tokens.len()))
         .collect::<Result<_>>()?;
     let fixed = fixed_positions(model, history.len());
-    let segs = segments(layout.layout.resolve(&lengths, fixed), history.len());
+    let segs = history.segments(layout.layout.resolve(&lengths, fixed));
     let len = fixed + history_positions(&segs, &lengths);
     let cr = compression_ratio(&segs, |i| lengths[i]);
     Ok((len, history.len(), cr))
@@ -127,7 +126,7 @@ pub(crate) fn prepare(
         return Err(Error::invalid("the catalogue is empty"));
     }
     let history = user.shown(&layout);
-    let prompt = build_prompt(model, &snap, &history, layout.layout)?;
+    let prompt = build_prompt_shown(model, &snap, &history, layout.layout)?;
     let exclude = if opts.exclude_history {
         user.item_ids()
             .filter_map(|id| snap.index_of(id).ok())

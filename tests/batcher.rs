@@ -51,10 +51,7 @@ fn batched_queries_rank_as_single_ones() {
             let opts = QueryOptions {
                 k: 6,
                 beam_width: 4 + u,
-                layout: Some(LayoutConfig {
-                    layout: layouts[u % 4],
-                    max_items: 100,
-                }),
+                layout: Some(LayoutConfig::new(layouts[u % 4], 100)),
                 exclude_history: u % 3 == 0,
                 exact: u == 5,
             };

@@ -25,6 +25,7 @@ fn the_serving_benchmark_reports_every_layout_and_length() {
         callers: 2,
         exact: false,
         batched: false,
+        session_gap: None,
     };
     let cat = std::sync::Arc::new(cat);
     let report = run_serving_bench(&cat, &opts).unwrap();
@@ -69,10 +70,48 @@ fn the_batched_benchmark_runs_concurrent_callers_through_the_worker() {
         callers: 2,
         exact: false,
         batched: true,
+        session_gap: None,
     };
     let report = run_serving_bench(&cat, &opts).unwrap();
     let r = &report.rows[0];
     assert!(r.total.p50_ms > 0.0 && r.queries_per_second > 0.0, "{r:?}");
     assert!(r.append_prefilled < r.prompt_positions, "{r:?}");
     assert!(report.markdown().contains("| stream-s:2 | 6 |"));
+}
+
+#[test]
+fn a_session_gap_applies_to_the_stream_aligned_rows_only() {
+    let items = common::titles(20);
+    let model = common::tiny_model(20);
+    let cat = std::sync::Arc::new(common::catalog(&model, &items));
+    let run = |session_gap| {
+        let opts = BenchOptions {
+            layouts: vec![Layout::StreamS { l: 4 }, Layout::PftS { l: 4 }],
+            history_lengths: vec![24],
+            users: 2,
+            k: 3,
+            beam_width: 3,
+            seed: 7,
+            callers: 1,
+            exact: false,
+            batched: false,
+            session_gap,
+        };
+        run_serving_bench(&cat, &opts).unwrap()
+    };
+    let (counted, visits) = (run(None), run(Some(3600)));
+    assert_eq!(visits.rows[0].layout, "stream-s:4 gap 3600 s");
+    assert_eq!(visits.rows[1].layout, "pft-s:4");
+    // The synthetic visits (1 to 10 items, a day apart) close sessions early: other
+    // prompts for the same users, the tail-aligned layout unchanged.
+    assert_ne!(
+        visits.rows[0].prompt_positions,
+        counted.rows[0].prompt_positions
+    );
+    assert_eq!(
+        visits.rows[1].prompt_positions,
+        counted.rows[1].prompt_positions
+    );
+    assert!(visits.rows[0].append_prefilled < visits.rows[0].prompt_positions);
+    assert!(visits.markdown().contains("| stream-s:4 gap 3600 s | 24 |"));
 }

@@ -22,10 +22,7 @@ fn budget_queries_fit_and_agree_with_layout_stats() {
     let opts = |layout| QueryOptions {
         k: 5,
         beam_width: 5,
-        layout: Some(LayoutConfig {
-            layout,
-            max_items: 100,
-        }),
+        layout: Some(LayoutConfig::new(layout, 100)),
         ..Default::default()
     };
     let vanilla = recommend(&cat, &user, &opts(Layout::Vanilla)).unwrap();

@@ -10,16 +10,20 @@ fn options(layout: Layout, max_items: usize) -> QueryOptions {
     QueryOptions {
         k: 8,
         beam_width: 8,
-        layout: Some(LayoutConfig { layout, max_items }),
+        layout: Some(LayoutConfig::new(layout, max_items)),
         exclude_history: false,
         exact: false,
     }
 }
 
 fn append(cat: &patchrec::Catalog, user: &mut UserHistory, id: u64) {
+    append_at(cat, user, id, None);
+}
+
+fn append_at(cat: &patchrec::Catalog, user: &mut UserHistory, id: u64, timestamp: Option<i64>) {
     let i = Interaction {
         item_id: id,
-        timestamp: None,
+        timestamp,
     };
     cat.append(user, &[i]).unwrap();
 }
@@ -81,11 +85,9 @@ fn stream_aligned_appends_prefill_only_the_new_item_and_the_end() {
         let id = items[(step * 11) % 30].0;
         let before = user.len();
         append(&cat, &mut user, id);
-        let cfg = LayoutConfig {
-            layout: Layout::StreamS { l },
-            max_items: k,
-        };
-        let window_moved = cfg.window_start(before) != cfg.window_start(user.len());
+        let cfg = LayoutConfig::new(Layout::StreamS { l }, k);
+        let window_moved = cfg.window(&user.interactions()[..before]).start
+            != cfg.window(user.interactions()).start;
         let group_closed = before.is_multiple_of(l);
         recommend_cached(&cat, &user, &mut cache, &opts).unwrap();
         let reuse = cache.last_reuse();
@@ -108,6 +110,85 @@ fn stream_aligned_appends_prefill_only_the_new_item_and_the_end() {
     let again = recommend_cached(&cat, &user, &mut cache, &opts).unwrap();
     assert_eq!(cache.last_reuse().computed, 0);
     assert_eq!(first.items, again.items);
+}
+
+#[test]
+fn time_gap_sessions_rank_as_fresh_queries_and_reuse_all_but_the_last_two_sessions() {
+    let items = common::titles(30);
+    let model = common::tiny_model(30);
+    let cat = common::catalog(&model, &items);
+    let snap = cat.snapshot();
+    let title_len = |id: u64| snap.get(id).unwrap().tokens.len();
+    let tail = model.tail_ids().len();
+    let (l, k, gap) = (4, 14, 600);
+    let cfg = LayoutConfig {
+        session_gap: Some(gap),
+        ..LayoutConfig::new(Layout::StreamS { l }, k)
+    };
+    let opts = QueryOptions {
+        layout: Some(cfg),
+        ..options(Layout::Vanilla, k)
+    };
+    let mut user = UserHistory::new();
+    let mut cache = PromptCache::new();
+    // Visits of 1 to 6 items a minute apart, an hour or more between visits.
+    let (mut t, mut step, mut within, mut gaps) = (0i64, 0usize, 0, 0);
+    for visit in 0..12 {
+        t += 3600 * (1 + visit % 3);
+        for j in 0..1 + (visit * 5) % 6 {
+            t += 60;
+            let id = items[(step * 7) % 30].0;
+            step += 1;
+            let before = user.len();
+            let stream_before = user.interactions().to_vec();
+            append_at(&cat, &mut user, id, Some(t));
+            let sessions = |s: &[Interaction]| patchrec::history::session_starts(s, l, Some(gap));
+            let (old, new) = (sessions(&stream_before), sessions(user.interactions()));
+            let fresh = recommend(&cat, &user, &opts).unwrap();
+            let cached = recommend_cached(&cat, &user, &mut cache, &opts).unwrap();
+            assert_same(&fresh, &cached, &format!("after {} items", user.len()));
+            let reuse = cache.last_reuse();
+            let window_moved =
+                cfg.window(&stream_before).start != cfg.window(user.interactions()).start;
+            if before == 0 || window_moved {
+                continue;
+            }
+            // The first item of a visit always opens a session; a later one only when
+            // the open session is full.
+            let full = old.last().is_some_and(|&s| before - s == l);
+            assert_eq!(new.len() > old.len(), j == 0 || full, "item {}", user.len());
+            if new.len() == old.len() {
+                // The open session grew: only the new title and the end are computed.
+                assert_eq!(
+                    reuse.computed,
+                    1 + title_len(id) + 1 + tail,
+                    "item {}",
+                    user.len()
+                );
+                within += 1;
+            } else {
+                // A session closed: the session before it folds into one session patch
+                // and the closed one into item patches (two positions each, with their
+                // delimiters); everything older is kept, however long the history.
+                assert!(
+                    reuse.computed <= 2 + 2 * l + title_len(id) + 1 + tail,
+                    "item {}: computed {}",
+                    user.len(),
+                    reuse.computed
+                );
+                gaps += usize::from(j == 0);
+            }
+        }
+    }
+    assert!(
+        within >= 10 && gaps >= 5,
+        "checked {within} in-session and {gaps} gap appends"
+    );
+    // The gap changes the prompt (here its length ties by chance: 3 sessions and 3 item
+    // patches against 2 and 4), so the scores differ from counted sessions'.
+    let counted = recommend(&cat, &user, &options(Layout::StreamS { l }, k)).unwrap();
+    let gapped = recommend(&cat, &user, &opts).unwrap();
+    assert_ne!(counted.items, gapped.items);
 }
 
 #[test]

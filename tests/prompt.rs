@@ -105,10 +105,7 @@ fn stats_match_counted_prompt_positions_and_tokens() {
         (Layout::PftS { l: 4 }, 17), // truncated to the latest K
     ] {
         let opts = QueryOptions {
-            layout: Some(LayoutConfig {
-                layout,
-                max_items: k,
-            }),
+            layout: Some(LayoutConfig::new(layout, k)),
             ..Default::default()
         };
         let (len, shown, cr) = layout_stats(&cat, &user, &opts).unwrap();

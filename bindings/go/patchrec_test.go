@@ -321,6 +321,85 @@ func TestStreamLayoutCachedQueriesEqualFreshOnes(t *testing.T) {
 	}
 }
 
+// A session gap groups a timestamped history by visit (two items each here): the prompt
+// differs from the counted sessions', a cached user still answers as a fresh one, and a
+// gap with another layout, a negative or a fractional gap are invalid arguments.
+func TestSessionGapGroupsByVisit(t *testing.T) {
+	catalog := newCatalog(t)
+	start := time.Unix(1_700_000_000, 0)
+	times := make([]time.Time, len(queryHistory))
+	for i := range times {
+		times[i] = start.Add(time.Duration(i/2)*24*time.Hour + time.Duration(i%2)*time.Minute)
+	}
+	timed := func(n int) *patchrec.User {
+		user := newUser(t, catalog)
+		if err := user.AppendWithTimes(catalog, queryHistory[:n], times[:n]); err != nil {
+			t.Fatal(err)
+		}
+		return user
+	}
+	options := newQueryOptions(t, queryK)
+	if err := options.SetLayout(patchrec.LayoutStreamS, 4); err != nil {
+		t.Fatal(err)
+	}
+	stats := func() patchrec.LayoutStats {
+		s, err := catalog.LayoutStats(timed(len(queryHistory)), options)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	counted := stats()
+	if err := options.SetSessionGap(time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	// Counted: 4 item patches and 4 titles; by visit: 2 sessions, 2 item patches, 2 titles.
+	if visits := stats(); visits.PromptLen >= counted.PromptLen || visits.CompressionRatio <= counted.CompressionRatio {
+		t.Fatalf("by visit %+v, counted %+v", visits, counted)
+	}
+	user := newUser(t, catalog)
+	for i, id := range queryHistory {
+		if err := user.AppendWithTimes(catalog, []uint64{id}, times[i:i+1]); err != nil {
+			t.Fatal(err)
+		}
+		cached, err := catalog.Recommend(user, options)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh, err := catalog.Recommend(timed(i+1), options)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for r := range fresh {
+			if cached[r].ItemID != fresh[r].ItemID || math.Abs(float64(cached[r].Score-fresh[r].Score)) > 1e-4 {
+				t.Fatalf("after %d items, rank %d: cached %v, fresh %v", i+1, r+1, cached[r], fresh[r])
+			}
+		}
+	}
+	if err := options.SetSessionGap(0); err != nil {
+		t.Fatal(err)
+	}
+	if off := stats(); off != counted {
+		t.Fatalf("gap 0: %+v, counted %+v", off, counted)
+	}
+	for _, gap := range []time.Duration{-time.Second, 1500 * time.Millisecond} {
+		var failure *patchrec.Error
+		if err := options.SetSessionGap(gap); !errors.As(err, &failure) || failure.Status != patchrec.StatusInvalidArgument {
+			t.Errorf("SetSessionGap(%v) = %v", gap, err)
+		}
+	}
+	if err := options.SetSessionGap(time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := options.SetLayout(patchrec.LayoutPFTS, 4); err != nil {
+		t.Fatal(err)
+	}
+	var failure *patchrec.Error
+	if _, err := catalog.Recommend(user, options); !errors.As(err, &failure) || failure.Status != patchrec.StatusInvalidArgument || !strings.Contains(failure.Message, "stream-s") {
+		t.Errorf("gap with pft-s:4: %v", err)
+	}
+}
+
 // Exact ranking equals a beam as wide as the catalogue, whatever beam width is set.
 func TestExactRankingEqualsAFullWidthBeam(t *testing.T) {
 	catalog := newCatalog(t)

@@ -3,7 +3,11 @@ package patchrec
 // #include <patchrec.h>
 import "C"
 
-import "runtime"
+import (
+	"fmt"
+	"runtime"
+	"time"
+)
 
 // Layout is how the history is written into the prompt (patchrec_layout_t).
 type Layout uint32
@@ -91,6 +95,21 @@ func (o *QueryOptions) SetMaxItems(maxItems int) error {
 	}
 	return o.set(func(ptr *C.patchrec_query_options_t, cError **C.patchrec_error_t) C.patchrec_status_t {
 		return C.patchrec_query_options_set_max_items(ptr, n, cError)
+	})
+}
+
+// SetSessionGap sets the session gap of LayoutStreamS: a session then also closes when an
+// interaction comes more than gap after the one before it (the timestamps given to
+// Append), so a session is one visit of at most L items. 0 turns it off, also where the
+// checkpoint sets one. gap must be whole seconds and not negative. While a gap is set, a
+// query with another layout fails with StatusInvalidArgument.
+func (o *QueryOptions) SetSessionGap(gap time.Duration) error {
+	if gap < 0 || gap%time.Second != 0 {
+		return &Error{Status: StatusInvalidArgument, Message: fmt.Sprintf("session gap %v: must be whole seconds, not negative", gap)}
+	}
+	seconds := C.uint64_t(gap / time.Second)
+	return o.set(func(ptr *C.patchrec_query_options_t, cError **C.patchrec_error_t) C.patchrec_status_t {
+		return C.patchrec_query_options_set_session_gap(ptr, seconds, cError)
 	})
 }
 

@@ -14,9 +14,9 @@ use super::matmul::{decode_matmul_gflops, matmul_gflops};
 use crate::catalog::Catalog;
 use crate::decode::{beam_search_timed, search_prefilled, SearchOptions};
 use crate::error::{Error, Result};
-use crate::history::{Layout, LayoutConfig};
+use crate::history::{Interaction, Layout, LayoutConfig, UserHistory};
 use crate::model::Model;
-use crate::prompt::{build_prompt, PromptCache};
+use crate::prompt::{build_prompt_shown, PromptCache};
 use crate::query::QueryOptions;
 use crate::serve::{Batcher, BatcherConfig};
 
@@ -37,6 +37,55 @@ pub struct BenchOptions {
     /// Decode through the batching worker (`serve::Batcher`), so concurrent callers share
     /// forward passes.
     pub batched: bool,
+    /// Session gap in seconds for the stream-aligned layouts
+    /// ([`LayoutConfig::session_gap`]). The synthetic users come in visits of 1 to
+    /// [`VISIT_MAX`] items a minute apart, a day between visits.
+    pub session_gap: Option<u64>,
+}
+
+/// The largest synthetic visit, in items.
+pub const VISIT_MAX: usize = 10;
+
+/// A synthetic user's stream of `len` random items from `ids`, in visits
+/// ([`BenchOptions::session_gap`]). The visits are drawn from their own generator, so the
+/// items are those of a bench without timestamps.
+fn synthetic_stream(
+    rng: &mut impl Rng,
+    visits: &mut impl Rng,
+    ids: &[u64],
+    len: usize,
+) -> Vec<Interaction> {
+    let (mut t, mut left_in_visit) = (0i64, 0usize);
+    (0..len)
+        .map(|_| {
+            if left_in_visit == 0 {
+                left_in_visit = visits.random_range(1..=VISIT_MAX);
+                t += 86_400;
+            }
+            left_in_visit -= 1;
+            t += 60;
+            Interaction {
+                item_id: ids[rng.random_range(0..ids.len())],
+                timestamp: Some(t),
+            }
+        })
+        .collect()
+}
+
+/// The layout a row measures: K = the whole history, the gap for stream-aligned layouts.
+fn row_config(layout: Layout, len: usize, session_gap: Option<u64>) -> LayoutConfig {
+    LayoutConfig {
+        session_gap: session_gap.filter(|_| matches!(layout, Layout::StreamS { .. })),
+        ..LayoutConfig::new(layout, len)
+    }
+}
+
+/// A row's layout as the table names it.
+fn row_label(cfg: &LayoutConfig) -> String {
+    match cfg.session_gap {
+        Some(gap) => format!("{} gap {gap} s", cfg.layout),
+        None => cfg.layout.to_string(),
+    }
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -153,27 +202,28 @@ struct Sample {
     cache_bytes: usize,
 }
 
-/// A fresh query on `history`, then the serving pattern: the same user's cache primed on
+/// A fresh query on `stream`, then the serving pattern: the same user's cache primed on
 /// all but the last item, and the query after appending it timed.
 fn measure_user(
     catalog: &Catalog,
-    history: &[u64],
-    layout: Layout,
+    stream: &[Interaction],
+    cfg: LayoutConfig,
     search: &SearchOptions,
 ) -> Result<Sample> {
     let model = catalog.model();
     let snap = catalog.snapshot();
+    let (before, full) = users_before_and_after(catalog, stream)?;
     let started = Instant::now();
-    let prompt = build_prompt(model, &snap, history, layout)?;
+    let prompt = build_prompt_shown(model, &snap, &full.shown(&cfg), cfg.layout)?;
     let (_, timing) = beam_search_timed(model, &snap, &prompt, search)?;
     let total = started.elapsed().as_secs_f64();
 
     let mut cache = PromptCache::new();
-    let before = build_prompt(model, &snap, &history[..history.len() - 1], layout)?;
-    let primed = cache.prefill(catalog, &before)?;
+    let primed = build_prompt_shown(model, &snap, &before.shown(&cfg), cfg.layout)?;
+    let primed = cache.prefill(catalog, &primed)?;
     search_prefilled(model, &snap, &primed, search)?;
     let started = Instant::now();
-    let after = build_prompt(model, &snap, history, layout)?;
+    let after = build_prompt_shown(model, &snap, &full.shown(&cfg), cfg.layout)?;
     let prefilled = cache.prefill(catalog, &after)?;
     search_prefilled(model, &snap, &prefilled, search)?;
     let append_query = started.elapsed().as_secs_f64();
@@ -192,35 +242,39 @@ fn measure_user(
     })
 }
 
+/// The user before its last interaction, and after.
+fn users_before_and_after(
+    catalog: &Catalog,
+    stream: &[Interaction],
+) -> Result<(UserHistory, UserHistory)> {
+    let (mut before, mut full) = (UserHistory::new(), UserHistory::new());
+    catalog.append(&mut before, &stream[..stream.len() - 1])?;
+    catalog.append(&mut full, stream)?;
+    Ok((before, full))
+}
+
 /// [`measure_user`] through the batching worker: whole-query times only (prefill and
 /// decode overlap other callers' work there).
 fn measure_user_batched(
     catalog: &Catalog,
     batcher: &Batcher,
-    history: &[u64],
-    layout: Layout,
+    stream: &[Interaction],
+    cfg: LayoutConfig,
     search: &SearchOptions,
 ) -> Result<Sample> {
     let opts = QueryOptions {
         k: search.k,
         beam_width: search.beam_width,
-        layout: Some(LayoutConfig {
-            layout,
-            max_items: history.len(),
-        }),
+        layout: Some(cfg),
         exclude_history: false,
         exact: search.exact,
     };
-    let full = catalog.history_of(history)?;
+    let (before, full) = users_before_and_after(catalog, stream)?;
     let started = Instant::now();
     let fresh = batcher.recommend(&full, &opts)?;
     let total = started.elapsed().as_secs_f64();
     let mut cache = PromptCache::new();
-    batcher.recommend_cached(
-        &catalog.history_of(&history[..history.len() - 1])?,
-        &mut cache,
-        &opts,
-    )?;
+    batcher.recommend_cached(&before, &mut cache, &opts)?;
     let started = Instant::now();
     batcher.recommend_cached(&full, &mut cache, &opts)?;
     let append_query = started.elapsed().as_secs_f64();
@@ -283,22 +337,21 @@ pub fn run_serving_bench(catalog: &Arc<Catalog>, opts: &BenchOptions) -> Result<
         None
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
+    let mut visits = rand::rngs::StdRng::seed_from_u64(opts.seed ^ 0x5e55_1015);
     let ids: Vec<u64> = snap.items().map(|i| i.id).collect();
     let mut rows = Vec::new();
     for &len in &opts.history_lengths {
         // The same users for every layout, so the layouts compare on equal histories.
-        let users: Vec<Vec<u64>> = (0..opts.users.max(1))
-            .map(|_| {
-                (0..len)
-                    .map(|_| ids[rng.random_range(0..ids.len())])
-                    .collect()
-            })
+        let users: Vec<Vec<Interaction>> = (0..opts.users.max(1))
+            .map(|_| synthetic_stream(&mut rng, &mut visits, &ids, len))
             .collect();
         for &layout in &opts.layouts {
+            let cfg = row_config(layout, len, opts.session_gap);
+            cfg.validate()?;
             // Warm-up: the head cache and allocator pools.
-            let measure = |h: &[u64]| match &batcher {
-                Some(b) => measure_user_batched(catalog, b, h, layout, &search),
-                None => measure_user(catalog, h, layout, &search),
+            let measure = |h: &[Interaction]| match &batcher {
+                Some(b) => measure_user_batched(catalog, b, h, cfg, &search),
+                None => measure_user(catalog, h, cfg, &search),
             };
             measure(&users[0])?;
             // `callers` threads share the model and catalogue, each measuring its share
@@ -335,7 +388,7 @@ pub fn run_serving_bench(catalog: &Arc<Catalog>, opts: &BenchOptions) -> Result<
             };
             let prefill_sum: f64 = samples.iter().map(|s| s.prefill).sum();
             rows.push(BenchRow {
-                layout: layout.to_string(),
+                layout: row_label(&cfg),
                 history: len,
                 prompt_positions: mean(&|s| s.positions as f64),
                 compression_ratio: mean(&|s| s.cr),

@@ -141,6 +141,10 @@ enum Command {
         /// Decode through the batching worker, so concurrent callers share forward passes
         #[arg(long)]
         batched: bool,
+        /// Session gap in seconds for the stream-s layouts; the synthetic users come in
+        /// visits of 1-10 items a minute apart, a day between visits
+        #[arg(long)]
+        session_gap: Option<u64>,
         /// Write the report as JSON here
         #[arg(long)]
         out: Option<PathBuf>,
@@ -193,12 +197,20 @@ enum Command {
         /// Item ids, oldest first, comma-separated
         #[arg(long, value_delimiter = ',')]
         history: Vec<u64>,
-        /// vanilla, pft-i:M or pft-s:L (default: the checkpoint's)
+        /// When each history item happened, seconds since the epoch, comma-separated (one
+        /// per item; used by --session-gap)
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+        timestamps: Vec<i64>,
+        /// vanilla, pft-i:M, pft-s:L, stream-s:L or budget:N (default: the checkpoint's)
         #[arg(long)]
         layout: Option<String>,
         /// History truncation K
         #[arg(long, default_value_t = 100)]
         max_items: usize,
+        /// stream-s:L only: a session also closes after a pause of more than this many
+        /// seconds between two interactions
+        #[arg(long)]
+        session_gap: Option<u64>,
         #[arg(long, default_value_t = 10)]
         k: usize,
         #[arg(long, default_value_t = 20)]
@@ -315,10 +327,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             let layout = Layout::parse(&layout)?;
             let opts = patchrec::eval::EvalOptions {
                 split: patchrec::data::Split::parse(&split)?,
-                layout: LayoutConfig {
-                    layout,
-                    max_items: max_history,
-                },
+                layout: LayoutConfig::new(layout, max_history),
                 samples: patchrec::data::SampleOptions {
                     max_history,
                     max_users,
@@ -395,6 +404,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             exact,
             quantize,
             batched,
+            session_gap,
             out,
         } => {
             let rss = || patchrec::bench::resident_bytes().unwrap_or(0);
@@ -422,6 +432,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
                 callers,
                 exact,
                 batched,
+                session_gap,
             };
             let mut report = patchrec::bench::run_serving_bench(&catalog, &opts)?;
             report.memory = Some(memory);
@@ -486,8 +497,10 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             checkpoint,
             items,
             history,
+            timestamps,
             layout,
             max_items,
+            session_gap,
             k,
             beam_width,
             exclude_history,
@@ -502,7 +515,27 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             let catalog = Catalog::new(model.clone())?;
             let entries = read_items_tsv(&items)?;
             catalog.add_batch(&entries)?;
-            let user = catalog.history_of(&history)?;
+            let user = if timestamps.is_empty() {
+                catalog.history_of(&history)?
+            } else if timestamps.len() != history.len() {
+                return Err(patchrec::Error::invalid(format!(
+                    "--timestamps has {} values for {} history items",
+                    timestamps.len(),
+                    history.len()
+                )));
+            } else {
+                let mut user = patchrec::UserHistory::new();
+                let stream: Vec<patchrec::Interaction> = history
+                    .iter()
+                    .zip(&timestamps)
+                    .map(|(&item_id, &t)| patchrec::Interaction {
+                        item_id,
+                        timestamp: Some(t),
+                    })
+                    .collect();
+                catalog.append(&mut user, &stream)?;
+                user
+            };
             let layout = match layout {
                 Some(s) => Layout::parse(&s)?,
                 None => model.meta().layout.layout,
@@ -510,7 +543,10 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             let opts = QueryOptions {
                 k,
                 beam_width,
-                layout: Some(LayoutConfig { layout, max_items }),
+                layout: Some(LayoutConfig {
+                    session_gap,
+                    ..LayoutConfig::new(layout, max_items)
+                }),
                 exclude_history,
                 exact,
             };

@@ -15,7 +15,7 @@ use super::metrics::{rank_of, Metrics};
 use crate::catalog::Catalog;
 use crate::data::{samples, Dataset, Sample, SampleOptions, Split};
 use crate::error::{Error, Result};
-use crate::history::{history_tokens, segments, LayoutConfig};
+use crate::history::{history_tokens, LayoutConfig};
 use crate::query::{recommend, QueryOptions};
 
 /// The paper ranks the top 20.
@@ -130,9 +130,9 @@ pub fn evaluate(
         let result = recommend(catalog, &user, &query)?;
         let ranked: Vec<u64> = result.items.iter().map(|r| r.item_id).collect();
         let shown = user.shown(&opts.layout);
-        let segs = segments(result.layout, shown.len());
+        let segs = shown.segments(result.layout);
         let (text_tokens, compressed_tokens) = history_tokens(&segs, |i| {
-            snap.get(shown[i]).map_or(0, |it| it.tokens.len())
+            snap.get(shown.items[i]).map_or(0, |it| it.tokens.len())
         });
         let r = SampleResult {
             index,

@@ -103,6 +103,8 @@ pub struct patchrec_query_options_t {
     /// `None` keeps the checkpoint's choice (its `patchrec.json`).
     layout: Option<Layout>,
     max_items: Option<usize>,
+    /// `Some(0)`: no session gap, whatever the checkpoint says.
+    session_gap: Option<u64>,
 }
 
 impl patchrec_query_options_t {
@@ -110,10 +112,19 @@ impl patchrec_query_options_t {
     /// checkpoint's.
     pub(crate) fn resolve(&self, model: &Model) -> QueryOptions {
         let checkpoint = model.meta().layout;
+        let layout = self.layout.unwrap_or(checkpoint.layout);
+        let session_gap = match self.session_gap {
+            Some(0) => None,
+            Some(gap) => Some(gap),
+            // The checkpoint's gap goes with its stream-aligned layout, not with another
+            // layout the caller chose.
+            None if matches!(layout, Layout::StreamS { .. }) => checkpoint.session_gap,
+            None => None,
+        };
         QueryOptions {
             layout: Some(LayoutConfig {
-                layout: self.layout.unwrap_or(checkpoint.layout),
-                max_items: self.max_items.unwrap_or(checkpoint.max_items),
+                session_gap,
+                ..LayoutConfig::new(layout, self.max_items.unwrap_or(checkpoint.max_items))
             }),
             ..self.query.clone()
         }
@@ -206,6 +217,25 @@ pub unsafe extern "C" fn patchrec_query_options_set_max_items(
 ) -> patchrec_status_t {
     guard(error, || {
         arg_mut(options, "options")?.max_items = Some(max_items);
+        Ok(())
+    })
+}
+
+/// Sets the session gap of `PATCHREC_LAYOUT_STREAM_S` in seconds: a session then also
+/// closes when an interaction comes more than `seconds` after the one before it (as
+/// passed to `patchrec_user_append`; a pair with an unknown timestamp is never split), so
+/// a session is one visit of at most L items. Appending still prefills only the prompt's
+/// end. 0 turns the gap off (sessions close only when they hold L items), also where the
+/// checkpoint sets one. While a gap is set, a query whose layout is not
+/// `PATCHREC_LAYOUT_STREAM_S` fails with `PATCHREC_INVALID_ARGUMENT`.
+#[no_mangle]
+pub unsafe extern "C" fn patchrec_query_options_set_session_gap(
+    options: *mut patchrec_query_options_t,
+    seconds: u64,
+    error: *mut *mut patchrec_error_t,
+) -> patchrec_status_t {
+    guard(error, || {
+        arg_mut(options, "options")?.session_gap = Some(seconds);
         Ok(())
     })
 }

@@ -13,7 +13,9 @@
 //! changes only the end of the prompt (or, when a group closes, its last two groups), so
 //! a per-user KV cache keeps everything before; with tail-aligned PFT-S every append
 //! regroups the whole history. The window of K items starts on a group boundary
-//! ([`LayoutConfig::window_start`]) for the same reason.
+//! ([`LayoutConfig::window`]) for the same reason. With a session gap
+//! ([`LayoutConfig::session_gap`]) a group also closes at a pause in the stream
+//! ([`super::sessions`]); the groups are then passed in ([`stream_segments`]).
 //!
 //! Segments name ranges of the (truncated) history, oldest first, so laying out a
 //! history allocates one small vector and never touches titles or embeddings.
@@ -22,6 +24,8 @@ use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
+use super::sessions::{counted_starts, session_starts};
+use super::Interaction;
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,39 +116,75 @@ pub struct LayoutConfig {
     pub layout: Layout,
     /// Only the latest `max_items` interactions are used (K; 100 in the paper's main table).
     pub max_items: usize,
+    /// For `stream-s:L`: a session also closes when the next interaction comes more than
+    /// this many seconds after the one before (the paper's footnote 3), so a session is
+    /// one visit of at most L items. `None`: sessions close only when full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_gap: Option<u64>,
+}
+
+/// The part of a stream that a query shows ([`LayoutConfig::window`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    /// The first shown item's index in the stream.
+    pub start: usize,
+    /// For `stream-s:L`, where each shown session begins, counted from `start` (the first
+    /// is 0); empty for the other layouts, which group the window themselves.
+    pub sessions: Vec<usize>,
 }
 
 impl LayoutConfig {
-    pub fn validate(&self) -> Result<()> {
-        self.layout.validate()?;
-        match self.layout {
-            Layout::StreamS { l } if self.max_items < l => Err(Error::invalid(format!(
-                "{}: shows whole groups, so K (max_items = {}) must be at least L",
-                self.layout, self.max_items
-            ))),
-            _ => Ok(()),
+    pub fn new(layout: Layout, max_items: usize) -> Self {
+        LayoutConfig {
+            layout,
+            max_items,
+            session_gap: None,
         }
     }
 
-    /// Where the shown window of a stream of `total` items starts: the latest K items,
-    /// and for `stream-s:L` the first group boundary (a multiple of L) at or after
-    /// `total - K`, so the groups stay the stream's own and the window moves a whole
-    /// group at a time.
-    pub fn window_start(&self, total: usize) -> usize {
-        let start = total.saturating_sub(self.max_items);
+    pub fn validate(&self) -> Result<()> {
+        self.layout.validate()?;
+        match (self.layout, self.session_gap) {
+            (Layout::StreamS { l }, _) if self.max_items < l => Err(Error::invalid(format!(
+                "{}: shows whole groups, so K (max_items = {}) must be at least L",
+                self.layout, self.max_items
+            ))),
+            (Layout::StreamS { .. }, Some(0)) => Err(Error::invalid(
+                "session gap 0 s would close a session at every item: use at least 1 s",
+            )),
+            (Layout::StreamS { .. }, _) | (_, None) => Ok(()),
+            (other, Some(gap)) => Err(Error::invalid(format!(
+                "a session gap ({gap} s) needs the stream-aligned layout stream-s:L, not {other}"
+            ))),
+        }
+    }
+
+    /// What a query shows of `stream`: the latest K items, and for `stream-s:L` from the
+    /// first session start at or after `len - K`, so the sessions stay the stream's own
+    /// and the window moves a whole session at a time.
+    pub fn window(&self, stream: &[Interaction]) -> Window {
+        let from = stream.len().saturating_sub(self.max_items);
         match self.layout {
-            Layout::StreamS { l } if l > 0 => start.div_ceil(l) * l,
-            _ => start,
+            Layout::StreamS { l } => {
+                let starts = session_starts(stream, l, self.session_gap);
+                let first = starts.partition_point(|&s| s < from);
+                let start = starts.get(first).copied().unwrap_or(stream.len());
+                Window {
+                    start,
+                    sessions: starts[first..].iter().map(|s| s - start).collect(),
+                }
+            }
+            _ => Window {
+                start: from,
+                sessions: Vec::new(),
+            },
         }
     }
 }
 
 impl Default for LayoutConfig {
     fn default() -> Self {
-        LayoutConfig {
-            layout: Layout::Vanilla,
-            max_items: 100,
-        }
+        LayoutConfig::new(Layout::Vanilla, 100)
     }
 }
 
@@ -222,28 +262,39 @@ pub fn segments(layout: Layout, n: usize) -> Vec<Segment> {
             out.extend((first_text..n).map(|i| Segment::one(Text, i)));
             out
         }
-        Layout::StreamS { l } => {
-            let l = l.max(1);
-            // The open group holds 1..=l items; the closed ones exactly l.
-            let first_text = n.saturating_sub(1) / l * l;
-            let first_item = first_text.saturating_sub(l);
-            let mut out: Vec<Segment> = (0..first_item)
-                .step_by(l)
-                .map(|s| Segment {
-                    kind: Session,
-                    items: s..s + l,
-                })
-                .collect();
-            out.extend((first_item..first_text).map(|i| Segment::one(Item, i)));
-            out.extend((first_text..n).map(|i| Segment::one(Text, i)));
-            out
-        }
+        Layout::StreamS { l } => stream_segments(&counted_starts(n, l), n),
         Layout::Budget { .. } => {
             // Needs the titles' lengths: callers resolve it first (`Layout::resolve`).
             debug_assert!(false, "{layout} laid out without resolving it");
             segments(Layout::Vanilla, n)
         }
     }
+}
+
+/// Lays out `n` items in stream-aligned sessions that begin at `starts` (increasing,
+/// the first 0; see [`super::sessions`]): the open (last) session as text, the one
+/// before it as item patches, each older one as one session patch.
+pub fn stream_segments(starts: &[usize], n: usize) -> Vec<Segment> {
+    use SegmentKind::*;
+    debug_assert!(
+        n == 0 || starts.first() == Some(&0),
+        "sessions {starts:?} of {n}"
+    );
+    debug_assert!(starts.windows(2).all(|w| w[0] < w[1]) && starts.iter().all(|&s| s < n));
+    let ends = starts.iter().skip(1).copied().chain([n]);
+    let sessions: Vec<Range<usize>> = starts.iter().zip(ends).map(|(&a, b)| a..b).collect();
+    let mut out = Vec::with_capacity(n);
+    for (j, items) in sessions.iter().enumerate() {
+        match sessions.len() - j {
+            1 => out.extend(items.clone().map(|i| Segment::one(Text, i))),
+            2 => out.extend(items.clone().map(|i| Segment::one(Item, i))),
+            _ => out.push(Segment {
+                kind: Session,
+                items: items.clone(),
+            }),
+        }
+    }
+    out
 }
 
 /// History tokens of a laid-out history, `(as text, compressed)`: title tokens written
@@ -403,23 +454,107 @@ mod tests {
         }
     }
 
+    fn untimed(n: usize) -> Vec<Interaction> {
+        (0..n as u64)
+            .map(|item_id| Interaction {
+                item_id,
+                timestamp: None,
+            })
+            .collect()
+    }
+
     #[test]
     fn stream_s_window_starts_on_a_group_boundary() {
-        let cfg = |layout, max_items| LayoutConfig { layout, max_items };
-        let s = cfg(Layout::StreamS { l: 4 }, 10);
-        assert_eq!(s.window_start(0), 0);
-        assert_eq!(s.window_start(10), 0);
-        assert_eq!(s.window_start(11), 4);
-        assert_eq!(s.window_start(14), 4);
-        assert_eq!(s.window_start(15), 8);
+        let s = LayoutConfig::new(Layout::StreamS { l: 4 }, 10);
+        let start = |cfg: &LayoutConfig, total| cfg.window(&untimed(total)).start;
+        assert_eq!(start(&s, 0), 0);
+        assert_eq!(start(&s, 10), 0);
+        assert_eq!(start(&s, 11), 4);
+        assert_eq!(start(&s, 14), 4);
+        assert_eq!(start(&s, 15), 8);
+        assert_eq!(s.window(&untimed(15)).sessions, [0, 4]);
         // At most K shown, at least K - L + 1 once the stream is longer than K.
         for total in 0..60 {
-            let shown = total - s.window_start(total);
+            let shown = total - start(&s, total);
             assert!(shown <= 10 && (total < 10 || shown >= 7), "total {total}");
         }
-        assert_eq!(cfg(Layout::PftS { l: 4 }, 10).window_start(15), 5);
-        assert!(cfg(Layout::StreamS { l: 4 }, 3).validate().is_err());
-        assert!(cfg(Layout::StreamS { l: 4 }, 4).validate().is_ok());
+        let pft = LayoutConfig::new(Layout::PftS { l: 4 }, 10);
+        assert_eq!(
+            pft.window(&untimed(15)),
+            Window {
+                start: 5,
+                sessions: vec![]
+            }
+        );
+        assert!(LayoutConfig::new(Layout::StreamS { l: 4 }, 3)
+            .validate()
+            .is_err());
+        assert!(LayoutConfig::new(Layout::StreamS { l: 4 }, 4)
+            .validate()
+            .is_ok());
+    }
+
+    #[test]
+    fn a_session_gap_groups_by_visit() {
+        // Visits of 3, 2 and 6 items (L = 4 splits the last into 4 + 2); gap 60 s.
+        let times = [0, 10, 20, 1000, 1010, 5000, 5001, 5002, 5003, 5004, 5005];
+        let stream: Vec<Interaction> = times
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| Interaction {
+                item_id: i as u64,
+                timestamp: Some(t),
+            })
+            .collect();
+        let cfg = LayoutConfig {
+            session_gap: Some(60),
+            ..LayoutConfig::new(Layout::StreamS { l: 4 }, 100)
+        };
+        let w = cfg.window(&stream);
+        assert_eq!(
+            w,
+            Window {
+                start: 0,
+                sessions: vec![0, 3, 5, 9]
+            }
+        );
+        let segs = stream_segments(&w.sessions, stream.len());
+        assert_eq!(
+            spell(&segs),
+            ["S0-2", "S3-4", "I5", "I6", "I7", "I8", "T9", "T10"]
+        );
+        // K = 7: the window starts at the first session start at or after 11 - 7 = 4.
+        let w = LayoutConfig {
+            max_items: 7,
+            ..cfg
+        }
+        .window(&stream);
+        assert_eq!(
+            w,
+            Window {
+                start: 5,
+                sessions: vec![0, 4]
+            }
+        );
+        assert_eq!(
+            spell(&stream_segments(&w.sessions, 6)),
+            ["I0", "I1", "I2", "I3", "T4", "T5"]
+        );
+        // Without timestamps the gap changes nothing: counted sessions.
+        let w = cfg.window(&untimed(11));
+        assert_eq!(
+            stream_segments(&w.sessions, 11),
+            segments(Layout::StreamS { l: 4 }, 11)
+        );
+        // Only stream-s takes a gap, and a gap of 0 s is refused.
+        let with_gap = |layout, gap| LayoutConfig {
+            session_gap: Some(gap),
+            ..LayoutConfig::new(layout, 100)
+        };
+        assert!(with_gap(Layout::PftS { l: 4 }, 60).validate().is_err());
+        assert!(with_gap(Layout::Vanilla, 60).validate().is_err());
+        assert!(with_gap(Layout::StreamS { l: 4 }, 0).validate().is_err());
+        assert!(with_gap(Layout::StreamS { l: 4 }, 1).validate().is_ok());
     }
 
     #[test]

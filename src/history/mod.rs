@@ -2,11 +2,13 @@
 
 pub mod budget;
 pub mod layout;
+pub mod sessions;
 pub mod user;
 
 pub use budget::{fit_budget, history_positions};
 pub use layout::{
-    compression_ratio, history_tokens, per_item, segments, Layout, LayoutConfig, Segment,
-    SegmentKind,
+    compression_ratio, history_tokens, per_item, segments, stream_segments, Layout, LayoutConfig,
+    Segment, SegmentKind, Window,
 };
-pub use user::{Interaction, UserHistory};
+pub use sessions::session_starts;
+pub use user::{Interaction, Shown, UserHistory};

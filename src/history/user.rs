@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::LayoutConfig;
+use super::layout::{segments, stream_segments, Layout, LayoutConfig, Segment};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Interaction {
@@ -49,13 +49,16 @@ impl UserHistory {
             .collect()
     }
 
-    /// The item ids a query with `layout` shows, oldest first: the window of
-    /// [`LayoutConfig::window_start`].
-    pub fn shown(&self, layout: &LayoutConfig) -> Vec<u64> {
-        self.interactions[layout.window_start(self.len())..]
-            .iter()
-            .map(|i| i.item_id)
-            .collect()
+    /// What a query with `layout` shows: the window of [`LayoutConfig::window`].
+    pub fn shown(&self, layout: &LayoutConfig) -> Shown {
+        let window = layout.window(&self.interactions);
+        Shown {
+            items: self.interactions[window.start..]
+                .iter()
+                .map(|i| i.item_id)
+                .collect(),
+            sessions: window.sessions,
+        }
     }
 
     pub(crate) fn push_unchecked(&mut self, interaction: Interaction) {
@@ -64,5 +67,44 @@ impl UserHistory {
 
     pub fn clear(&mut self) {
         self.interactions.clear();
+    }
+}
+
+/// What a query shows of a history ([`UserHistory::shown`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Shown {
+    /// Item ids, oldest first.
+    pub items: Vec<u64>,
+    /// For `stream-s:L`, where each session begins in `items` (see
+    /// [`LayoutConfig::window`]); empty: the layout counts its groups itself.
+    pub sessions: Vec<usize>,
+}
+
+impl Shown {
+    /// Items known only by id (no timestamps): every layout groups them by count.
+    pub fn items(items: Vec<u64>) -> Self {
+        Shown {
+            items,
+            sessions: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The shown items laid out in `layout` (a resolved one, not `budget:N`): the
+    /// window's own sessions for `stream-s:L`, the layout's rule otherwise.
+    pub fn segments(&self, layout: Layout) -> Vec<Segment> {
+        match layout {
+            Layout::StreamS { .. } if !self.sessions.is_empty() => {
+                stream_segments(&self.sessions, self.items.len())
+            }
+            _ => segments(layout, self.items.len()),
+        }
     }
 }

@@ -13,7 +13,7 @@ use candle_core::Tensor;
 
 use crate::catalog::{item_patches, session_patch, CatalogSnapshot};
 use crate::error::Result;
-use crate::history::{compression_ratio, segments, Layout, Segment, SegmentKind};
+use crate::history::{compression_ratio, Layout, Segment, SegmentKind, Shown};
 use crate::model::Model;
 
 pub struct Prompt {
@@ -64,15 +64,28 @@ pub enum PatchSource {
     Live,
 }
 
-/// Builds the prompt for `history` (item ids, oldest first, already truncated to K).
+/// Builds the prompt for `history` (item ids, oldest first, already truncated to K;
+/// `stream-s:L` groups them by count).
 pub fn build_prompt(
     model: &Model,
     catalog: &CatalogSnapshot,
     history: &[u64],
     layout: Layout,
 ) -> Result<Prompt> {
+    build_prompt_shown(model, catalog, &Shown::items(history.to_vec()), layout)
+}
+
+/// Builds the prompt for what a query shows of a user's history
+/// ([`crate::history::UserHistory::shown`]), with its stream-aligned sessions.
+pub fn build_prompt_shown(
+    model: &Model,
+    catalog: &CatalogSnapshot,
+    history: &Shown,
+    layout: Layout,
+) -> Result<Prompt> {
     layout.validate()?;
     let indices: Vec<u32> = history
+        .items
         .iter()
         .map(|&id| catalog.index_of(id))
         .collect::<Result<_>>()?;
@@ -81,7 +94,7 @@ pub fn build_prompt(
         .map(|&i| catalog.item(i).tokens.len())
         .collect();
     let layout = layout.resolve(&lens, fixed_positions(model, indices.len()));
-    let segs = segments(layout, indices.len());
+    let segs = history.segments(layout);
     let pieces = pieces(model, catalog, &indices, &segs);
     let embeds = embed_pieces(model, catalog, &pieces, PatchSource::Cached)?;
     let len = embeds.dim(0)?;

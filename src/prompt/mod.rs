@@ -5,6 +5,7 @@ pub mod builder;
 pub mod cache;
 
 pub use builder::{
-    build_prompt, fixed_positions, prompt_embeddings, PatchSource, PositionKey, Prompt,
+    build_prompt, build_prompt_shown, fixed_positions, prompt_embeddings, PatchSource, PositionKey,
+    Prompt,
 };
 pub use cache::{PromptCache, ReuseStats};

@@ -314,6 +314,50 @@ static void test_layout_stats(const patchrec_catalog_t *catalog) {
     patchrec_user_free(user);
 }
 
+/* Visits of two items an hour apart: with a 10-minute session gap, stream-s:4 makes
+ * sessions of two instead of four, so the prompt is shorter; a gap needs stream-s. */
+static void test_session_gap(const patchrec_catalog_t *catalog) {
+    const uint64_t history[] = {1, 2, 3, 4, 5, 6, 7, 8};
+    int64_t times[8];
+    patchrec_query_options_t *options = patchrec_query_options_new();
+    patchrec_user_t *user = NULL;
+    patchrec_error_t *error = NULL;
+    patchrec_recommendation_t items[5];
+    size_t counted_len = 0, visits_len = 0, off_len = 0, n = 0;
+    double counted_ratio = 0, visits_ratio = 0;
+    for (int i = 0; i < 8; i++) {
+        times[i] = 1700000000 + (i / 2) * 3600 + (i % 2) * 60;
+    }
+    patchrec_user_new(&user, NULL);
+    check_ok("append timed history", patchrec_user_append_batch(user, catalog, history, times, 8, &error),
+             &error);
+    check_ok("k = 5", patchrec_query_options_set_k(options, 5, &error), &error);
+    check_ok("stream-s:4", patchrec_query_options_set_layout(options, PATCHREC_LAYOUT_STREAM_S, 4, &error),
+             &error);
+    check_ok("counted stats",
+             patchrec_user_layout_stats(user, catalog, options, &counted_len, &counted_ratio, &error), &error);
+    check_ok("session gap", patchrec_query_options_set_session_gap(options, 600, &error), &error);
+    check_ok("by-visit stats",
+             patchrec_user_layout_stats(user, catalog, options, &visits_len, &visits_ratio, &error), &error);
+    check(visits_len < counted_len && visits_ratio > counted_ratio, "a session gap groups by visit");
+    printf("  stream-s:4: %zu positions; with a 600 s gap: %zu\n", counted_len, visits_len);
+    check_ok("recommend with a gap", patchrec_recommend(catalog, user, options, items, 5, &n, &error),
+             &error);
+    check(n == 5, "five recommendations");
+    check_ok("gap off", patchrec_query_options_set_session_gap(options, 0, &error), &error);
+    check_ok("gap-off stats", patchrec_user_layout_stats(user, catalog, options, &off_len, NULL, &error),
+             &error);
+    check(off_len == counted_len, "gap 0 counts sessions again");
+    check_ok("gap again", patchrec_query_options_set_session_gap(options, 600, &error), &error);
+    check_ok("pft-s:4", patchrec_query_options_set_layout(options, PATCHREC_LAYOUT_PFT_S, 4, &error), &error);
+    check_failure("a gap with pft-s", patchrec_recommend(catalog, user, options, items, 5, &n, &error),
+                  PATCHREC_INVALID_ARGUMENT, &error, "stream-s");
+    check_failure("NULL options", patchrec_query_options_set_session_gap(NULL, 600, &error),
+                  PATCHREC_NULL_ARGUMENT, &error, "options");
+    patchrec_query_options_free(options);
+    patchrec_user_free(user);
+}
+
 int main(int argc, char **argv) {
     patchrec_catalog_t *catalog;
     if (argc != 2) {
@@ -330,6 +374,7 @@ int main(int argc, char **argv) {
         test_user(catalog);
         test_recommend(catalog);
         test_layout_stats(catalog);
+        test_session_gap(catalog);
         patchrec_catalog_free(catalog);
     }
     printf("%d passed, %d failed\n", passed, failed);

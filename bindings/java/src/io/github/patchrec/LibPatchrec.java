@@ -112,6 +112,8 @@ final class LibPatchrec {
 
     static native int patchrec_query_options_set_max_items(Pointer options, long maxItems, PointerByReference error);
 
+    static native int patchrec_query_options_set_session_gap(Pointer options, long seconds, PointerByReference error);
+
     static native int patchrec_query_options_set_exclude_history(
             Pointer options, byte excludeHistory, PointerByReference error);
 

@@ -3,6 +3,7 @@ package io.github.patchrec;
 import static io.github.patchrec.LibPatchrec.*;
 
 import com.sun.jna.Pointer;
+import java.time.Duration;
 
 /**
  * How to answer a query; the setters chain. New options hold the defaults: k = 10, beam
@@ -46,6 +47,22 @@ public final class QueryOptions extends NativeHandle {
     public QueryOptions maxItems(int maxItems) {
         long n = cSize("max_items", maxItems);
         call((options, error) -> patchrec_query_options_set_max_items(options, n, error));
+        return this;
+    }
+
+    /**
+     * The session gap of {@link Layout#STREAM_S}: a session then also closes when an interaction
+     * comes more than {@code gap} after the one before it (the timestamps given to {@code append}),
+     * so a session is one visit of at most L items. {@link Duration#ZERO} turns it off, also where
+     * the checkpoint sets one. Whole seconds, not negative. While a gap is set, a query with another
+     * layout fails with {@link Status#INVALID_ARGUMENT}.
+     */
+    public QueryOptions sessionGap(Duration gap) {
+        if (gap.isNegative() || gap.getNano() != 0) {
+            throw new PatchrecException(Status.INVALID_ARGUMENT, "session gap " + gap + ": must be whole seconds, not negative");
+        }
+        long seconds = gap.getSeconds();
+        call((options, error) -> patchrec_query_options_set_session_gap(options, seconds, error));
         return this;
     }
 

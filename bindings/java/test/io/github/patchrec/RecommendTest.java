@@ -2,8 +2,11 @@ package io.github.patchrec;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.time.Duration;
+import java.time.Instant;
 import java.util.Arrays;
 import java.util.List;
 import org.junit.jupiter.api.Test;
@@ -75,6 +78,51 @@ class RecommendTest {
                     assertEquals(fresh.get(r).score(), cached.get(r).score(), 1e-4f);
                 }
             }
+        }
+    }
+
+    /**
+     * A session gap groups a timestamped history by visit (two items each here): the prompt differs
+     * from the counted sessions', a cached user still answers as a fresh one, and a gap with another
+     * layout, a negative or a fractional gap are invalid arguments.
+     */
+    @Test
+    void sessionGapGroupsByVisit() {
+        long[] history = Fixture.QUERY_HISTORY;
+        Instant[] times = new Instant[history.length];
+        Instant start = Instant.ofEpochSecond(1_700_000_000L);
+        for (int i = 0; i < times.length; i++) {
+            times[i] = start.plus(Duration.ofDays(i / 2)).plus(Duration.ofMinutes(i % 2));
+        }
+        try (Fixture fixture = new Fixture();
+                QueryOptions options = new QueryOptions().k(Fixture.QUERY_K).layout(Layout.STREAM_S, 4)) {
+            User all = fixture.user();
+            all.appendWithTimes(fixture.catalog, history, times);
+            LayoutStats counted = fixture.catalog.layoutStats(all, options);
+            LayoutStats visits = fixture.catalog.layoutStats(all, options.sessionGap(Duration.ofHours(1)));
+            assertTrue(visits.promptLength() < counted.promptLength(), visits + " vs " + counted);
+            assertTrue(visits.compressionRatio() > counted.compressionRatio(), visits + " vs " + counted);
+            User user = fixture.user();
+            for (int i = 0; i < history.length; i++) {
+                user.appendWithTimes(fixture.catalog, new long[] {history[i]}, new Instant[] {times[i]});
+                User fresh = fixture.user();
+                fresh.appendWithTimes(fixture.catalog, Arrays.copyOf(history, i + 1), Arrays.copyOf(times, i + 1));
+                List<Recommendation> want = fixture.catalog.recommend(fresh, options);
+                List<Recommendation> got = fixture.catalog.recommend(user, options);
+                for (int r = 0; r < want.size(); r++) {
+                    assertEquals(want.get(r).itemId(), got.get(r).itemId(), "after " + (i + 1) + " items, rank " + (r + 1));
+                    assertEquals(want.get(r).score(), got.get(r).score(), 1e-4f);
+                }
+            }
+            assertEquals(counted, fixture.catalog.layoutStats(all, options.sessionGap(Duration.ZERO)));
+            for (Duration bad : new Duration[] {Duration.ofSeconds(-1), Duration.ofMillis(1500)}) {
+                PatchrecException e = assertThrows(PatchrecException.class, () -> options.sessionGap(bad));
+                assertEquals(Status.INVALID_ARGUMENT, e.status(), e.getMessage());
+            }
+            options.sessionGap(Duration.ofHours(1)).layout(Layout.PFT_S, 4);
+            PatchrecException e = assertThrows(PatchrecException.class, () -> fixture.catalog.recommend(user, options));
+            assertEquals(Status.INVALID_ARGUMENT, e.status(), e.getMessage());
+            assertTrue(e.detail().contains("stream-s"), e.getMessage());
         }
     }
 
