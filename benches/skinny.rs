@@ -1,7 +1,8 @@
 //! The decode kernel (`src/model/skinny/`) against candle's matmul, side by side, on
 //! SmolLM2-135M's weight shapes at the row counts decoding and short prefills produce:
 //! GFLOP/s of each and their ratio. The kernel's row limits (`Isa::always_rows`,
-//! `Isa::max_rows`) are read off this table.
+//! `Isa::max_rows`) are read off this table. Then the step that follows the output head:
+//! its logits to per-row log-probabilities, candle against `decode::logprobs`.
 //!
 //!   cargo bench --bench skinny            # threads: RAYON_NUM_THREADS, default all cores
 //!
@@ -9,7 +10,7 @@
 //! the test run checks that it works without spending minutes on the sweep.
 
 use candle_core::Device;
-use patchrec::bench::matmul::decode_matmul_gflops;
+use patchrec::bench::matmul::{decode_matmul_gflops, log_softmax_ms};
 
 /// (name, input width, output width) of SmolLM2-135M's products.
 const SHAPES: &[(&str, usize, usize)] = &[
@@ -49,6 +50,18 @@ fn main() -> patchrec::Result<()> {
                 None => println!("| {name} | {k} -> {n} | {rows} | {candle:.1} | - | - |"),
             }
         }
+    }
+    // What follows the head at each step: its logits to log-probabilities on the host.
+    let vocab = SHAPES.last().expect("the head").2;
+    println!("\nlog-softmax of a step's logits to host rows, ms (best of 5)");
+    println!("| rows | vocab | candle | ours | candle / ours |");
+    println!("|---|---|---|---|---|");
+    for &rows in if full { &[1, 20, 80][..] } else { &[20][..] } {
+        let (candle, ours) = log_softmax_ms(rows, vocab, 5, &device)?;
+        println!(
+            "| {rows} | {vocab} | {candle:.2} | {ours:.2} | {:.2}x |",
+            candle / ours
+        );
     }
     Ok(())
 }

@@ -40,6 +40,34 @@ pub fn decode_matmul_gflops(
     Ok((candle.unwrap_or(0.0), ours))
 }
 
+/// Milliseconds to turn a beam step's logits `[rows, 1, vocab]` into per-row
+/// log-probabilities on the host: candle's `log_softmax` and `to_vec2`, then decoding's own
+/// (`decode::logprobs`), best of `repeats` each.
+pub fn log_softmax_ms(
+    rows: usize,
+    vocab: usize,
+    repeats: usize,
+    device: &Device,
+) -> Result<(f64, f64)> {
+    let logits = Tensor::randn(0f32, 4.0, (rows, 1, vocab), device)?;
+    let best = |f: &dyn Fn() -> Result<Vec<Vec<f32>>>| -> Result<f64> {
+        std::hint::black_box(f()?);
+        let mut best = f64::INFINITY;
+        for _ in 0..repeats.max(1) {
+            let started = Instant::now();
+            std::hint::black_box(f()?);
+            best = best.min(started.elapsed().as_secs_f64());
+        }
+        Ok(best * 1e3)
+    };
+    let candle = best(&|| {
+        let lp = candle_nn::ops::log_softmax(&logits.squeeze(1)?, candle_core::D::Minus1)?;
+        Ok(lp.to_vec2::<f32>()?)
+    })?;
+    let ours = best(&|| crate::decode::logprobs::log_softmax_rows(&logits))?;
+    Ok((candle, ours))
+}
+
 /// GFLOP/s of `product` (`macs` multiply-adds), best of `repeats` timed runs after one
 /// warm-up; `None` when `product` declines (returns `None`).
 fn best_gflops(

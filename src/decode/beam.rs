@@ -11,7 +11,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use candle_core::{Tensor, D};
+use candle_core::Tensor;
+
+use super::logprobs::log_softmax_rows;
 
 use crate::catalog::trie::ROOT;
 use crate::catalog::CatalogSnapshot;
@@ -314,11 +316,4 @@ impl BeamState {
         self.finished.truncate(self.k);
         self.finished
     }
-}
-
-/// `[rows, 1, vocab]` logits -> per-row log-probabilities on the host.
-pub(crate) fn log_softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
-    let l = logits.squeeze(1)?;
-    let lp = candle_nn::ops::log_softmax(&l, D::Minus1)?;
-    Ok(lp.to_vec2::<f32>()?)
 }

@@ -1,6 +1,7 @@
 //! Decoding: ranked catalogue items from a prompt.
 
 pub mod beam;
+pub(crate) mod logprobs;
 
 pub use beam::{
     beam_search, beam_search_timed, prefill, prefill_from, search_prefilled, BeamState, BeamStep,

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
 use crate::catalog::{Catalog, CatalogSnapshot};
-use crate::decode::beam::log_softmax_rows;
+use crate::decode::logprobs::log_softmax_rows;
 use crate::decode::{BeamState, Prefilled, Scored, SearchOptions};
 use crate::error::{Error, Result};
 use crate::history::UserHistory;

@@ -24,28 +24,31 @@ mod imp {
 
     use super::{LANES, MR, NR};
 
-    /// `out_t[j, i] = x[i] · w[j]` for all `m` rows of `x` (packed) and `n` rows of `w`.
+    /// `out[i * ld + j] = x[i] · w[j]` for all `m` rows of `x` (packed) and `n` rows of
+    /// `w`.
     #[target_feature(enable = "avx2,fma")]
     pub(in super::super) unsafe fn block_rows(
         packed: &[f32],
         w: &[f32],
-        out_t: &mut [f32],
+        out: *mut f32,
         m: usize,
         k: usize,
         n: usize,
+        ld: usize,
     ) {
-        let (xp, w, o) = (packed.as_ptr(), w.as_ptr(), out_t.as_mut_ptr());
+        let (xp, w) = (packed.as_ptr(), w.as_ptr());
         // SAFETY: the buffers are as `for_each_tile` requires (the caller's contract).
         unsafe {
-            super::super::for_each_tile(xp, w, o, (m, k, n), LANES, MR, NR, |xb, wb, ob, mr, nr| {
+            let shape = (m, k, n, ld);
+            super::super::for_each_tile(xp, w, out, shape, LANES, MR, NR, |xb, wb, ob, mr, nr| {
                 match (mr, nr) {
-                    (4, 3) => tile_4x3(xb, wb, ob, k, m),
-                    (3, 3) => tile::<3, 3>(xb, wb, ob, k, m),
-                    (2, 3) => tile::<2, 3>(xb, wb, ob, k, m),
-                    (1, 3) => tile::<1, 3>(xb, wb, ob, k, m),
-                    (4, 2) => tile::<4, 2>(xb, wb, ob, k, m),
-                    (4, 1) => tile::<4, 1>(xb, wb, ob, k, m),
-                    (1, 1) => tile::<1, 1>(xb, wb, ob, k, m),
+                    (4, 3) => tile_4x3(xb, wb, ob, k, ld),
+                    (3, 3) => tile::<3, 3>(xb, wb, ob, k, ld),
+                    (2, 3) => tile::<2, 3>(xb, wb, ob, k, ld),
+                    (1, 3) => tile::<1, 3>(xb, wb, ob, k, ld),
+                    (4, 2) => tile::<4, 2>(xb, wb, ob, k, ld),
+                    (4, 1) => tile::<4, 1>(xb, wb, ob, k, ld),
+                    (1, 1) => tile::<1, 1>(xb, wb, ob, k, ld),
                     _ => unreachable!("for_each_tile gave a {mr} x {nr} corner tile"),
                 }
             })
@@ -53,7 +56,7 @@ mod imp {
     }
 
     /// `R` packed input rows against `C` weight rows (stride `k`); results go to
-    /// `o[c * m + r]`.
+    /// `o[r * ld + c]`.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn tile<const R: usize, const C: usize>(
@@ -61,7 +64,7 @@ mod imp {
         w: *const f32,
         o: *mut f32,
         k: usize,
-        m: usize,
+        ld: usize,
     ) {
         let mut acc = [[_mm256_setzero_ps(); C]; R];
         let full = k - k % LANES;
@@ -74,7 +77,7 @@ mod imp {
                 p += LANES;
                 x = x.add(MR * LANES);
             }
-            finish(acc, x, w, o, k, m, p);
+            finish(acc, x, w, o, k, ld, p);
         }
     }
 
@@ -87,7 +90,7 @@ mod imp {
     /// reaches 1.5-1.7x candle's rate where 4 x 2 reached 1.2-1.3x (docs/PERFORMANCE.md).
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn tile_4x3(xp: *const f32, w: *const f32, o: *mut f32, k: usize, m: usize) {
+    unsafe fn tile_4x3(xp: *const f32, w: *const f32, o: *mut f32, k: usize, ld: usize) {
         let z = _mm256_setzero_ps();
         let (mut a0, mut a1, mut a2, mut a3, mut a4, mut a5) = (z, z, z, z, z, z);
         let (mut a6, mut a7, mut a8, mut a9, mut a10, mut a11) = (z, z, z, z, z, z);
@@ -139,11 +142,11 @@ mod imp {
             }
         }
         let acc = [[a0, a1, a2], [a3, a4, a5], [a6, a7, a8], [a9, a10, a11]];
-        unsafe { finish(acc, x, w, o, k, m, steps * LANES) };
+        unsafe { finish(acc, x, w, o, k, ld, steps * LANES) };
     }
 
     /// The rest of a tile after the loop along `k` reached column `p`: the last
-    /// `k % LANES` columns, then the sums into `o[c * m + r]`.
+    /// `k % LANES` columns, then the sums into `o[r * ld + c]`.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn finish<const R: usize, const C: usize>(
@@ -152,7 +155,7 @@ mod imp {
         w: *const f32,
         o: *mut f32,
         k: usize,
-        m: usize,
+        ld: usize,
         p: usize,
     ) {
         unsafe {
@@ -167,19 +170,15 @@ mod imp {
                     std::array::from_fn(|c| _mm256_maskload_ps(w.add(c * k + p), mask));
                 fma_rows(&mut acc, x, &wv);
             }
-            if R == 4 {
-                // Column c's four rows are adjacent in `o`: one reduction and one store each.
-                let column = |c: usize| std::array::from_fn(|r| acc[r][c]);
-                for c in 0..C {
-                    _mm_storeu_ps(o.add(c * m), reduce4(column(c)));
-                }
-            } else {
-                let zero = _mm256_setzero_ps();
-                for (r, acc_r) in acc.iter().enumerate() {
-                    for (c, a) in acc_r.iter().enumerate() {
-                        *o.add(c * m + r) = _mm_cvtss_f32(reduce4([*a, zero, zero, zero]));
-                    }
-                }
+            // Row r's (at most four) columns are adjacent in `o`: one reduction each.
+            let zero = _mm256_setzero_ps();
+            for (r, acc_r) in acc.iter().enumerate() {
+                let sums = reduce4(std::array::from_fn(|c| {
+                    acc_r.get(c).copied().unwrap_or(zero)
+                }));
+                let mut lanes = [0f32; 4];
+                _mm_storeu_ps(lanes.as_mut_ptr(), sums);
+                std::ptr::copy_nonoverlapping(lanes.as_ptr(), o.add(r * ld), C);
             }
         }
     }

@@ -18,29 +18,32 @@ mod imp {
 
     use super::{LANES, MR, NR};
 
-    /// `out_t[j, i] = x[i] · w[j]` for all `m` rows of `x` (packed) and `n` rows of `w`.
+    /// `out[i * ld + j] = x[i] · w[j]` for all `m` rows of `x` (packed) and `n` rows of
+    /// `w`.
     #[target_feature(enable = "avx512f")]
     pub(in super::super) unsafe fn block_rows(
         packed: &[f32],
         w: &[f32],
-        out_t: &mut [f32],
+        out: *mut f32,
         m: usize,
         k: usize,
         n: usize,
+        ld: usize,
     ) {
-        let (xp, w, o) = (packed.as_ptr(), w.as_ptr(), out_t.as_mut_ptr());
+        let (xp, w) = (packed.as_ptr(), w.as_ptr());
         // SAFETY: the buffers are as `for_each_tile` requires (the caller's contract).
         unsafe {
-            super::super::for_each_tile(xp, w, o, (m, k, n), LANES, MR, NR, |xb, wb, ob, mr, nr| {
+            let shape = (m, k, n, ld);
+            super::super::for_each_tile(xp, w, out, shape, LANES, MR, NR, |xb, wb, ob, mr, nr| {
                 match (mr, nr) {
-                    (4, 4) => tile::<4, 4>(xb, wb, ob, k, m),
-                    (3, 4) => tile::<3, 4>(xb, wb, ob, k, m),
-                    (2, 4) => tile::<2, 4>(xb, wb, ob, k, m),
-                    (1, 4) => tile::<1, 4>(xb, wb, ob, k, m),
-                    (4, 3) => tile::<4, 3>(xb, wb, ob, k, m),
-                    (4, 2) => tile::<4, 2>(xb, wb, ob, k, m),
-                    (4, 1) => tile::<4, 1>(xb, wb, ob, k, m),
-                    (1, 1) => tile::<1, 1>(xb, wb, ob, k, m),
+                    (4, 4) => tile::<4, 4>(xb, wb, ob, k, ld),
+                    (3, 4) => tile::<3, 4>(xb, wb, ob, k, ld),
+                    (2, 4) => tile::<2, 4>(xb, wb, ob, k, ld),
+                    (1, 4) => tile::<1, 4>(xb, wb, ob, k, ld),
+                    (4, 3) => tile::<4, 3>(xb, wb, ob, k, ld),
+                    (4, 2) => tile::<4, 2>(xb, wb, ob, k, ld),
+                    (4, 1) => tile::<4, 1>(xb, wb, ob, k, ld),
+                    (1, 1) => tile::<1, 1>(xb, wb, ob, k, ld),
                     _ => unreachable!("for_each_tile gave a {mr} x {nr} corner tile"),
                 }
             })
@@ -48,7 +51,7 @@ mod imp {
     }
 
     /// `R` packed input rows against `C` weight rows (stride `k`); results go to
-    /// `o[c * m + r]`.
+    /// `o[r * ld + c]`.
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn tile<const R: usize, const C: usize>(
@@ -56,7 +59,7 @@ mod imp {
         w: *const f32,
         o: *mut f32,
         k: usize,
-        m: usize,
+        ld: usize,
     ) {
         let mut acc = [[_mm512_setzero_ps(); C]; R];
         let full = k - k % LANES;
@@ -79,17 +82,17 @@ mod imp {
             }
             if R == 4 && C == 4 {
                 // The full tile: 16 sums in one transposing reduction instead of 16
-                // horizontal ones (those cost a third of a tile at k = 576). Input `4c + r`
-                // is row r, column c, so column c's four rows are adjacent in `o`.
-                let sums = reduce16(std::array::from_fn(|i| acc[i % 4][i / 4]));
+                // horizontal ones (those cost a third of a tile at k = 576). Input `4r + c`
+                // is row r, column c, so row r's four columns are adjacent in `o`.
+                let sums = reduce16(std::array::from_fn(|i| acc[i / 4][i % 4]));
                 _mm_storeu_ps(o, _mm512_extractf32x4_ps::<0>(sums));
-                _mm_storeu_ps(o.add(m), _mm512_extractf32x4_ps::<1>(sums));
-                _mm_storeu_ps(o.add(2 * m), _mm512_extractf32x4_ps::<2>(sums));
-                _mm_storeu_ps(o.add(3 * m), _mm512_extractf32x4_ps::<3>(sums));
+                _mm_storeu_ps(o.add(ld), _mm512_extractf32x4_ps::<1>(sums));
+                _mm_storeu_ps(o.add(2 * ld), _mm512_extractf32x4_ps::<2>(sums));
+                _mm_storeu_ps(o.add(3 * ld), _mm512_extractf32x4_ps::<3>(sums));
             } else {
                 for (r, acc_r) in acc.iter().enumerate() {
                     for (c, a) in acc_r.iter().enumerate() {
-                        *o.add(c * m + r) = _mm512_reduce_add_ps(*a);
+                        *o.add(r * ld + c) = _mm512_reduce_add_ps(*a);
                     }
                 }
             }

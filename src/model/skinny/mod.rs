@@ -176,8 +176,9 @@ fn rows_times_weights(isa: Isa, x: &[f32], w: &[f32], m: usize, k: usize, n: usi
     }
     let Params { lanes, mr, nr, .. } = isa.params();
     let packed = pack_rows(x, m, k, mr, lanes);
-    // Threads take disjoint ranges of weight rows and write them transposed (`[n, m]`,
-    // contiguous per thread); one pass at the end puts the output back in `[m, n]`.
+    // Threads take disjoint ranges of weight rows, i.e. of output columns, and write them
+    // in place: for the output head (49,152 columns) a transposed buffer and a pass to put
+    // it back cost 7 ms of a ~30 ms product (one thread, strided writes).
     let threads = rayon::current_num_threads().max(1);
     // Below ~64k multiply-adds per thread the hand-off costs more than it saves.
     let per_thread = if m * n * k < 65_536 * threads {
@@ -185,32 +186,43 @@ fn rows_times_weights(isa: Isa, x: &[f32], w: &[f32], m: usize, k: usize, n: usi
     } else {
         n.div_ceil(threads).div_ceil(nr) * nr
     };
-    let mut out_t = vec![0f32; n * m];
-    out_t
-        .par_chunks_mut(per_thread * m)
-        .enumerate()
-        .for_each(|(c, chunk)| {
-            let j0 = c * per_thread;
-            let rows = chunk.len() / m;
-            let w = &w[j0 * k..(j0 + rows) * k];
-            // SAFETY: `matmul_t` only builds this op for an `isa` that `isa()` detected;
-            // `packed` holds `m.div_ceil(mr)` blocks of `mr * k.div_ceil(lanes) * lanes`,
-            // `w` `rows * k` and `chunk` `rows * m` elements (`for_each_tile`'s terms).
-            #[cfg(target_arch = "x86_64")]
-            unsafe {
-                match isa {
-                    Isa::Avx512 => avx512::block_rows(&packed, w, chunk, m, k, rows),
-                    Isa::Avx2 => avx2::block_rows(&packed, w, chunk, m, k, rows),
-                }
-            };
-        });
     let mut out = vec![0f32; m * n];
-    for (j, col) in out_t.chunks_exact(m).enumerate() {
-        for (i, v) in col.iter().enumerate() {
-            out[i * n + j] = *v;
-        }
-    }
+    let base = OutPtr(out.as_mut_ptr());
+    (0..n.div_ceil(per_thread)).into_par_iter().for_each(|c| {
+        let j0 = c * per_thread;
+        let cols = per_thread.min(n - j0);
+        let w = &w[j0 * k..(j0 + cols) * k];
+        // SAFETY: `matmul_t` only builds this op for an `isa` that `isa()` detected;
+        // `packed` holds `m.div_ceil(mr)` blocks of `mr * k.div_ceil(lanes) * lanes`,
+        // `w` `cols * k` elements, and `base + j0` is column `j0` of the `[m, n]` output,
+        // of which this call writes only columns `j0..j0 + cols` (`for_each_tile`'s
+        // terms): no two calls write the same element.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            let o = base.get().add(j0);
+            match isa {
+                Isa::Avx512 => avx512::block_rows(&packed, w, o, m, k, cols, n),
+                Isa::Avx2 => avx2::block_rows(&packed, w, o, m, k, cols, n),
+            }
+        };
+    });
     out
+}
+
+/// The output's base pointer, shared by the threads that write its disjoint columns.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+
+// SAFETY: the threads of `rows_times_weights` write disjoint elements through it while the
+// output vector outlives them.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// A method, so closures capture the `Send` wrapper rather than its pointer field.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
 }
 
 /// `x` `[m, k]` regrouped so the kernel reads one stream: blocks of `mr` rows, each
@@ -233,21 +245,22 @@ fn pack_rows(x: &[f32], m: usize, k: usize, mr: usize, lanes: usize) -> Vec<f32>
 /// Visits the output in register tiles of at most `mr_max x nr_max`, weight-block-major, so
 /// one block of weight rows stays in L1 while every input row passes by: `tile(xb, wb, ob,
 /// mr, nr)` gets the packed input rows `i..i + mr` (as [`pack_rows`] laid them out with
-/// `lanes`), the weight rows `j..j + nr` (stride `k`) and the output at `out_t[j * m + i]`.
+/// `lanes`), the weight rows `j..j + nr` (stride `k`) and the output at `out[i * ld + j]`
+/// (`ld`: the output's row stride).
 /// A corner smaller than a full tile both ways comes as 1 x 1 tiles, so an instruction set
 /// needs tiles only for the full one, short rows and short columns. Inlined into each
 /// instruction set's `block_rows`, whose target features its closure inherits.
 ///
 /// # Safety
 /// `packed` holds `m.div_ceil(mr_max)` blocks of `mr_max * k.div_ceil(lanes) * lanes`
-/// floats, `w` `n * k` and `out_t` `n * m`.
+/// floats, `w` `n * k`, and `out[i * ld + j]` is writable for `i < m`, `j < n`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn for_each_tile(
     packed: *const f32,
     w: *const f32,
-    out_t: *mut f32,
-    (m, k, n): (usize, usize, usize),
+    out: *mut f32,
+    (m, k, n, ld): (usize, usize, usize, usize),
     lanes: usize,
     mr_max: usize,
     nr_max: usize,
@@ -257,7 +270,7 @@ unsafe fn for_each_tile(
     // SAFETY: every offset stays inside the three buffers the caller describes.
     let mut at = |i: usize, j: usize, mr: usize, nr: usize| unsafe {
         let xb = packed.add((i / mr_max) * block + (i % mr_max) * lanes);
-        tile(xb, w.add(j * k), out_t.add(j * m + i), mr, nr)
+        tile(xb, w.add(j * k), out.add(i * ld + j), mr, nr)
     };
     let mut j = 0;
     while j < n {
