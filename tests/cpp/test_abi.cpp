@@ -98,6 +98,8 @@ void test_errors(const std::string &dir) {
                  [] { patchrec::QueryOptions().k(0); });
     check_throws("PFT-S with L = 0", PATCHREC_INVALID_ARGUMENT, "group size L",
                  [] { patchrec::QueryOptions().layout(patchrec::Layout::PftS, 0); });
+    check_throws("negative session gap", PATCHREC_INVALID_ARGUMENT, "negative",
+                 [] { patchrec::QueryOptions().session_gap(std::chrono::seconds(-1)); });
 }
 
 void test_catalog_and_user(const patchrec::Catalog &catalog) {
