@@ -114,8 +114,7 @@ impl patchrec_query_options_t {
         let checkpoint = model.meta().layout;
         let layout = self.layout.unwrap_or(checkpoint.layout);
         let session_gap = match self.session_gap {
-            Some(0) => None,
-            Some(gap) => Some(gap),
+            Some(gap) => (gap > 0).then_some(gap),
             // The checkpoint's gap goes with its stream-aligned layout, not with another
             // layout the caller chose.
             None if matches!(layout, Layout::StreamS { .. }) => checkpoint.session_gap,
