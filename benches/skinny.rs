@@ -1,8 +1,10 @@
 //! The decode kernel (`src/model/skinny/`) against candle's matmul, side by side, on
 //! SmolLM2-135M's weight shapes at the row counts decoding and short prefills produce:
 //! GFLOP/s of each and their ratio. The kernel's row limits (`Isa::always_rows`,
-//! `Isa::max_rows`) are read off this table. Then the step that follows the output head:
-//! its logits to per-row log-probabilities, candle against `decode::logprobs`.
+//! `Isa::max_rows`) are read off this table. Then the same products over 30 layers of
+//! distinct weights (streamed from memory, as a decode step reads them, where the table
+//! above finds small weights hot in cache), and the step that follows the output head: its
+//! logits to per-row log-probabilities, candle against `decode::logprobs`.
 //!
 //!   cargo bench --bench skinny            # threads: RAYON_NUM_THREADS, default all cores
 //!
@@ -10,7 +12,7 @@
 //! the test run checks that it works without spending minutes on the sweep.
 
 use candle_core::Device;
-use patchrec::bench::matmul::{decode_matmul_gflops, log_softmax_ms};
+use patchrec::bench::matmul::{decode_matmul_gflops, decode_stack_ms, log_softmax_ms};
 
 /// (name, input width, output width) of SmolLM2-135M's products.
 const SHAPES: &[(&str, usize, usize)] = &[
@@ -49,6 +51,26 @@ fn main() -> patchrec::Result<()> {
                 ),
                 None => println!("| {name} | {k} -> {n} | {rows} | {candle:.1} | - | - |"),
             }
+        }
+    }
+    // The same products as a decode step meets them: 30 layers' weights, read from memory.
+    let layers = if full { 30 } else { 2 };
+    println!("\n{layers} layers of projections, each its own weights, ms per pass (best of 5)");
+    println!(
+        "| rows | weights | candle | kernel | kernel GB/s | kernel GFLOP/s | candle / kernel |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for &rows in if full { &[1, 8, 20, 32][..] } else { &[20][..] } {
+        let (candle, kernel, bytes) = decode_stack_ms(rows, layers, 5, &device)?;
+        let mib = bytes as f64 / (1 << 20) as f64;
+        match kernel {
+            Some(ms) => println!(
+                "| {rows} | {mib:.0} MiB | {candle:.1} | {ms:.1} | {:.1} | {:.1} | {:.2}x |",
+                bytes as f64 / ms / 1e6,
+                2.0 * (bytes / 4 * rows) as f64 / ms / 1e6,
+                candle / ms
+            ),
+            None => println!("| {rows} | {mib:.0} MiB | {candle:.1} | - | - | - | - |"),
         }
     }
     // What follows the head at each step: its logits to log-probabilities on the host.

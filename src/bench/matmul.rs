@@ -40,6 +40,58 @@ pub fn decode_matmul_gflops(
     Ok((candle.unwrap_or(0.0), ours))
 }
 
+/// Milliseconds for `rows` rows through every projection of `layers` layers of SmolLM2's
+/// shapes (q, k, v, o, gate, up, down), each layer's weights its own: a decode step's
+/// products as serving meets them, streamed from memory rather than hot in cache as
+/// [`decode_matmul_gflops`]'s single weight is. candle's matmul, then the in-place kernel
+/// (`None` without it), best of `repeats` each; also the bytes of weights one pass reads.
+pub fn decode_stack_ms(
+    rows: usize,
+    layers: usize,
+    repeats: usize,
+    device: &Device,
+) -> Result<(f64, Option<f64>, usize)> {
+    const SHAPES: [(usize, usize); 7] = [
+        (576, 576),
+        (576, 192),
+        (576, 192),
+        (576, 576),
+        (576, 1536),
+        (576, 1536),
+        (1536, 576),
+    ];
+    let mut weights = Vec::with_capacity(layers * SHAPES.len());
+    for _ in 0..layers {
+        for &(k, n) in &SHAPES {
+            weights.push(Tensor::rand(0f32, 1.0, (n, k), device)?);
+        }
+    }
+    let x576 = Tensor::rand(0f32, 1.0, (rows, 576), device)?;
+    let x1536 = Tensor::rand(0f32, 1.0, (rows, 1536), device)?;
+    let bytes = weights.iter().map(|w| w.elem_count() * 4).sum();
+    let input = |w: &Tensor| if w.dims()[1] == 576 { &x576 } else { &x1536 };
+    let time = |f: &dyn Fn(&Tensor) -> Result<Option<Tensor>>| -> Result<Option<f64>> {
+        let mut best = f64::INFINITY;
+        for round in 0..=repeats.max(1) {
+            let started = Instant::now();
+            for w in &weights {
+                if f(w)?.is_none() {
+                    return Ok(None);
+                }
+            }
+            device.synchronize()?;
+            // Round 0 warms up.
+            if round > 0 {
+                best = best.min(started.elapsed().as_secs_f64());
+            }
+        }
+        Ok(Some(best * 1e3))
+    };
+    let candle = time(&|w| Ok(Some(input(w).matmul(&w.t()?)?)))?;
+    let ours = time(&|w| crate::model::skinny::matmul_t_limited(input(w), w, false))?;
+    Ok((candle.unwrap_or(f64::NAN), ours, bytes))
+}
+
 /// Milliseconds to turn a beam step's logits `[rows, 1, vocab]` into per-row
 /// log-probabilities on the host: candle's `log_softmax` and `to_vec2`, then decoding's own
 /// (`decode::logprobs`), best of `repeats` each.
