@@ -1,5 +1,7 @@
 //! The kernel's register tiles in AVX-512F: 4 input rows x 4 weight rows, 16 accumulators
-//! of 16 lanes, one transposing reduction per full tile.
+//! of 16 lanes, one transposing reduction per full tile; the first pass over a block of
+//! weight rows prefetches the next block (4-15 % on a decode step's products streamed from
+//! memory, docs/PERFORMANCE.md).
 
 /// f32 lanes per vector.
 pub(super) const LANES: usize = 16;
@@ -31,19 +33,29 @@ mod imp {
         ld: usize,
     ) {
         let (xp, w) = (packed.as_ptr(), w.as_ptr());
+        // Weight rows from `prefetch_below` on have no full block after them.
+        let prefetch_below = w.wrapping_add(n.saturating_sub(2 * NR) * k);
         // SAFETY: the buffers are as `for_each_tile` requires (the caller's contract).
         unsafe {
             let shape = (m, k, n, ld);
             super::super::for_each_tile(xp, w, out, shape, LANES, MR, NR, |xb, wb, ob, mr, nr| {
-                match (mr, nr) {
-                    (4, 4) => tile::<4, 4>(xb, wb, ob, k, ld),
-                    (3, 4) => tile::<3, 4>(xb, wb, ob, k, ld),
-                    (2, 4) => tile::<2, 4>(xb, wb, ob, k, ld),
-                    (1, 4) => tile::<1, 4>(xb, wb, ob, k, ld),
-                    (4, 3) => tile::<4, 3>(xb, wb, ob, k, ld),
-                    (4, 2) => tile::<4, 2>(xb, wb, ob, k, ld),
-                    (4, 1) => tile::<4, 1>(xb, wb, ob, k, ld),
-                    (1, 1) => tile::<1, 1>(xb, wb, ob, k, ld),
+                // The first pass over a block of weight rows (input rows from 0) pulls the
+                // next block towards L1 while it computes: the passes that follow read this
+                // block from L1 and would leave the memory bus idle.
+                let first = xb == xp && nr == NR && wb <= prefetch_below && n >= 2 * NR;
+                match (mr, nr, first) {
+                    (4, 4, true) => tile::<4, 4, true>(xb, wb, ob, k, ld),
+                    (3, 4, true) => tile::<3, 4, true>(xb, wb, ob, k, ld),
+                    (2, 4, true) => tile::<2, 4, true>(xb, wb, ob, k, ld),
+                    (1, 4, true) => tile::<1, 4, true>(xb, wb, ob, k, ld),
+                    (4, 4, _) => tile::<4, 4, false>(xb, wb, ob, k, ld),
+                    (3, 4, _) => tile::<3, 4, false>(xb, wb, ob, k, ld),
+                    (2, 4, _) => tile::<2, 4, false>(xb, wb, ob, k, ld),
+                    (1, 4, _) => tile::<1, 4, false>(xb, wb, ob, k, ld),
+                    (4, 3, _) => tile::<4, 3, false>(xb, wb, ob, k, ld),
+                    (4, 2, _) => tile::<4, 2, false>(xb, wb, ob, k, ld),
+                    (4, 1, _) => tile::<4, 1, false>(xb, wb, ob, k, ld),
+                    (1, 1, _) => tile::<1, 1, false>(xb, wb, ob, k, ld),
                     _ => unreachable!("for_each_tile gave a {mr} x {nr} corner tile"),
                 }
             })
@@ -51,10 +63,11 @@ mod imp {
     }
 
     /// `R` packed input rows against `C` weight rows (stride `k`); results go to
-    /// `o[r * ld + c]`.
+    /// `o[r * ld + c]`. With `PREFETCH`, the `C` weight rows after these (which must exist)
+    /// are prefetched, a cache line of each per step along `k`.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn tile<const R: usize, const C: usize>(
+    unsafe fn tile<const R: usize, const C: usize, const PREFETCH: bool>(
         xp: *const f32,
         w: *const f32,
         o: *mut f32,
@@ -68,6 +81,11 @@ mod imp {
         unsafe {
             while p < full {
                 let wv: [__m512; C] = std::array::from_fn(|c| _mm512_loadu_ps(w.add(c * k + p)));
+                if PREFETCH {
+                    for c in 0..C {
+                        _mm_prefetch::<_MM_HINT_T0>(w.add((C + c) * k + p).cast());
+                    }
+                }
                 fma_rows(&mut acc, x, &wv);
                 p += LANES;
                 x = x.add(MR * LANES);

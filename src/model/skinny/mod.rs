@@ -37,19 +37,21 @@ struct Params {
     nr: usize,
     /// Up to this many rows of `x` the kernel is used for every weight.
     ///
-    /// AVX-512, measured (2 cores) at 8-32 rows: it beats candle's matmul on the
-    /// projections (105-162 GFLOP/s against 26-112), but on the 49,152-row output head
-    /// only at 8 rows (at 20 and 32 rows 72-79 against candle's 87-124; left as is, noted in
-    /// docs/PERFORMANCE.md). AVX2 (`cargo bench --bench skinny`, AMD EPYC, 1 and 2
+    /// AVX-512 (`cargo bench --bench skinny`, Intel Xeon, 2 cores, three runs, session 6,
+    /// after the in-place output): the widening gate and up run 1.21-1.87x candle's rate at
+    /// 32-80 rows and 0.94-0.97x at 128; the 49,152-row output head 1.20-1.67x at 20-32
+    /// rows, 0.91-1.17x at 48-80 (even on average), 0.71-0.74x at 128. (Before the in-place
+    /// output, session 3, the head lost at 20 and 32 rows, and the limit was 32.) AVX2 (`cargo bench --bench skinny`, AMD EPYC, 1 and 2
     /// threads): at 20 rows the widening gate and up run 1.52-1.57x candle's rate and the
     /// head 1.08-1.27x; at 32 rows they no longer win (0.99-1.06x, head 0.83-0.95x).
     always_rows: usize,
     /// Up to this many rows it still wins where the output is no wider than the input.
     ///
     /// AVX-512: attention's projections and the MLP's down at 40-120 rows ran at 87-224
-    /// GFLOP/s against candle's 57-136, not the widening gate, up and output head (82-122
-    /// against 127-218), where `gemm`'s packing pays for itself. It covers batched decoding
-    /// (4 queries: 80 rows) and short prefills. AVX2: q, o, k, v and down win up to 64
+    /// GFLOP/s against candle's 57-136 (session 3); at 128 rows session 6 measured q, o
+    /// 0.91x, k, v 1.11x, down 2.08x. It covers batched decoding (4 queries: 80 rows) and
+    /// short prefills; past 80 rows the widening products go to `gemm`, whose packing then
+    /// pays for itself. AVX2: q, o, k, v and down win up to 64
     /// rows (1.01-1.35x at 64) and not at 128 (0.80-1.12x).
     max_rows: usize,
 }
@@ -61,7 +63,7 @@ impl Isa {
                 lanes: avx512::LANES,
                 mr: avx512::MR,
                 nr: avx512::NR,
-                always_rows: 32,
+                always_rows: 80,
                 max_rows: 128,
             },
             Isa::Avx2 => Params {
