@@ -83,6 +83,15 @@ elif ! "$py" -c 'import gguf' >/dev/null 2>&1; then
   pip_q gguf numpy || true
 fi
 if want llamacpp && ! "$py" -c 'import llama_cpp' >/dev/null 2>&1; then
+  # A fresh machine may have a compiler but no cmake: PyPI's `cmake` wheel puts one in the
+  # venv, no root needed.
+  if ! command -v cmake >/dev/null && [ ! -x "$venv/bin/cmake" ]; then
+    log "installing cmake into $venv (PyPI wheel)"
+    pip_q cmake || true
+  fi
+  if [ -x "$venv/bin/cmake" ]; then
+    export PATH="$venv/bin:$PATH"
+  fi
   if ! command -v cmake >/dev/null || ! command -v c++ >/dev/null; then
     echo "skipping llama.cpp: building llama-cpp-python needs cmake and a C++ compiler"
   else
