@@ -1,7 +1,8 @@
 //! The kernel's register tiles in AVX-512F: 4 input rows x 4 weight rows, 16 accumulators
 //! of 16 lanes, one transposing reduction per full tile; the first pass over a block of
-//! weight rows prefetches the next block (4-15 % on a decode step's products streamed from
-//! memory, docs/PERFORMANCE.md).
+//! weight rows prefetches the next block, and for 5-24 input rows `k` is walked in chunks
+//! whose packed rows stay in L1 (each 4-15 % and 16-30 % on a decode step's products
+//! streamed from memory, docs/PERFORMANCE.md).
 
 /// f32 lanes per vector.
 pub(super) const LANES: usize = 16;
@@ -35,44 +36,88 @@ mod imp {
         let (xp, w) = (packed.as_ptr(), w.as_ptr());
         // Weight rows from `prefetch_below` on have no full block after them.
         let prefetch_below = w.wrapping_add(n.saturating_sub(2 * NR) * k);
-        // SAFETY: the buffers are as `for_each_tile` requires (the caller's contract).
-        unsafe {
-            let shape = (m, k, n, ld);
-            super::super::for_each_tile(xp, w, out, shape, LANES, MR, NR, |xb, wb, ob, mr, nr| {
-                // The first pass over a block of weight rows (input rows from 0) pulls the
-                // next block towards L1 while it computes: the passes that follow read this
-                // block from L1 and would leave the memory bus idle.
-                let first = xb == xp && nr == NR && wb <= prefetch_below && n >= 2 * NR;
-                match (mr, nr, first) {
-                    (4, 4, true) => tile::<4, 4, true>(xb, wb, ob, k, ld),
-                    (3, 4, true) => tile::<3, 4, true>(xb, wb, ob, k, ld),
-                    (2, 4, true) => tile::<2, 4, true>(xb, wb, ob, k, ld),
-                    (1, 4, true) => tile::<1, 4, true>(xb, wb, ob, k, ld),
-                    (4, 4, _) => tile::<4, 4, false>(xb, wb, ob, k, ld),
-                    (3, 4, _) => tile::<3, 4, false>(xb, wb, ob, k, ld),
-                    (2, 4, _) => tile::<2, 4, false>(xb, wb, ob, k, ld),
-                    (1, 4, _) => tile::<1, 4, false>(xb, wb, ob, k, ld),
-                    (4, 3, _) => tile::<4, 3, false>(xb, wb, ob, k, ld),
-                    (4, 2, _) => tile::<4, 2, false>(xb, wb, ob, k, ld),
-                    (4, 1, _) => tile::<4, 1, false>(xb, wb, ob, k, ld),
-                    (1, 1, _) => tile::<1, 1, false>(xb, wb, ob, k, ld),
-                    _ => unreachable!("for_each_tile gave a {mr} x {nr} corner tile"),
-                }
-            })
+        // With more than one tile of input rows, every block of weight rows is passed over
+        // once per tile, and the packed rows must come back from L1 each time: 20 rows of
+        // 576 (46 KB) do not fit beside the block, 8 rows (18 KB) do, and ran 1.7x faster
+        // per multiply-add. So `k` is cut into chunks whose packed rows fit in ~24 KB
+        // (at least 128 columns), each chunk's partial sums added to the output. Only for
+        // decode-sized products whose output stays in L2: for the 49,152-row head, or from
+        // 48 rows on, re-reading the output per chunk and the weights' strided pieces cost
+        // more than they save (1.2-2x slower in the hot table); at 32 rows it was mixed.
+        let chunks = if m > MR && m <= CHUNK_MAX_ROWS && m * n * 4 <= CHUNK_MAX_OUTPUT {
+            let fit = (L1_INPUT_BYTES / (4 * m.next_multiple_of(MR))).max(MIN_CHUNK);
+            k.div_ceil(fit)
+        } else {
+            1
+        };
+        let kc = k.div_ceil(chunks).next_multiple_of(LANES);
+        let mut k0 = 0;
+        while k0 < k {
+            let klen = kc.min(k - k0);
+            let add = k0 > 0;
+            // SAFETY: the buffers are as `for_each_tile` requires (the caller's contract);
+            // `k0` is a multiple of `LANES`, so the chunk's packed input starts
+            // `k0 / LANES` steps into each block.
+            unsafe {
+                let shape = (m, k, n, ld);
+                super::super::for_each_tile(
+                    xp,
+                    w,
+                    out,
+                    shape,
+                    LANES,
+                    MR,
+                    NR,
+                    |xb, wb, ob, mr, nr| {
+                        // The first pass over a block of weight rows (input rows from 0) pulls
+                        // the next block towards L1 while it computes: the passes that follow
+                        // read this block from L1 and would leave the memory bus idle.
+                        let first = xb == xp && nr == NR && wb <= prefetch_below && n >= 2 * NR;
+                        let (xb, wb) = (xb.add(k0 / LANES * MR * LANES), wb.add(k0));
+                        let t = (k, klen, ld, add);
+                        match (mr, nr, first) {
+                            (4, 4, true) => tile::<4, 4, true>(xb, wb, ob, t),
+                            (3, 4, true) => tile::<3, 4, true>(xb, wb, ob, t),
+                            (2, 4, true) => tile::<2, 4, true>(xb, wb, ob, t),
+                            (1, 4, true) => tile::<1, 4, true>(xb, wb, ob, t),
+                            (4, 4, _) => tile::<4, 4, false>(xb, wb, ob, t),
+                            (3, 4, _) => tile::<3, 4, false>(xb, wb, ob, t),
+                            (2, 4, _) => tile::<2, 4, false>(xb, wb, ob, t),
+                            (1, 4, _) => tile::<1, 4, false>(xb, wb, ob, t),
+                            (4, 3, _) => tile::<4, 3, false>(xb, wb, ob, t),
+                            (4, 2, _) => tile::<4, 2, false>(xb, wb, ob, t),
+                            (4, 1, _) => tile::<4, 1, false>(xb, wb, ob, t),
+                            (1, 1, _) => tile::<1, 1, false>(xb, wb, ob, t),
+                            _ => unreachable!("for_each_tile gave a {mr} x {nr} corner tile"),
+                        }
+                    },
+                )
+            }
+            k0 += klen;
         }
     }
 
-    /// `R` packed input rows against `C` weight rows (stride `k`); results go to
-    /// `o[r * ld + c]`. With `PREFETCH`, the `C` weight rows after these (which must exist)
-    /// are prefetched, a cache line of each per step along `k`.
+    /// Bytes of packed input rows a chunk of `k` may take (of L1's 32-48 KiB; the block of
+    /// weight rows and the output need the rest).
+    const L1_INPUT_BYTES: usize = 24 * 1024;
+    /// Columns a chunk keeps at least: shorter ones spend more on the reductions.
+    const MIN_CHUNK: usize = 128;
+    /// Input rows up to which `k` is chunked.
+    const CHUNK_MAX_ROWS: usize = 24;
+    /// Output bytes (of one thread's columns) up to which `k` is chunked.
+    const CHUNK_MAX_OUTPUT: usize = 256 * 1024;
+
+    /// `R` packed input rows against `C` weight rows, over `klen` columns of rows `kw`
+    /// apart; results go to `o[r * ld + c]`, or are added there with `add`. With
+    /// `PREFETCH`, the `C` weight rows after these (which must exist) are prefetched, a
+    /// cache line of each per step along `k`.
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn tile<const R: usize, const C: usize, const PREFETCH: bool>(
         xp: *const f32,
         w: *const f32,
         o: *mut f32,
-        k: usize,
-        ld: usize,
+        (kw, k, ld, add): (usize, usize, usize, bool),
     ) {
         let mut acc = [[_mm512_setzero_ps(); C]; R];
         let full = k - k % LANES;
@@ -80,10 +125,10 @@ mod imp {
         let mut x = xp;
         unsafe {
             while p < full {
-                let wv: [__m512; C] = std::array::from_fn(|c| _mm512_loadu_ps(w.add(c * k + p)));
+                let wv: [__m512; C] = std::array::from_fn(|c| _mm512_loadu_ps(w.add(c * kw + p)));
                 if PREFETCH {
                     for c in 0..C {
-                        _mm_prefetch::<_MM_HINT_T0>(w.add((C + c) * k + p).cast());
+                        _mm_prefetch::<_MM_HINT_T0>(w.add((C + c) * kw + p).cast());
                     }
                 }
                 fma_rows(&mut acc, x, &wv);
@@ -95,7 +140,7 @@ mod imp {
                 // packed input is zero there).
                 let mask: __mmask16 = (1u16 << (k - p)) - 1;
                 let wv: [__m512; C] =
-                    std::array::from_fn(|c| _mm512_maskz_loadu_ps(mask, w.add(c * k + p)));
+                    std::array::from_fn(|c| _mm512_maskz_loadu_ps(mask, w.add(c * kw + p)));
                 fma_rows(&mut acc, x, &wv);
             }
             if R == 4 && C == 4 {
@@ -103,14 +148,27 @@ mod imp {
                 // horizontal ones (those cost a third of a tile at k = 576). Input `4r + c`
                 // is row r, column c, so row r's four columns are adjacent in `o`.
                 let sums = reduce16(std::array::from_fn(|i| acc[i / 4][i % 4]));
-                _mm_storeu_ps(o, _mm512_extractf32x4_ps::<0>(sums));
-                _mm_storeu_ps(o.add(ld), _mm512_extractf32x4_ps::<1>(sums));
-                _mm_storeu_ps(o.add(2 * ld), _mm512_extractf32x4_ps::<2>(sums));
-                _mm_storeu_ps(o.add(3 * ld), _mm512_extractf32x4_ps::<3>(sums));
+                let rows = [
+                    _mm512_extractf32x4_ps::<0>(sums),
+                    _mm512_extractf32x4_ps::<1>(sums),
+                    _mm512_extractf32x4_ps::<2>(sums),
+                    _mm512_extractf32x4_ps::<3>(sums),
+                ];
+                for (r, row) in rows.into_iter().enumerate() {
+                    let at = o.add(r * ld);
+                    let row = if add {
+                        _mm_add_ps(_mm_loadu_ps(at), row)
+                    } else {
+                        row
+                    };
+                    _mm_storeu_ps(at, row);
+                }
             } else {
                 for (r, acc_r) in acc.iter().enumerate() {
                     for (c, a) in acc_r.iter().enumerate() {
-                        *o.add(r * ld + c) = _mm512_reduce_add_ps(*a);
+                        let sum = _mm512_reduce_add_ps(*a);
+                        let at = o.add(r * ld + c);
+                        *at = if add { *at + sum } else { sum };
                     }
                 }
             }

@@ -300,8 +300,8 @@ mod tests {
     use super::*;
 
     /// Against a plain triple loop, for every instruction set this CPU runs, over shapes
-    /// that exercise every tile remainder (rows 1..=13, weight rows not a multiple of 3 or
-    /// 4, `k` not a multiple of 8 or 16).
+    /// that exercise every tile remainder (rows 1..=13 and more, weight rows not a multiple
+    /// of 3 or 4, `k` not a multiple of 8 or 16, `k` in several chunks).
     #[test]
     fn matches_reference_product() {
         let isas: Vec<Isa> = [Isa::Avx512, Isa::Avx2]
@@ -327,6 +327,11 @@ mod tests {
             (5, 21, 10),
             (4, 8, 3),
             (9, 100, 11),
+            // Several tiles of rows and a `k` that the AVX-512 walk cuts into chunks
+            // (the last one short, not a multiple of 16).
+            (20, 1536, 37),
+            (9, 700, 13),
+            (48, 577, 9),
         ] {
             let x: Vec<f32> = (0..m * k)
                 .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
