@@ -75,25 +75,45 @@ mod imp {
                         let first = xb == xp && nr == NR && wb <= prefetch_below && n >= 2 * NR;
                         let (xb, wb) = (xb.add(k0 / LANES * MR * LANES), wb.add(k0));
                         let t = (k, klen, ld, add);
-                        match (mr, nr, first) {
-                            (4, 4, true) => tile::<4, 4, true>(xb, wb, ob, t),
-                            (3, 4, true) => tile::<3, 4, true>(xb, wb, ob, t),
-                            (2, 4, true) => tile::<2, 4, true>(xb, wb, ob, t),
-                            (1, 4, true) => tile::<1, 4, true>(xb, wb, ob, t),
-                            (4, 4, _) => tile::<4, 4, false>(xb, wb, ob, t),
-                            (3, 4, _) => tile::<3, 4, false>(xb, wb, ob, t),
-                            (2, 4, _) => tile::<2, 4, false>(xb, wb, ob, t),
-                            (1, 4, _) => tile::<1, 4, false>(xb, wb, ob, t),
-                            (4, 3, _) => tile::<4, 3, false>(xb, wb, ob, t),
-                            (4, 2, _) => tile::<4, 2, false>(xb, wb, ob, t),
-                            (4, 1, _) => tile::<4, 1, false>(xb, wb, ob, t),
-                            (1, 1, _) => tile::<1, 1, false>(xb, wb, ob, t),
-                            _ => unreachable!("for_each_tile gave a {mr} x {nr} corner tile"),
+                        if first {
+                            dispatch::<true>(xb, wb, ob, mr, nr, t)
+                        } else {
+                            dispatch::<false>(xb, wb, ob, mr, nr, t)
                         }
                     },
                 )
             }
             k0 += klen;
+        }
+    }
+
+    /// The tile for an `mr x nr` piece of the walk (the shapes `for_each_tile` gives).
+    ///
+    /// # Safety
+    /// As [`tile`]; with `PREFETCH`, `nr` is `NR` and a full block of weight rows follows.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn dispatch<const PREFETCH: bool>(
+        xb: *const f32,
+        wb: *const f32,
+        ob: *mut f32,
+        mr: usize,
+        nr: usize,
+        t: (usize, usize, usize, bool),
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            match (mr, nr) {
+                (4, 4) => tile::<4, 4, PREFETCH>(xb, wb, ob, t),
+                (3, 4) => tile::<3, 4, PREFETCH>(xb, wb, ob, t),
+                (2, 4) => tile::<2, 4, PREFETCH>(xb, wb, ob, t),
+                (1, 4) => tile::<1, 4, PREFETCH>(xb, wb, ob, t),
+                (4, 3) => tile::<4, 3, PREFETCH>(xb, wb, ob, t),
+                (4, 2) => tile::<4, 2, PREFETCH>(xb, wb, ob, t),
+                (4, 1) => tile::<4, 1, PREFETCH>(xb, wb, ob, t),
+                (1, 1) => tile::<1, 1, PREFETCH>(xb, wb, ob, t),
+                _ => unreachable!("for_each_tile gave a {mr} x {nr} corner tile"),
+            }
         }
     }
 

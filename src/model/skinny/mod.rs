@@ -41,9 +41,11 @@ struct Params {
     /// after the in-place output): the widening gate and up run 1.21-1.87x candle's rate at
     /// 32-80 rows and 0.94-0.97x at 128; the 49,152-row output head 1.20-1.67x at 20-32
     /// rows, 0.91-1.17x at 48-80 (even on average), 0.71-0.74x at 128. (Before the in-place
-    /// output, session 3, the head lost at 20 and 32 rows, and the limit was 32.) AVX2 (`cargo bench --bench skinny`, AMD EPYC, 1 and 2
-    /// threads): at 20 rows the widening gate and up run 1.52-1.57x candle's rate and the
-    /// head 1.08-1.27x; at 32 rows they no longer win (0.99-1.06x, head 0.83-0.95x).
+    /// output, session 3, the head lost at 20 and 32 rows, and the limit was 32.)
+    ///
+    /// AVX2 (`cargo bench --bench skinny`, AMD EPYC, 1 and 2 threads): at 20 rows the
+    /// widening gate and up run 1.52-1.57x candle's rate and the head 1.08-1.27x; at 32 rows
+    /// they no longer win (0.99-1.06x, head 0.83-0.95x).
     always_rows: usize,
     /// Up to this many rows it still wins where the output is no wider than the input.
     ///
@@ -51,8 +53,10 @@ struct Params {
     /// GFLOP/s against candle's 57-136 (session 3); at 128 rows session 6 measured q, o
     /// 0.91x, k, v 1.11x, down 2.08x. It covers batched decoding (4 queries: 80 rows) and
     /// short prefills; past 80 rows the widening products go to `gemm`, whose packing then
-    /// pays for itself. AVX2: q, o, k, v and down win up to 64
-    /// rows (1.01-1.35x at 64) and not at 128 (0.80-1.12x).
+    /// pays for itself.
+    ///
+    /// AVX2: q, o, k, v and down win up to 64 rows (1.01-1.35x at 64) and not at 128
+    /// (0.80-1.12x).
     max_rows: usize,
 }
 
@@ -327,8 +331,9 @@ mod tests {
             (5, 21, 10),
             (4, 8, 3),
             (9, 100, 11),
-            // Several tiles of rows and a `k` that the AVX-512 walk cuts into chunks
-            // (the last one short, not a multiple of 16).
+            // Several tiles of rows with `k` cut into chunks by the AVX-512 walk (20 and
+            // 9 rows; 700 splits into 352 + 348, not a multiple of 16), and 48 rows,
+            // past the rows it chunks.
             (20, 1536, 37),
             (9, 700, 13),
             (48, 577, 9),
