@@ -4,7 +4,9 @@ use crate::catalog::Catalog;
 use std::sync::Arc;
 
 use crate::catalog::CatalogSnapshot;
-use crate::decode::{prefill, search_prefilled, Prefilled, Scored, SearchOptions};
+use crate::decode::{
+    prefill, search_prefilled, Prefilled, Scored, SearchOptions, DEFAULT_LOOKAHEAD,
+};
 use crate::error::{Error, Result};
 use crate::history::{compression_ratio, history_positions, Layout, LayoutConfig, UserHistory};
 use crate::prompt::{build_prompt_shown, fixed_positions, Prompt, PromptCache};
@@ -139,6 +141,7 @@ pub(crate) fn prepare(
         beam_width: opts.beam_width,
         exclude,
         exact: opts.exact,
+        lookahead: DEFAULT_LOOKAHEAD,
     };
     Ok(PreparedQuery {
         snap,
@@ -183,6 +186,6 @@ fn run_query(
 ) -> Result<QueryResult> {
     let q = prepare(catalog, user, opts)?;
     let prefilled = prefill_prepared(catalog, &q, cache)?;
-    let (ranked, _steps) = search_prefilled(catalog.model(), &q.snap, &prefilled, &q.search)?;
+    let (ranked, _counts) = search_prefilled(catalog.model(), &q.snap, &prefilled, &q.search)?;
     Ok(into_result(&q, ranked))
 }

@@ -23,6 +23,7 @@ fn search(
         beam_width: width,
         exclude,
         exact: false,
+        lookahead: patchrec::decode::DEFAULT_LOOKAHEAD,
     };
     beam_search(model, snap, prompt, &opts).unwrap()
 }
@@ -184,6 +185,7 @@ fn the_shared_head_cache_changes_no_result() {
         beam_width: 20,
         exclude: vec![],
         exact: false,
+        lookahead: patchrec::decode::DEFAULT_LOOKAHEAD,
     };
     for layout in [
         Layout::Vanilla,
@@ -209,6 +211,60 @@ fn the_shared_head_cache_changes_no_result() {
 }
 
 #[test]
+fn feeding_forced_tokens_ahead_changes_no_result_and_saves_passes() {
+    use patchrec::decode::{prefill, search_prefilled};
+    let items = common::titles(40);
+    let model = common::tiny_model(40);
+    let cat = common::catalog(&model, &items);
+    let snap = cat.snapshot();
+    let history: Vec<u64> = items[5..17].iter().map(|(id, _)| *id).collect();
+    for layout in [Layout::Vanilla, Layout::PftS { l: 3 }] {
+        let prompt = build_prompt(&model, &snap, &history, layout).unwrap();
+        let prefilled = prefill(&model, &prompt).unwrap();
+        for (exact, width, exclude) in [
+            (false, 8, vec![]),
+            (false, 20, vec![3, 11]),
+            (true, 1, vec![0]),
+        ] {
+            let run = |lookahead| {
+                let opts = SearchOptions {
+                    k: 6,
+                    beam_width: width,
+                    exclude: exclude.clone(),
+                    exact,
+                    lookahead,
+                };
+                search_prefilled(&model, &snap, &prefilled, &opts).unwrap()
+            };
+            let (plain, pc) = run(0);
+            let case = format!("{layout}, exact {exact}, width {width}");
+            assert_eq!(
+                pc.passes, pc.steps,
+                "{case}: without lookahead a pass per step"
+            );
+            // The default fills passes up to 32 rows; 4,096 feeds every forced token.
+            for lookahead in [patchrec::decode::DEFAULT_LOOKAHEAD, 4096] {
+                let (ahead, ac) = run(lookahead);
+                let case = format!("{case}, lookahead {lookahead}");
+                assert_eq!(ahead.len(), plain.len(), "{case}");
+                for (a, b) in ahead.iter().zip(&plain) {
+                    assert_eq!(a.index, b.index, "{case}");
+                    assert!((a.score - b.score).abs() < 1e-4, "{case}: {a:?} vs {b:?}");
+                }
+                assert_eq!(ac.steps, pc.steps, "{case}: the same search");
+                assert!(ac.passes <= pc.passes, "{case}: {ac:?} vs {pc:?}");
+                // Every title ends in a year of several tokens after a unique adjective
+                // and noun: there are forced tokens to feed ahead (exact search's passes
+                // are wider than the default fills).
+                if lookahead > 32 || !exact {
+                    assert!(ac.passes < pc.passes, "{case}: {ac:?} vs {pc:?}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn exact_ranking_equals_teacher_forced_scoring_of_every_title() {
     let items = common::titles(40);
     let model = common::tiny_model(40);
@@ -225,6 +281,7 @@ fn exact_ranking_equals_teacher_forced_scoring_of_every_title() {
             beam_width: 1,
             exclude: vec![],
             exact: true,
+            lookahead: patchrec::decode::DEFAULT_LOOKAHEAD,
         };
         let found = beam_search(&model, &snap, &prompt, &opts).unwrap();
         assert_eq!(found.len(), k);

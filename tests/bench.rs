@@ -26,6 +26,7 @@ fn the_serving_benchmark_reports_every_layout_and_length() {
         exact: false,
         batched: false,
         session_gap: None,
+        lookahead: patchrec::decode::DEFAULT_LOOKAHEAD,
     };
     let cat = std::sync::Arc::new(cat);
     let report = run_serving_bench(&cat, &opts).unwrap();
@@ -71,6 +72,7 @@ fn the_batched_benchmark_runs_concurrent_callers_through_the_worker() {
         exact: false,
         batched: true,
         session_gap: None,
+        lookahead: patchrec::decode::DEFAULT_LOOKAHEAD,
     };
     let report = run_serving_bench(&cat, &opts).unwrap();
     let r = &report.rows[0];
@@ -96,6 +98,7 @@ fn a_session_gap_applies_to_the_stream_aligned_rows_only() {
             exact: false,
             batched: false,
             session_gap,
+            lookahead: patchrec::decode::DEFAULT_LOOKAHEAD,
         };
         run_serving_bench(&cat, &opts).unwrap()
     };

@@ -75,61 +75,95 @@ fn incremental_decoding_matches_full_forward() {
     assert!(diff < 1e-4, "chunked continuation differs by {diff}");
 }
 
+/// The logits of the last position of `prompt` followed by `path`, by one full pass.
+fn full_pass_last(llama: &patchrec::model::Llama, prompt: &Tensor, path: &[&Tensor]) -> Tensor {
+    let mut parts = vec![prompt];
+    parts.extend_from_slice(path);
+    let whole = Tensor::cat(&parts, 1).unwrap();
+    let len = whole.dim(1).unwrap();
+    let mut c = llama.new_cache();
+    let hidden = llama.forward(&whole, None, &mut c).unwrap();
+    llama
+        .logits(&hidden.narrow(1, len - 1, 1).unwrap())
+        .unwrap()
+}
+
 #[test]
-fn beams_over_a_shared_prefix_match_separate_full_passes() {
+fn token_tree_rows_over_shared_prompts_match_separate_full_passes() {
+    use patchrec::model::DecodeGroup;
     let model = model();
     let llama = model.llama();
-    let prompt = random_embeds(9, 64, 2);
-    let mut prefix = llama.new_cache();
-    llama.forward(&prompt, None, &mut prefix).unwrap();
-
-    // Three beams, each continuing the same prompt with its own two steps; the beams
-    // attend to the prompt's single-row cache and to their own batched cache.
-    let conts: Vec<Tensor> = (0..3).map(|b| random_embeds(2, 64, 10 + b)).collect();
-    let mut beam_cache = llama.new_cache();
-    let step0 = Tensor::cat(
-        &conts
-            .iter()
-            .map(|c| c.narrow(1, 0, 1).unwrap())
-            .collect::<Vec<_>>(),
-        0,
-    )
-    .unwrap();
-    llama
-        .forward(&step0, Some(&prefix), &mut beam_cache)
-        .unwrap();
-    // Reorder the beams (as beam search does) before the second step: rows 2, 0, 0.
-    let order = Tensor::new(&[2u32, 0, 0], &Device::Cpu).unwrap();
-    beam_cache.select_rows(&order).unwrap();
-    let reordered = [2usize, 0, 0];
-    let step1 = Tensor::cat(
-        &reordered
-            .iter()
-            .map(|&b| conts[b].narrow(1, 1, 1).unwrap())
-            .collect::<Vec<_>>(),
-        0,
-    )
-    .unwrap();
-    let got = llama
-        .logits(
-            &llama
-                .forward(&step1, Some(&prefix), &mut beam_cache)
-                .unwrap(),
-        )
-        .unwrap();
-    for (row, &b) in reordered.iter().enumerate() {
-        let whole = Tensor::cat(&[&prompt, &conts[b]], 1).unwrap();
-        let mut c = llama.new_cache();
-        let full = llama
-            .logits(&llama.forward(&whole, None, &mut c).unwrap())
+    // Two searches with their own prompts, decoded in the same passes.
+    let prompts = [random_embeds(9, 64, 2), random_embeds(6, 64, 3)];
+    let prefixes: Vec<_> = prompts
+        .iter()
+        .map(|p| {
+            let mut c = llama.new_cache();
+            llama.forward(p, None, &mut c).unwrap();
+            c
+        })
+        .collect();
+    // One token embedding per tree node; node n of search s is `tok(s, n)`.
+    let tok = |s: usize, n: usize| random_embeds(1, 64, 100 + 10 * s as u64 + n as u64);
+    let mut trees = [llama.new_tree(), llama.new_tree()];
+    // Pass 1: search 0 feeds two first tokens (nodes 0, 1) and a token continuing node 0
+    // in the same pass (node 2); search 1 feeds one (node 0).
+    // Pass 2: search 0 continues node 1 (node 3), node 2 (node 4) and node 0 again (node
+    // 5): rows of three depths; search 1 continues its node 0 (node 1).
+    let passes: [[Vec<Vec<u32>>; 2]; 2] = [
+        [vec![vec![0], vec![1], vec![0, 2]], vec![vec![0]]],
+        [
+            vec![vec![1, 3], vec![0, 2, 4], vec![0, 5]],
+            vec![vec![0, 1]],
+        ],
+    ];
+    let mut held = [0usize, 0];
+    for contexts in &passes {
+        let mut rows = Vec::new();
+        for (s, ctxs) in contexts.iter().enumerate() {
+            for r in 0..ctxs.len() {
+                rows.push(tok(s, held[s] + r));
+            }
+        }
+        let embeds = Tensor::cat(&rows, 0).unwrap(); // [rows, 1, hidden]
+        let [t0, t1] = &mut trees;
+        let mut groups = [
+            DecodeGroup {
+                prefix: &prefixes[0],
+                tree: t0,
+                contexts: &contexts[0],
+            },
+            DecodeGroup {
+                prefix: &prefixes[1],
+                tree: t1,
+                contexts: &contexts[1],
+            },
+        ];
+        let got = llama
+            .logits(&llama.forward_groups(&embeds, &mut groups).unwrap())
             .unwrap();
-        let diff = common::max_abs_diff(
-            &full.narrow(1, 10, 1).unwrap(),
-            &got.narrow(0, row, 1).unwrap(),
-        );
-        assert!(
-            diff < 1e-4,
-            "beam row {row} (continuation {b}) differs by {diff}"
-        );
+        let mut row = 0;
+        for (s, ctxs) in contexts.iter().enumerate() {
+            for ctx in ctxs {
+                let path: Vec<Tensor> = ctx.iter().map(|&n| tok(s, n as usize)).collect();
+                let want = full_pass_last(llama, &prompts[s], &path.iter().collect::<Vec<_>>());
+                let diff = common::max_abs_diff(&want, &got.narrow(0, row, 1).unwrap());
+                assert!(diff < 1e-4, "search {s}, context {ctx:?} differs by {diff}");
+                row += 1;
+            }
+            held[s] += ctxs.len();
+        }
+    }
+    assert_eq!((trees[0].len(), trees[1].len()), (6, 2));
+    // A context that does not end with the row's own node, or names a node that does not
+    // exist, is refused.
+    for bad in [vec![vec![0u32]], vec![vec![9u32, 6]]] {
+        let mut groups = [DecodeGroup {
+            prefix: &prefixes[0],
+            tree: &mut trees[0],
+            contexts: &bad,
+        }];
+        let e = llama.forward_groups(&tok(0, 6), &mut groups).unwrap_err();
+        assert!(e.to_string().contains("tree rows"), "{e}");
     }
 }

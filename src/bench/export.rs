@@ -32,7 +32,10 @@ pub struct ExportedPrompt {
     pub prefill_ms: f64,
     pub decode_ms: f64,
     pub total_ms: f64,
+    /// Beam-search steps (answer tokens decoded): the floor's batch-1 steps.
     pub decode_steps: usize,
+    /// Forward passes those steps ran (fewer, with lookahead).
+    pub forward_passes: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -79,6 +82,7 @@ pub fn export_prompts(
         beam_width: opts.beam_width,
         exclude: vec![],
         exact: false,
+        lookahead: crate::decode::DEFAULT_LOOKAHEAD,
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
     let ids: Vec<u64> = snap.items().map(|i| i.id).collect();
@@ -97,7 +101,7 @@ pub fn export_prompts(
         let prompt = build_prompt(model, &snap, &history, opts.layout)?;
         let prefilled = prefill(model, &prompt)?;
         let prefill_ms = started.elapsed().as_secs_f64() * 1e3;
-        let (ranked, steps) = search_prefilled(model, &snap, &prefilled, &search)?;
+        let (ranked, counts) = search_prefilled(model, &snap, &prefilled, &search)?;
         let total_ms = started.elapsed().as_secs_f64() * 1e3;
         // Raw logits at the last position (log-probabilities would hide a constant shift),
         // by one plain forward pass over the whole prompt, untimed.
@@ -118,7 +122,8 @@ pub fn export_prompts(
             prefill_ms,
             decode_ms: total_ms - prefill_ms,
             total_ms,
-            decode_steps: steps,
+            decode_steps: counts.steps,
+            forward_passes: counts.passes,
         });
     }
     let manifest = ExportManifest {

@@ -41,6 +41,9 @@ pub struct BenchOptions {
     /// ([`LayoutConfig::session_gap`]). The synthetic users come in visits of 1 to
     /// [`VISIT_MAX`] items a minute apart, a day between visits.
     pub session_gap: Option<u64>,
+    /// Rows a pass is filled up to with forced title tokens ([`SearchOptions::lookahead`]);
+    /// single queries only, the batching worker uses the default.
+    pub lookahead: usize,
 }
 
 /// The largest synthetic visit, in items.
@@ -135,6 +138,8 @@ pub struct BenchRow {
     pub prefill: Percentiles,
     pub decode: Percentiles,
     pub decode_steps: f64,
+    /// Forward passes those steps ran (fewer with lookahead).
+    pub decode_passes: f64,
     /// Prefill FLOPs per second (matmuls and attention, the cached head excluded).
     pub prefill_gflops: f64,
     /// Appending one item to a user whose prompt KV is cached, then querying.
@@ -194,6 +199,7 @@ struct Sample {
     prefill: f64,
     decode: f64,
     steps: usize,
+    passes: usize,
     positions: usize,
     cr: f64,
     flops: f64,
@@ -233,6 +239,7 @@ fn measure_user(
         prefill: timing.prefill_seconds,
         decode: timing.decode_seconds,
         steps: timing.decode_steps,
+        passes: timing.forward_passes,
         positions: prompt.len,
         cr: prompt.compression_ratio,
         flops: prefill_flops(model, prompt.len - prompt.shared_head, prompt.shared_head),
@@ -285,6 +292,7 @@ fn measure_user_batched(
         prefill: f64::NAN,
         decode: f64::NAN,
         steps: 0,
+        passes: 0,
         positions: fresh.prompt_len,
         cr: fresh.compression_ratio,
         flops: prefill_flops(model, fresh.prompt_len - head, head),
@@ -329,6 +337,7 @@ pub fn run_serving_bench(catalog: &Arc<Catalog>, opts: &BenchOptions) -> Result<
         beam_width: opts.beam_width,
         exclude: vec![],
         exact: opts.exact,
+        lookahead: opts.lookahead,
     };
     let callers = opts.callers.max(1);
     let batcher = if opts.batched {
@@ -396,6 +405,7 @@ pub fn run_serving_bench(catalog: &Arc<Catalog>, opts: &BenchOptions) -> Result<
                 prefill: pick(&|s| s.prefill),
                 decode: pick(&|s| s.decode),
                 decode_steps: mean(&|s| s.steps as f64),
+                decode_passes: mean(&|s| s.passes as f64),
                 prefill_gflops: samples.iter().map(|s| s.flops).sum::<f64>() / prefill_sum / 1e9,
                 append_query: pick(&|s| s.append_query),
                 append_prefilled: mean(&|s| s.append_computed as f64),
@@ -434,8 +444,8 @@ impl BenchReport {
     pub fn markdown(&self) -> String {
         let mut s = format!(
             "matmul rate: {:.1} GFLOP/s ({} threads, {} callers)\n{}\n\
-             | layout | history | prompt | CR | total p50 | total p95 | prefill p50 | decode p50 | steps | prefill GFLOP/s | of matmul | append+query p50 | prefilled | queries/s | user cache |\n\
-             |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+             | layout | history | prompt | CR | total p50 | total p95 | prefill p50 | decode p50 | steps | passes | prefill GFLOP/s | of matmul | append+query p50 | prefilled | queries/s | user cache |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
             self.matmul_gflops,
             self.threads,
             self.callers,
@@ -443,7 +453,7 @@ impl BenchReport {
         );
         for r in &self.rows {
             s.push_str(&format!(
-                "| {} | {} | {:.0} | {:.2} | {:.1} ms | {:.1} ms | {} | {} | {:.1} | {} | {} | {:.1} ms | {:.0} | {:.2} | {:.2} MiB |\n",
+                "| {} | {} | {:.0} | {:.2} | {:.1} ms | {:.1} ms | {} | {} | {:.1} | {:.1} | {} | {} | {:.1} ms | {:.0} | {:.2} | {:.2} MiB |\n",
                 r.layout,
                 r.history,
                 r.prompt_positions,
@@ -453,6 +463,7 @@ impl BenchReport {
                 ms(r.prefill.p50_ms),
                 ms(r.decode.p50_ms),
                 r.decode_steps,
+                r.decode_passes,
                 or_dash(r.prefill_gflops, 1, ""),
                 or_dash(100.0 * r.prefill_gflops / self.matmul_gflops, 0, " %"),
                 r.append_query.p50_ms,

@@ -145,6 +145,11 @@ enum Command {
         /// visits of 1-10 items a minute apart, a day between visits
         #[arg(long)]
         session_gap: Option<u64>,
+        /// Rows a forward pass is filled up to with forced title tokens fed ahead; 0 runs
+        /// every beam step in its own pass (single queries only: the batching worker uses
+        /// the default)
+        #[arg(long, default_value_t = patchrec::decode::DEFAULT_LOOKAHEAD)]
+        lookahead: usize,
         /// Write the report as JSON here
         #[arg(long)]
         out: Option<PathBuf>,
@@ -405,8 +410,15 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             quantize,
             batched,
             session_gap,
+            lookahead,
             out,
         } => {
+            if batched && lookahead != patchrec::decode::DEFAULT_LOOKAHEAD {
+                return Err(patchrec::Error::invalid(format!(
+                    "--lookahead applies to single queries; the batching worker fills passes up to {} rows",
+                    patchrec::decode::DEFAULT_LOOKAHEAD
+                )));
+            }
             let rss = || patchrec::bench::resident_bytes().unwrap_or(0);
             let before = rss();
             let model = Arc::new(Model::load(&checkpoint, &model_options(None, &quantize)?)?);
@@ -433,6 +445,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
                 exact,
                 batched,
                 session_gap,
+                lookahead,
             };
             let mut report = patchrec::bench::run_serving_bench(&catalog, &opts)?;
             report.memory = Some(memory);

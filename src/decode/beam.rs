@@ -1,9 +1,17 @@
 //! Beam search constrained to the catalogue's title prefix tree: every hypothesis is a
 //! prefix of some title, so every result is a real item.
 //!
-//! The prompt is prefilled once; its KV cache is shared, read-only, by all beams (they
-//! attend to it through `Llama::forward`'s `prefix`), and all live beams advance in one
-//! batched forward pass per step. Only the beams' own answer tokens are cached per beam.
+//! The prompt is prefilled once; its KV cache is shared, read-only, by all beams, and the
+//! beams' answer tokens form a token tree ([`TreeKv`]): each computed token is one node that
+//! every beam through it shares, so no beam's cache is ever copied or reordered. All rows
+//! a step needs go through one batched forward pass ([`Llama::forward_groups`]).
+//!
+//! Most of a title is forced: once a beam's prefix names one title (or one shared
+//! continuation), its next tokens are known. With `lookahead`, a pass that a step needs is
+//! filled with the live beams' forced tokens, and later steps read their log-probabilities
+//! instead of running a pass: a step that needs no new row costs no forward pass at all.
+//! The search itself (candidates, pruning, stopping) is unchanged; only when the rows are
+//! computed differs.
 //!
 //! Scores are sums of log-probabilities over the full vocabulary (title tokens plus the
 //! answer-end token): exactly the teacher-forced log-probability of the answer, so that
@@ -11,14 +19,12 @@
 
 use std::collections::{HashMap, HashSet};
 
-use candle_core::Tensor;
-
-use super::logprobs::log_softmax_rows;
+use super::logprobs::{log_probs_of, log_softmax_rows};
 
 use crate::catalog::trie::ROOT;
 use crate::catalog::CatalogSnapshot;
 use crate::error::{Error, Result};
-use crate::model::{KvCache, Llama, Model};
+use crate::model::{DecodeGroup, KvCache, Model, TreeKv};
 use crate::prompt::Prompt;
 
 #[derive(Debug, Clone)]
@@ -34,7 +40,17 @@ pub struct SearchOptions {
     /// batched forward pass over the shared prompt KV), so no beam can miss the best item.
     /// `beam_width` is then unused.
     pub exact: bool,
+    /// Rows a forward pass is filled up to with forced tokens fed ahead: tokens that the
+    /// live beams' title prefixes leave no choice about, computed now so that later steps
+    /// need fewer passes, or none. A pass of few rows costs nearly what one of 20-30 costs
+    /// (the weights are read once either way), so filling it is almost free; past this
+    /// many, rows for beams that may still be dropped would cost compute. Changes no
+    /// result; 0 turns it off. Default [`DEFAULT_LOOKAHEAD`].
+    pub lookahead: usize,
 }
+
+/// Rows a pass is filled up to by default ([`SearchOptions::lookahead`]).
+pub const DEFAULT_LOOKAHEAD: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Scored {
@@ -44,9 +60,22 @@ pub struct Scored {
     pub score: f32,
 }
 
+/// A live hypothesis: the trie node its tokens reach, their summed log-probability, and
+/// the computed row whose output gives its next token (`None`: the prompt's last position).
 struct Beam {
     node: u32,
     score: f32,
+    row: Option<u32>,
+}
+
+/// One node of the search's token tree: the trie node its token leads to, the row it
+/// continues (`None`: the prompt) and, once its pass has run, the log-probabilities of the
+/// trie node's children (in `trie.children(node)` order).
+struct Row {
+    node: u32,
+    token: u32,
+    parent: Option<u32>,
+    logp: Option<Vec<f32>>,
 }
 
 /// Where one search spent its time.
@@ -56,8 +85,10 @@ pub struct SearchTiming {
     pub prefill_seconds: f64,
     /// The beam steps after it.
     pub decode_seconds: f64,
-    /// Batched forward passes over the beams.
+    /// Beam-search steps: answer tokens decoded, one level of the title tree each.
     pub decode_steps: usize,
+    /// Batched forward passes those steps ran (fewer than the steps with lookahead).
+    pub forward_passes: usize,
 }
 
 /// A prompt after its prefill: the KV cache of all its positions and the
@@ -121,50 +152,79 @@ pub fn beam_search_timed(
     }
     let prefilled = prefill(model, prompt)?;
     timing.prefill_seconds = started.elapsed().as_secs_f64();
-    let (ranked, steps) = search_prefilled(model, catalog, &prefilled, opts)?;
-    timing.decode_steps = steps;
+    let (ranked, counts) = search_prefilled(model, catalog, &prefilled, opts)?;
+    timing.decode_steps = counts.steps;
+    timing.forward_passes = counts.passes;
     timing.decode_seconds = started.elapsed().as_secs_f64() - timing.prefill_seconds;
     Ok((ranked, timing))
 }
 
-/// Top-`k` items after a prefilled prompt, best first, and the number of batched decode
-/// steps it took.
+/// Steps a search took and the forward passes they ran.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SearchCounts {
+    /// Beam-search steps (answer tokens decoded).
+    pub steps: usize,
+    /// Batched forward passes.
+    pub passes: usize,
+}
+
+/// Top-`k` items after a prefilled prompt, best first, and what the search took.
 pub fn search_prefilled(
     model: &Model,
     catalog: &CatalogSnapshot,
     prefilled: &Prefilled,
     opts: &SearchOptions,
-) -> Result<(Vec<Scored>, usize)> {
+) -> Result<(Vec<Scored>, SearchCounts)> {
     let llama = model.llama();
     let mut state = BeamState::new(model, catalog, opts)?;
-    let mut beam_cache = llama.new_cache();
-    let mut next = state.advance(catalog, std::slice::from_ref(&prefilled.logp));
-    // Advance all live beams in one forward pass over the shared prompt cache.
+    let mut tree = llama.new_tree();
+    let mut next = state.start(catalog, &prefilled.logp)?;
     while let Some(step) = next {
-        step.reorder(&mut beam_cache, llama)?;
-        let embeds = llama.embed_ids(&step.tokens)?.unsqueeze(1)?; // [beams, 1, hidden]
-        let hidden = llama.forward(&embeds, Some(&prefilled.cache), &mut beam_cache)?;
-        let logp = log_softmax_rows(&llama.logits(&hidden)?)?;
-        next = state.advance(catalog, &logp);
+        let logp = run_pass(model, &prefilled.cache, &mut tree, &step)?;
+        next = state.advance(catalog, &logp)?;
     }
-    let steps = state.steps();
-    Ok((state.into_results(), steps))
+    let counts = state.counts();
+    Ok((state.into_results(), counts))
 }
 
-/// The next forward pass a search asks for: one row per live beam, the token it appends and
-/// the row of the previous step it continues.
+/// One forward pass over `step`'s rows after `prompt` and the search's `tree`: the
+/// log-probabilities the step wants.
+fn run_pass(
+    model: &Model,
+    prompt: &KvCache,
+    tree: &mut TreeKv,
+    step: &BeamStep,
+) -> Result<Vec<Vec<f32>>> {
+    let llama = model.llama();
+    let embeds = llama.embed_ids(&step.tokens)?.unsqueeze(1)?; // [rows, 1, hidden]
+    let mut groups = [DecodeGroup {
+        prefix: prompt,
+        tree,
+        contexts: &step.contexts,
+    }];
+    let hidden = llama.forward_groups(&embeds, &mut groups)?;
+    log_probs_of(&llama.logits(&hidden)?, &step.wanted)
+}
+
+/// The rows one forward pass must compute for a search, in the order
+/// [`Llama::forward_groups`] takes them.
+///
+/// [`Llama::forward_groups`]: crate::model::Llama::forward_groups
+#[derive(Debug, Clone, PartialEq)]
 pub struct BeamStep {
-    pub parents: Vec<u32>,
+    /// The token each row feeds.
     pub tokens: Vec<u32>,
+    /// Per row, the token-tree nodes it attends to (ancestors, then its own node), as
+    /// [`DecodeGroup::contexts`] takes them.
+    pub contexts: Vec<Vec<u32>>,
+    /// Per row, the tokens whose log-probabilities the search needs from its output;
+    /// [`BeamState::advance`] takes them in this order.
+    pub wanted: Vec<Vec<u32>>,
 }
 
 impl BeamStep {
-    /// Reorders a beam cache from the previous step's rows to this step's parents.
-    pub fn reorder(&self, cache: &mut KvCache, llama: &Llama) -> Result<()> {
-        if !cache.is_empty() {
-            cache.select_rows(&Tensor::new(self.parents.as_slice(), llama.device())?)?;
-        }
-        Ok(())
+    pub fn rows(&self) -> usize {
+        self.tokens.len()
     }
 }
 
@@ -174,14 +234,24 @@ pub struct BeamState {
     k: usize,
     width: usize,
     exact: bool,
+    lookahead: usize,
     answer_end: u32,
     /// Excluded items removed from each node's subtree count, so no beam is spent on a
     /// branch that can only end in excluded items.
     removed: HashMap<u32, u32>,
     excluded: HashSet<u32>,
     beams: Vec<Beam>,
+    /// The log-probabilities of the root's children after the prompt.
+    prompt_logp: Vec<f32>,
+    /// The token tree: row `i` is node `i` of the [`TreeKv`] the passes fill.
+    rows: Vec<Row>,
+    /// Rows fed ahead, by (the row they continue, their token).
+    ahead: HashMap<(u32, u32), u32>,
+    /// Rows of the pass in flight: `rows[pending..]`.
+    pending: usize,
     finished: Vec<Scored>,
     steps: usize,
+    passes: usize,
     done: bool,
 }
 
@@ -211,15 +281,22 @@ impl BeamState {
             k: opts.k,
             width: 0,
             exact: opts.exact,
+            lookahead: opts.lookahead,
             answer_end,
             removed,
             excluded,
             beams: vec![Beam {
                 node: ROOT,
                 score: 0.0,
+                row: None,
             }],
+            prompt_logp: Vec::new(),
+            rows: Vec::new(),
+            ahead: HashMap::new(),
+            pending: 0,
             finished: Vec::new(),
             steps: 0,
+            passes: 0,
             done: false,
         };
         let available = state.available(catalog, ROOT) as usize;
@@ -237,12 +314,80 @@ impl BeamState {
         catalog.trie().count(node) - self.removed.get(&node).copied().unwrap_or(0)
     }
 
-    /// Takes the log-probabilities `logp` (one row per live beam, in the order of the
-    /// last step's tokens; the prompt's single row first) and returns the next step, or
+    /// Takes the prompt's log-probabilities over the whole vocabulary (the prefill's) and
+    /// returns the first forward pass to run, or `None` if the search needs none.
+    pub fn start(&mut self, catalog: &CatalogSnapshot, logp: &[f32]) -> Result<Option<BeamStep>> {
+        if !self.rows.is_empty() || !self.prompt_logp.is_empty() {
+            return Err(Error::invalid("beam search: started twice"));
+        }
+        let children = catalog.trie().children(ROOT);
+        if let Some(&(tok, _)) = children.iter().find(|c| c.0 as usize >= logp.len()) {
+            return Err(Error::invalid(format!(
+                "beam search: token {tok} is outside the {}-token log-probabilities",
+                logp.len()
+            )));
+        }
+        self.prompt_logp = children
+            .iter()
+            .map(|&(tok, _)| logp[tok as usize])
+            .collect();
+        Ok(self.next_pass(catalog))
+    }
+
+    /// Takes the log-probabilities the last step wanted (one vector per row, as
+    /// [`BeamStep::wanted`] listed them) and returns the next forward pass to run, or
     /// `None` once the top k are final.
-    pub fn advance(&mut self, catalog: &CatalogSnapshot, logp: &[Vec<f32>]) -> Option<BeamStep> {
+    pub fn advance(
+        &mut self,
+        catalog: &CatalogSnapshot,
+        logp: &[Vec<f32>],
+    ) -> Result<Option<BeamStep>> {
+        let pending = &mut self.rows[self.pending..];
+        if logp.len() != pending.len() {
+            return Err(Error::invalid(format!(
+                "beam search: {} rows of log-probabilities for a pass of {}",
+                logp.len(),
+                pending.len()
+            )));
+        }
+        let trie = catalog.trie();
+        for (row, lp) in pending.iter_mut().zip(logp) {
+            if lp.len() != trie.children(row.node).len() {
+                return Err(Error::invalid(format!(
+                    "beam search: {} log-probabilities for a node of {} children",
+                    lp.len(),
+                    trie.children(row.node).len()
+                )));
+            }
+            row.logp = Some(lp.clone());
+        }
+        self.pending = self.rows.len();
+        Ok(self.next_pass(catalog))
+    }
+
+    /// Beam-search steps until one needs rows that no pass has computed yet.
+    fn next_pass(&mut self, catalog: &CatalogSnapshot) -> Option<BeamStep> {
+        loop {
+            let start = self.rows.len();
+            if !self.expand(catalog) {
+                return None;
+            }
+            if self.rows.len() > start {
+                self.fill_ahead(catalog, start);
+                self.pending = start;
+                self.passes += 1;
+                return Some(self.pass_from(catalog, start));
+            }
+        }
+    }
+
+    /// One beam-search step: every allowed extension of every live beam (whose rows are all
+    /// computed) is a candidate, the best `width` live on, finished titles are recorded.
+    /// Each new beam gets its row: one fed ahead, or a new one (with its forced tokens
+    /// after it) for the next pass. `false` once the top k are final.
+    fn expand(&mut self, catalog: &CatalogSnapshot) -> bool {
         if self.done {
-            return None;
+            return false;
         }
         let trie = catalog.trie();
         let (k, width) = (self.k, self.width);
@@ -254,18 +399,18 @@ impl BeamState {
         } else {
             f32::NEG_INFINITY
         };
-        // Every allowed extension of every live beam.
         let mut cands: Vec<(f32, usize, u32, u32)> = Vec::new();
         for (b, beam) in self.beams.iter().enumerate() {
-            for &(tok, child) in trie.children(beam.node) {
-                let score = beam.score + logp[b][tok as usize];
+            let logp = self.logp_of(beam.row);
+            for (&(tok, child), &lp) in trie.children(beam.node).iter().zip(logp) {
+                let score = beam.score + lp;
                 if self.available(catalog, child) > 0 && score >= bound {
                     cands.push((score, b, tok, child));
                 }
             }
         }
         cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.2.cmp(&b.2)).then(a.1.cmp(&b.1)));
-        let mut next: Vec<(Beam, usize, u32)> = Vec::new();
+        let mut next: Vec<(u32, f32, Option<u32>, u32)> = Vec::new();
         for (rank, &(score, parent, tok, child)) in cands.iter().enumerate() {
             if tok == self.answer_end {
                 // As in Hugging Face's beam search: a hypothesis finishes only if it
@@ -278,7 +423,7 @@ impl BeamState {
                     }
                 }
             } else if next.len() < width {
-                next.push((Beam { node: child, score }, parent, tok));
+                next.push((child, score, self.beams[parent].row, tok));
             }
             if next.len() >= width && rank + 1 >= width {
                 break;
@@ -288,27 +433,135 @@ impl BeamState {
             .sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
         // Log-probabilities only fall as a title grows: once k are finished and no live
         // beam beats the k-th, nothing can change the top k.
-        let best_live = next
-            .iter()
-            .map(|n| n.0.score)
-            .fold(f32::NEG_INFINITY, f32::max);
+        let best_live = next.iter().map(|n| n.1).fold(f32::NEG_INFINITY, f32::max);
         if next.is_empty() || (self.finished.len() >= k && best_live <= self.finished[k - 1].score)
         {
             self.done = true;
-            return None;
+            return false;
         }
         self.steps += 1;
-        let step = BeamStep {
-            parents: next.iter().map(|n| n.1 as u32).collect(),
-            tokens: next.iter().map(|n| n.2).collect(),
-        };
-        self.beams = next.into_iter().map(|n| n.0).collect();
-        Some(step)
+        self.beams = next
+            .into_iter()
+            .map(|(node, score, parent, tok)| {
+                let known = parent.and_then(|p| self.ahead.get(&(p, tok)).copied());
+                let row = known.unwrap_or_else(|| self.feed(node, tok, parent));
+                Beam {
+                    node,
+                    score,
+                    row: Some(row),
+                }
+            })
+            .collect();
+        true
     }
 
-    /// Decode steps asked for so far.
-    pub fn steps(&self) -> usize {
-        self.steps
+    /// The computed log-probabilities of `row`'s trie node's children.
+    fn logp_of(&self, row: Option<u32>) -> &[f32] {
+        match row {
+            None => &self.prompt_logp,
+            Some(r) => self.rows[r as usize]
+                .logp
+                .as_deref()
+                .expect("beam search expands only computed rows"),
+        }
+    }
+
+    /// Adds a row feeding `token` (reaching trie `node`) after `parent`; returns its id.
+    fn feed(&mut self, node: u32, token: u32, parent: Option<u32>) -> u32 {
+        self.rows.push(Row {
+            node,
+            token,
+            parent,
+            logp: None,
+        });
+        (self.rows.len() - 1) as u32
+    }
+
+    /// Fills the pass of `rows[start..]` up to `lookahead` rows with the live beams' forced
+    /// tokens, one token per beam per round so that every beam's chain grows alike.
+    fn fill_ahead(&mut self, catalog: &CatalogSnapshot, start: usize) {
+        let room = |s: &Self| s.rows.len() - start < s.lookahead;
+        // Each beam's chain so far: its row, then the rows already fed ahead after it.
+        let mut tips: Vec<u32> = self
+            .beams
+            .iter()
+            .filter_map(|b| b.row)
+            .map(|row| self.chain_end(catalog, row))
+            .collect();
+        while room(self) && !tips.is_empty() {
+            let mut grown = Vec::with_capacity(tips.len());
+            for tip in tips {
+                if !room(self) {
+                    break;
+                }
+                if let Some((token, node)) = self.forced(catalog, self.rows[tip as usize].node) {
+                    let id = self.feed(node, token, Some(tip));
+                    self.ahead.insert((tip, token), id);
+                    grown.push(id);
+                }
+            }
+            tips = grown;
+        }
+    }
+
+    /// The last row of `row`'s forced chain that is computed or queued.
+    fn chain_end(&self, catalog: &CatalogSnapshot, mut row: u32) -> u32 {
+        while let Some((token, _)) = self.forced(catalog, self.rows[row as usize].node) {
+            match self.ahead.get(&(row, token)) {
+                Some(&next) => row = next,
+                None => break,
+            }
+        }
+        row
+    }
+
+    /// The one token a beam at `node` can take next, when there is only one and it does
+    /// not end the answer (the answer-end token's log-probability comes from `node`'s own
+    /// row; nothing after it is needed).
+    fn forced(&self, catalog: &CatalogSnapshot, node: u32) -> Option<(u32, u32)> {
+        let mut open = catalog
+            .trie()
+            .children(node)
+            .iter()
+            .filter(|&&(_, child)| self.available(catalog, child) > 0);
+        match (open.next(), open.next()) {
+            (Some(&(tok, child)), None) if tok != self.answer_end => Some((tok, child)),
+            _ => None,
+        }
+    }
+
+    /// The pass computing `rows[start..]`.
+    fn pass_from(&self, catalog: &CatalogSnapshot, start: usize) -> BeamStep {
+        let trie = catalog.trie();
+        let rows = &self.rows[start..];
+        let contexts = (start..self.rows.len())
+            .map(|id| {
+                let mut ctx = vec![id as u32];
+                let mut at = self.rows[id].parent;
+                while let Some(p) = at {
+                    ctx.push(p);
+                    at = self.rows[p as usize].parent;
+                }
+                ctx.reverse();
+                ctx
+            })
+            .collect();
+        BeamStep {
+            tokens: rows.iter().map(|r| r.token).collect(),
+            contexts,
+            wanted: rows
+                .iter()
+                .map(|r| trie.children(r.node).iter().map(|c| c.0).collect())
+                .collect(),
+        }
+    }
+
+    /// Beam-search steps and forward passes so far.
+    pub fn counts(&self) -> SearchCounts {
+        SearchCounts {
+            steps: self.steps,
+            passes: self.passes,
+        }
     }
 
     /// The top k, best first.

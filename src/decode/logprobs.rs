@@ -26,6 +26,33 @@ pub(crate) fn log_softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
         .collect())
 }
 
+/// `[rows, 1, vocab]` (or `[rows, vocab]`) logits -> for each row, the log-probabilities of
+/// the tokens `wanted[row]` only: what a beam step reads, without writing whole rows.
+pub(crate) fn log_probs_of(logits: &Tensor, wanted: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+    let vocab = logits.dim(D::Minus1)?.max(1);
+    let host = logits.flatten_all()?.to_vec1::<f32>()?;
+    let rows = host.len() / vocab;
+    if rows != wanted.len() {
+        return Err(crate::error::Error::invalid(format!(
+            "log-probabilities: {rows} rows of logits for {} wanted",
+            wanted.len()
+        )));
+    }
+    if let Some(&tok) = wanted.iter().flatten().find(|&&t| t as usize >= vocab) {
+        return Err(crate::error::Error::invalid(format!(
+            "log-probabilities: token {tok} outside the {vocab}-token vocabulary"
+        )));
+    }
+    Ok(host
+        .par_chunks(vocab)
+        .zip(wanted)
+        .map(|(row, want)| {
+            let lse = log_sum_exp(row);
+            want.iter().map(|&t| row[t as usize] - lse).collect()
+        })
+        .collect())
+}
+
 /// `ln Σ exp(x)` over `row`, shifted by its maximum so no term overflows; the sum in AVX2
 /// where the CPU has it (the crate is built for baseline x86-64, and the compiler did not
 /// vectorise the portable loop even inside an AVX2 function).
@@ -182,6 +209,22 @@ mod tests {
             let vector = &vector[..xs.len()];
             assert!(worst(vector) < 2.4e-7, "AVX2: {:e}", worst(vector));
         }
+    }
+
+    #[test]
+    fn picked_tokens_match_whole_rows() -> Result<()> {
+        let dev = candle_core::Device::Cpu;
+        let logits = (Tensor::randn(0f32, 8.0, (3, 1, 517), &dev)? - 5.0)?;
+        let whole = log_softmax_rows(&logits)?;
+        let wanted = vec![vec![0, 516, 7], vec![], vec![3, 3]];
+        let got = log_probs_of(&logits, &wanted)?;
+        for (r, want) in wanted.iter().enumerate() {
+            let expect: Vec<f32> = want.iter().map(|&t| whole[r][t as usize]).collect();
+            assert_eq!(got[r], expect, "row {r}");
+        }
+        assert!(log_probs_of(&logits, &wanted[..2]).is_err());
+        assert!(log_probs_of(&logits, &[vec![517], vec![], vec![]]).is_err());
+        Ok(())
     }
 
     #[test]

@@ -13,6 +13,7 @@ use super::config::LlamaConfig;
 use super::kv_cache::KvCache;
 use super::proj::{quantized, Proj, Quantization};
 use super::rope::Rope;
+use super::tree_kv::{TreeKv, TreeRows};
 use super::weights::TensorStore;
 use crate::error::{Error, Result};
 
@@ -53,12 +54,16 @@ pub struct Llama {
     head_q: Option<QMatMul>,
 }
 
-/// One sequence group of [`Llama::forward_groups`]: `rows` sequences that continue the
-/// shared `prefix` (batch 1, e.g. a prompt) and their own `cache` (batch `rows`).
+/// One search's rows in [`Llama::forward_groups`]: new answer tokens that continue the
+/// shared `prefix` (batch 1: the prompt) through nodes of the search's own `tree`.
 pub struct DecodeGroup<'a> {
     pub prefix: &'a KvCache,
-    pub cache: &'a mut KvCache,
-    pub rows: usize,
+    /// This pass's rows are appended to it, in order.
+    pub tree: &'a mut TreeKv,
+    /// Per new row, the tree nodes it attends to: its ancestors first, its own node last,
+    /// numbered as if this pass's rows were already appended. Its length is the row's
+    /// position after the prefix, plus one.
+    pub contexts: &'a [Vec<u32>],
 }
 
 fn linear(w: Tensor) -> Proj {
@@ -159,6 +164,11 @@ impl Llama {
 
     pub fn new_cache(&self) -> KvCache {
         KvCache::new(self.blocks.len())
+    }
+
+    /// An empty token tree for one search's answer tokens ([`Llama::forward_groups`]).
+    pub fn new_tree(&self) -> TreeKv {
+        TreeKv::new(self.blocks.len())
     }
 
     pub fn set_differentiable(&mut self, on: bool) {
@@ -319,47 +329,57 @@ impl Llama {
         let q = self.rope.apply(q, pos, self.differentiable)?;
         let k = self.rope.apply(&k, pos, self.differentiable)?;
         let (k, v) = cache.extend(layer, k, v)?;
-
-        // Grouped-query attention without repeating K/V: the `rep` query heads sharing one
-        // KV head are stacked along the row axis, `[b, kvh, rep * t, hd]`.
         let scale = 1.0 / (hd as f64).sqrt();
         let q = (q.reshape((b, kvh, rep * t, hd))? * scale)?;
-        let mut own = q.matmul(&k.t()?)?;
-        if let Some(mask) = mask {
-            own = own.broadcast_add(mask)?;
-        }
-        let pre = match prefix.and_then(|p| p.layer(layer)) {
-            Some((pk, pv)) => Some((attend_shared(&q, pk)?, pv)),
-            None => None,
-        };
-        let out = match pre {
-            None => {
-                let p = self.softmax(&own)?;
-                p.matmul(&v)?
-            }
-            Some((pre_scores, pv)) => {
-                let p_len = pre_scores.dim(D::Minus1)?;
-                let all = Tensor::cat(&[&pre_scores, &own], D::Minus1)?;
-                let p = self.softmax(&all)?;
-                let p_pre = p.narrow(D::Minus1, 0, p_len)?;
-                let p_own = p.narrow(D::Minus1, p_len, own.dim(D::Minus1)?)?;
-                (weigh_shared(&p_pre, pv)? + p_own.matmul(&v)?)?
-            }
-        };
-        Ok(out
+        let pre = prefix.and_then(|p| p.layer(layer));
+        Ok(self
+            .weigh(&q, &k, &v, mask, pre)?
             .reshape((b, h, t, hd))?
             .transpose(1, 2)?
             .reshape((b, t, h * hd))?)
     }
 
-    /// One decode step for several independent sequences groups at once (concurrent
-    /// queries' beams): `embeds` `[rows, 1, hidden]`, the rows of `groups[0]` first. The
-    /// projections, MLPs and norms run once over all rows (the weights are read once per
-    /// step, not once per query); attention runs per group against its own prompt
-    /// (`prefix`) and beam cache. Returns the final-norm hidden states `[rows, 1, hidden]`.
+    /// Grouped-query attention without repeating K/V: `q` `[b, kvh, rep * t, hd]`, already
+    /// scaled (the `rep` query heads sharing one KV head stacked along the row axis), over
+    /// a shared prefix's keys and values `pre` (batch 1 or `b`) and the rows' own `k`, `v`
+    /// `[b, kvh, s, hd]`, `mask` added to the own scores. Returns `[b, kvh, rep * t, hd]`.
+    fn weigh(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+        pre: Option<&(Tensor, Tensor)>,
+    ) -> Result<Tensor> {
+        let mut own = q.matmul(&k.t()?)?;
+        if let Some(mask) = mask {
+            own = own.broadcast_add(mask)?;
+        }
+        Ok(match pre {
+            None => self.softmax(&own)?.matmul(v)?,
+            Some((pk, pv)) => {
+                let pre_scores = attend_shared(q, pk)?;
+                let p_len = pre_scores.dim(D::Minus1)?;
+                let all = Tensor::cat(&[&pre_scores, &own], D::Minus1)?;
+                let p = self.softmax(&all)?;
+                let p_pre = p.narrow(D::Minus1, 0, p_len)?;
+                let p_own = p.narrow(D::Minus1, p_len, own.dim(D::Minus1)?)?;
+                (weigh_shared(&p_pre, pv)? + p_own.matmul(v)?)?
+            }
+        })
+    }
+
+    /// One decode pass for several searches at once (one query's beams, or concurrent
+    /// queries'): `embeds` `[rows, 1, hidden]`, the rows of `groups[0]` first, each one new
+    /// answer token of its group's token tree (rows may continue rows of the same pass).
+    /// The projections, MLPs and norms run once over all rows (the weights are read once
+    /// per pass, not once per query); attention runs per group, each row against its
+    /// group's prompt (`prefix`) and the tree nodes its context names. Inference only (the
+    /// fused RoPE has no backward pass). Returns the final-norm hidden states
+    /// `[rows, 1, hidden]`.
     pub fn forward_groups(&self, embeds: &Tensor, groups: &mut [DecodeGroup]) -> Result<Tensor> {
         let (rows, len, _) = embeds.dims3()?;
-        let expected: usize = groups.iter().map(|g| g.rows).sum();
+        let expected: usize = groups.iter().map(|g| g.contexts.len()).sum();
         if len != 1 || rows != expected {
             return Err(Error::invalid(format!(
                 "forward_groups: {rows} rows of {len} positions for groups of {expected} rows, 1 position"
@@ -370,41 +390,49 @@ impl Llama {
             self.cfg.num_kv_heads(),
             self.cfg.head_dim(),
         );
-        let positions: Vec<usize> = groups
-            .iter()
-            .map(|g| g.prefix.len() + g.cache.len())
-            .collect();
+        let rep = h / kvh;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let mut positions = Vec::with_capacity(rows);
+        let mut trees = Vec::with_capacity(groups.len());
+        for g in groups.iter() {
+            if let Some(r) = g.contexts.iter().position(Vec::is_empty) {
+                return Err(Error::invalid(format!(
+                    "forward_groups: row {r} attends to no node (not even its own)"
+                )));
+            }
+            positions.extend(g.contexts.iter().map(|c| g.prefix.len() + c.len() - 1));
+            trees.push(TreeRows::new(g.contexts, g.tree.len(), &self.device)?);
+        }
         if let Some(&p) = positions.iter().max() {
             self.check_length(p + 1)?;
         }
+        let (cos, sin) = self.rope.rows(&positions)?;
         let mut x = embeds.clone();
         for (i, block) in self.blocks.iter().enumerate() {
             let hn = self.rms_norm(&x, &block.input_norm)?;
-            let (a, q_all, k_all, v_all) = (
-                &block.attn,
-                block.attn.q.forward(&hn)?,
-                block.attn.k.forward(&hn)?,
-                block.attn.v.forward(&hn)?,
-            );
+            let a = &block.attn;
+            // [rows, heads, 1, hd]: one position per row, each at its own position.
+            let q = a.q.forward(&hn)?.reshape((rows, h, 1, hd))?;
+            let q = candle_nn::rotary_emb::rope(&q, &cos, &sin)?;
+            let k = a.k.forward(&hn)?.reshape((rows, kvh, 1, hd))?;
+            let k = candle_nn::rotary_emb::rope(&k, &cos, &sin)?;
+            let v = a.v.forward(&hn)?;
             let mut outs = Vec::with_capacity(groups.len());
             let mut start = 0;
-            for (g, &pos) in groups.iter_mut().zip(&positions) {
-                let r = g.rows;
-                let q = q_all
-                    .narrow(0, start, r)?
-                    .reshape((r, 1, h, hd))?
-                    .transpose(1, 2)?;
-                let k = k_all
-                    .narrow(0, start, r)?
-                    .reshape((r, 1, kvh, hd))?
-                    .transpose(1, 2)?;
-                let v = v_all
-                    .narrow(0, start, r)?
-                    .reshape((r, 1, kvh, hd))?
-                    .transpose(1, 2)?
-                    .contiguous()?;
-                let prefix = Some(g.prefix).filter(|p| !p.is_empty());
-                outs.push(self.attend(i, &q, k, v, pos, prefix, g.cache, None)?);
+            for (g, tree) in groups.iter_mut().zip(&trees) {
+                let r = tree.rows;
+                g.tree.append(
+                    i,
+                    k.narrow(0, start, r)?.reshape((r, kvh, hd))?,
+                    v.narrow(0, start, r)?.reshape((r, kvh, hd))?,
+                )?;
+                let (own_k, own_v) = g.tree.gather(i, &tree.ids, r, tree.depth)?;
+                let q = (q.narrow(0, start, r)?.reshape((r, kvh, rep, hd))? * scale)?;
+                let pre = Some(g.prefix)
+                    .filter(|p| !p.is_empty())
+                    .and_then(|p| p.layer(i));
+                let out = self.weigh(&q, &own_k, &own_v, tree.mask.as_ref(), pre)?;
+                outs.push(out.reshape((r, 1, h * hd))?);
                 start += r;
             }
             let att = a.o.forward(&Tensor::cat(&outs, 0)?)?;
@@ -412,9 +440,9 @@ impl Llama {
             let hn = self.rms_norm(&x, &block.post_norm)?;
             x = (x + self.mlp(&block.mlp, &hn)?)?;
         }
-        for g in groups.iter_mut() {
-            let len = g.cache.len();
-            g.cache.set_len(len + 1);
+        for (g, tree) in groups.iter_mut().zip(&trees) {
+            let len = g.tree.len();
+            g.tree.set_len(len + tree.rows);
         }
         self.rms_norm(&x, &self.norm)
     }

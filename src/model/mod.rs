@@ -10,6 +10,7 @@ pub mod proj;
 pub mod rope;
 pub(crate) mod skinny;
 pub mod softmax;
+pub mod tree_kv;
 pub mod weights;
 
 pub use checkpoint::{parse_device, Model, ModelOptions};
@@ -18,3 +19,4 @@ pub use kv_cache::KvCache;
 pub use llama::{DecodeGroup, Llama};
 pub use meta::PatchrecMeta;
 pub use proj::Quantization;
+pub use tree_kv::TreeKv;

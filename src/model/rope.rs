@@ -57,6 +57,19 @@ impl Rope {
         self.cos.dims()[0]
     }
 
+    /// Tables for rows at arbitrary `positions`, `[rows, 1, head_dim / 2]` each, for the fused
+    /// RoPE on `[rows, heads, 1, head_dim]` (one position per row: decoding a token tree).
+    pub fn rows(&self, positions: &[usize]) -> Result<(Tensor, Tensor)> {
+        let ids: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
+        let ids = Tensor::new(ids.as_slice(), self.cos.device())?;
+        let pick = |t: &Tensor| -> Result<Tensor> {
+            let half = t.dims()[1];
+            Ok(t.index_select(&ids, 0)?
+                .reshape((positions.len(), 1, half))?)
+        };
+        Ok((pick(&self.cos)?, pick(&self.sin)?))
+    }
+
     /// Rotates `x` `[batch, heads, len, head_dim]` whose first row sits at `pos`.
     /// `differentiable` picks candle's op with a backward pass (training) over the fused one.
     pub fn apply(&self, x: &Tensor, pos: usize, differentiable: bool) -> Result<Tensor> {

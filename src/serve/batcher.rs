@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
 use crate::catalog::{Catalog, CatalogSnapshot};
-use crate::decode::logprobs::log_softmax_rows;
-use crate::decode::{BeamState, Prefilled, Scored, SearchOptions};
+use crate::decode::logprobs::log_probs_of;
+use crate::decode::{BeamState, BeamStep, Prefilled, Scored, SearchOptions};
 use crate::error::{Error, Result};
 use crate::history::UserHistory;
-use crate::model::{DecodeGroup, KvCache, Model};
+use crate::model::{DecodeGroup, Model, TreeKv};
 use crate::prompt::PromptCache;
 use crate::query::{into_result, prefill_prepared, prepare, QueryOptions, QueryResult};
 
@@ -165,12 +165,12 @@ impl Drop for Batcher {
     }
 }
 
-/// One search in the worker: its state, its beams' cache, the last log-probabilities.
+/// One search in the worker: its state, its token tree, the pass it waits for.
 struct Active {
     job: Job,
     state: BeamState,
-    beams: KvCache,
-    logp: Vec<Vec<f32>>,
+    tree: TreeKv,
+    next: BeamStep,
 }
 
 fn run_worker(model: &Model, jobs: &Receiver<Job>, config: BatcherConfig, stats: &Stats) {
@@ -198,6 +198,9 @@ fn run_worker(model: &Model, jobs: &Receiver<Job>, config: BatcherConfig, stats:
             }
         }
         let queries = active.len();
+        if queries == 0 {
+            continue; // every query admitted was answered without a pass
+        }
         if let Err(e) = step(model, &mut active) {
             // A failed pass fails every query in it; the worker goes on with new ones.
             for a in active.drain(..) {
@@ -213,59 +216,73 @@ fn run_worker(model: &Model, jobs: &Receiver<Job>, config: BatcherConfig, stats:
     }
 }
 
-fn admit(model: &Model, mut job: Job, active: &mut Vec<Active>) {
-    match BeamState::new(model, &job.snap, &job.search) {
-        Ok(state) => active.push(Active {
-            // Only the prompt's KV is read from here on; its first log-probabilities move.
-            logp: vec![std::mem::take(&mut job.prefilled.logp)],
-            beams: model.llama().new_cache(),
+fn admit(model: &Model, job: Job, active: &mut Vec<Active>) {
+    let started = BeamState::new(model, &job.snap, &job.search).and_then(|mut state| {
+        let next = state.start(&job.snap, &job.prefilled.logp)?;
+        Ok((state, next))
+    });
+    match started {
+        Ok((state, Some(next))) => active.push(Active {
+            tree: model.llama().new_tree(),
             job,
             state,
+            next,
         }),
+        // Nothing to decode (e.g. everything excluded): answered at once.
+        Ok((state, None)) => {
+            let _ = job.reply.send(Ok(state.into_results()));
+        }
         Err(e) => {
             let _ = job.reply.send(Err(e));
         }
     }
 }
 
-/// Advances every active search by one step in one forward pass; answers the finished.
+/// Runs every active search's next pass in one forward pass; answers the finished.
 fn step(model: &Model, active: &mut Vec<Active>) -> Result<()> {
-    let llama = model.llama();
-    let mut tokens: Vec<u32> = Vec::new();
-    let mut rows: Vec<usize> = Vec::new();
-    let mut i = 0;
-    while i < active.len() {
-        let a = &mut active[i];
-        match a.state.advance(&a.job.snap, &a.logp) {
-            Some(next) => {
-                next.reorder(&mut a.beams, llama)?;
-                tokens.extend_from_slice(&next.tokens);
-                rows.push(next.tokens.len());
-                i += 1;
-            }
-            None => {
-                let done = active.swap_remove(i);
-                let _ = done.job.reply.send(Ok(done.state.into_results()));
-            }
-        }
-    }
     if active.is_empty() {
         return Ok(());
     }
+    let llama = model.llama();
+    let tokens: Vec<u32> = active
+        .iter()
+        .flat_map(|a| a.next.tokens.iter().copied())
+        .collect();
     let embeds = llama.embed_ids(&tokens)?.unsqueeze(1)?;
     let mut groups: Vec<DecodeGroup> = active
         .iter_mut()
-        .zip(&rows)
-        .map(|(a, &rows)| DecodeGroup {
+        .map(|a| DecodeGroup {
             prefix: &a.job.prefilled.cache,
-            cache: &mut a.beams,
-            rows,
+            tree: &mut a.tree,
+            contexts: &a.next.contexts,
         })
         .collect();
     let hidden = llama.forward_groups(&embeds, &mut groups)?;
-    let mut logp = log_softmax_rows(&llama.logits(&hidden)?)?.into_iter();
-    for (a, &n) in active.iter_mut().zip(&rows) {
-        a.logp = logp.by_ref().take(n).collect();
+    let wanted: Vec<Vec<u32>> = active
+        .iter()
+        .flat_map(|a| a.next.wanted.iter().cloned())
+        .collect();
+    let mut logp = log_probs_of(&llama.logits(&hidden)?, &wanted)?.into_iter();
+    let outcomes: Vec<Result<Option<BeamStep>>> = active
+        .iter_mut()
+        .map(|a| {
+            let rows: Vec<Vec<f32>> = logp.by_ref().take(a.next.rows()).collect();
+            a.state.advance(&a.job.snap, &rows)
+        })
+        .collect();
+    for (mut a, outcome) in std::mem::take(active).into_iter().zip(outcomes) {
+        match outcome {
+            Ok(Some(next)) => {
+                a.next = next;
+                active.push(a);
+            }
+            Ok(None) => {
+                let _ = a.job.reply.send(Ok(a.state.into_results()));
+            }
+            Err(e) => {
+                let _ = a.job.reply.send(Err(e));
+            }
+        }
     }
     Ok(())
 }
