@@ -77,13 +77,4 @@ impl KvCache {
             .map(|(k, v)| (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes())
             .sum()
     }
-
-    /// Keeps the rows named by `rows` (in that order): beam search's reordering.
-    pub fn select_rows(&mut self, rows: &Tensor) -> Result<()> {
-        for layer in self.layers.iter_mut().flatten() {
-            layer.0 = layer.0.index_select(rows, 0)?;
-            layer.1 = layer.1.index_select(rows, 0)?;
-        }
-        Ok(())
-    }
 }
