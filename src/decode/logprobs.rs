@@ -11,6 +11,7 @@ use candle_core::{Tensor, D};
 use rayon::prelude::*;
 
 use crate::error::Result;
+use crate::model::expf::exp_nonpositive;
 
 /// `[rows, 1, vocab]` (or `[rows, vocab]`) logits -> one vector of log-probabilities per
 /// row: `x - max - ln Σ exp(x - max)`, as `log_softmax` computes it.
@@ -94,6 +95,9 @@ fn max_of(row: &[f32]) -> f32 {
 mod avx2 {
     use std::arch::x86_64::*;
 
+    use crate::model::expf::avx2::exp8;
+    use crate::model::expf::exp_nonpositive;
+
     /// `Σ e^(x - max)` over `row` (every `x <= max`), eight lanes at a time.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn sum_exp(row: &[f32], max: f32) -> f32 {
@@ -115,101 +119,13 @@ mod avx2 {
         // SAFETY: `lanes` holds 8 floats.
         unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_add_ps(a, b)) };
         let tail = pairs.remainder().iter();
-        lanes.iter().sum::<f32>() + tail.map(|&x| super::exp_nonpositive(x - max)).sum::<f32>()
+        lanes.iter().sum::<f32>() + tail.map(|&x| exp_nonpositive(x - max)).sum::<f32>()
     }
-
-    /// [`super::exp_nonpositive`] on eight lanes (with fused multiply-adds).
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn exp8(x: __m256) -> __m256 {
-        let c = _mm256_set1_ps;
-        let under = _mm256_cmp_ps::<_CMP_LT_OQ>(x, c(-87.0));
-        let x = _mm256_max_ps(x, c(-87.0));
-        let n = _mm256_floor_ps(_mm256_fmadd_ps(x, c(super::LOG2_E), c(0.5)));
-        let r = _mm256_fnmadd_ps(n, c(super::LN2_HI), x);
-        let r = _mm256_fnmadd_ps(n, c(super::LN2_LO), r);
-        let mut p = c(super::P[0]);
-        for &q in &super::P[1..] {
-            p = _mm256_fmadd_ps(p, r, c(q));
-        }
-        let e_r = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, c(1.0)));
-        let biased = _mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127));
-        let two_n = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(biased));
-        _mm256_andnot_ps(under, _mm256_mul_ps(e_r, two_n))
-    }
-}
-
-const LOG2_E: f32 = std::f32::consts::LOG2_E;
-/// ln 2 split so that `n * LN2_HI` is exact for the `n` that occur.
-const LN2_HI: f32 = 0.693_359_4;
-const LN2_LO: f32 = -2.121_944_4e-4;
-/// Cephes' `expf` polynomial: `e^r ≈ 1 + r + r² P(r)`, highest power first.
-const P: [f32; 6] = [
-    1.987_569_1e-4,
-    1.398_199_9e-3,
-    8.333_452e-3,
-    4.166_579_6e-2,
-    1.666_666_5e-1,
-    0.5, // Cephes: 5.0000001201e-1, which rounds to 0.5 in f32
-];
-
-/// `e^x` for `x <= 0` to within 2 ulp (the standard library's `exp` is a call per
-/// element; [`avx2::exp8`] is the same on eight lanes). Cephes' `expf`: `x = n ln 2 + r`
-/// with `|r| <= ln 2 / 2` (ln 2 split in two for exactness), a degree-7 polynomial for
-/// `e^r`, and `2^n` built in the exponent bits. Below -87 (where `e^x` leaves f32's normal
-/// range) it returns 0; `-inf` gives 0.
-#[inline]
-fn exp_nonpositive(x: f32) -> f32 {
-    if x < -87.0 {
-        return 0.0;
-    }
-    let n = (x * LOG2_E + 0.5).floor();
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let p = P[1..].iter().fold(P[0], |p, &q| p * r + q);
-    let e_r = p * r * r + r + 1.0;
-    // n is in [-126, 0]: a normal power of two.
-    e_r * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Scalar and (where the CPU has AVX2) vector `exp` against f64 over `[-87, 0]`.
-    #[test]
-    fn exp_is_within_two_ulp_of_the_exact_value() {
-        let xs: Vec<f32> = (0..=2_000_000)
-            .map(|i| -87.0 * i as f32 / 2_000_000.0)
-            .collect();
-        let worst = |got: &[f32]| {
-            xs.iter().zip(got).fold(0f64, |w, (&x, &g)| {
-                let want = (x as f64).exp();
-                w.max((g as f64 - want).abs() / want)
-            })
-        };
-        let scalar: Vec<f32> = xs.iter().map(|&x| exp_nonpositive(x)).collect();
-        // 2 ulp of f32 is 2.4e-7 relative.
-        assert!(worst(&scalar) < 2.4e-7, "scalar: {:e}", worst(&scalar));
-        assert_eq!(exp_nonpositive(0.0), 1.0);
-        // Subnormal results are flushed: 0, as for -inf.
-        assert_eq!(exp_nonpositive(-100.0), 0.0);
-        assert_eq!(exp_nonpositive(f32::NEG_INFINITY), 0.0);
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            use std::arch::x86_64::*;
-            let mut vector = vec![0f32; xs.len() + 8];
-            for (x, out) in xs.chunks(8).zip(vector.chunks_mut(8)) {
-                let mut lanes = [f32::NEG_INFINITY; 8];
-                lanes[..x.len()].copy_from_slice(x);
-                // SAFETY: the CPU has AVX2 and FMA; `lanes` and `out` hold 8 floats.
-                unsafe {
-                    let e = avx2::exp8(_mm256_loadu_ps(lanes.as_ptr()));
-                    _mm256_storeu_ps(out.as_mut_ptr(), e);
-                }
-            }
-            let vector = &vector[..xs.len()];
-            assert!(worst(vector) < 2.4e-7, "AVX2: {:e}", worst(vector));
-        }
-    }
 
     #[test]
     fn picked_tokens_match_whole_rows() -> Result<()> {

@@ -11,8 +11,10 @@ use candle_core::{DType, Device, Module, Tensor, D};
 
 use super::config::LlamaConfig;
 use super::kv_cache::KvCache;
+use super::pool::on_pool;
 use super::proj::{quantized, Proj, Quantization};
 use super::rope::Rope;
+use super::swiglu::swiglu;
 use super::tree_kv::{TreeKv, TreeRows};
 use super::weights::TensorStore;
 use crate::error::{Error, Result};
@@ -201,6 +203,16 @@ impl Llama {
         prefix: Option<&KvCache>,
         cache: &mut KvCache,
     ) -> Result<Tensor> {
+        on_pool(|| self.forward_here(embeds, prefix, cache))
+    }
+
+    /// [`Llama::forward`] on the calling thread.
+    fn forward_here(
+        &self,
+        embeds: &Tensor,
+        prefix: Option<&KvCache>,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
         let (_, len, _) = embeds.dims3()?;
         let prefix = prefix.filter(|p| !p.is_empty());
         let pos = prefix.map_or(0, |p| p.len()) + cache.len();
@@ -237,12 +249,17 @@ impl Llama {
 
     /// SwiGLU: `down(silu(gate(x)) * up(x))`.
     fn mlp(&self, mlp: &Mlp, x: &Tensor) -> Result<Tensor> {
-        mlp.down
-            .forward(&(candle_nn::ops::silu(&mlp.gate.forward(x)?)? * mlp.up.forward(x)?)?)
+        let [gate, up] = Proj::forward_each([&mlp.gate, &mlp.up], x)?;
+        mlp.down.forward(&swiglu(&gate, &up)?)
     }
 
     /// Output-head logits for hidden states `[.., hidden]` -> `[.., vocab]`.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        on_pool(|| self.logits_here(hidden))
+    }
+
+    /// [`Llama::logits`] on the calling thread.
+    fn logits_here(&self, hidden: &Tensor) -> Result<Tensor> {
         if let Some(q) = &self.head_q {
             return Ok(q.forward(hidden)?);
         }
@@ -288,18 +305,10 @@ impl Llama {
             self.cfg.num_kv_heads(),
             self.cfg.head_dim(),
         );
-        let q = attn.q.forward(x)?.reshape((b, t, h, hd))?.transpose(1, 2)?;
-        let k = attn
-            .k
-            .forward(x)?
-            .reshape((b, t, kvh, hd))?
-            .transpose(1, 2)?;
-        let v = attn
-            .v
-            .forward(x)?
-            .reshape((b, t, kvh, hd))?
-            .transpose(1, 2)?
-            .contiguous()?;
+        let [q, k, v] = Proj::forward_each([&attn.q, &attn.k, &attn.v], x)?;
+        let q = q.reshape((b, t, h, hd))?.transpose(1, 2)?;
+        let k = k.reshape((b, t, kvh, hd))?.transpose(1, 2)?;
+        let v = v.reshape((b, t, kvh, hd))?.transpose(1, 2)?.contiguous()?;
         let out = self.attend(layer, &q, k, v, pos, prefix, cache, mask)?;
         attn.o.forward(&out)
     }
@@ -378,6 +387,11 @@ impl Llama {
     /// fused RoPE has no backward pass). Returns the final-norm hidden states
     /// `[rows, 1, hidden]`.
     pub fn forward_groups(&self, embeds: &Tensor, groups: &mut [DecodeGroup]) -> Result<Tensor> {
+        on_pool(|| self.forward_groups_here(embeds, groups))
+    }
+
+    /// [`Llama::forward_groups`] on the calling thread.
+    fn forward_groups_here(&self, embeds: &Tensor, groups: &mut [DecodeGroup]) -> Result<Tensor> {
         let (rows, len, _) = embeds.dims3()?;
         let expected: usize = groups.iter().map(|g| g.contexts.len()).sum();
         if len != 1 || rows != expected {
@@ -411,12 +425,12 @@ impl Llama {
         for (i, block) in self.blocks.iter().enumerate() {
             let hn = self.rms_norm(&x, &block.input_norm)?;
             let a = &block.attn;
+            let [q, k, v] = Proj::forward_each([&a.q, &a.k, &a.v], &hn)?;
             // [rows, heads, 1, hd]: one position per row, each at its own position.
-            let q = a.q.forward(&hn)?.reshape((rows, h, 1, hd))?;
+            let q = q.reshape((rows, h, 1, hd))?;
             let q = candle_nn::rotary_emb::rope(&q, &cos, &sin)?;
-            let k = a.k.forward(&hn)?.reshape((rows, kvh, 1, hd))?;
+            let k = k.reshape((rows, kvh, 1, hd))?;
             let k = candle_nn::rotary_emb::rope(&k, &cos, &sin)?;
-            let v = a.v.forward(&hn)?;
             let mut outs = Vec::with_capacity(groups.len());
             let mut start = 0;
             for (g, tree) in groups.iter_mut().zip(&trees) {

@@ -3,13 +3,16 @@
 
 pub mod checkpoint;
 pub mod config;
+pub(crate) mod expf;
 pub mod kv_cache;
 pub mod llama;
 pub mod meta;
+pub(crate) mod pool;
 pub mod proj;
 pub mod rope;
 pub(crate) mod skinny;
 pub mod softmax;
+mod swiglu;
 pub mod tree_kv;
 pub mod weights;
 

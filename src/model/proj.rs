@@ -99,6 +99,24 @@ impl Proj {
             Proj::Quantized(m) => m.forward(x)?,
         })
     }
+
+    /// Each of `projs` applied to the same `x`: in one pass of the kernel when all are
+    /// dense and it applies (`skinny::matmul_t_each`), else one by one.
+    pub(crate) fn forward_each<const N: usize>(
+        projs: [&Proj; N],
+        x: &Tensor,
+    ) -> Result<[Tensor; N]> {
+        let dense: Option<Vec<&Tensor>> = projs.iter().map(|p| p.weight()).collect();
+        if let Some(ws) = dense {
+            if let Some(ys) = super::skinny::matmul_t_each(x, &ws)? {
+                if let Ok(ys) = <[Tensor; N]>::try_from(ys) {
+                    return Ok(ys);
+                }
+            }
+        }
+        let ys: Vec<Tensor> = projs.iter().map(|p| p.forward(x)).collect::<Result<_>>()?;
+        Ok(<[Tensor; N]>::try_from(ys).unwrap_or_else(|_| unreachable!("N products")))
+    }
 }
 
 /// `w` `[out, in]` as a quantized matmul, or `None` when `in` does not split into blocks.

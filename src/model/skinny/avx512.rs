@@ -1,6 +1,6 @@
 //! The kernel's register tiles in AVX-512F: 4 input rows x 4 weight rows, 16 accumulators
 //! of 16 lanes, one transposing reduction per full tile; the first pass over a block of
-//! weight rows prefetches the next block, and for 5-24 input rows `k` is walked in chunks
+//! weight rows prefetches the block after next, and for 5-24 input rows `k` is walked in chunks
 //! whose packed rows stay in L1 (each 4-15 % and 16-30 % on a decode step's products
 //! streamed from memory, docs/PERFORMANCE.md).
 
@@ -34,8 +34,8 @@ mod imp {
         ld: usize,
     ) {
         let (xp, w) = (packed.as_ptr(), w.as_ptr());
-        // Weight rows from `prefetch_below` on have no full block after them.
-        let prefetch_below = w.wrapping_add(n.saturating_sub(2 * NR) * k);
+        // Weight rows from `prefetch_below` on have no full block `AHEAD` blocks on.
+        let prefetch_below = w.wrapping_add(n.saturating_sub((AHEAD + 1) * NR) * k);
         // With more than one tile of input rows, every block of weight rows is passed over
         // once per tile, and the packed rows must come back from L1 each time: 20 rows of
         // 576 (46 KB) do not fit beside the block, 8 rows (18 KB) do, and ran 1.7x faster
@@ -70,9 +70,10 @@ mod imp {
                     NR,
                     |xb, wb, ob, mr, nr| {
                         // The first pass over a block of weight rows (input rows from 0) pulls
-                        // the next block towards L1 while it computes: the passes that follow
-                        // read this block from L1 and would leave the memory bus idle.
-                        let first = xb == xp && nr == NR && wb <= prefetch_below && n >= 2 * NR;
+                        // a later block towards the core while it computes: the passes that
+                        // follow read this block from L1 and would leave the memory bus idle.
+                        let first =
+                            xb == xp && nr == NR && wb <= prefetch_below && n >= (AHEAD + 1) * NR;
                         let (xb, wb) = (xb.add(k0 / LANES * MR * LANES), wb.add(k0));
                         let t = (k, klen, ld, add);
                         if first {
@@ -117,6 +118,12 @@ mod imp {
         }
     }
 
+    /// How many blocks of weight rows ahead the first pass over a block prefetches, into
+    /// L2 (`_MM_HINT_T1`). Session 6 prefetched the next block into L1; two blocks ahead
+    /// into L2 ran a SmolLM2 query's decode passes 3-5 % faster in four paired runs
+    /// (session 8, timers around each product), four blocks ahead no better than two.
+    const AHEAD: usize = 2;
+
     /// Bytes of packed input rows a chunk of `k` may take (of L1's 32-48 KiB; the block of
     /// weight rows and the output need the rest).
     const L1_INPUT_BYTES: usize = 24 * 1024;
@@ -129,8 +136,8 @@ mod imp {
 
     /// `R` packed input rows against `C` weight rows, over `klen` columns of rows `kw`
     /// apart; results go to `o[r * ld + c]`, or are added there with `add`. With
-    /// `PREFETCH`, the `C` weight rows after these (which must exist) are prefetched, a
-    /// cache line of each per step along `k`.
+    /// `PREFETCH`, the `C` weight rows `AHEAD` blocks after these (which must exist) are
+    /// prefetched, a cache line of each per step along `k`.
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn tile<const R: usize, const C: usize, const PREFETCH: bool>(
@@ -148,7 +155,7 @@ mod imp {
                 let wv: [__m512; C] = std::array::from_fn(|c| _mm512_loadu_ps(w.add(c * kw + p)));
                 if PREFETCH {
                     for c in 0..C {
-                        _mm_prefetch::<_MM_HINT_T0>(w.add((C + c) * kw + p).cast());
+                        _mm_prefetch::<_MM_HINT_T1>(w.add((AHEAD * C + c) * kw + p).cast());
                     }
                 }
                 fma_rows(&mut acc, x, &wv);

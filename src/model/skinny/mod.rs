@@ -15,7 +15,7 @@
 mod avx2;
 mod avx512;
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
 use crate::error::Result;
@@ -137,6 +137,75 @@ pub(crate) fn matmul_t_limited(x: &Tensor, w: &Tensor, row_limits: bool) -> Resu
     Ok(Some(x.apply_op2_no_bwd(w, &SkinnyMatmul(isa))?))
 }
 
+/// `x` times each of `ws` (`[out_i, in]`, the same `in`) transposed, in one parallel
+/// region: the products of one input that a layer needs together (q, k, v; gate, up).
+/// Why together: each product alone hands its columns to the threads and waits for them,
+/// and for k and v at a decode step (0.44 MB of weights each) that hand-off and the first
+/// cache misses of a fresh stream cost as much as the multiply-adds. `None` where
+/// [`matmul_t`] would decline any of them (then the caller goes one by one).
+pub(crate) fn matmul_t_each(x: &Tensor, ws: &[&Tensor]) -> Result<Option<Vec<Tensor>>> {
+    let Some(isa) = isa() else {
+        return Ok(None);
+    };
+    let Some(&first) = ws.first() else {
+        return Ok(Some(Vec::new()));
+    };
+    let k = x.dim(candle_core::D::Minus1)?;
+    let rows = x.elem_count() / k.max(1);
+    let limits = isa.params();
+    let mut outs = Vec::with_capacity(ws.len());
+    for w in ws {
+        let Ok((out, input)) = w.dims2() else {
+            return Ok(None);
+        };
+        let too_many = rows > limits.max_rows || (rows > limits.always_rows && out > input);
+        if input != k
+            || too_many
+            || w.dtype() != DType::F32
+            || !w.is_contiguous()
+            || w.track_op()
+            || !w.device().same_device(first.device())
+        {
+            return Ok(None);
+        }
+        outs.push(out);
+    }
+    if rows == 0
+        || !x.device().is_cpu()
+        || x.dtype() != DType::F32
+        || !x.is_contiguous()
+        || x.track_op()
+    {
+        return Ok(None);
+    }
+    let (xs, xl) = x.storage_and_layout();
+    let guards: Vec<_> = ws.iter().map(|w| w.storage_and_layout()).collect();
+    let (Storage::Cpu(CpuStorage::F32(xs)), Some((x0, x1))) = (&*xs, xl.contiguous_offsets())
+    else {
+        return Ok(None);
+    };
+    let mut slices = Vec::with_capacity(ws.len());
+    for (st, l) in &guards {
+        let (Storage::Cpu(CpuStorage::F32(v)), Some((a, b))) = (&**st, l.contiguous_offsets())
+        else {
+            return Ok(None);
+        };
+        slices.push(&v[a..b]);
+    }
+    let products = rows_times_each(isa, &xs[x0..x1], &slices, rows, k, &outs);
+    let lead = &x.dims()[..x.rank() - 1];
+    products
+        .into_iter()
+        .zip(&outs)
+        .map(|(y, &n)| {
+            let mut shape = lead.to_vec();
+            shape.push(n);
+            Ok(Tensor::from_vec(y, shape, x.device())?)
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
+
 struct SkinnyMatmul(Isa);
 
 impl CustomOp2 for SkinnyMatmul {
@@ -177,8 +246,26 @@ impl CustomOp2 for SkinnyMatmul {
 /// `out[i, j] = Σ_p x[i, p] · w[j, p]` for `x` `[m, k]`, `w` `[n, k]`, row-major, with
 /// `isa`'s tiles. The caller has checked that this CPU runs `isa`.
 fn rows_times_weights(isa: Isa, x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
-    if m == 0 || n == 0 {
-        return vec![0f32; m * n];
+    rows_times_each(isa, x, &[w], m, k, &[n])
+        .pop()
+        .expect("one product")
+}
+
+/// [`rows_times_weights`] for several weights `ws[i]` `[ns[i], k]` at once: their output
+/// columns, laid end to end, are split between the threads as one range, so each thread
+/// makes one pass over its share of the weights and the caller waits once.
+fn rows_times_each(
+    isa: Isa,
+    x: &[f32],
+    ws: &[&[f32]],
+    m: usize,
+    k: usize,
+    ns: &[usize],
+) -> Vec<Vec<f32>> {
+    let mut outs: Vec<Vec<f32>> = ns.iter().map(|&n| vec![0f32; m * n]).collect();
+    let total: usize = ns.iter().sum();
+    if m == 0 || total == 0 {
+        return outs;
     }
     let Params { lanes, mr, nr, .. } = isa.params();
     let packed = pack_rows(x, m, k, mr, lanes);
@@ -187,32 +274,42 @@ fn rows_times_weights(isa: Isa, x: &[f32], w: &[f32], m: usize, k: usize, n: usi
     // it back cost 7 ms of a ~30 ms product (one thread, strided writes).
     let threads = rayon::current_num_threads().max(1);
     // Below ~64k multiply-adds per thread the hand-off costs more than it saves.
-    let per_thread = if m * n * k < 65_536 * threads {
-        n
+    let per_thread = if m * total * k < 65_536 * threads {
+        total
     } else {
-        n.div_ceil(threads).div_ceil(nr) * nr
+        total.div_ceil(threads).div_ceil(nr) * nr
     };
-    let mut out = vec![0f32; m * n];
-    let base = OutPtr(out.as_mut_ptr());
-    (0..n.div_ceil(per_thread)).into_par_iter().for_each(|c| {
-        let j0 = c * per_thread;
-        let cols = per_thread.min(n - j0);
-        let w = &w[j0 * k..(j0 + cols) * k];
-        // SAFETY: `matmul_t` only builds this op for an `isa` that `isa()` detected;
-        // `packed` holds `m.div_ceil(mr)` blocks of `mr * k.div_ceil(lanes) * lanes`,
-        // `w` `cols * k` elements, and `base + j0` is column `j0` of the `[m, n]` output,
-        // of which this call writes only columns `j0..j0 + cols` (`for_each_tile`'s
-        // terms): no two calls write the same element.
-        #[cfg(target_arch = "x86_64")]
-        unsafe {
-            let o = base.get().add(j0);
-            match isa {
-                Isa::Avx512 => avx512::block_rows(&packed, w, o, m, k, cols, n),
-                Isa::Avx2 => avx2::block_rows(&packed, w, o, m, k, cols, n),
+    let bases: Vec<OutPtr> = outs.iter_mut().map(|o| OutPtr(o.as_mut_ptr())).collect();
+    (0..total.div_ceil(per_thread))
+        .into_par_iter()
+        .for_each(|c| {
+            // This thread's global columns `lo..hi`, cut at the weights' boundaries.
+            let (lo, hi) = (c * per_thread, ((c + 1) * per_thread).min(total));
+            let mut first = 0;
+            for ((&w, &n), &base) in ws.iter().zip(ns).zip(&bases) {
+                let (a, b) = (lo.max(first), hi.min(first + n));
+                first += n;
+                if a >= b {
+                    continue;
+                }
+                let (j0, cols) = (a - (first - n), b - a);
+                let w = &w[j0 * k..(j0 + cols) * k];
+                // SAFETY: the callers only pass an `isa` that `isa()` detected; `packed`
+                // holds `m.div_ceil(mr)` blocks of `mr * k.div_ceil(lanes) * lanes`, `w`
+                // `cols * k` elements, and `base + j0` is column `j0` of this weight's `[m,
+                // n]` output, of which this call writes only columns `j0..j0 + cols`
+                // (`for_each_tile`'s terms): no two calls write the same element.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    let o = base.get().add(j0);
+                    match isa {
+                        Isa::Avx512 => avx512::block_rows(&packed, w, o, m, k, cols, n),
+                        Isa::Avx2 => avx2::block_rows(&packed, w, o, m, k, cols, n),
+                    }
+                };
             }
-        };
-    });
-    out
+        });
+    outs
 }
 
 /// The output's base pointer, shared by the threads that write its disjoint columns.
@@ -359,6 +456,37 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Several weights in one pass (q, k, v; gate, up): each output equals its own
+    /// product, for row counts with and without the thread split, weights whose widths
+    /// cut a thread's range in odd places, and a trainable weight makes it decline.
+    #[test]
+    fn products_of_one_input_match_one_by_one() -> Result<()> {
+        if isa().is_none() {
+            return Ok(());
+        }
+        let dev = candle_core::Device::Cpu;
+        let ws: Vec<Tensor> = [576, 13, 192, 1]
+            .iter()
+            .map(|&n| Tensor::randn(0f32, 1.0, (n, 96), &dev))
+            .collect::<candle_core::Result<_>>()?;
+        let refs: Vec<&Tensor> = ws.iter().collect();
+        for rows in [1, 7, 32] {
+            let x = Tensor::randn(0f32, 1.0, (rows, 1, 96), &dev)?;
+            let got = matmul_t_each(&x, &refs)?.expect("kernel applies");
+            assert_eq!(got.len(), ws.len());
+            for (y, w) in got.iter().zip(&ws) {
+                assert_eq!(y.dims(), &[rows, 1, w.dim(0)?]);
+                let want = x.broadcast_matmul(&w.t()?)?;
+                let diff = (y - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+                assert!(diff < 1e-4, "{rows} rows, {} outputs: {diff}", w.dim(0)?);
+            }
+        }
+        let var = candle_core::Var::from_tensor(&ws[1])?;
+        let x = Tensor::randn(0f32, 1.0, (4, 96), &dev)?;
+        assert!(matmul_t_each(&x, &[&ws[0], var.as_tensor()])?.is_none());
+        Ok(())
     }
 
     /// Through the tensor entry point: batch dims kept, same values as candle's matmul; a
