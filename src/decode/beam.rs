@@ -181,7 +181,7 @@ pub fn search_prefilled(
     let mut next = state.start(catalog, &prefilled.logp)?;
     while let Some(step) = next {
         let logp = run_pass(model, &prefilled.cache, &mut tree, &step)?;
-        next = state.advance(catalog, &logp)?;
+        next = state.advance(catalog, logp)?;
     }
     let counts = state.counts();
     Ok((state.into_results(), counts))
@@ -340,7 +340,7 @@ impl BeamState {
     pub fn advance(
         &mut self,
         catalog: &CatalogSnapshot,
-        logp: &[Vec<f32>],
+        logp: Vec<Vec<f32>>,
     ) -> Result<Option<BeamStep>> {
         let pending = &mut self.rows[self.pending..];
         if logp.len() != pending.len() {
@@ -351,15 +351,19 @@ impl BeamState {
             )));
         }
         let trie = catalog.trie();
+        if let Some((row, lp)) = pending
+            .iter()
+            .zip(&logp)
+            .find(|(row, lp)| lp.len() != trie.children(row.node).len())
+        {
+            return Err(Error::invalid(format!(
+                "beam search: {} log-probabilities for a node of {} children",
+                lp.len(),
+                trie.children(row.node).len()
+            )));
+        }
         for (row, lp) in pending.iter_mut().zip(logp) {
-            if lp.len() != trie.children(row.node).len() {
-                return Err(Error::invalid(format!(
-                    "beam search: {} log-probabilities for a node of {} children",
-                    lp.len(),
-                    trie.children(row.node).len()
-                )));
-            }
-            row.logp = Some(lp.clone());
+            row.logp = Some(lp);
         }
         self.pending = self.rows.len();
         Ok(self.next_pass(catalog))

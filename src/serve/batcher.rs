@@ -267,7 +267,7 @@ fn step(model: &Model, active: &mut Vec<Active>) -> Result<()> {
         .iter_mut()
         .map(|a| {
             let rows: Vec<Vec<f32>> = logp.by_ref().take(a.next.rows()).collect();
-            a.state.advance(&a.job.snap, &rows)
+            a.state.advance(&a.job.snap, rows)
         })
         .collect();
     for (mut a, outcome) in std::mem::take(active).into_iter().zip(outcomes) {
