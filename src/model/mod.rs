@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod config;
 pub(crate) mod expf;
+pub(crate) mod host;
 pub mod kv_cache;
 pub mod llama;
 pub mod meta;

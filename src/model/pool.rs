@@ -5,10 +5,10 @@
 //! injects a job, wakes a pool thread and puts the caller to sleep on a futex until the
 //! job is done: two context switches per call, and a decode pass makes ~200 calls (30
 //! layers x 7 products, norms, the head). On this project's 2-core VMs a hand-off measured
-//! 25-100 us, and `perf` put ~12 % of a query in futex waits and wake-ups. Run from a pool
-//! thread instead, a call keeps one half of its work and the other pool thread, still
-//! spinning from the previous call, steals the other half: a decode pass became ~10 %
-//! faster (docs/PERFORMANCE.md, session 8). The caller blocks once per pass instead.
+//! 25-100 us, and `perf` put ~8 % of a query in futex calls and 3 % in `sched_yield`. Run
+//! from a pool thread instead, a call keeps one half of its work and the other pool
+//! thread, still spinning from the previous call, steals the other half: a decode pass
+//! became ~10 % faster (docs/PERFORMANCE.md, session 8). The caller blocks once per pass instead.
 
 /// Runs `f` on a thread of rayon's global pool (at once, when already on one) and returns
 /// its result.

@@ -10,6 +10,7 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::expf::exp_nonpositive;
+use super::host::f32_elements;
 use crate::error::Result;
 
 /// `silu(gate) * up` elementwise (`silu(g) = g / (1 + e^-g)`), for same-shaped tensors.
@@ -48,14 +49,8 @@ impl CustomOp2 for SwiGlu {
         us: &CpuStorage,
         ul: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(gs), CpuStorage::F32(us)) = (gs, us) else {
-            candle_core::bail!("swiglu: f32 only");
-        };
-        let (Some((g0, g1)), Some((u0, u1))) = (gl.contiguous_offsets(), ul.contiguous_offsets())
-        else {
-            candle_core::bail!("swiglu: contiguous operands only");
-        };
-        let (g, u) = (&gs[g0..g1], &us[u0..u1]);
+        let g = f32_elements("swiglu", gs, gl)?;
+        let u = f32_elements("swiglu", us, ul)?;
         if g.len() != u.len() {
             candle_core::bail!("swiglu: {} gate elements, {} up", g.len(), u.len());
         }

@@ -1,7 +1,7 @@
 //! The kernel's register tiles in AVX-512F: 4 input rows x 4 weight rows, 16 accumulators
 //! of 16 lanes, one transposing reduction per full tile; the first pass over a block of
-//! weight rows prefetches the block after next, and for 5-24 input rows `k` is walked in chunks
-//! whose packed rows stay in L1 (each 4-15 % and 16-30 % on a decode step's products
+//! weight rows prefetches the block after next, and for 5-24 input rows `k` is walked in
+//! chunks whose packed rows stay in L1 (each 4-15 % and 16-30 % on a decode step's products
 //! streamed from memory, docs/PERFORMANCE.md).
 
 /// f32 lanes per vector.

@@ -18,6 +18,7 @@ mod avx512;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
+use super::host::f32_elements;
 use crate::error::Result;
 
 /// The instruction sets the kernel has tiles for, best first.
@@ -113,28 +114,32 @@ pub(crate) fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
 /// [`matmul_t`], with the row limits (`row_limits: true`) or without them, for the
 /// benchmarks that measure where the limits should be (`benches/skinny.rs`).
 pub(crate) fn matmul_t_limited(x: &Tensor, w: &Tensor, row_limits: bool) -> Result<Option<Tensor>> {
-    let Some(isa) = isa() else {
+    let Some(isa) = isa().filter(|&isa| takes(isa, x, w, row_limits)) else {
         return Ok(None);
     };
-    let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?.max(1);
+    Ok(Some(x.apply_op2_no_bwd(w, &SkinnyMatmul(isa))?))
+}
+
+/// Whether the kernel computes `x` `[.., in]` times `w` `[out, in]` transposed with
+/// `isa`: rows within `isa`'s limits (when `row_limits`), contiguous f32 on the CPU, no
+/// gradients wanted.
+fn takes(isa: Isa, x: &Tensor, w: &Tensor, row_limits: bool) -> bool {
+    let rows = x.elem_count() / x.dims().last().copied().unwrap_or(0).max(1);
     let Ok((out, input)) = w.dims2() else {
-        return Ok(None);
+        return false;
     };
     let limits = isa.params();
     let too_many = rows > limits.max_rows || (rows > limits.always_rows && out > input);
-    if rows == 0
-        || (row_limits && too_many)
-        || !x.device().is_cpu()
-        || x.dtype() != DType::F32
-        || w.dtype() != DType::F32
-        || !x.is_contiguous()
-        || !w.is_contiguous()
-        || x.track_op()
-        || w.track_op()
-    {
-        return Ok(None);
-    }
-    Ok(Some(x.apply_op2_no_bwd(w, &SkinnyMatmul(isa))?))
+    rows > 0
+        && !(row_limits && too_many)
+        && x.device().is_cpu()
+        && w.device().is_cpu()
+        && x.dtype() == DType::F32
+        && w.dtype() == DType::F32
+        && x.is_contiguous()
+        && w.is_contiguous()
+        && !x.track_op()
+        && !w.track_op()
 }
 
 /// `x` times each of `ws` (`[out_i, in]`, the same `in`) transposed, in one parallel
@@ -142,65 +147,40 @@ pub(crate) fn matmul_t_limited(x: &Tensor, w: &Tensor, row_limits: bool) -> Resu
 /// Why together: each product alone hands its columns to the threads and waits for them,
 /// and for k and v at a decode step (0.44 MB of weights each) that hand-off and the first
 /// cache misses of a fresh stream cost as much as the multiply-adds. `None` where
-/// [`matmul_t`] would decline any of them (then the caller goes one by one).
+/// [`matmul_t`] would decline any of them or a width differs from `x`'s (then the caller
+/// goes one by one).
 pub(crate) fn matmul_t_each(x: &Tensor, ws: &[&Tensor]) -> Result<Option<Vec<Tensor>>> {
-    let Some(isa) = isa() else {
+    let k = x.dims().last().copied().unwrap_or(0);
+    let Some(isa) = isa().filter(|&isa| {
+        ws.iter()
+            .all(|w| takes(isa, x, w, true) && w.dims2().is_ok_and(|(_, input)| input == k))
+    }) else {
         return Ok(None);
     };
-    let Some(&first) = ws.first() else {
-        return Ok(Some(Vec::new()));
-    };
-    let k = x.dim(candle_core::D::Minus1)?;
-    let rows = x.elem_count() / k.max(1);
-    let limits = isa.params();
-    let mut outs = Vec::with_capacity(ws.len());
-    for w in ws {
-        let Ok((out, input)) = w.dims2() else {
-            return Ok(None);
-        };
-        let too_many = rows > limits.max_rows || (rows > limits.always_rows && out > input);
-        if input != k
-            || too_many
-            || w.dtype() != DType::F32
-            || !w.is_contiguous()
-            || w.track_op()
-            || !w.device().same_device(first.device())
-        {
-            return Ok(None);
-        }
-        outs.push(out);
-    }
-    if rows == 0
-        || !x.device().is_cpu()
-        || x.dtype() != DType::F32
-        || !x.is_contiguous()
-        || x.track_op()
-    {
+    let (x_storage, xl) = x.storage_and_layout();
+    let Storage::Cpu(xs) = &*x_storage else {
         return Ok(None);
-    }
-    let (xs, xl) = x.storage_and_layout();
+    };
     let guards: Vec<_> = ws.iter().map(|w| w.storage_and_layout()).collect();
-    let (Storage::Cpu(CpuStorage::F32(xs)), Some((x0, x1))) = (&*xs, xl.contiguous_offsets())
-    else {
-        return Ok(None);
-    };
     let mut slices = Vec::with_capacity(ws.len());
+    let mut outs = Vec::with_capacity(ws.len());
     for (st, l) in &guards {
-        let (Storage::Cpu(CpuStorage::F32(v)), Some((a, b))) = (&**st, l.contiguous_offsets())
-        else {
+        let Storage::Cpu(st) = &**st else {
             return Ok(None);
         };
-        slices.push(&v[a..b]);
+        slices.push(f32_elements("skinny-matmul", st, l)?);
+        outs.push(l.dims()[0]);
     }
-    let products = rows_times_each(isa, &xs[x0..x1], &slices, rows, k, &outs);
-    let lead = &x.dims()[..x.rank() - 1];
+    let rows = x.elem_count() / k.max(1);
+    let x = f32_elements("skinny-matmul", xs, xl)?;
+    let products = rows_times_each(isa, x, &slices, rows, k, &outs);
+    let lead = &xl.dims()[..xl.dims().len() - 1];
     products
         .into_iter()
         .zip(&outs)
         .map(|(y, &n)| {
-            let mut shape = lead.to_vec();
-            shape.push(n);
-            Ok(Tensor::from_vec(y, shape, x.device())?)
+            let shape: Vec<usize> = lead.iter().copied().chain([n]).collect();
+            Ok(Tensor::from_vec(y, shape, &candle_core::Device::Cpu)?)
         })
         .collect::<Result<Vec<_>>>()
         .map(Some)
@@ -220,13 +200,8 @@ impl CustomOp2 for SkinnyMatmul {
         ws: &CpuStorage,
         wl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(xs), CpuStorage::F32(ws)) = (xs, ws) else {
-            candle_core::bail!("skinny-matmul: f32 only");
-        };
-        let (Some((x0, x1)), Some((w0, w1))) = (xl.contiguous_offsets(), wl.contiguous_offsets())
-        else {
-            candle_core::bail!("skinny-matmul: contiguous operands only");
-        };
+        let xs = f32_elements("skinny-matmul", xs, xl)?;
+        let ws = f32_elements("skinny-matmul", ws, wl)?;
         let dims = xl.dims();
         let k = *dims.last().unwrap_or(&0);
         let &[n, wk] = wl.dims() else {
@@ -236,7 +211,7 @@ impl CustomOp2 for SkinnyMatmul {
             candle_core::bail!("skinny-matmul: x has {k} columns, weight {wk}");
         }
         let m = xl.shape().elem_count() / k.max(1);
-        let out = rows_times_weights(self.0, &xs[x0..x1], &ws[w0..w1], m, k, n);
+        let out = rows_times_weights(self.0, xs, ws, m, k, n);
         let mut shape = dims.to_vec();
         *shape.last_mut().expect("x has at least one dim") = n;
         Ok((CpuStorage::F32(out), Shape::from(shape)))
