@@ -150,6 +150,10 @@ enum Command {
         /// the default)
         #[arg(long, default_value_t = patchrec::decode::DEFAULT_LOOKAHEAD)]
         lookahead: usize,
+        /// Attention on the CPU: `fused` (one pass per row over the keys in place, the
+        /// default) or `candle` (composed from candle's ops), to compare the two
+        #[arg(long, default_value = "fused")]
+        attention: String,
         /// Write the report as JSON here
         #[arg(long)]
         out: Option<PathBuf>,
@@ -411,8 +415,18 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             batched,
             session_gap,
             lookahead,
+            attention,
             out,
         } => {
+            let fused = match attention.as_str() {
+                "fused" => true,
+                "candle" => false,
+                other => {
+                    return Err(patchrec::Error::invalid(format!(
+                        "--attention {other:?}: expected fused or candle"
+                    )))
+                }
+            };
             if batched && lookahead != patchrec::decode::DEFAULT_LOOKAHEAD {
                 return Err(patchrec::Error::invalid(format!(
                     "--lookahead applies to single queries; the batching worker fills passes up to {} rows",
@@ -421,9 +435,10 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             }
             let rss = || patchrec::bench::resident_bytes().unwrap_or(0);
             let before = rss();
-            let model = Arc::new(Model::load(&checkpoint, &model_options(None, &quantize)?)?);
+            let mut model = Model::load(&checkpoint, &model_options(None, &quantize)?)?;
+            model.llama_mut().set_fused_attention(fused);
             let loaded = rss();
-            let catalog = Arc::new(Catalog::new(model)?);
+            let catalog = Arc::new(Catalog::new(Arc::new(model))?);
             let entries = read_items_tsv(&items)?;
             catalog.add_batch(&entries)?;
             let memory = patchrec::bench::MemoryReport {

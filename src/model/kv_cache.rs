@@ -51,6 +51,11 @@ impl KvCache {
         Ok(kv)
     }
 
+    /// Puts back layer `i` as it was before an [`KvCache::extend`] whose result went unused.
+    pub(crate) fn restore(&mut self, i: usize, layer: Option<(Tensor, Tensor)>) {
+        self.layers[i] = layer;
+    }
+
     pub(crate) fn set_len(&mut self, len: usize) {
         self.len = len;
     }

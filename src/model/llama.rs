@@ -9,6 +9,7 @@
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Tensor, D};
 
+use super::attend::{attend_tensors, Heads, KvAxes, Visible};
 use super::config::LlamaConfig;
 use super::kv_cache::KvCache;
 use super::pool::on_pool;
@@ -50,6 +51,9 @@ pub struct Llama {
     rope: Rope,
     /// Use ops with backward passes (training) rather than fused inference kernels.
     differentiable: bool,
+    /// Inference attention through `attend` (one pass per row over the keys in place)
+    /// rather than composed from candle's ops; off only to compare the two.
+    fused_attention: bool,
     /// Set once the projections (and head) are quantized for serving.
     quantization: Option<Quantization>,
     /// The quantized output head (a quantized copy of the tied table when tied).
@@ -121,6 +125,7 @@ impl Llama {
             lm_head,
             rope,
             differentiable: false,
+            fused_attention: true,
             quantization: None,
             head_q: None,
         })
@@ -177,6 +182,27 @@ impl Llama {
         self.differentiable = on;
     }
 
+    /// Inference attention in one fused pass on the CPU (the default) or composed from
+    /// candle's ops, which every other device and training use: for comparing the two
+    /// (`patchrec bench --attention`, tests). Results agree to float rounding.
+    pub fn set_fused_attention(&mut self, on: bool) {
+        self.fused_attention = on;
+    }
+
+    /// Whether this pass may take the fused attention (which may still decline the
+    /// tensors it is given).
+    fn fuses_attention(&self) -> bool {
+        self.fused_attention && !self.differentiable && self.device.is_cpu()
+    }
+
+    fn heads(&self) -> Heads {
+        Heads {
+            heads: self.cfg.num_attention_heads,
+            kv_heads: self.cfg.num_kv_heads(),
+            head_dim: self.cfg.head_dim(),
+        }
+    }
+
     /// The input embedding table `[vocab, hidden]`.
     pub fn embeddings(&self) -> &Tensor {
         &self.embed
@@ -213,21 +239,24 @@ impl Llama {
         prefix: Option<&KvCache>,
         cache: &mut KvCache,
     ) -> Result<Tensor> {
-        let (_, len, _) = embeds.dims3()?;
+        let (batch, len, _) = embeds.dims3()?;
         let prefix = prefix.filter(|p| !p.is_empty());
         let pos = prefix.map_or(0, |p| p.len()) + cache.len();
         self.check_length(pos + len)?;
-        // One mask for all layers; a single new position needs none.
-        let mask = if len > 1 {
-            let rep = self.cfg.num_attention_heads / self.cfg.num_kv_heads();
-            Some(causal_mask(rep, len, cache.len(), &self.device)?)
+        // The fused attention takes one sequence (over a prefix of one).
+        let fuse = self.fuses_attention() && batch == 1 && prefix.is_none_or(|p| p.batch() == 1);
+        // One mask for all layers; a single new position needs none, nor does the fused
+        // attention (which skips masked keys; should it decline a layer's tensors, that
+        // layer makes its own).
+        let mask = if len > 1 && !fuse {
+            Some(self.causal_mask(len, cache.len())?)
         } else {
             None
         };
         let mut x = embeds.clone();
         for (i, block) in self.blocks.iter().enumerate() {
             let h = self.rms_norm(&x, &block.input_norm)?;
-            let h = self.attention(i, &block.attn, &h, pos, prefix, cache, mask.as_ref())?;
+            let h = self.attention(i, &block.attn, &h, pos, prefix, cache, fuse, mask.as_ref())?;
             x = (x + h)?;
             let h = self.rms_norm(&x, &block.post_norm)?;
             x = (x + self.mlp(&block.mlp, &h)?)?;
@@ -297,6 +326,7 @@ impl Llama {
         pos: usize,
         prefix: Option<&KvCache>,
         cache: &mut KvCache,
+        fuse: bool,
         mask: Option<&Tensor>,
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
@@ -306,11 +336,76 @@ impl Llama {
             self.cfg.head_dim(),
         );
         let [q, k, v] = Proj::forward_each([&attn.q, &attn.k, &attn.v], x)?;
+        let mut own_mask = None;
+        if fuse {
+            if let Some(out) = self.attend_fused(layer, q.clone(), &k, &v, pos, prefix, cache)? {
+                return attn.o.forward(&out);
+            }
+            // Declined: this layer composes candle's ops, which need the causal mask.
+            if t > 1 {
+                own_mask = Some(self.causal_mask(t, cache.len())?);
+            }
+        }
         let q = q.reshape((b, t, h, hd))?.transpose(1, 2)?;
         let k = k.reshape((b, t, kvh, hd))?.transpose(1, 2)?;
         let v = v.reshape((b, t, kvh, hd))?.transpose(1, 2)?.contiguous()?;
-        let out = self.attend(layer, &q, k, v, pos, prefix, cache, mask)?;
+        let out = self.attend(
+            layer,
+            &q,
+            k,
+            v,
+            pos,
+            prefix,
+            cache,
+            mask.or(own_mask.as_ref()),
+        )?;
         attn.o.forward(&out)
+    }
+
+    /// The causal mask of `t` new positions after `past` cached ones ([`causal_mask`]).
+    fn causal_mask(&self, t: usize, past: usize) -> Result<Tensor> {
+        let rep = self.cfg.num_attention_heads / self.cfg.num_kv_heads();
+        causal_mask(rep, t, past, &self.device)
+    }
+
+    /// [`Llama::attention`] after the projections of one sequence (`q`, `k`, `v`
+    /// `[1, t, heads * hd]` and `[1, t, kv_heads * hd]`) through the fused op: RoPE on the
+    /// projections' own layout, no transposes of `q` or the output, no mask. `None` (the
+    /// cache untouched) when the op declines the tensors.
+    #[allow(clippy::too_many_arguments)]
+    fn attend_fused(
+        &self,
+        layer: usize,
+        q: Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        pos: usize,
+        prefix: Option<&KvCache>,
+        cache: &mut KvCache,
+    ) -> Result<Option<Tensor>> {
+        let (_, t, _) = q.dims3()?;
+        let Heads {
+            heads: h,
+            kv_heads: kvh,
+            head_dim: hd,
+        } = self.heads();
+        let q = self.rope.apply_thd(&q.reshape((1, t, h, hd))?, pos)?;
+        let k = k.reshape((1, t, kvh, hd))?.transpose(1, 2)?;
+        let k = self.rope.apply(&k, pos, false)?;
+        let v = v.reshape((1, t, kvh, hd))?.transpose(1, 2)?.contiguous()?;
+        let past = cache.len();
+        let before = cache.layer(layer).cloned();
+        let (k, v) = cache.extend(layer, k, v)?;
+        let pre = prefix.and_then(|p| p.layer(layer));
+        let q = q.reshape((t, h * hd))?;
+        let visible = Visible::Causal { past };
+        match attend_tensors(&q, self.heads(), pre, (&k, &v), KvAxes::Cache, visible)? {
+            Some(out) => Ok(Some(out.reshape((1, t, h * hd))?)),
+            None => {
+                cache.restore(layer, before);
+                Ok(None)
+            }
+        }
     }
 
     /// Attention after the projections: `q` `[b, heads, t, hd]`, `k`, `v`
@@ -440,11 +535,24 @@ impl Llama {
                     k.narrow(0, start, r)?.reshape((r, kvh, hd))?,
                     v.narrow(0, start, r)?.reshape((r, kvh, hd))?,
                 )?;
-                let (own_k, own_v) = g.tree.gather(i, &tree.ids, r, tree.depth)?;
-                let q = (q.narrow(0, start, r)?.reshape((r, kvh, rep, hd))? * scale)?;
                 let pre = Some(g.prefix)
                     .filter(|p| !p.is_empty())
                     .and_then(|p| p.layer(i));
+                if self.fuses_attention() {
+                    let q = q.narrow(0, start, r)?.reshape((r, h * hd))?;
+                    let (own_k, own_v) = g.tree.layer(i)?;
+                    let visible = Visible::Listed(g.contexts);
+                    let own = (own_k, own_v);
+                    if let Some(out) =
+                        attend_tensors(&q, self.heads(), pre, own, KvAxes::Tree, visible)?
+                    {
+                        outs.push(out.reshape((r, 1, h * hd))?);
+                        start += r;
+                        continue;
+                    }
+                }
+                let (own_k, own_v) = g.tree.gather(i, &tree.ids, r, tree.depth)?;
+                let q = (q.narrow(0, start, r)?.reshape((r, kvh, rep, hd))? * scale)?;
                 let out = self.weigh(&q, &own_k, &own_v, tree.mask.as_ref(), pre)?;
                 outs.push(out.reshape((r, 1, h * hd))?);
                 start += r;

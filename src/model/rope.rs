@@ -70,6 +70,19 @@ impl Rope {
         Ok((pick(&self.cos)?, pick(&self.sin)?))
     }
 
+    /// Rotates `x` `[batch, len, heads, head_dim]` (the projections' own layout, so no
+    /// transpose is needed) whose first position sits at `pos`. Inference only.
+    pub fn apply_thd(&self, x: &Tensor, pos: usize) -> Result<Tensor> {
+        let len = x.dims()[1];
+        let cos = self.cos.narrow(0, pos, len)?;
+        let sin = self.sin.narrow(0, pos, len)?;
+        Ok(candle_nn::rotary_emb::rope_thd(
+            &x.contiguous()?,
+            &cos,
+            &sin,
+        )?)
+    }
+
     /// Rotates `x` `[batch, heads, len, head_dim]` whose first row sits at `pos`.
     /// `differentiable` picks candle's op with a backward pass (training) over the fused one.
     pub fn apply(&self, x: &Tensor, pos: usize, differentiable: bool) -> Result<Tensor> {

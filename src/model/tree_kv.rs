@@ -45,6 +45,14 @@ impl TreeKv {
         Ok(())
     }
 
+    /// Layer `i`'s keys and values of every node, `[nodes, kv_heads, head_dim]` each.
+    pub(crate) fn layer(&self, i: usize) -> Result<(&Tensor, &Tensor)> {
+        self.layers[i]
+            .as_ref()
+            .map(|(k, v)| (k, v))
+            .ok_or_else(|| Error::invalid(format!("tree cache: layer {i} holds no nodes")))
+    }
+
     /// Layer `i`'s keys and values of the nodes `ids` (`[rows * depth]`, row-major), as
     /// `[rows, kv_heads, depth, head_dim]` each: every row's own cache, as attention reads it.
     pub(crate) fn gather(
@@ -54,9 +62,7 @@ impl TreeKv {
         rows: usize,
         depth: usize,
     ) -> Result<(Tensor, Tensor)> {
-        let (k, v) = self.layers[i]
-            .as_ref()
-            .ok_or_else(|| Error::invalid(format!("tree cache: layer {i} holds no nodes")))?;
+        let (k, v) = self.layer(i)?;
         let pick = |t: &Tensor| -> Result<Tensor> {
             let (_, kvh, hd) = t.dims3()?;
             Ok(t.index_select(ids, 0)?

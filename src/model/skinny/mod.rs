@@ -44,9 +44,13 @@ struct Params {
     /// rows, 0.91-1.17x at 48-80 (even on average), 0.71-0.74x at 128. (Before the in-place
     /// output, session 3, the head lost at 20 and 32 rows, and the limit was 32.)
     ///
-    /// AVX2 (`cargo bench --bench skinny`, AMD EPYC, 1 and 2 threads): at 20 rows the
-    /// widening gate and up run 1.52-1.57x candle's rate and the head 1.08-1.27x; at 32 rows
-    /// they no longer win (0.99-1.06x, head 0.83-0.95x).
+    /// AVX2 (`cargo bench --bench skinny`, AMD EPYC, 2 threads): before the in-place
+    /// output (session 4) the widening products stopped winning at 32 rows and the limit
+    /// was 20. After it, gate and up run 1.42x / 1.40x candle's rate at 32 rows, 1.38x /
+    /// 1.23x at 48-64, 1.11x / 1.17x at 80, and the head 1.33x / 1.87x at 32, 0.91x /
+    /// 1.18x at 64 (sessions 5 and 9, one table each: docs/bench/skinny-avx2-2threads-s5-after.md,
+    /// skinny-avx2-2threads-s9.md). A beam search's passes of up to 32 rows (lookahead)
+    /// and batched passes of up to 64 now stay on the kernel.
     always_rows: usize,
     /// Up to this many rows it still wins where the output is no wider than the input.
     ///
@@ -56,8 +60,8 @@ struct Params {
     /// short prefills; past 80 rows the widening products go to `gemm`, whose packing then
     /// pays for itself.
     ///
-    /// AVX2: q, o, k, v and down win up to 64 rows (1.01-1.35x at 64) and not at 128
-    /// (0.80-1.12x).
+    /// AVX2: q, o, k, v and down win up to 64 rows (1.01-1.35x at 64 in session 4;
+    /// 1.07-2.06x in session 9) and not reliably beyond (down 0.92x / 1.00x at 80).
     max_rows: usize,
 }
 
@@ -75,7 +79,7 @@ impl Isa {
                 lanes: avx2::LANES,
                 mr: avx2::MR,
                 nr: avx2::NR,
-                always_rows: 20,
+                always_rows: 64,
                 max_rows: 64,
             },
         }
