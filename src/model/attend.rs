@@ -49,13 +49,13 @@ pub(crate) fn attend_tensors(
     let pre = prefix.map(|(k, v)| (k.storage_and_layout(), v.storage_and_layout()));
     let prefix = match &pre {
         None => None,
-        Some(((ks, kl), (vs, vl))) => match kv_slice(ks, kl, vs, vl, KvAxes::Cache) {
+        Some(((ks, kl), (vs, vl))) => match kv_slice(ks, kl, vs, vl, KvAxes::Cache, shape) {
             None => return Ok(None),
             some => some,
         },
     };
     let ((ks, kl), (vs, vl)) = (own.0.storage_and_layout(), own.1.storage_and_layout());
-    let Some(own) = kv_slice(&ks, kl, &vs, vl, axes) else {
+    let Some(own) = kv_slice(&ks, kl, &vs, vl, axes, shape) else {
         return Ok(None);
     };
     let out = attend(qv, rows, shape, prefix, own, visible)?;
@@ -75,22 +75,24 @@ fn f32_from<'a>(s: &'a Storage, l: &Layout) -> Option<&'a [f32]> {
 }
 
 /// Keys and values read in place, when both are f32 on the CPU with the same strides, one
-/// sequence, and each head's row of `head_dim` values contiguous.
+/// sequence of `shape`'s KV heads, and each head's row of `head_dim` values contiguous.
 fn kv_slice<'a>(
     ks: &'a Storage,
     kl: &Layout,
     vs: &'a Storage,
     vl: &Layout,
     axes: KvAxes,
+    shape: Heads,
 ) -> Option<KvSlice<'a>> {
     let (k, v) = (f32_from(ks, kl)?, f32_from(vs, vl)?);
     let (dims, strides) = (kl.dims(), kl.stride());
     if strides != vl.stride() || dims != vl.dims() || strides.last() != Some(&1) {
         return None;
     }
+    let (kvh, hd) = (shape.kv_heads, shape.head_dim);
     let (len, head_stride, pos_stride) = match (axes, dims) {
-        (KvAxes::Cache, [1, _, len, _]) => (*len, strides[1], strides[2]),
-        (KvAxes::Tree, [len, _, _]) => (*len, strides[1], strides[0]),
+        (KvAxes::Cache, &[1, h, len, d]) if (h, d) == (kvh, hd) => (len, strides[1], strides[2]),
+        (KvAxes::Tree, &[len, h, d]) if (h, d) == (kvh, hd) => (len, strides[1], strides[0]),
         _ => return None,
     };
     Some(KvSlice {
@@ -120,7 +122,7 @@ pub(crate) enum Visible<'a> {
     /// Row `r` sees own positions `0..=past + r`: a prompt's causal prefill, whose first
     /// `past` own positions were computed before this call.
     Causal { past: usize },
-    /// Row `r` sees the own positions `rows[r]` lists: a token tree's contexts.
+    /// Row `r` sees the own positions its list (the `r`-th) names: a token tree's contexts.
     Listed(&'a [Vec<u32>]),
 }
 
@@ -205,8 +207,8 @@ pub(crate) fn attend(
         scale: 1.0 / (hd as f32).sqrt(),
     };
     let mut out = vec![0f32; rows * row_len];
-    // Work per row: every head scores and weighs every key it sees.
-    let keys = prefix.map_or(0, |p| p.len) + own.len.min(MAX_OWN_ESTIMATE);
+    // Flops, about: every head of every row scores and weighs at most every key.
+    let keys = prefix.map_or(0, |p| p.len) + own.len;
     let work = rows * heads * keys * hd * 4;
     let threads = rayon::current_num_threads().max(1);
     if work < PARALLEL_WORK || threads == 1 || rows == 1 {
@@ -224,8 +226,6 @@ pub(crate) fn attend(
 
 /// Below this many flops one thread does it all (a hand-off would cost more).
 const PARALLEL_WORK: usize = 1 << 18;
-/// Caps the own keys counted in the work estimate (a causal row sees half on average).
-const MAX_OWN_ESTIMATE: usize = 1 << 16;
 
 /// `s`'s largest index must lie inside its buffers.
 fn check_slice(what: &str, s: &KvSlice, kv_heads: usize, hd: usize) -> Result<()> {
@@ -727,6 +727,61 @@ mod tests {
         let want = reference(&q, 1, shape, None, own, &[(0..10).collect()]);
         assert!(got.iter().all(|x| x.is_finite()));
         assert!(max_diff(&got, &want) < 1e-5);
+        Ok(())
+    }
+
+    /// The tensor entry reads a truncated cache's view (a stride per head longer than its
+    /// positions) and a tree layer in place, as the copies would give, and declines
+    /// tensors it cannot read (not f32, heads that do not match), leaving them to candle.
+    #[test]
+    fn tensor_entry_reads_views_in_place_and_declines_the_rest() -> Result<()> {
+        use candle_core::{DType, Device};
+        let shape = Heads {
+            heads: 4,
+            kv_heads: 2,
+            head_dim: 8,
+        };
+        let dev = Device::Cpu;
+        let t = |n: usize, seed: u64, dims: &[usize]| {
+            Tensor::from_vec(values(n, seed), dims.to_vec(), &dev).unwrap()
+        };
+        // Own cache: 10 positions held, the first 7 kept (a view), 3 rows after 4 cached.
+        let k = t(2 * 10 * 8, 20, &[1, 2, 10, 8]).narrow(2, 0, 7)?;
+        let v = t(2 * 10 * 8, 21, &[1, 2, 10, 8]).narrow(2, 0, 7)?;
+        assert!(!k.is_contiguous());
+        let q = t(3 * 4 * 8, 22, &[3, 32]);
+        let pre = (
+            t(2 * 5 * 8, 23, &[1, 2, 5, 8]),
+            t(2 * 5 * 8, 24, &[1, 2, 5, 8]),
+        );
+        let visible = Visible::Causal { past: 4 };
+        let got = attend_tensors(&q, shape, Some(&pre), (&k, &v), KvAxes::Cache, visible)?
+            .expect("f32 views are taken");
+        let (kc, vc) = (k.contiguous()?, v.contiguous()?);
+        let want = attend_tensors(&q, shape, Some(&pre), (&kc, &vc), KvAxes::Cache, visible)?
+            .expect("contiguous tensors are taken");
+        assert_eq!(got.dims(), &[3, 32]);
+        assert_eq!(got.to_vec2::<f32>()?, want.to_vec2::<f32>()?);
+        // A tree layer [nodes, kv_heads, head_dim].
+        let (tk, tv) = (t(6 * 2 * 8, 25, &[6, 2, 8]), t(6 * 2 * 8, 26, &[6, 2, 8]));
+        let lists = vec![vec![0u32, 3], vec![5], vec![1, 2, 4]];
+        let tree = attend_tensors(
+            &q,
+            shape,
+            Some(&pre),
+            (&tk, &tv),
+            KvAxes::Tree,
+            Visible::Listed(&lists),
+        )?;
+        assert_eq!(tree.expect("a tree layer is taken").dims(), &[3, 32]);
+        // Declined: f64 keys; a cache of 3 KV heads where the model has 2.
+        let (k64, v64) = (kc.to_dtype(DType::F64)?, vc.to_dtype(DType::F64)?);
+        assert!(attend_tensors(&q, shape, None, (&k64, &v64), KvAxes::Cache, visible)?.is_none());
+        let (k3, v3) = (
+            t(3 * 7 * 8, 27, &[1, 3, 7, 8]),
+            t(3 * 7 * 8, 28, &[1, 3, 7, 8]),
+        );
+        assert!(attend_tensors(&q, shape, None, (&k3, &v3), KvAxes::Cache, visible)?.is_none());
         Ok(())
     }
 
