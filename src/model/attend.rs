@@ -206,6 +206,7 @@ pub(crate) fn attend(
         visible,
         scale: 1.0 / (hd as f32).sqrt(),
     };
+    // Zeros: each row's heads add their weighted values into it.
     let mut out = vec![0f32; rows * row_len];
     // Flops, about: every head of every row scores and weighs at most every key.
     let keys = prefix.map_or(0, |p| p.len) + own.len;
@@ -232,8 +233,14 @@ fn check_slice(what: &str, s: &KvSlice, kv_heads: usize, hd: usize) -> Result<()
     if s.len == 0 {
         return Ok(());
     }
+    if s.len > 1 && s.pos_stride < hd {
+        return Err(Error::invalid(format!(
+            "attend: {what} positions overlap: {} values apart for {hd} dims",
+            s.pos_stride
+        )));
+    }
     let need = (kv_heads - 1) * s.head_stride + (s.len - 1) * s.pos_stride + hd;
-    if s.k.len() < need || s.v.len() < need || s.pos_stride < hd {
+    if s.k.len() < need || s.v.len() < need {
         return Err(Error::invalid(format!(
             "attend: {what} keys ({} values) and values ({}) too short for {} positions of \
              {kv_heads} heads (stride {} per head, {} per position, {hd} dims)",
@@ -274,7 +281,7 @@ impl Seen<'_> {
 }
 
 impl Job<'_> {
-    /// Rows `first..` into `out` (whole rows of `heads * head_dim`).
+    /// Rows `first..` into `out` (whole rows of `heads * head_dim`, zeroed).
     fn rows(&self, first: usize, out: &mut [f32]) {
         let Heads {
             heads,
@@ -301,7 +308,6 @@ impl Job<'_> {
                 score(q, &self.own, g, own_seen, own_scores);
                 softmax_scaled(&mut scores, self.scale);
                 let o = &mut out_row[hh * hd..][..hd];
-                o.fill(0.0);
                 let (pre_probs, own_probs) = scores.split_at(pre_len);
                 if let Some(p) = &self.prefix {
                     weigh(pre_probs, p, g, Seen::First(p.len), o);
@@ -546,6 +552,14 @@ mod avx2 {
 mod tests {
     use super::*;
 
+    fn heads_of(heads: usize, kv_heads: usize, head_dim: usize) -> Heads {
+        Heads {
+            heads,
+            kv_heads,
+            head_dim,
+        }
+    }
+
     /// Deterministic values in [-2, 2).
     fn values(n: usize, seed: u64) -> Vec<f32> {
         let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
@@ -638,11 +652,7 @@ mod tests {
     #[test]
     fn causal_rows_match_the_definition() -> Result<()> {
         for &(heads, kv_heads, hd) in &[(9, 3, 64), (4, 2, 16), (2, 1, 12), (4, 4, 8)] {
-            let shape = Heads {
-                heads,
-                kv_heads,
-                head_dim: hd,
-            };
+            let shape = heads_of(heads, kv_heads, hd);
             for &(rows, past, pre_len) in
                 &[(1, 0, 0), (3, 5, 0), (37, 11, 23), (101, 23, 0), (5, 0, 9)]
             {
@@ -672,11 +682,7 @@ mod tests {
     #[test]
     fn listed_rows_match_the_definition() -> Result<()> {
         for &(heads, kv_heads, hd, pre_len) in &[(9, 3, 64, 124), (4, 2, 16, 7), (2, 1, 12, 0)] {
-            let shape = Heads {
-                heads,
-                kv_heads,
-                head_dim: hd,
-            };
+            let shape = heads_of(heads, kv_heads, hd);
             let nodes = 40;
             let rows = 32;
             let tk = values(nodes * kv_heads * hd, 6);
@@ -714,11 +720,7 @@ mod tests {
     /// Large scores (a softmax that overflows without its max shift) stay finite and exact.
     #[test]
     fn large_scores_are_shifted_before_the_exponential() -> Result<()> {
-        let shape = Heads {
-            heads: 1,
-            kv_heads: 1,
-            head_dim: 8,
-        };
+        let shape = heads_of(1, 1, 8);
         let q: Vec<f32> = vec![30.0; 8];
         let k: Vec<f32> = (0..10 * 8).map(|i| (i / 8) as f32).collect();
         let v = values(10 * 8, 11);
@@ -736,11 +738,7 @@ mod tests {
     #[test]
     fn tensor_entry_reads_views_in_place_and_declines_the_rest() -> Result<()> {
         use candle_core::{DType, Device};
-        let shape = Heads {
-            heads: 4,
-            kv_heads: 2,
-            head_dim: 8,
-        };
+        let shape = heads_of(4, 2, 8);
         let dev = Device::Cpu;
         let t = |n: usize, seed: u64, dims: &[usize]| {
             Tensor::from_vec(values(n, seed), dims.to_vec(), &dev).unwrap()
@@ -788,11 +786,7 @@ mod tests {
     /// Bad shapes and positions are refused with what was wrong, never read out of bounds.
     #[test]
     fn refuses_what_does_not_fit() {
-        let shape = Heads {
-            heads: 2,
-            kv_heads: 1,
-            head_dim: 8,
-        };
+        let shape = heads_of(2, 1, 8);
         let kv = values(4 * 8, 12);
         let own = cache_slice(&kv, &kv, 4, 4, 8);
         let q = values(2 * 2 * 8, 13);
@@ -812,6 +806,12 @@ mod tests {
         );
         let lists = vec![vec![0u32], vec![]];
         assert!(err(attend(&q, 2, shape, None, own, Visible::Listed(&lists))).contains("no key"));
+        let overlapping = KvSlice {
+            pos_stride: 4,
+            ..own
+        };
+        let visible = Visible::Causal { past: 0 };
+        assert!(err(attend(&q, 2, shape, None, overlapping, visible)).contains("overlap"));
         let short = KvSlice { len: 5, ..own };
         assert!(err(attend(
             &q,
@@ -822,11 +822,7 @@ mod tests {
             Visible::Causal { past: 0 }
         ))
         .contains("too short"));
-        let odd = Heads {
-            heads: 3,
-            kv_heads: 2,
-            head_dim: 8,
-        };
+        let odd = heads_of(3, 2, 8);
         assert!(
             err(attend(&q, 2, odd, None, own, Visible::Causal { past: 0 })).contains("KV heads")
         );

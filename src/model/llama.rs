@@ -384,11 +384,12 @@ impl Llama {
         cache: &mut KvCache,
     ) -> Result<Option<Tensor>> {
         let (_, t, _) = q.dims3()?;
+        let shape = self.heads();
         let Heads {
             heads: h,
             kv_heads: kvh,
             head_dim: hd,
-        } = self.heads();
+        } = shape;
         let q = self.rope.apply_thd(&q.reshape((1, t, h, hd))?, pos)?;
         let k = k.reshape((1, t, kvh, hd))?.transpose(1, 2)?;
         let k = self.rope.apply(&k, pos, false)?;
@@ -399,7 +400,7 @@ impl Llama {
         let pre = prefix.and_then(|p| p.layer(layer));
         let q = q.reshape((t, h * hd))?;
         let visible = Visible::Causal { past };
-        match attend_tensors(&q, self.heads(), pre, (&k, &v), KvAxes::Cache, visible)? {
+        match attend_tensors(&q, shape, pre, (&k, &v), KvAxes::Cache, visible)? {
             Some(out) => Ok(Some(out.reshape((1, t, h * hd))?)),
             None => {
                 cache.restore(layer, before);
@@ -540,9 +541,8 @@ impl Llama {
                     .and_then(|p| p.layer(i));
                 if self.fuses_attention() {
                     let q = q.narrow(0, start, r)?.reshape((r, h * hd))?;
-                    let (own_k, own_v) = g.tree.layer(i)?;
+                    let own = g.tree.layer(i)?;
                     let visible = Visible::Listed(g.contexts);
-                    let own = (own_k, own_v);
                     if let Some(out) =
                         attend_tensors(&q, self.heads(), pre, own, KvAxes::Tree, visible)?
                     {

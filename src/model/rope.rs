@@ -73,9 +73,7 @@ impl Rope {
     /// Rotates `x` `[batch, len, heads, head_dim]` (the projections' own layout, so no
     /// transpose is needed) whose first position sits at `pos`. Inference only.
     pub fn apply_thd(&self, x: &Tensor, pos: usize) -> Result<Tensor> {
-        let len = x.dims()[1];
-        let cos = self.cos.narrow(0, pos, len)?;
-        let sin = self.sin.narrow(0, pos, len)?;
+        let (cos, sin) = self.span(pos, x.dims()[1])?;
         Ok(candle_nn::rotary_emb::rope_thd(
             &x.contiguous()?,
             &cos,
@@ -86,13 +84,16 @@ impl Rope {
     /// Rotates `x` `[batch, heads, len, head_dim]` whose first row sits at `pos`.
     /// `differentiable` picks candle's op with a backward pass (training) over the fused one.
     pub fn apply(&self, x: &Tensor, pos: usize, differentiable: bool) -> Result<Tensor> {
-        let len = x.dims()[2];
-        let cos = self.cos.narrow(0, pos, len)?;
-        let sin = self.sin.narrow(0, pos, len)?;
+        let (cos, sin) = self.span(pos, x.dims()[2])?;
         Ok(if differentiable {
             candle_nn::rotary_emb::rope_slow(x, &cos, &sin)?
         } else {
             candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)?
         })
+    }
+
+    /// The tables of positions `pos..pos + len`, `[len, head_dim / 2]` each.
+    fn span(&self, pos: usize, len: usize) -> Result<(Tensor, Tensor)> {
+        Ok((self.cos.narrow(0, pos, len)?, self.sin.narrow(0, pos, len)?))
     }
 }
