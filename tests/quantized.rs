@@ -1,10 +1,12 @@
-//! Serving from quantized weights: scores stay close to the dense model's, the model
-//! refuses to be saved or trained, and a bad name is a clear error.
+//! Serving from quantized weights: scores stay close to the dense model's, quantizing
+//! while loading gives the model quantized after loading, the model refuses to be saved or
+//! trained, and a bad name or a second format is a clear error.
 
 mod common;
 
 use std::sync::Arc;
 
+use candle_core::{Device, Tensor};
 use patchrec::init::InitOptions;
 use patchrec::model::Quantization;
 use patchrec::{recommend, Catalog, Interaction, Model, ModelOptions, QueryOptions, UserHistory};
@@ -91,4 +93,67 @@ fn a_quantized_model_is_not_saved_or_trained_and_bad_names_fail() {
     assert!(err.contains("quantized"), "{err}");
     let err = "q5_k".parse::<Quantization>().unwrap_err().to_string();
     assert!(err.contains("q5_k") && err.contains("q8_0"), "{err}");
+}
+
+/// `Model::load` quantizes each projection as it reads it (so the dense checkpoint is never
+/// whole in memory) and the head after the vocabulary is final. The result must be the
+/// model that quantizing a fully loaded dense model gives: the same logits, bit for bit.
+#[test]
+fn quantizing_while_loading_equals_quantizing_after_loading() {
+    let (dense, dir) = saved_quantizable(&common::titles(20));
+    let d = dense.llama().hidden_size();
+    let data: Vec<f32> = (0..9 * d)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 400.0)
+        .collect();
+    let x = Tensor::from_vec(data, (1, 9, d), &Device::Cpu).unwrap();
+    let logits = |llama: &patchrec::model::Llama| {
+        let mut cache = llama.new_cache();
+        let h = llama.forward(&x, None, &mut cache).unwrap();
+        llama.logits(&h).unwrap()
+    };
+    for q in [Quantization::Q8_0, Quantization::Q4_0] {
+        let options = ModelOptions {
+            quantization: Some(q),
+            ..Default::default()
+        };
+        let while_loading = Model::load(dir.path(), &options).unwrap();
+        let mut after = patchrec::model::Llama::from_named(
+            dense.llama().config().clone(),
+            dense.llama().named_tensors().unwrap().into_iter().collect(),
+            &Device::Cpu,
+        )
+        .unwrap();
+        assert_eq!(
+            after.quantize(q).unwrap(),
+            (
+                while_loading.llama().num_layers() * 7 + 1,
+                while_loading.llama().num_layers() * 7 + 1
+            )
+        );
+        let diff = common::max_abs_diff(&logits(while_loading.llama()), &logits(&after));
+        assert_eq!(diff, 0.0, "{q}: logits differ by {diff}");
+        // ... and not the dense model's logits (the weights really are quantized).
+        let off = common::max_abs_diff(&logits(dense.llama()), &logits(&after));
+        assert!(off > 0.0, "{q}: quantized logits equal the dense ones");
+    }
+}
+
+#[test]
+fn a_model_quantized_in_one_format_refuses_another() {
+    let (dense, _dir) = saved_quantizable(&common::titles(20));
+    let store = patchrec::model::weights::TensorStore::from_map(
+        dense.llama().named_tensors().unwrap().into_iter().collect(),
+    );
+    let mut llama = patchrec::model::Llama::load(
+        dense.llama().config().clone(),
+        &store,
+        &Device::Cpu,
+        Some(Quantization::Q8_0),
+    )
+    .unwrap();
+    assert_eq!(llama.quantization(), None, "the head is not quantized yet");
+    let err = llama.quantize(Quantization::Q4_0).unwrap_err().to_string();
+    assert!(err.contains("q8_0") && err.contains("q4_0"), "{err}");
+    llama.quantize(Quantization::Q8_0).unwrap();
+    assert_eq!(llama.quantization(), Some(Quantization::Q8_0));
 }

@@ -91,8 +91,11 @@ impl Model {
                 )
             })?
         };
+        // The projections are quantized as they are read; the head after `from_parts`,
+        // which may grow the vocabulary. Dropping the store unmaps the checkpoint.
         let store = TensorStore::open(dir, &device)?;
-        let llama = Llama::load(cfg, &store, &device)?;
+        let llama = Llama::load(cfg, &store, &device, options.quantization)?;
+        drop(store);
         let mut model = Self::from_parts(llama, tokenizer, meta)?;
         if let Some(q) = options.quantization {
             model.llama.quantize(q)?;

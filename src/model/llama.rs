@@ -6,14 +6,13 @@
 //! and attention can read a second, shared cache (`prefix`) without copying it: the
 //! prompt's keys are computed once and every beam attends to them.
 
-use candle_core::quantized::QMatMul;
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Tensor, D};
 
 use super::attend::{attend_tensors, Heads, KvAxes, Visible};
 use super::config::LlamaConfig;
 use super::kv_cache::KvCache;
 use super::pool::on_pool;
-use super::proj::{quantized, Proj, Quantization};
+use super::proj::{Proj, Quantization};
 use super::rope::Rope;
 use super::swiglu::swiglu;
 use super::tree_kv::{TreeKv, TreeRows};
@@ -57,7 +56,7 @@ pub struct Llama {
     /// Set once the projections (and head) are quantized for serving.
     quantization: Option<Quantization>,
     /// The quantized output head (a quantized copy of the tied table when tied).
-    head_q: Option<QMatMul>,
+    head_q: Option<Proj>,
 }
 
 /// One search's rows in [`Llama::forward_groups`]: new answer tokens that continue the
@@ -72,13 +71,26 @@ pub struct DecodeGroup<'a> {
     pub contexts: &'a [Vec<u32>],
 }
 
-fn linear(w: Tensor) -> Proj {
-    Proj::dense(w)
-}
-
 impl Llama {
     /// Builds the model from a checkpoint's tensors, named as Hugging Face names them.
-    pub fn load(cfg: LlamaConfig, store: &TensorStore, device: &Device) -> Result<Self> {
+    ///
+    /// With `quantization`, each projection is quantized as soon as it is read, so at
+    /// most one dense weight exists at a time. The output head is not: the vocabulary may
+    /// still grow (`grow_vocab`), so [`Llama::quantize`] quantizes it afterwards, and
+    /// marks the model quantized.
+    pub fn load(
+        cfg: LlamaConfig,
+        store: &TensorStore,
+        device: &Device,
+        quantization: Option<Quantization>,
+    ) -> Result<Self> {
+        let linear = |w: Tensor| -> Result<Proj> {
+            let mut p = Proj::dense(w);
+            if let Some(q) = quantization {
+                p.quantize(q)?;
+            }
+            Ok(p)
+        };
         let d = cfg.hidden_size;
         let hd = cfg.head_dim();
         let (h, kvh, ff, v) = (
@@ -95,16 +107,16 @@ impl Llama {
             blocks.push(Block {
                 input_norm: get("input_layernorm.weight", &[d])?,
                 attn: Attention {
-                    q: linear(get("self_attn.q_proj.weight", &[h * hd, d])?),
-                    k: linear(get("self_attn.k_proj.weight", &[kvh * hd, d])?),
-                    v: linear(get("self_attn.v_proj.weight", &[kvh * hd, d])?),
-                    o: linear(get("self_attn.o_proj.weight", &[d, h * hd])?),
+                    q: linear(get("self_attn.q_proj.weight", &[h * hd, d])?)?,
+                    k: linear(get("self_attn.k_proj.weight", &[kvh * hd, d])?)?,
+                    v: linear(get("self_attn.v_proj.weight", &[kvh * hd, d])?)?,
+                    o: linear(get("self_attn.o_proj.weight", &[d, h * hd])?)?,
                 },
                 post_norm: get("post_attention_layernorm.weight", &[d])?,
                 mlp: Mlp {
-                    gate: linear(get("mlp.gate_proj.weight", &[ff, d])?),
-                    up: linear(get("mlp.up_proj.weight", &[ff, d])?),
-                    down: linear(get("mlp.down_proj.weight", &[d, ff])?),
+                    gate: linear(get("mlp.gate_proj.weight", &[ff, d])?)?,
+                    up: linear(get("mlp.up_proj.weight", &[ff, d])?)?,
+                    down: linear(get("mlp.down_proj.weight", &[d, ff])?)?,
                 },
             });
         }
@@ -150,7 +162,7 @@ impl Llama {
         device: &Device,
     ) -> Result<Self> {
         let store = TensorStore::from_map(tensors);
-        Self::load(cfg, &store, device)
+        Self::load(cfg, &store, device, None)
     }
 
     pub fn config(&self) -> &LlamaConfig {
@@ -290,7 +302,7 @@ impl Llama {
     /// [`Llama::logits`] on the calling thread.
     fn logits_here(&self, hidden: &Tensor) -> Result<Tensor> {
         if let Some(q) = &self.head_q {
-            return Ok(q.forward(hidden)?);
+            return q.forward(hidden);
         }
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
         if let Some(y) = super::skinny::matmul_t(hidden, head)? {
@@ -607,9 +619,9 @@ impl Llama {
     }
 
     /// Quantizes every projection and the output head for serving (the embedding table
-    /// stays f32: it feeds patches and inputs). A weight whose input width is not a
-    /// multiple of the block size stays dense; returns how many weights were quantized
-    /// out of how many.
+    /// stays f32: it feeds patches and inputs). Projections `load` already quantized to
+    /// `q` are kept. A weight whose input width is not a multiple of the block size stays
+    /// dense; returns how many weights are quantized out of how many.
     pub fn quantize(&mut self, q: Quantization) -> Result<(usize, usize)> {
         if self.quantization.is_some() {
             return Err(Error::invalid("the model is already quantized"));
@@ -630,7 +642,7 @@ impl Llama {
             }
         }
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
-        self.head_q = quantized(head, q)?;
+        self.head_q = Proj::quantized(head, q)?;
         total += 1;
         done += usize::from(self.head_q.is_some());
         // An untied head has no other use: drop the dense copy.

@@ -1,5 +1,6 @@
 //! A linear projection without bias, held dense (f32, trainable, savable) or quantized
-//! (GGML block formats through candle's quantized matmul, for serving only).
+//! (GGML block formats, for serving only): Q8_0 through our CPU kernel where it runs
+//! (`skinny::Q8Weight`), other formats and devices through candle's quantized matmul.
 //!
 //! Quantized serving trades a small change in scores for less memory and, where the
 //! matmuls are bound by reading weights (batch-1 and beam decoding), speed.
@@ -10,6 +11,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Module, Tensor};
 use candle_nn::Linear;
 
+use super::skinny::{self, Q8Weight, Weight};
 use crate::error::{Error, Result};
 
 /// Weight formats a model can be served in.
@@ -59,7 +61,10 @@ impl std::fmt::Display for Quantization {
 
 pub(crate) enum Proj {
     Dense(Linear),
-    Quantized(QMatMul),
+    /// Q8_0 as the CPU kernel reads it.
+    Q8(Q8Weight),
+    /// candle's quantized matmul, and the format it holds.
+    Quantized(QMatMul, Quantization),
 }
 
 impl Proj {
@@ -67,23 +72,65 @@ impl Proj {
         Proj::Dense(Linear::new(w, None))
     }
 
+    /// `w` `[out, in]` quantized to `q`, or `None` when `in` does not split into blocks.
+    pub(crate) fn quantized(w: &Tensor, q: Quantization) -> Result<Option<Self>> {
+        let (_, input) = w.dims2()?;
+        if input % q.block_size() != 0 {
+            return Ok(None);
+        }
+        if q == Quantization::Q8_0 && w.device().is_cpu() && skinny::isa().is_some() {
+            return Ok(Q8Weight::quantize(w)?.map(Proj::Q8));
+        }
+        let t = QTensor::quantize(w, q.ggml())?;
+        Ok(Some(Proj::Quantized(QMatMul::from_qtensor(t)?, q)))
+    }
+
     /// The dense weight `[out, in]`; `None` once quantized.
     pub(crate) fn weight(&self) -> Option<&Tensor> {
         match self {
             Proj::Dense(l) => Some(l.weight()),
-            Proj::Quantized(_) => None,
+            Proj::Q8(_) | Proj::Quantized(..) => None,
+        }
+    }
+
+    /// The format of a quantized projection; `None` while dense.
+    pub(crate) fn quantization(&self) -> Option<Quantization> {
+        match self {
+            Proj::Dense(_) => None,
+            Proj::Q8(_) => Some(Quantization::Q8_0),
+            Proj::Quantized(_, q) => Some(*q),
+        }
+    }
+
+    /// The weight as the kernel takes it, if it can.
+    fn kernel_weight(&self) -> Option<Weight<'_>> {
+        match self {
+            Proj::Dense(l) => Some(Weight::F32(l.weight())),
+            Proj::Q8(w) => Some(Weight::Q8(w)),
+            Proj::Quantized(..) => None,
         }
     }
 
     /// Quantizes a dense weight in place; a weight whose input width is not a multiple
-    /// of the block size stays dense (returns false).
+    /// of the block size stays dense (returns false). One already in `q` is left as it is
+    /// (`Llama::load` quantizes projections as it reads them); one in another format is
+    /// an error, as re-quantizing would compound both formats' rounding.
     pub(crate) fn quantize(&mut self, q: Quantization) -> Result<bool> {
-        let Proj::Dense(l) = self else {
-            return Ok(true);
+        if let Some(have) = self.quantization() {
+            return if have == q {
+                Ok(true)
+            } else {
+                Err(Error::invalid(format!(
+                    "a projection is already quantized as {have}, not {q}"
+                )))
+            };
+        }
+        let Some(w) = self.weight() else {
+            unreachable!("a projection without a format is dense")
         };
-        match quantized(l.weight(), q)? {
-            Some(m) => {
-                *self = Proj::Quantized(m);
+        match Proj::quantized(w, q)? {
+            Some(p) => {
+                *self = p;
                 Ok(true)
             }
             None => Ok(false),
@@ -92,23 +139,33 @@ impl Proj {
 
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {
-            Proj::Dense(l) => match super::skinny::matmul_t(x, l.weight())? {
+            Proj::Dense(l) => match skinny::matmul_t(x, l.weight())? {
                 Some(y) => y,
                 None => l.forward(x)?,
             },
-            Proj::Quantized(m) => m.forward(x)?,
+            Proj::Q8(w) => {
+                let x = x.contiguous()?;
+                match skinny::matmul_t_each(&x, &[Weight::Q8(w)])? {
+                    Some(mut ys) => ys.pop().expect("one product"),
+                    // Not f32, or gradients wanted: the dequantized weight, through candle.
+                    None => {
+                        x.broadcast_matmul(&w.dequantize(x.device())?.to_dtype(x.dtype())?.t()?)?
+                    }
+                }
+            }
+            Proj::Quantized(m, _) => m.forward(x)?,
         })
     }
 
-    /// Each of `projs` applied to the same `x`: in one pass of the kernel when all are
-    /// dense and it applies (`skinny::matmul_t_each`), else one by one.
+    /// Each of `projs` applied to the same `x`: in one pass of the kernel when it takes
+    /// all of them (`skinny::matmul_t_each`), else one by one.
     pub(crate) fn forward_each<const N: usize>(
         projs: [&Proj; N],
         x: &Tensor,
     ) -> Result<[Tensor; N]> {
-        let dense: Option<Vec<&Tensor>> = projs.iter().map(|p| p.weight()).collect();
-        if let Some(ws) = dense {
-            if let Some(ys) = super::skinny::matmul_t_each(x, &ws)? {
+        let kernel: Option<Vec<Weight>> = projs.iter().map(|p| p.kernel_weight()).collect();
+        if let Some(ws) = kernel {
+            if let Some(ys) = skinny::matmul_t_each(x, &ws)? {
                 if let Ok(ys) = <[Tensor; N]>::try_from(ys) {
                     return Ok(ys);
                 }
@@ -117,14 +174,4 @@ impl Proj {
         let ys: Vec<Tensor> = projs.iter().map(|p| p.forward(x)).collect::<Result<_>>()?;
         Ok(<[Tensor; N]>::try_from(ys).unwrap_or_else(|_| unreachable!("N products")))
     }
-}
-
-/// `w` `[out, in]` as a quantized matmul, or `None` when `in` does not split into blocks.
-pub(crate) fn quantized(w: &Tensor, q: Quantization) -> Result<Option<QMatMul>> {
-    let (_, input) = w.dims2()?;
-    if input % q.block_size() != 0 {
-        return Ok(None);
-    }
-    let t = QTensor::quantize(w, q.ggml())?;
-    Ok(Some(QMatMul::from_qtensor(t)?))
 }

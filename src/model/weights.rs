@@ -1,24 +1,42 @@
 //! Reading a checkpoint's tensors: `model.safetensors` or a sharded
 //! `model.safetensors.index.json`. Every failure names the tensor and the file.
+//!
+//! The files are memory-mapped and each tensor is copied out only when the model asks for
+//! it, so loading never holds a second copy of the whole checkpoint in memory. Why this
+//! matters: a model quantized while loading (`Llama::load` with a quantization) then keeps
+//! only one dense weight at a time, and its resident memory is that of the quantized
+//! weights, not of the f32 checkpoint it came from.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 
 use crate::error::{Error, Result};
 
 /// All tensors of a checkpoint, each remembered with the file it came from.
 pub struct TensorStore {
-    tensors: HashMap<String, (Tensor, PathBuf)>,
+    source: Source,
     dir: PathBuf,
+    device: Device,
+}
+
+enum Source {
+    /// Tensors already in memory (a random init, a GGUF conversion).
+    Memory(HashMap<String, Tensor>),
+    /// Mapped safetensors files, and which of them holds each tensor.
+    Files {
+        files: Vec<(PathBuf, MmapedSafetensors)>,
+        holder: HashMap<String, usize>,
+    },
 }
 
 impl TensorStore {
     pub fn open(dir: &Path, device: &Device) -> Result<Self> {
         let single = dir.join("model.safetensors");
         let index = dir.join("model.safetensors.index.json");
-        let files: Vec<PathBuf> = if single.is_file() {
+        let paths: Vec<PathBuf> = if single.is_file() {
             vec![single]
         } else if index.is_file() {
             shard_files(&index)?
@@ -28,42 +46,81 @@ impl TensorStore {
                 "no model.safetensors or model.safetensors.index.json in the checkpoint directory",
             ));
         };
-        let mut tensors = HashMap::new();
-        for file in files {
-            let loaded = candle_core::safetensors::load(&file, device)
-                .map_err(|e| Error::format(&file, format!("cannot read safetensors: {e}")))?;
-            for (name, t) in loaded {
-                tensors.insert(name, (t, file.clone()));
+        let mut files = Vec::with_capacity(paths.len());
+        let mut holder = HashMap::new();
+        for path in paths {
+            // SAFETY: the map is read while the file is unchanged. Checkpoints are written
+            // to a temporary directory that is then renamed into place (`Model::save`),
+            // never rewritten in place, and the store (with its maps) lives only while the
+            // model loads. The header and every tensor's extent are validated here.
+            let mapped = unsafe { MmapedSafetensors::new(&path) }
+                .map_err(|e| Error::format(&path, format!("cannot read safetensors: {e}")))?;
+            for (name, _) in mapped.tensors() {
+                // A name in several shards: the last file wins, as when all were loaded.
+                holder.insert(name, files.len());
             }
+            files.push((path, mapped));
         }
         Ok(TensorStore {
-            tensors,
+            source: Source::Files { files, holder },
             dir: dir.to_path_buf(),
+            device: device.clone(),
         })
     }
 
-    /// The tensor `name` as f32 with the expected shape, or an error naming both.
+    /// A store over tensors already in memory (a random init, a GGUF conversion).
+    pub fn from_map(map: HashMap<String, Tensor>) -> Self {
+        TensorStore {
+            source: Source::Memory(map),
+            dir: PathBuf::from("<memory>"),
+            device: Device::Cpu,
+        }
+    }
+
+    /// The tensor `name` as f32 with the expected shape, or an error naming both. A mapped
+    /// tensor's shape is checked before its data is copied.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        let (t, file) = self.tensors.get(name).ok_or_else(|| {
+        let missing = || {
             Error::format(
                 &self.dir,
                 format!("missing tensor `{name}` in the checkpoint's safetensors"),
             )
-        })?;
-        if t.dims() != shape {
-            return Err(Error::format(
+        };
+        let wrong_shape = |file: &Path, dims: &[usize]| {
+            Error::format(
                 file,
-                format!(
-                    "tensor `{name}` has shape {:?}, expected {shape:?}",
-                    t.dims()
-                ),
-            ));
-        }
+                format!("tensor `{name}` has shape {dims:?}, expected {shape:?}"),
+            )
+        };
+        let t = match &self.source {
+            Source::Memory(map) => {
+                let t = map.get(name).ok_or_else(missing)?;
+                if t.dims() != shape {
+                    return Err(wrong_shape(&self.dir, t.dims()));
+                }
+                t.clone()
+            }
+            Source::Files { files, holder } => {
+                let (file, mapped) = &files[*holder.get(name).ok_or_else(missing)?];
+                let view = mapped
+                    .get(name)
+                    .map_err(|e| Error::format(file, format!("tensor `{name}`: {e}")))?;
+                if view.shape() != shape {
+                    return Err(wrong_shape(file, view.shape()));
+                }
+                mapped
+                    .load(name, &self.device)
+                    .map_err(|e| Error::format(file, format!("tensor `{name}`: {e}")))?
+            }
+        };
         Ok(t.to_dtype(DType::F32)?)
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
+        match &self.source {
+            Source::Memory(map) => map.contains_key(name),
+            Source::Files { holder, .. } => holder.contains_key(name),
+        }
     }
 }
 
@@ -87,17 +144,4 @@ fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
         return Err(Error::format(index, "`weight_map` lists no files"));
     }
     Ok(files)
-}
-
-impl TensorStore {
-    /// A store over tensors already in memory (a random init, a GGUF conversion).
-    pub fn from_map(map: HashMap<String, Tensor>) -> Self {
-        TensorStore {
-            tensors: map
-                .into_iter()
-                .map(|(k, v)| (k, (v, PathBuf::from("<memory>"))))
-                .collect(),
-            dir: PathBuf::from("<memory>"),
-        }
-    }
 }

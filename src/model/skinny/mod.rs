@@ -9,11 +9,15 @@
 //! (both contiguous along `in`), register-blocked so a block of weight rows is loaded once
 //! for every input row, and the output columns are split between threads. It serves
 //! inference only (no backward pass) and needs AVX-512F or AVX2 with FMA, chosen at run
-//! time (`avx512.rs`, `avx2.rs`: the register tiles; this file: threads, packing, the
-//! walk over tiles); everything else goes through candle. Measured in docs/PERFORMANCE.md.
+//! time (`avx512.rs`, `avx2.rs`: the register tiles; `q8.rs`: Q8_0 weights, turned back
+//! into f32 a panel at a time; this file: threads, packing, the walk over tiles);
+//! everything else goes through candle. Measured in docs/PERFORMANCE.md.
 
 mod avx2;
 mod avx512;
+mod q8;
+
+pub(crate) use q8::Q8Weight;
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
@@ -108,6 +112,30 @@ pub(crate) fn isa() -> Option<Isa> {
     [Isa::Avx512, Isa::Avx2].into_iter().find(|i| i.runs())
 }
 
+/// A weight `[out, in]` the kernel multiplies by.
+#[derive(Clone, Copy)]
+pub(crate) enum Weight<'a> {
+    F32(&'a Tensor),
+    Q8(&'a Q8Weight),
+}
+
+impl Weight<'_> {
+    /// `(out, in)`, or `None` for a tensor that is not 2-D.
+    fn dims(&self) -> Option<(usize, usize)> {
+        match self {
+            Weight::F32(w) => w.dims2().ok(),
+            Weight::Q8(w) => Some((w.rows(), w.cols())),
+        }
+    }
+}
+
+/// A weight's elements as the threads read them.
+#[derive(Clone, Copy)]
+enum Rows<'a> {
+    F32(&'a [f32]),
+    Q8(&'a Q8Weight),
+}
+
 /// `x` `[.., in]` times `w` `[out, in]` transposed, or `None` when the kernel does not
 /// apply (too many rows, not contiguous f32 on the CPU, gradients wanted, or neither
 /// AVX-512 nor AVX2), so the caller uses candle's matmul.
@@ -118,32 +146,39 @@ pub(crate) fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
 /// [`matmul_t`], with the row limits (`row_limits: true`) or without them, for the
 /// benchmarks that measure where the limits should be (`benches/skinny.rs`).
 pub(crate) fn matmul_t_limited(x: &Tensor, w: &Tensor, row_limits: bool) -> Result<Option<Tensor>> {
-    let Some(isa) = isa().filter(|&isa| takes(isa, x, w, row_limits)) else {
+    let Some(isa) = isa().filter(|&isa| takes(isa, x, Weight::F32(w), row_limits)) else {
         return Ok(None);
     };
     Ok(Some(x.apply_op2_no_bwd(w, &SkinnyMatmul(isa))?))
 }
 
 /// Whether the kernel computes `x` `[.., in]` times `w` `[out, in]` transposed with
-/// `isa`: rows within `isa`'s limits (when `row_limits`), contiguous f32 on the CPU, no
-/// gradients wanted.
-fn takes(isa: Isa, x: &Tensor, w: &Tensor, row_limits: bool) -> bool {
+/// `isa`: `x` contiguous f32 on the CPU without gradients; an f32 `w` likewise and within
+/// `isa`'s row limits (when `row_limits`). A Q8_0 `w` has no row limit: candle's Q8_0
+/// matmul, the alternative, is slower at every row count measured (`q8.rs`).
+fn takes(isa: Isa, x: &Tensor, w: Weight, row_limits: bool) -> bool {
     let rows = x.elem_count() / x.dims().last().copied().unwrap_or(0).max(1);
-    let Ok((out, input)) = w.dims2() else {
+    let x_fits = rows > 0
+        && x.device().is_cpu()
+        && x.dtype() == DType::F32
+        && x.is_contiguous()
+        && !x.track_op();
+    let Some((out, input)) = w.dims() else {
         return false;
     };
-    let limits = isa.params();
-    let too_many = rows > limits.max_rows || (rows > limits.always_rows && out > input);
-    rows > 0
-        && !(row_limits && too_many)
-        && x.device().is_cpu()
-        && w.device().is_cpu()
-        && x.dtype() == DType::F32
-        && w.dtype() == DType::F32
-        && x.is_contiguous()
-        && w.is_contiguous()
-        && !x.track_op()
-        && !w.track_op()
+    x_fits
+        && match w {
+            Weight::Q8(_) => true,
+            Weight::F32(w) => {
+                let limits = isa.params();
+                let too_many = rows > limits.max_rows || (rows > limits.always_rows && out > input);
+                !(row_limits && too_many)
+                    && w.device().is_cpu()
+                    && w.dtype() == DType::F32
+                    && w.is_contiguous()
+                    && !w.track_op()
+            }
+        }
 }
 
 /// `x` times each of `ws` (`[out_i, in]`, the same `in`) transposed, in one parallel
@@ -151,13 +186,13 @@ fn takes(isa: Isa, x: &Tensor, w: &Tensor, row_limits: bool) -> bool {
 /// Why together: each product alone hands its columns to the threads and waits for them,
 /// and for k and v at a decode step (0.44 MB of weights each) that hand-off and the first
 /// cache misses of a fresh stream cost as much as the multiply-adds. `None` where
-/// [`matmul_t`] would decline any of them or a width differs from `x`'s (then the caller
-/// goes one by one).
-pub(crate) fn matmul_t_each(x: &Tensor, ws: &[&Tensor]) -> Result<Option<Vec<Tensor>>> {
+/// [`takes`] declines any of them or a width differs from `x`'s (then the caller goes one
+/// by one).
+pub(crate) fn matmul_t_each(x: &Tensor, ws: &[Weight]) -> Result<Option<Vec<Tensor>>> {
     let k = x.dims().last().copied().unwrap_or(0);
     let Some(isa) = isa().filter(|&isa| {
         ws.iter()
-            .all(|w| takes(isa, x, w, true) && w.dims2().is_ok_and(|(_, input)| input == k))
+            .all(|&w| takes(isa, x, w, true) && w.dims().is_some_and(|(_, input)| input == k))
     }) else {
         return Ok(None);
     };
@@ -165,19 +200,32 @@ pub(crate) fn matmul_t_each(x: &Tensor, ws: &[&Tensor]) -> Result<Option<Vec<Ten
     let Storage::Cpu(xs) = &*x_storage else {
         return Ok(None);
     };
-    let guards: Vec<_> = ws.iter().map(|w| w.storage_and_layout()).collect();
-    let mut slices = Vec::with_capacity(ws.len());
+    // The f32 weights' storages stay locked while the threads read them.
+    let guards: Vec<_> = ws
+        .iter()
+        .map(|w| match w {
+            Weight::F32(t) => Some(t.storage_and_layout()),
+            Weight::Q8(_) => None,
+        })
+        .collect();
+    let mut rows = Vec::with_capacity(ws.len());
     let mut outs = Vec::with_capacity(ws.len());
-    for (st, l) in &guards {
-        let Storage::Cpu(st) = &**st else {
-            return Ok(None);
-        };
-        slices.push(f32_elements("skinny-matmul", st, l)?);
-        outs.push(l.dims()[0]);
+    for (w, guard) in ws.iter().zip(&guards) {
+        rows.push(match (w, guard) {
+            (Weight::Q8(q), _) => Rows::Q8(q),
+            (Weight::F32(_), Some((st, l))) => {
+                let Storage::Cpu(st) = &**st else {
+                    return Ok(None);
+                };
+                Rows::F32(f32_elements("skinny-matmul", st, l)?)
+            }
+            (Weight::F32(_), None) => unreachable!("every f32 weight has its guard"),
+        });
+        outs.push(w.dims().map_or(0, |(out, _)| out));
     }
-    let rows = x.elem_count() / k.max(1);
+    let m = x.elem_count() / k.max(1);
     let x = f32_elements("skinny-matmul", xs, xl)?;
-    let products = rows_times_each(isa, x, &slices, rows, k, &outs);
+    let products = rows_times_each(isa, x, &rows, m, k, &outs);
     let lead = &xl.dims()[..xl.dims().len() - 1];
     products
         .into_iter()
@@ -225,7 +273,7 @@ impl CustomOp2 for SkinnyMatmul {
 /// `out[i, j] = Σ_p x[i, p] · w[j, p]` for `x` `[m, k]`, `w` `[n, k]`, row-major, with
 /// `isa`'s tiles. The caller has checked that this CPU runs `isa`.
 fn rows_times_weights(isa: Isa, x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
-    rows_times_each(isa, x, &[w], m, k, &[n])
+    rows_times_each(isa, x, &[Rows::F32(w)], m, k, &[n])
         .pop()
         .expect("one product")
 }
@@ -236,7 +284,7 @@ fn rows_times_weights(isa: Isa, x: &[f32], w: &[f32], m: usize, k: usize, n: usi
 fn rows_times_each(
     isa: Isa,
     x: &[f32],
-    ws: &[&[f32]],
+    ws: &[Rows],
     m: usize,
     k: usize,
     ns: &[usize],
@@ -265,6 +313,8 @@ fn rows_times_each(
             // This thread's global columns `lo..hi`, cut at the weights' boundaries.
             let (lo, hi) = (c * per_thread, ((c + 1) * per_thread).min(total));
             let mut first = 0;
+            // Q8_0 rows turned back into f32, `panel_rows(k, nr)` at a time.
+            let mut panel = Vec::new();
             for ((&w, &n), &base) in ws.iter().zip(ns).zip(&bases) {
                 let (a, b) = (lo.max(first), hi.min(first + n));
                 first += n;
@@ -272,23 +322,67 @@ fn rows_times_each(
                     continue;
                 }
                 let (j0, cols) = (a - (first - n), b - a);
-                let w = &w[j0 * k..(j0 + cols) * k];
-                // SAFETY: the callers only pass an `isa` that `isa()` detected; `packed`
-                // holds `m.div_ceil(mr)` blocks of `mr * k.div_ceil(lanes) * lanes`, `w`
-                // `cols * k` elements, and `base + j0` is column `j0` of this weight's `[m,
-                // n]` output, of which this call writes only columns `j0..j0 + cols`
-                // (`for_each_tile`'s terms): no two calls write the same element.
-                #[cfg(target_arch = "x86_64")]
-                unsafe {
-                    let o = base.get().add(j0);
-                    match isa {
-                        Isa::Avx512 => avx512::block_rows(&packed, w, o, m, k, cols, n),
-                        Isa::Avx2 => avx2::block_rows(&packed, w, o, m, k, cols, n),
+                // SAFETY: `base + j0` is column `j0` of this weight's `[m, n]` output, of
+                // which this thread writes only columns `j0..j0 + cols`: no two threads
+                // write the same element.
+                let o = unsafe { base.get().add(j0) };
+                match w {
+                    Rows::F32(w) => {
+                        // SAFETY: `w` holds `cols * k` elements, `o` is as above.
+                        unsafe { block_rows(isa, &packed, &w[j0 * k..(j0 + cols) * k], o, m, k, n) }
                     }
-                };
+                    Rows::Q8(q) => {
+                        panel.resize(panel_rows(k, nr) * k, 0.0);
+                        let mut j = 0;
+                        while j < cols {
+                            let r = (cols - j).min(panel.len() / k);
+                            let panel = &mut panel[..r * k];
+                            q.dequantize_rows(j0 + j, panel);
+                            // SAFETY: `panel` holds `r * k` elements; `o + j` is column
+                            // `j0 + j`, of which this call writes `r` columns.
+                            unsafe { block_rows(isa, &packed, panel, o.add(j), m, k, n) };
+                            j += r;
+                        }
+                    }
+                }
             }
         });
     outs
+}
+
+/// Weight rows per Q8_0 panel: about 16 KiB of f32, so the panel stays in L1 while every
+/// packed input row passes by, rounded up to whole register tiles.
+fn panel_rows(k: usize, nr: usize) -> usize {
+    (4096 / k.max(1)).max(1).div_ceil(nr) * nr
+}
+
+/// `out[i * ld + j] = x[i] · w[j]` for the `m` packed rows of `x` and the `w.len() / k`
+/// rows of `w`, with `isa`'s tiles.
+///
+/// # Safety
+/// `isa` runs on this CPU (`isa()` detected it); `packed` is [`pack_rows`]'s layout of `m`
+/// rows of `k` with `isa`'s tile; `out[i * ld + j]` is writable for `i < m`, `j < w.len() /
+/// k`, and no other thread writes those elements meanwhile.
+unsafe fn block_rows(
+    isa: Isa,
+    packed: &[f32],
+    w: &[f32],
+    out: *mut f32,
+    m: usize,
+    k: usize,
+    ld: usize,
+) {
+    let n = w.len() / k.max(1);
+    // SAFETY: as the caller promises (`for_each_tile`'s terms).
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        match isa {
+            Isa::Avx512 => avx512::block_rows(packed, w, out, m, k, n, ld),
+            Isa::Avx2 => avx2::block_rows(packed, w, out, m, k, n, ld),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (isa, packed, w, out, m, n, ld);
 }
 
 /// The output's base pointer, shared by the threads that write its disjoint columns.
@@ -450,7 +544,7 @@ mod tests {
             .iter()
             .map(|&n| Tensor::randn(0f32, 1.0, (n, 96), &dev))
             .collect::<candle_core::Result<_>>()?;
-        let refs: Vec<&Tensor> = ws.iter().collect();
+        let refs: Vec<Weight> = ws.iter().map(Weight::F32).collect();
         for rows in [1, 7, 32] {
             let x = Tensor::randn(0f32, 1.0, (rows, 1, 96), &dev)?;
             let got = matmul_t_each(&x, &refs)?.expect("kernel applies");
@@ -464,7 +558,82 @@ mod tests {
         }
         let var = candle_core::Var::from_tensor(&ws[1])?;
         let x = Tensor::randn(0f32, 1.0, (4, 96), &dev)?;
-        assert!(matmul_t_each(&x, &[&ws[0], var.as_tensor()])?.is_none());
+        let pair = [Weight::F32(&ws[0]), Weight::F32(var.as_tensor())];
+        assert!(matmul_t_each(&x, &pair)?.is_none());
+        Ok(())
+    }
+
+    /// Q8_0 weights, alone and beside f32 ones in one pass: each product equals `x` times
+    /// the dequantized weight (an f64 reference), for row counts inside and past the f32
+    /// limits, input widths whose panels hold 9 rows (576) and 3 (1536), and output widths
+    /// that end mid-panel and mid-tile.
+    #[test]
+    fn q8_0_weights_match_their_dequantized_product() -> Result<()> {
+        if isa().is_none() {
+            return Ok(());
+        }
+        let dev = candle_core::Device::Cpu;
+        for (k, outs) in [(576, [130, 64, 1]), (1536, [20, 7, 576])] {
+            let dense: Vec<Tensor> = outs
+                .iter()
+                .map(|&n| Tensor::randn(0f32, 1.0, (n, k), &dev))
+                .collect::<candle_core::Result<_>>()?;
+            let q8: Vec<Q8Weight> = dense
+                .iter()
+                .map(|w| Ok(Q8Weight::quantize(w)?.expect("whole blocks")))
+                .collect::<Result<_>>()?;
+            let reference: Vec<Vec<f64>> = q8
+                .iter()
+                .map(|q| {
+                    let t = q.dequantize(&dev)?.to_dtype(DType::F64)?;
+                    Ok(t.flatten_all()?.to_vec1::<f64>()?)
+                })
+                .collect::<Result<_>>()?;
+            // The first weight stays f32: a mixed pass, while the f32 weight is within
+            // its row limit; past it (104 rows) the Q8_0 weights alone.
+            for m in [1, 7, 32, 104] {
+                let first = if m <= isa().expect("available").params().always_rows {
+                    0
+                } else {
+                    1
+                };
+                let ws: Vec<Weight> = (first..3)
+                    .map(|i| {
+                        if i == 0 {
+                            Weight::F32(&dense[0])
+                        } else {
+                            Weight::Q8(&q8[i])
+                        }
+                    })
+                    .collect();
+                let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
+                let xs = x.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+                let got = matmul_t_each(&x, &ws)?.expect("the kernel takes these");
+                assert_eq!(got.len(), 3 - first);
+                for (i, y) in (first..3).zip(&got) {
+                    let n = outs[i];
+                    let y = y.flatten_all()?.to_vec1::<f32>()?;
+                    let w: Vec<f64> = if i == 0 {
+                        dense[0]
+                            .to_dtype(DType::F64)?
+                            .flatten_all()?
+                            .to_vec1::<f64>()?
+                    } else {
+                        reference[i].clone()
+                    };
+                    for r in 0..m {
+                        for c in 0..n {
+                            let want: f64 = (0..k).map(|p| xs[r * k + p] * w[c * k + p]).sum();
+                            let g = y[r * n + c] as f64;
+                            assert!(
+                                (g - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                                "weight {i} [{m},{k}]x[{n},{k}] at ({r},{c}): {g} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
