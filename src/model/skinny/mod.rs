@@ -582,11 +582,16 @@ mod tests {
                 .iter()
                 .map(|w| Ok(Q8Weight::quantize(w)?.expect("whole blocks")))
                 .collect::<Result<_>>()?;
-            let reference: Vec<Vec<f64>> = q8
-                .iter()
-                .map(|q| {
-                    let t = q.dequantize(&dev)?.to_dtype(DType::F64)?;
-                    Ok(t.flatten_all()?.to_vec1::<f64>()?)
+            // Each weight as the kernel should see it: the first f32 as it is, the
+            // others dequantized.
+            let reference: Vec<Vec<f64>> = (0..3)
+                .map(|i| {
+                    let t = if i == 0 {
+                        dense[0].clone()
+                    } else {
+                        q8[i].dequantize(&dev)?
+                    };
+                    Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
                 })
                 .collect::<Result<_>>()?;
             // The first weight stays f32: a mixed pass, while the f32 weight is within
@@ -613,14 +618,7 @@ mod tests {
                 for (i, y) in (first..3).zip(&got) {
                     let n = outs[i];
                     let y = y.flatten_all()?.to_vec1::<f32>()?;
-                    let w: Vec<f64> = if i == 0 {
-                        dense[0]
-                            .to_dtype(DType::F64)?
-                            .flatten_all()?
-                            .to_vec1::<f64>()?
-                    } else {
-                        reference[i].clone()
-                    };
+                    let w = &reference[i];
                     for r in 0..m {
                         for c in 0..n {
                             let want: f64 = (0..k).map(|p| xs[r * k + p] * w[c * k + p]).sum();
