@@ -79,6 +79,24 @@ def load_model(checkpoint, torch, transformers):
     return model.eval(), how
 
 
+def check_auto_classes(checkpoint, model, torch, transformers):
+    """The checkpoint as a transformers user meets it: AutoTokenizer with its default call,
+    then a forward pass of the model on those ids. Fails when the tokenizer adds a token the
+    vocabulary lacks (a `<s>` from LlamaTokenizerFast's defaults) or the ids leave the table."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(checkpoint)
+    ids = tokenizer("Toy Story (1995)")["input_ids"]
+    vocab = model.get_input_embeddings().weight.shape[0]
+    if not ids or any(i is None or not 0 <= i < vocab for i in ids):
+        raise SystemExit(f"AutoTokenizer's default call gave ids {ids} outside the {vocab}-row table")
+    if tokenizer.decode(ids) != "Toy Story (1995)":
+        raise SystemExit(f"AutoTokenizer round trip changed the text: {tokenizer.decode(ids)!r}")
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits
+    if not torch.isfinite(logits).all():
+        raise SystemExit("non-finite logits from the AutoTokenizer ids")
+    return type(tokenizer).__name__
+
+
 class Catalogue:
     """Prefix tree over title tokens + [answer_end], and the map back to item ids."""
 
@@ -136,6 +154,7 @@ def main():
     threads = args.threads or manifest.get("threads") or os.cpu_count()
     torch.set_num_threads(threads)
     model, how = load_model(args.checkpoint, torch, transformers)
+    how += f", AutoTokenizer {check_auto_classes(args.checkpoint, model, torch, transformers)}"
     cat = Catalogue(manifest)
     beams = manifest["beam_width"]
     k = manifest["k"]

@@ -39,7 +39,7 @@
  * signature, type layout or meaning), never for additions. A binding checks
  * `patchrec_abi_version() == PATCHREC_ABI_VERSION` at start-up.
  */
-#define PATCHREC_ABI_VERSION 1
+#define PATCHREC_ABI_VERSION 2
 
 /**
  * The result of a fallible call. The numbers are stable and only ever appended to, so a
@@ -111,10 +111,20 @@ enum patchrec_status_t
    */
   PATCHREC_PANIC = 12,
   /**
-   * `patchrec_train` stopped because its progress callback asked it to; the resume
+   * Training stopped because its progress callback asked it to; the resume
    * state is on disk, and calling it again with `resume` continues the run.
    */
   PATCHREC_STOPPED = 13,
+  /**
+   * What was asked for needs more memory than the machine has (a model size in a
+   * training configuration); the message names the fields. Nothing was allocated.
+   */
+  PATCHREC_OUT_OF_MEMORY = 14,
+  /**
+   * A computation produced NaN or infinity: a training step (the stage stops, and its
+   * last resume state is kept), or a model's scores for a query.
+   */
+  PATCHREC_NON_FINITE = 15,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -260,9 +270,9 @@ typedef struct patchrec_train_progress_t {
 } patchrec_train_progress_t;
 
 /**
- * Called after every optimizer step with `user_data` as given to `patchrec_train`.
+ * Called after every optimizer step with `user_data` as given to the training call.
  * Return `true` to continue, `false` to stop: the trainer then writes its resume state
- * and `patchrec_train` returns `PATCHREC_STOPPED`.
+ * and the training call returns `PATCHREC_STOPPED`.
  */
 typedef bool (*patchrec_train_callback_t)(const struct patchrec_train_progress_t *progress,
                                           void *user_data);
@@ -281,9 +291,11 @@ patchrec_status_t patchrec_catalog_new(const struct patchrec_model_t *model,
                                        struct patchrec_error_t **error);
 
 /**
- * Registers one item; copies `title` (UTF-8, trimmed, non-empty). A registered id is
- * `PATCHREC_DUPLICATE_ITEM`, an empty title `PATCHREC_INVALID_ARGUMENT`; on failure the
- * catalogue is unchanged.
+ * Registers one item; copies `title` (UTF-8, trimmed). A registered id is
+ * `PATCHREC_DUPLICATE_ITEM`. A title is `PATCHREC_INVALID_ARGUMENT` when it is longer than
+ * 4,096 bytes or than a sixteenth of the model's context in tokens (at most 512), holds
+ * a control character or the prompt's special tokens, or has no visible character (only
+ * spaces, zero-width or other format characters). On failure the catalogue is unchanged.
  */
 patchrec_status_t patchrec_catalog_add(const struct patchrec_catalog_t *catalog,
                                        uint64_t id,
@@ -328,7 +340,8 @@ patchrec_status_t patchrec_catalog_title(const struct patchrec_catalog_t *catalo
  * most queries per pass (0 turns batching off again); an idle worker waits up to
  * `max_wait_us` microseconds for more queries before its first step, trading that much
  * latency for fuller batches. Queries already running finish on the worker they started
- * on. Internally synchronised.
+ * on. Internally synchronised. `max_batch` above 1,024 or `max_wait_us` above 1,000,000
+ * (one second) is `PATCHREC_INVALID_ARGUMENT`, and the batching in force is unchanged.
  */
 patchrec_status_t patchrec_catalog_set_batching(const struct patchrec_catalog_t *catalog,
                                                 size_t max_batch,
@@ -493,8 +506,10 @@ void patchrec_query_options_free(struct patchrec_query_options_t *options);
  * catalogue, less any excluded history, is smaller). `options` may be NULL for the
  * defaults. Borrows every argument; `user` needs exclusive access for the call: it keeps
  * the prompt's KV cache, and the next query prefills only the positions after what the
- * two prompts share (with `PATCHREC_LAYOUT_STREAM_S`, an append changes only the end). When `cap` is less than k the result
- * is `PATCHREC_BUFFER_TOO_SMALL` with `*len` set to k, before any work; on any other
+ * two prompts share (with `PATCHREC_LAYOUT_STREAM_S`, an append changes only the end).
+ * When `cap` is less than what the answer can hold (k, or the catalogue's size when that
+ * is smaller) the result is `PATCHREC_BUFFER_TOO_SMALL` with `*len` set to that number,
+ * before any work; on any other
  * failure `*len` is 0. `out` may be NULL when `cap` is 0. An empty catalogue is
  * `PATCHREC_INVALID_ARGUMENT`; a history item missing from `catalog` `PATCHREC_UNKNOWN_ITEM`.
  */
@@ -528,20 +543,35 @@ patchrec_status_t patchrec_user_layout_stats(const struct patchrec_user_t *user,
 const char *patchrec_status_name(uint32_t status);
 
 /**
- * Runs the training stages of `config`: the path of a TOML file, or the TOML text itself
- * (relative paths in it are then taken from the working directory). The format is the
- * one `patchrec train` reads (docs/TRAINING.md). With `resume`, an interrupted run in the
- * configuration's output folder continues where it stopped; without it, a non-empty
- * output folder is an error. `progress` may be NULL. Blocks until training ends.
- * Returns `PATCHREC_OK` when every stage finished (checkpoints in the output folder),
- * `PATCHREC_STOPPED` when the callback stopped it (`*error` is NULL for both), or the
- * failure's status with `*error` set.
+ * Runs the training stages of the TOML file at `path` (the format `patchrec train` reads,
+ * docs/TRAINING.md); relative paths in it are taken from the file's folder. With
+ * `resume`, an interrupted run in the configuration's output folder continues where it
+ * stopped; without it, a non-empty output folder is an error. A second training on an
+ * output folder that one is using fails with `PATCHREC_IO`. `progress` may be NULL.
+ * Blocks until training ends. Returns `PATCHREC_OK` when every stage finished
+ * (checkpoints in the output folder), `PATCHREC_STOPPED` when the callback stopped it
+ * (`*error` is NULL for both), or the failure's status with `*error` set: a missing file
+ * is `PATCHREC_IO`, a malformed or nonsensical configuration `PATCHREC_FORMAT` naming
+ * the field, a model too large for the machine `PATCHREC_OUT_OF_MEMORY`, and a loss that
+ * became NaN or infinite `PATCHREC_NON_FINITE` (the last resume state is kept).
  */
-patchrec_status_t patchrec_train(const char *config,
-                                 bool resume,
-                                 patchrec_train_callback_t progress,
-                                 void *user_data,
-                                 struct patchrec_error_t **error);
+patchrec_status_t patchrec_train_file(const char *path,
+                                      bool resume,
+                                      patchrec_train_callback_t progress,
+                                      void *user_data,
+                                      struct patchrec_error_t **error);
+
+/**
+ * Like `patchrec_train_file`, with the configuration given as TOML text. Relative paths
+ * in it are taken from `base_dir`, or from the working directory when `base_dir` is
+ * NULL. A malformed configuration is `PATCHREC_INVALID_ARGUMENT` naming the field.
+ */
+patchrec_status_t patchrec_train_toml(const char *toml,
+                                      const char *base_dir,
+                                      bool resume,
+                                      patchrec_train_callback_t progress,
+                                      void *user_data,
+                                      struct patchrec_error_t **error);
 
 /**
  * Makes an empty history. On success `*out` receives a user the caller owns and frees with

@@ -8,6 +8,8 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -266,20 +268,24 @@ struct LayoutStats {
 // The next items for `user`, best first.
 inline std::vector<Recommendation> recommend(const Catalog &catalog, User &user,
                                              const QueryOptions &options = QueryOptions()) {
-    std::size_t len = 0;
-    // The first call only asks for k: with no room it fails before any work.
-    patchrec_error_t *error = nullptr;
-    patchrec_status_t status =
-        patchrec_recommend(catalog.raw(), user.raw(), options.raw(), nullptr, 0, &len, &error);
-    if (status != PATCHREC_BUFFER_TOO_SMALL) {
+    // The first call only asks how much room the answer needs (k, or the catalogue's size
+    // when smaller): with no room it fails before any work. Items registered meanwhile
+    // may need more, so a later call can ask again.
+    std::vector<Recommendation> items;
+    for (;;) {
+        std::size_t len = 0;
+        patchrec_error_t *error = nullptr;
+        patchrec_status_t status = patchrec_recommend(catalog.raw(), user.raw(), options.raw(), items.data(),
+                                                      items.size(), &len, &error);
+        if (status == PATCHREC_BUFFER_TOO_SMALL && len > items.size()) {
+            patchrec_error_free(error);
+            items.resize(len);
+            continue;
+        }
         detail::check(status, error);
+        items.resize(len);
+        return items;
     }
-    patchrec_error_free(error);
-    std::vector<Recommendation> items(len);
-    detail::call(patchrec_recommend, catalog.raw(), user.raw(), options.raw(), items.data(), items.size(),
-                 &len);
-    items.resize(len);
-    return items;
 }
 
 // How `user`'s history would be laid out for `options`, without running the model.
@@ -289,6 +295,79 @@ inline LayoutStats layout_stats(const Catalog &catalog, const User &user,
     detail::call(patchrec_user_layout_stats, user.raw(), catalog.raw(), options.raw(), &stats.prompt_len,
                  &stats.compression_ratio);
     return stats;
+}
+
+// One training step, as the progress callback sees it.
+struct TrainProgress {
+    std::string stage;  // "sft", "ppt", "pft-i5", ...
+    unsigned stage_index;
+    std::uint64_t step;
+    std::uint64_t total_steps;
+    double loss;
+    double learning_rate;
+    double tokens_per_second;
+};
+
+// Called after every optimizer step; return false to stop (the resume state is written).
+using TrainCallback = std::function<bool(const TrainProgress &)>;
+
+namespace detail {
+
+// Carries the C++ callback through the C callback's user_data. An exception it throws
+// cannot cross the C library: it stops training and is rethrown once the call returns.
+struct TrainContext {
+    const TrainCallback *callback;
+    std::exception_ptr failure;
+
+    static bool trampoline(const patchrec_train_progress_t *p, void *user_data) {
+        auto *context = static_cast<TrainContext *>(user_data);
+        try {
+            return (*context->callback)(TrainProgress{p->stage, p->stage_index, p->step, p->total_steps, p->loss,
+                                                      p->learning_rate, p->tokens_per_second});
+        } catch (...) {
+            context->failure = std::current_exception();
+            return false;
+        }
+    }
+
+    // True when training finished, false when the callback stopped it; throws on failure.
+    bool finish(patchrec_status_t status, patchrec_error_t *error) {
+        if (failure) {
+            patchrec_error_free(error);
+            std::rethrow_exception(failure);
+        }
+        if (status == PATCHREC_STOPPED) {
+            return false;
+        }
+        check(status, error);
+        return true;
+    }
+};
+
+}  // namespace detail
+
+// Runs the training stages of the TOML file at `path` (docs/TRAINING.md); relative paths in
+// it are taken from its folder. With `resume`, an interrupted run continues. Returns true
+// when every stage finished, false when `progress` stopped it (call again with resume).
+inline bool train_file(const std::string &path, bool resume = false, const TrainCallback &progress = nullptr) {
+    detail::TrainContext context{&progress, nullptr};
+    patchrec_error_t *error = nullptr;
+    patchrec_status_t status = patchrec_train_file(path.c_str(), resume,
+                                                   progress ? detail::TrainContext::trampoline : nullptr,
+                                                   &context, &error);
+    return context.finish(status, error);
+}
+
+// Like train_file, with the configuration as TOML text; relative paths in it are taken from
+// `base_dir`, or from the working directory when it is empty.
+inline bool train_toml(const std::string &toml, const std::string &base_dir = "", bool resume = false,
+                       const TrainCallback &progress = nullptr) {
+    detail::TrainContext context{&progress, nullptr};
+    patchrec_error_t *error = nullptr;
+    patchrec_status_t status = patchrec_train_toml(
+        toml.c_str(), base_dir.empty() ? nullptr : base_dir.c_str(), resume,
+        progress ? detail::TrainContext::trampoline : nullptr, &context, &error);
+    return context.finish(status, error);
 }
 
 }  // namespace patchrec

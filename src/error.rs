@@ -40,8 +40,31 @@ pub enum Error {
     Tokenizer(String),
 
     /// A tensor operation failed (shape mismatch, device error, ...).
-    #[error("tensor: {0}")]
+    #[error("tensor: {}", candle_message(.0))]
     Tensor(#[from] candle_core::Error),
+
+    /// What was asked for needs more memory than this machine has (a model's size in a
+    /// training config, say); names the fields that set it. Checked before allocating,
+    /// because a failed allocation aborts the process instead of returning.
+    #[error("out of memory: {0}")]
+    OutOfMemory(String),
+
+    /// A computation produced NaN or infinity: a training step's loss or gradient norm, or
+    /// a model's scores. Nothing was written from it.
+    #[error("non-finite value: {0}")]
+    NonFinite(String),
+}
+
+/// A candle error's message without the backtrace candle attaches when `RUST_BACKTRACE`
+/// is set: a user sees one line that says what was wrong, not the library's stack.
+pub(crate) fn candle_message(error: &candle_core::Error) -> String {
+    match error {
+        candle_core::Error::WithBacktrace { inner, .. } => candle_message(inner),
+        candle_core::Error::Context { inner, context } => {
+            format!("{context}: {}", candle_message(inner))
+        }
+        other => other.to_string(),
+    }
 }
 
 impl Error {

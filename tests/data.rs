@@ -62,7 +62,12 @@ fn bad_data_names_file_and_line() {
     let ok = r#"{"user":0,"items":[0,1,2,3],"train":[0,3],"valid":null,"test":null}"#;
     for (items, seqs, needle) in [
         ("0\tA\n1\n", ok, "items.tsv: line 2"),
-        ("0\tA\n1\t \n", ok, "empty title"),
+        (
+            "0\tA\n1\t \n",
+            ok,
+            "line 2: item 1: title \"\" has no visible characters",
+        ),
+        ("0\tA\n1\t\u{200B}\n", ok, "line 2: item 1: title"),
         (
             ITEMS,
             &format!("{ok}\n{{\"user\":1,\"items\":[9]}}") as &str,

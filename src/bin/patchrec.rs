@@ -76,15 +76,15 @@ enum Command {
         #[arg(long, default_value = "vanilla")]
         layout: String,
         /// History truncation K
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = 100, value_parser = at_least_one)]
         max_history: usize,
-        #[arg(long)]
+        #[arg(long, value_parser = at_least_one)]
         max_users: Option<usize>,
-        #[arg(long)]
+        #[arg(long, value_parser = at_least_one)]
         max_samples: Option<usize>,
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, value_parser = at_least_one)]
         beam_width: usize,
         /// Rank the whole catalogue exactly instead of by beam search
         #[arg(long)]
@@ -120,17 +120,17 @@ enum Command {
         items: PathBuf,
         #[arg(long, value_delimiter = ',', default_value = "vanilla,pft-i:5,pft-s:5")]
         layouts: Vec<String>,
-        #[arg(long, value_delimiter = ',', default_value = "20,100,500,1000")]
+        #[arg(long, value_delimiter = ',', default_value = "20,100,500,1000", value_parser = at_least_one)]
         lengths: Vec<usize>,
         /// Queries per layout and length, each with a different random history
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, value_parser = at_least_one)]
         users: usize,
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, value_parser = at_least_one)]
         k: usize,
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, value_parser = at_least_one)]
         beam_width: usize,
         /// Threads querying at once, each with its own users
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = at_least_one)]
         callers: usize,
         /// Rank the whole catalogue exactly instead of by beam search
         #[arg(long)]
@@ -168,13 +168,13 @@ enum Command {
         items: PathBuf,
         #[arg(long, default_value = "pft-s:5")]
         layout: String,
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = 100, value_parser = at_least_one)]
         length: usize,
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 5, value_parser = at_least_one)]
         users: usize,
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, value_parser = at_least_one)]
         k: usize,
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, value_parser = at_least_one)]
         beam_width: usize,
         #[arg(long)]
         out: PathBuf,
@@ -186,13 +186,13 @@ enum Command {
         items: PathBuf,
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value_t = 300)]
+        #[arg(long, default_value_t = 300, value_parser = at_least_one)]
         users: usize,
         /// Interactions per user
-        #[arg(long, default_value_t = 30)]
+        #[arg(long, default_value_t = 30, value_parser = at_least_one)]
         len: usize,
         /// Probability that the next item is random rather than the catalogue's next
-        #[arg(long, default_value_t = 0.2)]
+        #[arg(long, default_value_t = 0.2, value_parser = probability)]
         jump: f64,
         #[arg(long, default_value_t = 42)]
         seed: u64,
@@ -214,15 +214,15 @@ enum Command {
         #[arg(long)]
         layout: Option<String>,
         /// History truncation K
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = 100, value_parser = at_least_one)]
         max_items: usize,
         /// stream-s:L only: a session also closes after a pause of more than this many
         /// seconds between two interactions
         #[arg(long)]
         session_gap: Option<u64>,
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, value_parser = at_least_one)]
         k: usize,
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, value_parser = at_least_one)]
         beam_width: usize,
         #[arg(long)]
         exclude_history: bool,
@@ -264,8 +264,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             let catalog = read_items_tsv(&items)?;
             let template = match prompt {
                 Some(p) => {
-                    let text =
-                        std::fs::read_to_string(&p).map_err(|e| patchrec::Error::io(&p, e))?;
+                    let text = patchrec::files::read_text(&p, patchrec::files::MAX_JSON_BYTES)?;
                     PromptTemplate::from_prompt_text(&text, ChatFormat::ChatMl)?
                 }
                 None => PromptTemplate::movielens(ChatFormat::ChatMl),
@@ -390,8 +389,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
                         (p, label)
                     }
                 };
-                let text =
-                    std::fs::read_to_string(&path).map_err(|e| patchrec::Error::io(&path, e))?;
+                let text = patchrec::files::read_text(&path, patchrec::files::MAX_DATA_BYTES)?;
                 let report: patchrec::eval::EvalReport =
                     serde_json::from_str(&text).map_err(|e| {
                         patchrec::Error::format(&path, format!("not an eval report: {e}"))
@@ -595,6 +593,24 @@ fn run(cli: Cli) -> patchrec::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A count that must be at least 1 (`--users 0` would measure nothing and print zeros).
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A probability: a finite number within 0..=1.
+fn probability(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        Ok(p) => Err(format!("{p} is not a probability within 0..=1")),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Model options from the CLI's `--device` and `--quantize`.

@@ -7,8 +7,7 @@
 //!
 //! Policies: an id registered twice is an error (`DuplicateItem`) and changes nothing;
 //! different ids may share a title (they share one path in the prefix tree and are
-//! returned together, with the same score); a title must be non-empty after trimming and
-//! must not contain the prompt's special tokens.
+//! returned together, with the same score); a title is checked by [`check_title`].
 
 use std::sync::Arc;
 
@@ -21,6 +20,65 @@ use super::trie::TitleTrie;
 use crate::error::{Error, Result};
 use crate::history::{Interaction, UserHistory};
 use crate::model::Model;
+
+/// The longest title accepted, in bytes: checked before tokenising, so a caller's 1 MB
+/// string is refused at once.
+pub const MAX_TITLE_BYTES: usize = 4096;
+
+/// The most tokens a title may have: a title is written into prompts (as history text and
+/// as the answer), so it must leave room in the model's context for the rest of the
+/// prompt. A sixteenth of the context, at most 512.
+pub fn max_title_tokens(model: &Model) -> usize {
+    (model.llama().config().max_position_embeddings / 16).clamp(8, 512)
+}
+
+/// The title to store for item `id`: trimmed, at most [`MAX_TITLE_BYTES`], with no
+/// control characters (they would break the prompt's lines and the TSV format) and with
+/// at least one visible character (a title of only zero-width or format characters
+/// tokenises to nothing a reader could recognise).
+pub fn check_title(id: u64, title: &str) -> Result<&str> {
+    let title = title.trim();
+    if title.len() > MAX_TITLE_BYTES {
+        return Err(Error::invalid(format!(
+            "item {id}: title of {} bytes; a title may have at most {MAX_TITLE_BYTES}",
+            title.len()
+        )));
+    }
+    if let Some(c) = title.chars().find(|c| c.is_control()) {
+        return Err(Error::invalid(format!(
+            "item {id}: title {:?} contains the control character U+{:04X}",
+            preview(title),
+            c as u32
+        )));
+    }
+    if !title.chars().any(is_visible) {
+        return Err(Error::invalid(format!(
+            "item {id}: title {:?} has no visible characters",
+            preview(title)
+        )));
+    }
+    Ok(title)
+}
+
+/// Not whitespace, and not one of Unicode's invisible format characters (zero-width
+/// spaces and joiners, direction marks and isolates, the soft hyphen, the BOM).
+fn is_visible(c: char) -> bool {
+    !c.is_whitespace()
+        && !matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
+            | '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}'
+            | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// The start of a title for an error message (a refused title may be a megabyte long).
+fn preview(title: &str) -> String {
+    match title.char_indices().nth(60) {
+        Some((end, _)) => format!("{}...", &title[..end]),
+        None => title.to_string(),
+    }
+}
 
 pub struct Catalog {
     /// Unique per catalogue in this process, so per-user caches holding catalogue
@@ -86,17 +144,24 @@ impl Catalog {
             if old.index.contains_key(&id) || !seen.insert(id) {
                 return Err(Error::DuplicateItem(id));
             }
-            let title = title.trim();
-            if title.is_empty() {
-                return Err(Error::invalid(format!("item {id}: empty title")));
-            }
+            let title = check_title(id, title)?;
             let tokens = self.model.tokenizer().encode(title)?;
+            let max_tokens = max_title_tokens(&self.model);
+            if tokens.is_empty() || tokens.len() > max_tokens {
+                return Err(Error::invalid(format!(
+                    "item {id}: title {:?} is {} tokens; a title must be 1 to {max_tokens} tokens \
+                     to fit the model's context",
+                    preview(title),
+                    tokens.len()
+                )));
+            }
             let sp = self.model.special();
             if tokens.iter().any(|&t| {
                 t == sp.start_seq || t == sp.end_seq || t == sp.item_sep || t == sp.answer_end
             }) {
                 return Err(Error::invalid(format!(
-                    "item {id}: title {title:?} contains one of the prompt's special tokens"
+                    "item {id}: title {:?} contains one of the prompt's special tokens",
+                    preview(title)
                 )));
             }
             new_items.push(CatalogItem {

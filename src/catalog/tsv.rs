@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 
 /// `(id, title)` pairs in file order; a malformed line is an error naming file and line.
 pub fn read_items_tsv(path: &Path) -> Result<Vec<(u64, String)>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::files::read_text(path, crate::files::MAX_DATA_BYTES)?;
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -20,10 +20,12 @@ pub fn read_items_tsv(path: &Path) -> Result<Vec<(u64, String)>> {
             .trim()
             .parse()
             .map_err(|_| bad(&format!("item id {id:?} is not a non-negative integer")))?;
-        if title.trim().is_empty() {
-            return Err(bad(&format!("item {id} has an empty title")));
-        }
-        out.push((id, title.trim().to_string()));
+        // The catalogue's own rules, so a bad title is reported with its line here.
+        let title = super::registry::check_title(id, title).map_err(|e| match e {
+            Error::InvalidArgument(m) => bad(&m),
+            e => e,
+        })?;
+        out.push((id, title.to_string()));
     }
     Ok(out)
 }

@@ -80,7 +80,7 @@ impl Dataset {
         let items = read_items_tsv(&dir.join("items.tsv"))?;
         let known: HashSet<u64> = items.iter().map(|(id, _)| *id).collect();
         let seq_path = dir.join("sequences.jsonl");
-        let text = std::fs::read_to_string(&seq_path).map_err(|e| Error::io(&seq_path, e))?;
+        let text = crate::files::read_text(&seq_path, crate::files::MAX_DATA_BYTES)?;
         let mut users = Vec::new();
         for (n, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
@@ -106,8 +106,7 @@ impl Dataset {
             users.push(u);
         }
         let prompt_path = dir.join("prompt.txt");
-        let prompt =
-            std::fs::read_to_string(&prompt_path).map_err(|e| Error::io(&prompt_path, e))?;
+        let prompt = crate::files::read_text(&prompt_path, crate::files::MAX_JSON_BYTES)?;
         Ok(Dataset {
             dir: dir.to_path_buf(),
             items,

@@ -18,13 +18,36 @@ use crate::model::expf::exp_nonpositive;
 pub(crate) fn log_softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
     let vocab = logits.dim(D::Minus1)?;
     let host = logits.flatten_all()?.to_vec1::<f32>()?;
-    Ok(host
-        .par_chunks(vocab.max(1))
+    host.par_chunks(vocab.max(1))
         .map(|row| {
-            let lse = log_sum_exp(row);
-            row.iter().map(|&x| x - lse).collect()
+            let lse = finite_log_sum_exp(row)?;
+            Ok(row.iter().map(|&x| x - lse).collect())
         })
-        .collect())
+        .collect()
+}
+
+fn non_finite(what: String) -> crate::error::Error {
+    crate::error::Error::NonFinite(format!(
+        "{what} (the model's weights or the prompt's patches hold NaN or infinity)"
+    ))
+}
+
+/// [`log_sum_exp`], or an error when the logits hold a NaN or infinity: a model whose
+/// weights diverged would otherwise rank nothing and answer with no items at all.
+/// NaN is looked for separately: the vector `max` and the clamped vector `exp` may skip a
+/// NaN element instead of propagating it (one pass, ~1 % of the head's product).
+fn finite_log_sum_exp(row: &[f32]) -> Result<f32> {
+    if row.iter().any(|v| v.is_nan()) {
+        return Err(non_finite("a next-token logit is NaN".into()));
+    }
+    let lse = log_sum_exp(row);
+    if lse.is_finite() {
+        Ok(lse)
+    } else {
+        Err(non_finite(format!(
+            "the model's next-token scores sum to {lse}"
+        )))
+    }
 }
 
 /// `[rows, 1, vocab]` (or `[rows, vocab]`) logits -> for each row, the log-probabilities of
@@ -44,14 +67,13 @@ pub(crate) fn log_probs_of(logits: &Tensor, wanted: &[Vec<u32>]) -> Result<Vec<V
             "log-probabilities: token {tok} outside the {vocab}-token vocabulary"
         )));
     }
-    Ok(host
-        .par_chunks(vocab)
+    host.par_chunks(vocab)
         .zip(wanted)
         .map(|(row, want)| {
-            let lse = log_sum_exp(row);
-            want.iter().map(|&t| row[t as usize] - lse).collect()
+            let lse = finite_log_sum_exp(row)?;
+            Ok(want.iter().map(|&t| row[t as usize] - lse).collect())
         })
-        .collect())
+        .collect()
 }
 
 /// `ln Σ exp(x)` over `row`, shifted by its maximum so no term overflows; the sum in AVX2
@@ -140,6 +162,29 @@ mod tests {
         }
         assert!(log_probs_of(&logits, &wanted[..2]).is_err());
         assert!(log_probs_of(&logits, &[vec![517], vec![], vec![]]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn non_finite_logits_are_an_error_not_an_empty_answer() -> Result<()> {
+        let dev = candle_core::Device::Cpu;
+        for bad in [f32::NAN, f32::INFINITY] {
+            // One bad logit among 100, at a wanted token and elsewhere; and a whole bad row.
+            for (at, wanted) in [(7usize, vec![7u32]), (50, vec![7]), (usize::MAX, vec![7])] {
+                let mut row = vec![0.5f32; 100];
+                match row.get_mut(at) {
+                    Some(v) => *v = bad,
+                    None => row.fill(bad),
+                }
+                let logits = Tensor::from_vec(row, (1, 100), &dev)?;
+                let e = log_probs_of(&logits, &[wanted]).unwrap_err();
+                assert!(
+                    matches!(e, crate::error::Error::NonFinite(_)),
+                    "{bad} at {at}: {e}"
+                );
+                assert!(log_softmax_rows(&logits).is_err(), "{bad} at {at}");
+            }
+        }
         Ok(())
     }
 

@@ -163,7 +163,7 @@ fn read_results(opts: &EvalOptions) -> Result<Vec<SampleResult>> {
     if !path.is_file() {
         return Ok(Vec::new());
     }
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::files::read_text(path, crate::files::MAX_DATA_BYTES)?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())

@@ -49,9 +49,11 @@ pub unsafe extern "C" fn patchrec_catalog_new(
     })
 }
 
-/// Registers one item; copies `title` (UTF-8, trimmed, non-empty). A registered id is
-/// `PATCHREC_DUPLICATE_ITEM`, an empty title `PATCHREC_INVALID_ARGUMENT`; on failure the
-/// catalogue is unchanged.
+/// Registers one item; copies `title` (UTF-8, trimmed). A registered id is
+/// `PATCHREC_DUPLICATE_ITEM`. A title is `PATCHREC_INVALID_ARGUMENT` when it is longer than
+/// 4,096 bytes or than a sixteenth of the model's context in tokens (at most 512), holds
+/// a control character or the prompt's special tokens, or has no visible character (only
+/// spaces, zero-width or other format characters). On failure the catalogue is unchanged.
 #[no_mangle]
 pub unsafe extern "C" fn patchrec_catalog_add(
     catalog: *const patchrec_catalog_t,
@@ -145,7 +147,8 @@ pub unsafe extern "C" fn patchrec_catalog_title(
 /// most queries per pass (0 turns batching off again); an idle worker waits up to
 /// `max_wait_us` microseconds for more queries before its first step, trading that much
 /// latency for fuller batches. Queries already running finish on the worker they started
-/// on. Internally synchronised.
+/// on. Internally synchronised. `max_batch` above 1,024 or `max_wait_us` above 1,000,000
+/// (one second) is `PATCHREC_INVALID_ARGUMENT`, and the batching in force is unchanged.
 #[no_mangle]
 pub unsafe extern "C" fn patchrec_catalog_set_batching(
     catalog: *const patchrec_catalog_t,

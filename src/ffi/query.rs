@@ -28,13 +28,22 @@ unsafe fn query_options(
         .map_or_else(Default::default, |o| o.resolve(catalog.model()))
 }
 
+fn too_small(needed: usize, cap: usize) -> patchrec_error_t {
+    patchrec_error_t::new(
+        PATCHREC_BUFFER_TOO_SMALL,
+        format!("{needed} recommendations do not fit the output of {cap}"),
+    )
+}
+
 /// Recommends the next items for `user` from `catalog`, best first, into `out`, an array of
 /// `cap` elements, and sets `*len` to the number written (at most k; fewer only when the
 /// catalogue, less any excluded history, is smaller). `options` may be NULL for the
 /// defaults. Borrows every argument; `user` needs exclusive access for the call: it keeps
 /// the prompt's KV cache, and the next query prefills only the positions after what the
-/// two prompts share (with `PATCHREC_LAYOUT_STREAM_S`, an append changes only the end). When `cap` is less than k the result
-/// is `PATCHREC_BUFFER_TOO_SMALL` with `*len` set to k, before any work; on any other
+/// two prompts share (with `PATCHREC_LAYOUT_STREAM_S`, an append changes only the end).
+/// When `cap` is less than what the answer can hold (k, or the catalogue's size when that
+/// is smaller) the result is `PATCHREC_BUFFER_TOO_SMALL` with `*len` set to that number,
+/// before any work; on any other
 /// failure `*len` is 0. `out` may be NULL when `cap` is 0. An empty catalogue is
 /// `PATCHREC_INVALID_ARGUMENT`; a history item missing from `catalog` `PATCHREC_UNKNOWN_ITEM`.
 #[no_mangle]
@@ -54,15 +63,12 @@ pub unsafe extern "C" fn patchrec_recommend(
         let catalog = &handle.catalog;
         let user = arg_mut(user, "user")?;
         let options = query_options(options, catalog);
-        if cap < options.k {
-            *len = options.k;
-            return Err(patchrec_error_t::new(
-                PATCHREC_BUFFER_TOO_SMALL,
-                format!(
-                    "k = {} recommendations do not fit the output of {cap}",
-                    options.k
-                ),
-            ));
+        // What the answer can hold: k, or fewer when the catalogue is smaller. A caller
+        // that asks for k = 1e9 from 60 items is told 60, not to allocate 1e9 entries.
+        let needed = options.k.min(catalog.len());
+        if cap < needed {
+            *len = needed;
+            return Err(too_small(needed, cap));
         }
         let out = arg_slice_mut(out, cap, "out")?;
         let batcher = handle.batcher.read().clone();
@@ -70,6 +76,11 @@ pub unsafe extern "C" fn patchrec_recommend(
             Some(b) => b.recommend_cached(&user.history, &mut user.cache, &options)?,
             None => recommend_cached(catalog, &user.history, &mut user.cache, &options)?,
         };
+        // Items registered since the check above may make the answer longer than `cap`.
+        if result.items.len() > cap {
+            *len = result.items.len();
+            return Err(too_small(result.items.len(), cap));
+        }
         for (slot, item) in out.iter_mut().zip(&result.items) {
             *slot = patchrec_recommendation_t {
                 item_id: item.item_id,

@@ -44,14 +44,20 @@ pub enum patchrec_status_t {
     /// The library panicked (a bug); the message holds the panic's text. The objects the
     /// call was given remain safe to free but may not be usable.
     PATCHREC_PANIC = 12,
-    /// `patchrec_train` stopped because its progress callback asked it to; the resume
+    /// Training stopped because its progress callback asked it to; the resume
     /// state is on disk, and calling it again with `resume` continues the run.
     PATCHREC_STOPPED = 13,
+    /// What was asked for needs more memory than the machine has (a model size in a
+    /// training configuration); the message names the fields. Nothing was allocated.
+    PATCHREC_OUT_OF_MEMORY = 14,
+    /// A computation produced NaN or infinity: a training step (the stage stops, and its
+    /// last resume state is kept), or a model's scores for a query.
+    PATCHREC_NON_FINITE = 15,
 }
 
 use patchrec_status_t::*;
 
-const ALL: [patchrec_status_t; 14] = [
+const ALL: [patchrec_status_t; 16] = [
     PATCHREC_OK,
     PATCHREC_INVALID_ARGUMENT,
     PATCHREC_NULL_ARGUMENT,
@@ -66,6 +72,8 @@ const ALL: [patchrec_status_t; 14] = [
     PATCHREC_TENSOR,
     PATCHREC_PANIC,
     PATCHREC_STOPPED,
+    PATCHREC_OUT_OF_MEMORY,
+    PATCHREC_NON_FINITE,
 ];
 
 impl patchrec_status_t {
@@ -91,6 +99,8 @@ impl patchrec_status_t {
             PATCHREC_TENSOR => c"PATCHREC_TENSOR",
             PATCHREC_PANIC => c"PATCHREC_PANIC",
             PATCHREC_STOPPED => c"PATCHREC_STOPPED",
+            PATCHREC_OUT_OF_MEMORY => c"PATCHREC_OUT_OF_MEMORY",
+            PATCHREC_NON_FINITE => c"PATCHREC_NON_FINITE",
         }
     }
 }
@@ -107,6 +117,8 @@ impl From<&Error> for patchrec_status_t {
             Error::DuplicateItem(_) => PATCHREC_DUPLICATE_ITEM,
             Error::Tokenizer(_) => PATCHREC_TOKENIZER,
             Error::Tensor(_) => PATCHREC_TENSOR,
+            Error::OutOfMemory(_) => PATCHREC_OUT_OF_MEMORY,
+            Error::NonFinite(_) => PATCHREC_NON_FINITE,
         }
     }
 }

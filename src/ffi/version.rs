@@ -7,7 +7,7 @@ use super::boundary::guard_value;
 /// The version of this C ABI: bumped on any incompatible change to the header (a changed
 /// signature, type layout or meaning), never for additions. A binding checks
 /// `patchrec_abi_version() == PATCHREC_ABI_VERSION` at start-up.
-pub const PATCHREC_ABI_VERSION: u32 = 1;
+pub const PATCHREC_ABI_VERSION: u32 = 2;
 
 const VERSION: &CStr =
     match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {

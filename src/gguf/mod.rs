@@ -11,15 +11,20 @@ use std::path::Path;
 
 use candle_core::quantized::gguf_file;
 
-use crate::error::{Error, Result};
+use crate::error::{candle_message, Error, Result};
 use crate::model::{Llama, Model, PatchrecMeta};
 use crate::text::{ChatFormat, PromptTemplate};
 
 /// Reads `gguf_path` and returns the equivalent model, ready to `save`.
 pub fn convert(gguf_path: &Path) -> Result<Model> {
+    crate::files::regular_file(gguf_path)?;
     let mut file = std::fs::File::open(gguf_path).map_err(|e| Error::io(gguf_path, e))?;
-    let content = gguf_file::Content::read(&mut file)
-        .map_err(|e| Error::format(gguf_path, format!("not a readable GGUF file: {e}")))?;
+    let content = gguf_file::Content::read(&mut file).map_err(|e| {
+        Error::format(
+            gguf_path,
+            format!("not a readable GGUF file: {}", candle_message(&e)),
+        )
+    })?;
     let meta = metadata::GgufMeta::new(&content, gguf_path);
     let cfg = metadata::llama_config(&meta)?;
     let tensors = tensors::hf_tensors(&content, &mut file, &cfg, gguf_path)?;

@@ -11,7 +11,7 @@ use std::path::Path;
 use candle_core::quantized::gguf_file::Content;
 use candle_core::{Device, Tensor};
 
-use crate::error::{Error, Result};
+use crate::error::{candle_message, Error, Result};
 use crate::model::LlamaConfig;
 
 pub fn hf_tensors(
@@ -21,13 +21,19 @@ pub fn hf_tensors(
     path: &Path,
 ) -> Result<HashMap<String, Tensor>> {
     let mut read = |gguf_name: &str| -> Result<Tensor> {
-        let q = content
-            .tensor(file, gguf_name, &Device::Cpu)
-            .map_err(|e| Error::format(path, format!("tensor `{gguf_name}`: {e}")))?;
+        let q = content.tensor(file, gguf_name, &Device::Cpu).map_err(|e| {
+            Error::format(
+                path,
+                format!("tensor `{gguf_name}`: {}", candle_message(&e)),
+            )
+        })?;
         q.dequantize(&Device::Cpu).map_err(|e| {
             Error::format(
                 path,
-                format!("tensor `{gguf_name}`: cannot dequantise: {e}"),
+                format!(
+                    "tensor `{gguf_name}`: cannot dequantise: {}",
+                    candle_message(&e)
+                ),
             )
         })
     };

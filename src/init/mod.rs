@@ -41,6 +41,49 @@ impl Default for InitOptions {
     }
 }
 
+impl InitOptions {
+    /// The model these options make, checked: every size positive and within what the
+    /// library runs, the heads dividing evenly, and the weights fitting in memory. The
+    /// tokenizer's trainer reserves room for `vocab_size` entries up front, so its bound is
+    /// checked here, before training it.
+    pub fn validate(&self) -> Result<()> {
+        let min_vocab = 256 + CHAT_TOKENS.len() + SpecialTokens::default().all().len();
+        if self.vocab_size < min_vocab || self.vocab_size > MAX_INIT_VOCAB {
+            return Err(Error::invalid(format!(
+                "vocab_size {} is outside {min_vocab}..={MAX_INIT_VOCAB} (the byte alphabet and special tokens, up to a large LLM's vocabulary)",
+                self.vocab_size
+            )));
+        }
+        let cfg = self.config(self.vocab_size);
+        cfg.validate().map_err(Error::invalid)?;
+        crate::memory::check_fits(
+            cfg.parameter_count().saturating_mul(8),
+            &format!(
+                "a model of vocab_size {}, hidden {}, intermediate {} and {} layers",
+                self.vocab_size, self.hidden_size, cfg.intermediate_size, self.num_layers
+            ),
+        )
+    }
+
+    fn config(&self, vocab_size: usize) -> LlamaConfig {
+        let mut cfg = LlamaConfig::small(
+            vocab_size,
+            self.hidden_size,
+            self.num_layers,
+            self.num_heads,
+            self.num_kv_heads,
+        );
+        if let Some(ff) = self.intermediate_size {
+            cfg.intermediate_size = ff;
+        }
+        cfg
+    }
+}
+
+/// A tokenizer trained from scratch on a catalogue has at most this many tokens (Llama-3
+/// has 128,256).
+const MAX_INIT_VOCAB: usize = 1 << 18;
+
 /// Chat-format tokens every from-scratch model knows (ChatML).
 const CHAT_TOKENS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
 
@@ -56,17 +99,9 @@ pub fn init_model(
             "init needs a non-empty corpus (titles and prompt text)",
         ));
     }
+    opts.validate()?;
     let tokenizer = train_tokenizer(corpus, opts.vocab_size)?;
-    let mut cfg = LlamaConfig::small(
-        tokenizer.vocab_size(),
-        opts.hidden_size,
-        opts.num_layers,
-        opts.num_heads,
-        opts.num_kv_heads,
-    );
-    if let Some(ff) = opts.intermediate_size {
-        cfg.intermediate_size = ff;
-    }
+    let mut cfg = opts.config(tokenizer.vocab_size());
     cfg.bos_token_id = tokenizer.token_id("<|im_start|>").map(Into::into);
     cfg.eos_token_id = tokenizer.token_id("<|im_end|>").map(Into::into);
     let llama = Llama::random(cfg, opts.seed, &candle_core::Device::Cpu)?;

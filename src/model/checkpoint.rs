@@ -12,10 +12,10 @@ use candle_core::{Device, Tensor};
 use super::config::LlamaConfig;
 use super::kv_cache::KvCache;
 use super::llama::Llama;
-use super::meta::PatchrecMeta;
+use super::meta::{PatchrecMeta, VocabRecord};
 use super::proj::Quantization;
 use super::weights::TensorStore;
-use crate::error::{Error, Result};
+use crate::error::{candle_message, Error, Result};
 use crate::text::{SpecialIds, TextTokenizer};
 
 /// Where a model runs.
@@ -45,8 +45,12 @@ pub fn parse_device(spec: &str) -> Result<Device> {
                 None if s == "cuda" => 0,
                 None => return Err(Error::invalid(format!("unknown device {s:?}"))),
             };
-            Device::new_cuda(ordinal)
-                .map_err(|e| Error::Unsupported(format!("device {s:?} is not available: {e}")))
+            Device::new_cuda(ordinal).map_err(|e| {
+                Error::Unsupported(format!(
+                    "device {s:?} is not available: {}",
+                    candle_message(&e)
+                ))
+            })
         }
         s => Err(Error::invalid(format!(
             "unknown device {s:?}: expected cpu or cuda:N"
@@ -81,7 +85,7 @@ impl Model {
         let cfg = LlamaConfig::from_file(&dir.join("config.json"))?;
         let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"))?;
         let meta_path = dir.join("patchrec.json");
-        let meta = if meta_path.is_file() {
+        let meta = if meta_path.exists() {
             PatchrecMeta::from_file(&meta_path)?
         } else {
             PatchrecMeta::default_for(|t| tokenizer.token_id(t).is_some()).ok_or_else(|| {
@@ -91,6 +95,7 @@ impl Model {
                 )
             })?
         };
+        check_vocabulary(dir, &cfg, &tokenizer, &meta, meta_path.exists())?;
         // The projections are quantized as they are read; the head after `from_parts`,
         // which may grow the vocabulary. Dropping the store unmaps the checkpoint.
         let store = TensorStore::open(dir, &device)?;
@@ -180,10 +185,70 @@ impl Model {
         safetensors::serialize_to_file(&tensors, Some(metadata), &st_path)
             .map_err(|e| Error::format(&st_path, format!("cannot write: {e}")))?;
         self.tokenizer.save(&dir.join("tokenizer.json"))?;
+        for (name, json) in self.hf_generation_files() {
+            let path = dir.join(name);
+            let text = serde_json::to_string_pretty(&json).expect("json serialises");
+            std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+        }
         let meta_path = dir.join("patchrec.json");
-        let json = serde_json::to_string_pretty(&self.meta).expect("meta serialises");
+        let mut meta = self.meta.clone();
+        meta.vocab = Some(self.vocab_record());
+        let json = serde_json::to_string_pretty(&meta).expect("meta serialises");
         std::fs::write(&meta_path, json).map_err(|e| Error::io(&meta_path, e))?;
         Ok(())
+    }
+
+    /// `tokenizer_config.json` and `generation_config.json`, so that transformers'
+    /// `AutoTokenizer` and `generate` work with their defaults. Without them, AutoTokenizer
+    /// picks `LlamaTokenizerFast` from config.json, which prepends a `<s>` these
+    /// vocabularies lack, and the model fails on the unknown id.
+    fn hf_generation_files(&self) -> [(&'static str, serde_json::Value); 2] {
+        let cfg = self.llama.config();
+        let token = |id: u32| self.tokenizer.decode(&[id]).ok();
+        let eos = self.special.answer_end;
+        let bos = cfg.bos_token_id.as_ref().and_then(|v| v.as_u64());
+        let bos_text = bos.and_then(|id| u32::try_from(id).ok()).and_then(token);
+        let mut tokenizer_config = serde_json::json!({
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "add_bos_token": false,
+            "add_eos_token": false,
+            "bos_token": bos_text,
+            "eos_token": token(eos),
+            "pad_token": token(eos),
+            "model_max_length": cfg.max_position_embeddings,
+            "clean_up_tokenization_spaces": false,
+        });
+        if let Some(template) = &self.meta.hf_chat_template {
+            tokenizer_config["chat_template"] = template.clone().into();
+        }
+        let generation_config = serde_json::json!({
+            "bos_token_id": bos,
+            "eos_token_id": eos,
+            "pad_token_id": eos,
+        });
+        [
+            ("tokenizer_config.json", tokenizer_config),
+            ("generation_config.json", generation_config),
+        ]
+    }
+
+    /// The tokenizer as `patchrec.json` records it, for [`check_vocabulary`] on load.
+    fn vocab_record(&self) -> VocabRecord {
+        let st = &self.meta.special_tokens;
+        let sp = &self.special;
+        let special_ids = [
+            (&st.start_seq, sp.start_seq),
+            (&st.end_seq, sp.end_seq),
+            (&st.item_sep, sp.item_sep),
+            (&self.meta.template.answer_end, sp.answer_end),
+        ]
+        .into_iter()
+        .map(|(token, id)| (token.clone(), id))
+        .collect();
+        VocabRecord {
+            size: self.tokenizer.vocab_size(),
+            special_ids,
+        }
     }
 
     pub fn llama(&self) -> &Llama {
@@ -238,6 +303,66 @@ impl Model {
     pub fn device(&self) -> &Device {
         self.llama.device()
     }
+}
+
+/// Refuses a `tokenizer.json` that does not belong to the weights: one with more tokens
+/// than the embedding table has rows, one that differs from the tokenizer `patchrec.json`
+/// records, or, for a checkpoint we trained, one whose PatchRec tokens were removed.
+/// Loading it anyway would read other tokens' embeddings (or grow the table with new
+/// rows) and answer with nonsense.
+fn check_vocabulary(
+    dir: &Path,
+    cfg: &LlamaConfig,
+    tokenizer: &TextTokenizer,
+    meta: &PatchrecMeta,
+    has_meta_file: bool,
+) -> Result<()> {
+    let tokenizer_path = dir.join("tokenizer.json");
+    let mismatch = |what: String| {
+        Error::format(
+            &tokenizer_path,
+            format!("{what}: this tokenizer does not belong to these weights"),
+        )
+    };
+    let size = tokenizer.vocab_size();
+    if size > cfg.vocab_size {
+        return Err(mismatch(format!(
+            "{size} tokens, but the embedding table has {} rows (vocab_size in {})",
+            cfg.vocab_size,
+            dir.join("config.json").display()
+        )));
+    }
+    if let Some(record) = &meta.vocab {
+        if record.size != size {
+            return Err(mismatch(format!(
+                "{size} tokens, but {} records {} for the tokenizer the weights were saved with",
+                dir.join("patchrec.json").display(),
+                record.size
+            )));
+        }
+        for (token, &id) in &record.special_ids {
+            let found = tokenizer.token_id(token);
+            if found != Some(id) {
+                return Err(mismatch(format!(
+                    "token {token:?} is {} here, but id {id} in {}",
+                    found.map_or("missing".to_string(), |f| format!("id {f}")),
+                    dir.join("patchrec.json").display()
+                )));
+            }
+        }
+    } else if has_meta_file && !meta.training.is_empty() {
+        if let Some(token) = meta
+            .special_tokens
+            .all()
+            .into_iter()
+            .find(|t| tokenizer.token_id(t).is_none())
+        {
+            return Err(mismatch(format!(
+                "it lacks {token:?}, which the checkpoint was trained with"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Moves `new` into place at `dir`. An existing `dir` is first renamed aside and removed

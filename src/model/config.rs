@@ -45,6 +45,15 @@ fn default_act() -> String {
     "silu".into()
 }
 
+/// Bounds on a configuration's sizes: far above any released Llama (Llama-3.1-405B has
+/// width 16,384 and intermediate 53,248, 126 layers, 128 heads, 128,256 tokens), and low
+/// enough that the sizes multiplied together cannot overflow, so a nonsense
+/// `config.json` is an error that names the field instead of an allocation that aborts.
+const MAX_WIDTH: usize = 1 << 22;
+const MAX_LAYERS: usize = 4096;
+const MAX_HEADS: usize = 1 << 14;
+const MAX_VOCAB: usize = 1 << 24;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LlamaConfig {
     #[serde(default)]
@@ -88,7 +97,7 @@ pub struct LlamaConfig {
 impl LlamaConfig {
     /// Reads and validates `config.json`; errors name the file and the offending field.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::files::read_text(path, crate::files::MAX_JSON_BYTES)?;
         let cfg: LlamaConfig = serde_json::from_str(&text)
             .map_err(|e| Error::format(path, format!("malformed config.json: {e}")))?;
         cfg.validate().map_err(|m| Error::format(path, m))?;
@@ -102,6 +111,24 @@ impl LlamaConfig {
     pub fn head_dim(&self) -> usize {
         self.head_dim
             .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+    }
+
+    /// The number of weights (embedding, layers, final norm, and the output head unless it
+    /// is tied), for checking that a model fits in memory before allocating it. Within
+    /// [`Self::validate`]'s bounds this cannot overflow.
+    pub fn parameter_count(&self) -> u64 {
+        let (d, ff, v) = (
+            self.hidden_size as u64,
+            self.intermediate_size as u64,
+            self.vocab_size as u64,
+        );
+        let hd = self.head_dim() as u64;
+        let q = self.num_attention_heads as u64 * hd;
+        let kv = self.num_kv_heads() as u64 * hd;
+        let attention = d * q + 2 * d * kv + q * d;
+        let layer = attention + 3 * d * ff + 2 * d;
+        let head = if self.tie_word_embeddings { 0 } else { v * d };
+        v * d + self.num_hidden_layers as u64 * layer + d + head
     }
 
     /// Checks that this is a Llama-family decoder we can run, naming the field that is not.
@@ -133,6 +160,44 @@ impl LlamaConfig {
         ] {
             if v == 0 {
                 return Err(format!("field `{name}` must be positive"));
+            }
+        }
+        for (name, v, max) in [
+            ("hidden_size", self.hidden_size, MAX_WIDTH),
+            ("intermediate_size", self.intermediate_size, MAX_WIDTH),
+            ("num_hidden_layers", self.num_hidden_layers, MAX_LAYERS),
+            ("num_attention_heads", self.num_attention_heads, MAX_HEADS),
+            ("num_key_value_heads", self.num_kv_heads(), MAX_HEADS),
+            ("head_dim", self.head_dim(), MAX_WIDTH),
+            ("vocab_size", self.vocab_size, MAX_VOCAB),
+        ] {
+            if v > max {
+                return Err(format!(
+                    "field `{name}` is {v}, more than the {max} this library runs"
+                ));
+            }
+        }
+        if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps > 0.0) {
+            return Err(format!(
+                "field `rms_norm_eps` must be a positive number, not {}",
+                self.rms_norm_eps
+            ));
+        }
+        if !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
+            return Err(format!(
+                "field `rope_theta` must be a positive number, not {}",
+                self.rope_theta
+            ));
+        }
+        if let Some(s) = &self.rope_scaling {
+            let factors = [s.factor, s.low_freq_factor, s.high_freq_factor];
+            if factors.iter().any(|f| !(f.is_finite() && *f > 0.0))
+                || s.high_freq_factor <= s.low_freq_factor && s.rope_type == "llama3"
+                || s.original_max_position_embeddings == 0
+            {
+                return Err(format!(
+                    "field `rope_scaling` has nonsense values: {s:?} (factors must be positive, high_freq_factor above low_freq_factor)"
+                ));
             }
         }
         let kv = self.num_kv_heads();
@@ -186,7 +251,7 @@ impl LlamaConfig {
             architectures: vec!["LlamaForCausalLM".into()],
             model_type: Some("llama".into()),
             hidden_size: hidden,
-            intermediate_size: hidden * 8 / 3 / 8 * 8,
+            intermediate_size: hidden.saturating_mul(8) / 3 / 8 * 8,
             num_hidden_layers: layers,
             num_attention_heads: heads,
             num_key_value_heads: Some(kv_heads),

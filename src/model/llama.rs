@@ -147,6 +147,14 @@ impl Llama {
     /// training and tests.
     pub fn random(cfg: LlamaConfig, seed: u64, device: &Device) -> Result<Self> {
         cfg.validate().map_err(Error::invalid)?;
+        // The random values are drawn into vectors, then copied into the model's tensors.
+        crate::memory::check_fits(
+            cfg.parameter_count().saturating_mul(8),
+            &format!(
+                "a model of vocab_size {}, hidden_size {}, intermediate_size {} and {} layers",
+                cfg.vocab_size, cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
+            ),
+        )?;
         let tensors = random_tensors(&cfg, seed)?;
         let mut store_map = std::collections::HashMap::new();
         for (name, t) in tensors {

@@ -28,6 +28,19 @@ pub struct PatchrecMeta {
     /// Training history (stages, data, steps, metrics), appended to by the trainer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub training: Vec<serde_json::Value>,
+    /// The tokenizer the weights were saved with, written by every save so that loading
+    /// can tell a `tokenizer.json` that does not belong to them (absent in checkpoints
+    /// written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocab: Option<VocabRecord>,
+}
+
+/// What identifies a checkpoint's tokenizer: its size, and the id of each token the
+/// prompt is built from (the history delimiters and the answer's end).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VocabRecord {
+    pub size: usize,
+    pub special_ids: std::collections::BTreeMap<String, u32>,
 }
 
 impl PatchrecMeta {
@@ -39,11 +52,12 @@ impl PatchrecMeta {
             layout: LayoutConfig::default(),
             hf_chat_template: None,
             training: Vec::new(),
+            vocab: None,
         }
     }
 
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::files::read_text(path, crate::files::MAX_JSON_BYTES)?;
         let meta: PatchrecMeta = serde_json::from_str(&text)
             .map_err(|e| Error::format(path, format!("malformed patchrec.json: {e}")))?;
         if meta.format_version > FORMAT_VERSION {

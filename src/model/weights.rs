@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 
-use crate::error::{Error, Result};
+use crate::error::{candle_message, Error, Result};
 
 /// All tensors of a checkpoint, each remembered with the file it came from.
 pub struct TensorStore {
@@ -36,9 +36,11 @@ impl TensorStore {
     pub fn open(dir: &Path, device: &Device) -> Result<Self> {
         let single = dir.join("model.safetensors");
         let index = dir.join("model.safetensors.index.json");
-        let paths: Vec<PathBuf> = if single.is_file() {
+        // `exists`, not `is_file`: a directory or FIFO under either name is reported as
+        // what it is, not as a missing model.
+        let paths: Vec<PathBuf> = if single.exists() {
             vec![single]
-        } else if index.is_file() {
+        } else if index.exists() {
             shard_files(&index)?
         } else {
             return Err(Error::format(
@@ -49,12 +51,17 @@ impl TensorStore {
         let mut files = Vec::with_capacity(paths.len());
         let mut holder = HashMap::new();
         for path in paths {
+            crate::files::regular_file(&path)?;
             // SAFETY: the map is read while the file is unchanged. Checkpoints are written
             // to a temporary directory that is then renamed into place (`Model::save`),
             // never rewritten in place, and the store (with its maps) lives only while the
             // model loads. The header and every tensor's extent are validated here.
-            let mapped = unsafe { MmapedSafetensors::new(&path) }
-                .map_err(|e| Error::format(&path, format!("cannot read safetensors: {e}")))?;
+            let mapped = unsafe { MmapedSafetensors::new(&path) }.map_err(|e| {
+                Error::format(
+                    &path,
+                    format!("cannot read safetensors: {}", candle_message(&e)),
+                )
+            })?;
             for (name, _) in mapped.tensors() {
                 // A name in several shards: the last file wins, as when all were loaded.
                 holder.insert(name, files.len());
@@ -102,18 +109,29 @@ impl TensorStore {
             }
             Source::Files { files, holder } => {
                 let (file, mapped) = &files[*holder.get(name).ok_or_else(missing)?];
-                let view = mapped
-                    .get(name)
-                    .map_err(|e| Error::format(file, format!("tensor `{name}`: {e}")))?;
+                let view = mapped.get(name).map_err(|e| {
+                    Error::format(file, format!("tensor `{name}`: {}", candle_message(&e)))
+                })?;
                 if view.shape() != shape {
                     return Err(wrong_shape(file, view.shape()));
                 }
-                mapped
-                    .load(name, &self.device)
-                    .map_err(|e| Error::format(file, format!("tensor `{name}`: {e}")))?
+                mapped.load(name, &self.device).map_err(|e| {
+                    Error::format(file, format!("tensor `{name}`: {}", candle_message(&e)))
+                })?
             }
         };
-        Ok(t.to_dtype(DType::F32)?)
+        let t = t.to_dtype(DType::F32)?;
+        if let Some(bad) = first_non_finite(&t)? {
+            let file = match &self.source {
+                Source::Files { files, holder } => files[holder[name]].0.clone(),
+                Source::Memory(_) => self.dir.clone(),
+            };
+            return Err(Error::format(
+                file,
+                format!("tensor `{name}` holds {bad} (a diverged training?): refusing to load it"),
+            ));
+        }
+        Ok(t)
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -124,8 +142,24 @@ impl TensorStore {
     }
 }
 
+/// The first NaN or infinity in an f32 tensor. Weights that hold one give NaN scores for
+/// every query, which would come back as empty answers; one pass at load is cheap next
+/// to reading the file.
+fn first_non_finite(t: &Tensor) -> Result<Option<f32>> {
+    let t = t.contiguous()?;
+    {
+        let (storage, layout) = t.storage_and_layout();
+        if let candle_core::Storage::Cpu(cpu) = &*storage {
+            let values = super::host::f32_elements("weights", cpu, layout)?;
+            return Ok(values.iter().copied().find(|v| !v.is_finite()));
+        }
+    }
+    let values = t.flatten_all()?.to_vec1::<f32>()?;
+    Ok(values.into_iter().find(|v| !v.is_finite()))
+}
+
 fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
-    let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
+    let text = crate::files::read_text(index, crate::files::MAX_JSON_BYTES)?;
     let json: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| Error::format(index, format!("malformed index: {e}")))?;
     let map = json

@@ -40,6 +40,13 @@ pub struct BatcherConfig {
     pub queue: usize,
 }
 
+/// The longest `max_wait` allowed. A wait is latency added to a lone query; beyond a
+/// second it is a misconfiguration (a wait of `u64::MAX` microseconds would never end).
+pub const MAX_BATCH_WAIT: Duration = Duration::from_secs(1);
+/// The most queries one pass may decode: the pass's rows (beams x queries) are allocated
+/// up front, and 1,024 queries of 20 beams are already far past any speed-up.
+pub const MAX_BATCH_QUERIES: usize = 1024;
+
 impl Default for BatcherConfig {
     fn default() -> Self {
         BatcherConfig {
@@ -85,10 +92,25 @@ pub struct BatcherStats {
 
 impl Batcher {
     pub fn new(catalog: Arc<Catalog>, config: BatcherConfig) -> Result<Self> {
-        if config.max_batch == 0 || config.queue == 0 {
-            return Err(Error::invalid(
-                "batcher: max_batch and queue must be at least 1",
-            ));
+        if config.max_batch == 0 || config.max_batch > MAX_BATCH_QUERIES {
+            return Err(Error::invalid(format!(
+                "batcher: max_batch must be within 1..={MAX_BATCH_QUERIES}, not {}",
+                config.max_batch
+            )));
+        }
+        if config.queue == 0 || config.queue > 1 << 20 {
+            return Err(Error::invalid(format!(
+                "batcher: queue must be within 1..={}, not {}",
+                1 << 20,
+                config.queue
+            )));
+        }
+        if config.max_wait > MAX_BATCH_WAIT {
+            return Err(Error::invalid(format!(
+                "batcher: max_wait must be at most {} us, not {} us",
+                MAX_BATCH_WAIT.as_micros(),
+                config.max_wait.as_micros()
+            )));
         }
         let (tx, rx) = bounded(config.queue);
         let model = catalog.model().clone();

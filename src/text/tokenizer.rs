@@ -12,7 +12,8 @@ pub struct TextTokenizer {
 
 impl TextTokenizer {
     pub fn from_file(path: &Path) -> Result<Self> {
-        let inner = Tokenizer::from_file(path)
+        let bytes = crate::files::read_bytes(path, crate::files::MAX_TOKENIZER_BYTES)?;
+        let inner = Tokenizer::from_bytes(bytes)
             .map_err(|e| Error::format(path, format!("cannot read tokenizer: {e}")))?;
         Ok(TextTokenizer { inner })
     }

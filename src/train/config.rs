@@ -1,6 +1,7 @@
 //! The training configuration: one TOML format read by `patchrec train CONFIG`, the Rust
-//! API and `patchrec_train` in the C ABI. Every field but `out`, `data` and the stages
-//! has a default; see `docs/TRAINING.md` for a documented example.
+//! API and `patchrec_train_file` / `patchrec_train_toml` in the C ABI. Every field but
+//! `out`, `data` and the stages has a default; see `docs/TRAINING.md` for a documented
+//! example.
 
 use std::path::{Path, PathBuf};
 
@@ -151,7 +152,85 @@ fn d_every() -> u64 {
     50
 }
 
+impl InitConfig {
+    /// The from-scratch model's options, seeded by the run's seed.
+    pub fn options(&self, seed: u64) -> crate::init::InitOptions {
+        crate::init::InitOptions {
+            vocab_size: self.vocab_size,
+            hidden_size: self.hidden,
+            num_layers: self.layers,
+            num_heads: self.heads,
+            num_kv_heads: self.kv_heads,
+            intermediate_size: self.intermediate,
+            seed,
+        }
+    }
+}
+
+/// Above this many samples per step or per pass a stage is a typo, not a plan (and its
+/// buffers would not fit).
+const MAX_BATCH: usize = 1 << 16;
+/// Keeps a stage's sample count (samples x epochs) far from overflowing a step counter.
+const MAX_EPOCHS: f64 = 1e6;
+
 impl StageConfig {
+    /// Refuses values that would train a broken model or none: a NaN, infinite or
+    /// negative rate, a warm-up beyond the run, zero-sized batches. Each error names the
+    /// field.
+    pub fn validate(&self) -> Result<()> {
+        self.layout()?;
+        let positive = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(Error::invalid(format!(
+                    "`{name}` must be a positive finite number, not {v}"
+                )))
+            }
+        };
+        positive("learning_rate", self.learning_rate)?;
+        positive("max_grad_norm", self.max_grad_norm)?;
+        positive("epochs", self.epochs)?;
+        if self.epochs > MAX_EPOCHS {
+            return Err(Error::invalid(format!(
+                "`epochs` must be at most {MAX_EPOCHS}, not {}",
+                self.epochs
+            )));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(Error::invalid(format!(
+                "`weight_decay` must be a finite number >= 0, not {}",
+                self.weight_decay
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.warmup_ratio) {
+            return Err(Error::invalid(format!(
+                "`warmup_ratio` must be within 0..=1 (a share of the stage's steps), not {}",
+                self.warmup_ratio
+            )));
+        }
+        for (name, v) in [
+            ("batch_size", self.batch_size),
+            ("micro_batch", self.micro_batch),
+        ] {
+            if v == 0 || v > MAX_BATCH {
+                return Err(Error::invalid(format!(
+                    "`{name}` must be within 1..={MAX_BATCH}, not {v}"
+                )));
+            }
+        }
+        if self.max_history == 0 {
+            return Err(Error::invalid("`max_history` must be at least 1"));
+        }
+        if self.max_steps == Some(0) {
+            return Err(Error::invalid("`max_steps` must be at least 1"));
+        }
+        if self.checkpoint_every == 0 {
+            return Err(Error::invalid("`checkpoint_every` must be at least 1"));
+        }
+        Ok(())
+    }
+
     /// The layout fine-tuning stages train (and PPT's text copy).
     pub fn layout(&self) -> Result<Layout> {
         let need = |v: Option<usize>, name: &str| {
@@ -198,7 +277,7 @@ impl TrainConfig {
     }
 
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::files::read_text(path, crate::files::MAX_JSON_BYTES)?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::from_toml(&text, base).map_err(|e| match e {
             Error::InvalidArgument(m) => Error::format(path, m),
@@ -215,16 +294,15 @@ impl TrainConfig {
                 "[model] needs exactly one of `checkpoint` or `init`",
             ));
         }
-        for s in &self.stages {
-            s.layout()?;
-            if s.batch_size == 0 || s.micro_batch == 0 {
-                return Err(Error::invalid(
-                    "batch_size and micro_batch must be at least 1",
-                ));
-            }
-            if s.epochs.is_nan() || s.epochs <= 0.0 {
-                return Err(Error::invalid("epochs must be positive"));
-            }
+        if let Some(init) = &self.model.init {
+            init.options(self.seed).validate().map_err(|e| match e {
+                Error::OutOfMemory(m) => Error::OutOfMemory(format!("[model.init]: {m}")),
+                e => Error::invalid(format!("[model.init]: {e}")),
+            })?;
+        }
+        for (i, s) in self.stages.iter().enumerate() {
+            s.validate()
+                .map_err(|e| Error::invalid(format!("[[stage]] {} ({}): {e}", i + 1, s.name())))?;
         }
         Ok(())
     }

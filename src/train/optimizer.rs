@@ -9,7 +9,7 @@ use std::path::Path;
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 
-use crate::error::{Error, Result};
+use crate::error::{candle_message, Error, Result};
 
 #[derive(Debug, Clone, Copy)]
 pub struct AdamWConfig {
@@ -95,7 +95,7 @@ impl AdamW {
         }
         let path = dir.join("optimizer.safetensors");
         candle_core::safetensors::save(&map, &path)
-            .map_err(|e| Error::format(&path, format!("cannot write: {e}")))?;
+            .map_err(|e| Error::format(&path, format!("cannot write: {}", candle_message(&e))))?;
         let steps_path = dir.join("optimizer.json");
         std::fs::write(
             &steps_path,
@@ -107,7 +107,7 @@ impl AdamW {
     pub fn load(&mut self, dir: &Path) -> Result<()> {
         let path = dir.join("optimizer.safetensors");
         let map = candle_core::safetensors::load(&path, self.m[0].device())
-            .map_err(|e| Error::format(&path, format!("cannot read: {e}")))?;
+            .map_err(|e| Error::format(&path, format!("cannot read: {}", candle_message(&e))))?;
         for (i, (name, _)) in self.params.iter().enumerate() {
             let get = |k: String| {
                 map.get(&k)
@@ -118,7 +118,7 @@ impl AdamW {
             self.v[i] = get(format!("v.{name}"))?;
         }
         let steps_path = dir.join("optimizer.json");
-        let text = std::fs::read_to_string(&steps_path).map_err(|e| Error::io(&steps_path, e))?;
+        let text = crate::files::read_text(&steps_path, crate::files::MAX_JSON_BYTES)?;
         let json: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| Error::format(&steps_path, format!("malformed: {e}")))?;
         self.steps = json["steps"]

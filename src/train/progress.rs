@@ -59,6 +59,43 @@ impl Reporter {
         })
     }
 
+    /// Drops the rows of `metrics.jsonl` after step `step` of stage `stage_index` (and all
+    /// rows of later stages): a run resumed from that step writes them again, and the
+    /// file should say what the finished run did, once. A torn last line from a killed
+    /// run goes too. The file is replaced atomically.
+    pub fn rewind(&mut self, stage_index: usize, step: u64) -> Result<()> {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            stage_index: usize,
+            step: u64,
+        }
+        let path = &self.metrics_path;
+        let text = crate::files::read_text(path, crate::files::MAX_DATA_BYTES)?;
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|line| {
+                serde_json::from_str::<Row>(line).is_ok_and(|r| {
+                    r.stage_index < stage_index || r.stage_index == stage_index && r.step <= step
+                })
+            })
+            .collect();
+        if kept.len() == text.lines().count() && (text.is_empty() || text.ends_with('\n')) {
+            return Ok(());
+        }
+        let tmp = path.with_extension("jsonl.tmp");
+        let mut body = kept.join("\n");
+        if !body.is_empty() {
+            body.push('\n');
+        }
+        std::fs::write(&tmp, body).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+        self.metrics = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        Ok(())
+    }
+
     pub fn stage_started(&mut self, name: &str, done: u64, total: u64) {
         if self.quiet {
             return;

@@ -28,7 +28,7 @@ use super::schedule::cosine_with_warmup;
 use crate::catalog::Catalog;
 use crate::data::{samples, Dataset, SampleOptions, Split};
 use crate::error::{Error, Result};
-use crate::init::{init_model, InitOptions};
+use crate::init::init_model;
 use crate::model::{Llama, Model, ModelOptions};
 use crate::text::{ChatFormat, PromptTemplate};
 
@@ -55,19 +55,17 @@ pub fn train(
 ) -> Result<TrainOutcome> {
     cfg.validate()?;
     let data = Dataset::open(&cfg.data)?;
-    if cfg.out.exists()
-        && !opts.resume
-        && std::fs::read_dir(&cfg.out)
-            .map_err(|e| Error::io(&cfg.out, e))?
-            .next()
-            .is_some()
-    {
-        return Err(Error::invalid(format!(
-            "output folder {} is not empty: pass resume to continue it, or choose another",
-            cfg.out.display()
-        )));
+    if cfg.out.exists() && !opts.resume {
+        let mut entries = std::fs::read_dir(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
+        if entries.any(|e| e.map_or(true, |e| e.file_name() != LOCK_FILE)) {
+            return Err(Error::invalid(format!(
+                "output folder {} is not empty: pass resume to continue it, or choose another",
+                cfg.out.display()
+            )));
+        }
     }
     std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
+    let _lock = lock_output(&cfg.out)?;
     let mut reporter = Reporter::new(&cfg.out.join("metrics.jsonl"), opts.quiet)?;
     let mut input = initial_checkpoint(cfg, &data)?;
     let mut last = None;
@@ -115,6 +113,37 @@ pub fn train(
     })
 }
 
+/// The file in an output folder that a running training holds locked.
+const LOCK_FILE: &str = ".lock";
+
+/// Locks `out` for this training: a second training on the same folder (another thread,
+/// process or machine sharing the disk) would overwrite the first one's checkpoints and
+/// interleave its metrics. The lock is released when the returned file is dropped, also
+/// when the process dies, so a killed run never leaves the folder locked.
+fn lock_output(out: &Path) -> Result<std::fs::File> {
+    let path = out.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::io(
+            &path,
+            std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                format!(
+                    "another training is running in {} (it holds this lock)",
+                    out.display()
+                ),
+            ),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+    }
+}
+
 /// The checkpoint the first stage starts from; a from-scratch model is written to
 /// `00-init` once, so a resumed run starts from the same weights and tokenizer.
 fn initial_checkpoint(cfg: &TrainConfig, data: &Dataset) -> Result<PathBuf> {
@@ -134,19 +163,7 @@ fn initial_checkpoint(cfg: &TrainConfig, data: &Dataset) -> Result<PathBuf> {
     let mut corpus: Vec<String> = data.items.iter().map(|(_, t)| t.clone()).collect();
     corpus.push(template.system.clone());
     corpus.push(template.instruction.clone());
-    let model = init_model(
-        &corpus,
-        template,
-        &InitOptions {
-            vocab_size: init.vocab_size,
-            hidden_size: init.hidden,
-            num_layers: init.layers,
-            num_heads: init.heads,
-            num_kv_heads: init.kv_heads,
-            intermediate_size: init.intermediate,
-            seed: cfg.seed,
-        },
-    )?;
+    let model = init_model(&corpus, template, &init.options(cfg.seed))?;
     model.save(&dir)?;
     Ok(dir)
 }
@@ -208,6 +225,18 @@ fn run_stage(
     let started = Instant::now();
     let resuming = resume_dir.join("trainer.json").is_file();
     let from = if resuming { resume_dir } else { input };
+    let model_cfg = crate::model::LlamaConfig::from_file(&from.join("config.json"))?;
+    // Weights, gradients and AdamW's two moments, in f32.
+    crate::memory::check_fits(
+        model_cfg.parameter_count().saturating_mul(16),
+        &format!(
+            "training {} (vocab_size {}, hidden_size {}, {} layers)",
+            from.display(),
+            model_cfg.vocab_size,
+            model_cfg.hidden_size,
+            model_cfg.num_hidden_layers
+        ),
+    )?;
     let mut model = Model::load(from, &ModelOptions::default())?;
     let params = make_trainable(&mut model)?;
     let mut opt = AdamW::new(
@@ -222,7 +251,7 @@ fn run_stage(
     if resuming {
         opt.load(resume_dir)?;
         let path = resume_dir.join("trainer.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let text = crate::files::read_text(&path, crate::files::MAX_JSON_BYTES)?;
         let state: TrainerState = serde_json::from_str(&text)
             .map_err(|e| Error::format(&path, format!("malformed: {e}")))?;
         step = state.step;
@@ -265,6 +294,8 @@ fn run_stage(
     let warmup = (total as f64 * stage.warmup_ratio).ceil() as u64;
     let layout = stage.layout()?;
     let name = stage.name();
+    // Rows written after the state we resume from were never part of this run's result.
+    reporter.rewind(index, step)?;
     reporter.stage_started(&name, step, total);
 
     let mut orders: HashMap<u64, Vec<usize>> = HashMap::new();
@@ -331,6 +362,20 @@ fn run_stage(
         }
         let mut grads = grads.expect("a batch has at least one example");
         let grad_norm = clip_grad_norm(&mut grads, &params, stage.max_grad_norm)?;
+        if !(nll.is_finite() && grad_norm.is_finite()) {
+            // The optimizer has not applied this step, and the last resume state on disk
+            // is from before it: a resume with a lower learning rate starts from there.
+            let kept = if resume_dir.join("trainer.json").is_file() {
+                format!("the resume state in {} is kept", resume_dir.display())
+            } else {
+                "no resume state had been written yet".to_string()
+            };
+            return Err(Error::NonFinite(format!(
+                "stage {name}, step {}: loss {nll}, gradient norm {grad_norm}; training \
+                 stopped before applying the step ({kept}); try a lower learning_rate",
+                step + 1
+            )));
+        }
         let lr = cosine_with_warmup(step, total, warmup, stage.learning_rate);
         opt.step(&grads, lr)?;
         step += 1;

@@ -159,7 +159,11 @@ static void test_catalog(const patchrec_catalog_t *catalog) {
     check_failure("invalid UTF-8 title", patchrec_catalog_add(catalog, 50, "Caf\xe9 (1999)", &error),
                   PATCHREC_INVALID_UTF8, &error, "title");
     check_failure("empty title", patchrec_catalog_add(catalog, 50, "  ", &error), PATCHREC_INVALID_ARGUMENT,
-                  &error, "empty title");
+                  &error, "no visible characters");
+    check_failure("zero-width title", patchrec_catalog_add(catalog, 50, "\xe2\x80\x8b\xe2\x80\x8d", &error),
+                  PATCHREC_INVALID_ARGUMENT, &error, "no visible characters");
+    check_failure("control characters", patchrec_catalog_add(catalog, 50, "Heat\n(1995)", &error),
+                  PATCHREC_INVALID_ARGUMENT, &error, "U+000A");
     check_failure("batch with a duplicate",
                   patchrec_catalog_add_batch(catalog, batch_ids, batch_titles, 3, &error),
                   PATCHREC_DUPLICATE_ITEM, &error, "item id 3");
@@ -246,8 +250,18 @@ static void test_recommend(const patchrec_catalog_t *catalog) {
     check_failure("NULL user handle", patchrec_recommend(catalog, NULL, options, items, 5, &len, &error),
                   PATCHREC_NULL_ARGUMENT, &error, "user");
     check_failure("buffer too small", patchrec_recommend(catalog, user, options, items, 2, &len, &error),
-                  PATCHREC_BUFFER_TOO_SMALL, &error, "k = 5");
+                  PATCHREC_BUFFER_TOO_SMALL, &error, "5 recommendations");
     check(len == 5, "BUFFER_TOO_SMALL reports k");
+    {
+        /* k beyond the catalogue: the answer needs only the catalogue's size, so a caller
+         * that sizes its buffer by *len never allocates k entries. */
+        patchrec_query_options_t *huge = patchrec_query_options_new();
+        check_ok("set k = 1e9", patchrec_query_options_set_k(huge, 1000000000, &error), &error);
+        check_failure("k = 1e9 without room", patchrec_recommend(catalog, user, huge, NULL, 0, &len, &error),
+                      PATCHREC_BUFFER_TOO_SMALL, &error, "8 recommendations");
+        check(len == ITEM_COUNT, "BUFFER_TOO_SMALL reports the catalogue's size when k exceeds it");
+        patchrec_query_options_free(huge);
+    }
     if (check_ok("recommend", patchrec_recommend(catalog, user, options, items, 5, &len, &error), &error)) {
         check(len == 5 && well_ranked(items, len), "top 5: catalogue ids, no repeats, scores descending");
         for (i = 0; i < len; i++) {
@@ -261,6 +275,10 @@ static void test_recommend(const patchrec_catalog_t *catalog) {
         size_t batched_len = 0;
         check_failure("batching on NULL", patchrec_catalog_set_batching(NULL, 4, 1000, &error),
                       PATCHREC_NULL_ARGUMENT, &error, "catalog");
+        check_failure("an endless batching wait", patchrec_catalog_set_batching(catalog, 4, UINT64_MAX, &error),
+                      PATCHREC_INVALID_ARGUMENT, &error, "max_wait");
+        check_failure("a batch of SIZE_MAX queries", patchrec_catalog_set_batching(catalog, SIZE_MAX, 1000, &error),
+                      PATCHREC_INVALID_ARGUMENT, &error, "max_batch");
         check_ok("batching on", patchrec_catalog_set_batching(catalog, 4, 1000, &error), &error);
         if (check_ok("recommend batched",
                      patchrec_recommend(catalog, user, options, batched, 5, &batched_len, &error), &error)) {

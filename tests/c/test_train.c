@@ -1,5 +1,6 @@
-/* patchrec_train from C99: a progress callback that stops training, then a resumed run
- * that finishes. Run by tests/abi.rs as `test_train DATA_DIR OUT_DIR`. */
+/* patchrec_train_toml and patchrec_train_file from C99: a progress callback that stops
+ * training, then a resumed run from the same configuration as a file that finishes; bad
+ * configurations and paths. Run by tests/abi.rs as `test_train DATA_DIR OUT_DIR`. */
 #include <stdio.h>
 #include <string.h>
 
@@ -37,6 +38,7 @@ static bool on_progress(const patchrec_train_progress_t *p, void *user_data) {
 
 int main(int argc, char **argv) {
     char config[2048];
+    char config_path[1100];
     char final_dir[1024];
     struct seen first = {0, 2, 1, ""};
     struct seen rest = {0, -1, 1, ""};
@@ -54,19 +56,32 @@ int main(int argc, char **argv) {
              "micro_batch = 2\nlearning_rate = 0.01\n",
              argv[2], argv[1]);
 
-    status = patchrec_train(config, false, on_progress, &first, &error);
+    status = patchrec_train_toml(config, NULL, false, on_progress, &first, &error);
     check(status == PATCHREC_STOPPED && error == NULL, "the callback stops training: PATCHREC_STOPPED");
     check(first.calls == 2 && first.sane, "the callback saw two sane steps");
     check(strcmp(first.stage, "pft-i2") == 0, "the progress names the stage");
 
-    status = patchrec_train(config, false, NULL, NULL, &error);
+    status = patchrec_train_toml(config, NULL, false, NULL, NULL, &error);
     check(status == PATCHREC_INVALID_ARGUMENT && error != NULL &&
               strstr(patchrec_error_message(error), "not empty") != NULL,
           "a used output folder without resume is refused");
     patchrec_error_free(error);
     error = NULL;
 
-    status = patchrec_train(config, true, on_progress, &rest, &error);
+    /* The same configuration as a file; its paths are absolute, so its folder is moot. */
+    snprintf(config_path, sizeof config_path, "%s.toml", argv[2]);
+    f = fopen(config_path, "w");
+    check(f != NULL && fputs(config, f) >= 0, "the configuration file is written");
+    if (f != NULL) {
+        fclose(f);
+    }
+    status = patchrec_train_file(config, true, NULL, NULL, &error);
+    check(status == PATCHREC_IO && error != NULL && strstr(patchrec_error_message(error), "out = ") != NULL,
+          "TOML text given as a path is a missing file named in the message, not parsed");
+    patchrec_error_free(error);
+    error = NULL;
+
+    status = patchrec_train_file(config_path, true, on_progress, &rest, &error);
     check(status == PATCHREC_OK && error == NULL, "resume finishes: PATCHREC_OK");
     check(rest.calls == 2 && rest.sane, "resume ran the remaining two steps");
     snprintf(final_dir, sizeof final_dir, "%s/01-pft-i2/model.safetensors", argv[2]);
@@ -76,12 +91,26 @@ int main(int argc, char **argv) {
         fclose(f);
     }
 
-    status = patchrec_train("[[stage]]\nkind = \"nope\"\n", false, NULL, NULL, &error);
+    status = patchrec_train_toml("[[stage]]\nkind = \"nope\"\n", NULL, false, NULL, NULL, &error);
     check(status == PATCHREC_INVALID_ARGUMENT && error != NULL, "a bad configuration is an error");
     patchrec_error_free(error);
     error = NULL;
-    status = patchrec_train(NULL, false, NULL, NULL, &error);
+    snprintf(config, sizeof config,
+             "out = \"%s-nan\"\ndata = \"%s\"\n[model.init]\n"
+             "[[stage]]\nkind = \"sft\"\nlearning_rate = nan\n",
+             argv[2], argv[1]);
+    status = patchrec_train_toml(config, NULL, false, NULL, NULL, &error);
+    check(status == PATCHREC_INVALID_ARGUMENT && error != NULL &&
+              strstr(patchrec_error_message(error), "learning_rate") != NULL,
+          "a NaN learning rate is refused, naming the field");
+    patchrec_error_free(error);
+    error = NULL;
+    status = patchrec_train_toml(NULL, NULL, false, NULL, NULL, &error);
     check(status == PATCHREC_NULL_ARGUMENT, "a NULL configuration is an error");
+    patchrec_error_free(error);
+    error = NULL;
+    status = patchrec_train_file(NULL, false, NULL, NULL, &error);
+    check(status == PATCHREC_NULL_ARGUMENT, "a NULL path is an error");
     patchrec_error_free(error);
 
     printf("%d passed, %d failed\n", passed, failed);

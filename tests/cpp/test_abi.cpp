@@ -142,6 +142,10 @@ void test_recommend(const patchrec::Catalog &catalog) {
               std::all_of(unseen.begin(), unseen.end(), [](const auto &r) { return r.item_id > 5; }),
           "excluding history leaves the 3 unseen items");
 
+    // More than the catalogue holds: the wrapper sizes its buffer by what the answer needs.
+    auto all = patchrec::recommend(catalog, user, patchrec::QueryOptions().k(1000000000));
+    check(all.size() == catalog.size() && well_ranked(all), "k = 1e9 returns the whole catalogue");
+
     auto vanilla =
         patchrec::layout_stats(catalog, user, patchrec::QueryOptions().layout(patchrec::Layout::Vanilla));
     auto pft_i =
@@ -191,6 +195,18 @@ void test_concurrent_queries(const patchrec::Catalog &catalog) {
     check(ok, "concurrent queries and a registration on one catalogue");
 }
 
+// Training's error paths: a mistyped path is a missing file, never parsed as TOML; bad
+// TOML names what is wrong. (tests/c/test_train.c trains for real.)
+void test_train_errors() {
+    check_throws("train_file on a missing file", PATCHREC_IO, "no-such-config.toml",
+                 [] { patchrec::train_file("no-such-config.toml"); });
+    check_throws("train_toml with an unknown stage kind", PATCHREC_INVALID_ARGUMENT, "nope",
+                 [] { patchrec::train_toml("out = \"o\"\ndata = \"d\"\n[model.init]\n[[stage]]\nkind = \"nope\"\n"); });
+    check_throws("train_toml with warmup_ratio 2", PATCHREC_INVALID_ARGUMENT, "warmup_ratio", [] {
+        patchrec::train_toml("out = \"o\"\ndata = \"d\"\n[model.init]\n[[stage]]\nkind = \"sft\"\nwarmup_ratio = 2.0\n");
+    });
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
@@ -201,6 +217,7 @@ int main(int argc, char **argv) {
     const std::string dir = argv[1];
     test_versions();
     test_errors(dir);
+    test_train_errors();
     try {
         patchrec::Catalog catalog(patchrec::Model::load(dir));  // outlives the model handle
         catalog.add(ITEMS);
