@@ -153,25 +153,7 @@ impl Model {
     /// Like [`Model::save`], with `extra` writing more files (e.g. a trainer's resume
     /// state) into the same directory before it replaces `dir`, so both land together.
     pub fn save_with(&self, dir: &Path, extra: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-        let parent = dir
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-        let name = dir
-            .file_name()
-            .ok_or_else(|| Error::invalid(format!("{} is not a directory name", dir.display())))?
-            .to_string_lossy()
-            .into_owned();
-        let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let written = self.write_files(&tmp).and_then(|()| extra(&tmp));
-        if let Err(e) = written {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(e);
-        }
-        replace_dir(&tmp, dir)
+        write_dir(dir, |tmp| self.write_files(tmp).and_then(|()| extra(tmp)))
     }
 
     fn write_files(&self, dir: &Path) -> Result<()> {
@@ -303,6 +285,29 @@ impl Model {
     pub fn device(&self) -> &Device {
         self.llama.device()
     }
+}
+
+/// Writes a directory atomically: `fill` writes into a temporary sibling directory that
+/// replaces `dir` only once complete, so a failure leaves any previous `dir` as it was.
+pub(crate) fn write_dir(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    let name = dir
+        .file_name()
+        .ok_or_else(|| Error::invalid(format!("{} is not a directory name", dir.display())))?
+        .to_string_lossy()
+        .into_owned();
+    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    if let Err(e) = fill(&tmp) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    replace_dir(&tmp, dir)
 }
 
 /// Refuses a `tokenizer.json` that does not belong to the weights: one with more tokens

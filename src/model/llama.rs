@@ -11,6 +11,7 @@ use candle_core::{DType, Device, Tensor, D};
 use super::attend::{attend_tensors, Heads, KvAxes, Visible};
 use super::config::LlamaConfig;
 use super::kv_cache::KvCache;
+use super::lora::{Adapter, LoraConfig, TrainedRows};
 use super::pool::on_pool;
 use super::proj::{Proj, Quantization};
 use super::rope::Rope;
@@ -57,6 +58,8 @@ pub struct Llama {
     quantization: Option<Quantization>,
     /// The quantized output head (a quantized copy of the tied table when tied).
     head_q: Option<Proj>,
+    /// Embedding rows trained beside a frozen table (LoRA's new tokens).
+    trained_rows: Option<TrainedRows>,
 }
 
 /// One search's rows in [`Llama::forward_groups`]: new answer tokens that continue the
@@ -140,6 +143,7 @@ impl Llama {
             fused_attention: true,
             quantization: None,
             head_q: None,
+            trained_rows: None,
         })
     }
 
@@ -200,6 +204,16 @@ impl Llama {
 
     pub fn set_differentiable(&mut self, on: bool) {
         self.differentiable = on;
+        for block in &self.blocks {
+            for (_, proj) in block.projections() {
+                if let Some(adapter) = proj.adapter() {
+                    adapter.set_tracked(on);
+                }
+            }
+        }
+        if let Some(rows) = &self.trained_rows {
+            rows.tracked.set(on);
+        }
     }
 
     /// Inference attention in one fused pass on the CPU (the default) or composed from
@@ -235,6 +249,9 @@ impl Llama {
             return Err(Error::invalid(format!(
                 "token id {bad} is outside the vocabulary ({vocab})"
             )));
+        }
+        if let Some(rows) = &self.trained_rows {
+            return rows.lookup(&self.embed, ids);
         }
         let ids = Tensor::new(ids, &self.device)?;
         Ok(self.embed.index_select(&ids, 0)?)
@@ -312,8 +329,12 @@ impl Llama {
         if let Some(q) = &self.head_q {
             return q.forward(hidden);
         }
-        let head = self.lm_head.as_ref().unwrap_or(&self.embed);
-        if let Some(y) = super::skinny::matmul_t(hidden, head)? {
+        let head = match (&self.lm_head, &self.trained_rows) {
+            (Some(head), _) => head.clone(),
+            (None, Some(rows)) => rows.table(&self.embed)?,
+            (None, None) => self.embed.clone(),
+        };
+        if let Some(y) = super::skinny::matmul_t(hidden, &head)? {
             return Ok(y);
         }
         Ok(hidden.broadcast_matmul(&head.t()?)?)
@@ -598,8 +619,12 @@ impl Llama {
                  load the checkpoint without quantization"
             )));
         }
+        let embed = match &self.trained_rows {
+            Some(rows) => rows.table(&self.embed)?,
+            None => self.embed.clone(),
+        };
         let mut out = vec![
-            ("model.embed_tokens.weight".to_string(), self.embed.clone()),
+            ("model.embed_tokens.weight".to_string(), embed),
             ("model.norm.weight".to_string(), self.norm.clone()),
         ];
         if let Some(head) = &self.lm_head {
@@ -607,23 +632,139 @@ impl Llama {
         }
         for (i, b) in self.blocks.iter().enumerate() {
             let p = format!("model.layers.{i}");
-            for (n, t) in [
-                ("input_layernorm.weight", Some(&b.input_norm)),
-                ("post_attention_layernorm.weight", Some(&b.post_norm)),
-                ("self_attn.q_proj.weight", b.attn.q.weight()),
-                ("self_attn.k_proj.weight", b.attn.k.weight()),
-                ("self_attn.v_proj.weight", b.attn.v.weight()),
-                ("self_attn.o_proj.weight", b.attn.o.weight()),
-                ("mlp.gate_proj.weight", b.mlp.gate.weight()),
-                ("mlp.up_proj.weight", b.mlp.up.weight()),
-                ("mlp.down_proj.weight", b.mlp.down.weight()),
-            ] {
-                let name = format!("{p}.{n}");
-                let t = t.ok_or_else(|| Error::invalid(format!("{name} is quantized")))?;
-                out.push((name, t.clone()));
+            out.push((format!("{p}.input_layernorm.weight"), b.input_norm.clone()));
+            out.push((
+                format!("{p}.post_attention_layernorm.weight"),
+                b.post_norm.clone(),
+            ));
+            for (n, proj) in b.projections() {
+                let name = format!("{p}.{n}.weight");
+                // Adapters are merged: a saved checkpoint serves without them.
+                let t = proj
+                    .merged_weight()?
+                    .ok_or_else(|| Error::invalid(format!("{name} is quantized")))?;
+                out.push((name, t));
             }
         }
         Ok(out)
+    }
+
+    /// Attaches LoRA adapters to the projections `cfg` targets, and (with `new_tokens`)
+    /// trains the embedding rows `new_tokens` beside the frozen table. Adapters found in
+    /// `resume` (by [`Llama::lora_tensors`]' names) continue from there; the others start
+    /// fresh from `seed`. Returns the variables to optimise, named as they are saved.
+    pub fn attach_lora(
+        &mut self,
+        cfg: &LoraConfig,
+        new_tokens: Option<std::ops::Range<usize>>,
+        seed: u64,
+        resume: Option<&std::collections::HashMap<String, Tensor>>,
+    ) -> Result<Vec<(String, candle_core::Var)>> {
+        cfg.validate()?;
+        if self.quantization.is_some() {
+            return Err(Error::invalid(
+                "a quantized model cannot take LoRA adapters",
+            ));
+        }
+        let device = self.device.clone();
+        let from_resume = |name: &str, shape: &[usize]| -> Result<Option<candle_core::Var>> {
+            let Some(t) = resume.and_then(|r| r.get(name)) else {
+                return Ok(None);
+            };
+            if t.dims() != shape {
+                return Err(Error::invalid(format!(
+                    "LoRA tensor `{name}` has shape {:?}, expected {shape:?}",
+                    t.dims()
+                )));
+            }
+            Ok(Some(candle_core::Var::from_tensor(t)?))
+        };
+        let mut vars = Vec::new();
+        for (i, block) in self.blocks.iter_mut().enumerate() {
+            for (n, proj) in block.projections_mut() {
+                let short = n.rsplit('.').next().unwrap_or(n);
+                if !cfg.targets(short) {
+                    continue;
+                }
+                let w = proj
+                    .weight()
+                    .ok_or_else(|| Error::invalid("quantized projection"))?;
+                let (out, input) = w.dims2()?;
+                let (na, nb) = lora_names(i, n);
+                let (adapter, a, b) = match (
+                    from_resume(&na, &[cfg.rank, input])?,
+                    from_resume(&nb, &[out, cfg.rank])?,
+                ) {
+                    (Some(a), Some(b)) => (Adapter::from_vars(&a, &b, cfg.scale()), a, b),
+                    _ => {
+                        let layer_seed = seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                        let salt = TARGET_SALT.iter().position(|t| *t == short).unwrap_or(0);
+                        Adapter::new(
+                            out,
+                            input,
+                            cfg,
+                            layer_seed.wrapping_add(salt as u64),
+                            &device,
+                        )?
+                    }
+                };
+                adapter.set_tracked(self.differentiable);
+                proj.adapt(adapter)?;
+                vars.push((na, a));
+                vars.push((nb, b));
+            }
+        }
+        if let Some(range) = new_tokens.filter(|r| !r.is_empty()) {
+            if range.end > self.cfg.vocab_size {
+                return Err(Error::invalid(format!(
+                    "new token rows {range:?} outside the {}-token vocabulary",
+                    self.cfg.vocab_size
+                )));
+            }
+            let shape = [range.len(), self.cfg.hidden_size];
+            let rows = match from_resume(NEW_TOKEN_ROWS, &shape)? {
+                Some(v) => v,
+                None => candle_core::Var::from_tensor(&self.embed.narrow(
+                    0,
+                    range.start,
+                    range.len(),
+                )?)?,
+            };
+            self.trained_rows = Some(TrainedRows {
+                start: range.start,
+                rows: rows.as_tensor().clone(),
+                tracked: Default::default(),
+            });
+            if let Some(trained) = &self.trained_rows {
+                trained.tracked.set(self.differentiable);
+            }
+            vars.push((NEW_TOKEN_ROWS.to_string(), rows));
+        }
+        Ok(vars)
+    }
+
+    /// The adapters and trained rows alone (empty without LoRA), for saving them apart
+    /// from the merged model.
+    pub fn lora_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for (i, block) in self.blocks.iter().enumerate() {
+            for (n, proj) in block.projections() {
+                if let Some(adapter) = proj.adapter() {
+                    let (na, nb) = lora_names(i, n);
+                    out.push((na, adapter.a.clone()));
+                    out.push((nb, adapter.b.clone()));
+                }
+            }
+        }
+        if let Some(rows) = &self.trained_rows {
+            out.push((NEW_TOKEN_ROWS.to_string(), rows.rows.clone()));
+        }
+        out
+    }
+
+    /// The first of the trained embedding rows, if any.
+    pub fn trained_rows_start(&self) -> Option<usize> {
+        self.trained_rows.as_ref().map(|r| r.start)
     }
 
     /// Quantizes every projection and the output head for serving (the embedding table
@@ -688,6 +829,48 @@ impl Llama {
         }
         self.cfg.vocab_size += n;
         Ok(())
+    }
+}
+
+/// PEFT's names for one projection's adapter matrices.
+fn lora_names(layer: usize, proj: &str) -> (String, String) {
+    let base = format!("base_model.model.model.layers.{layer}.{proj}");
+    (
+        format!("{base}.lora_A.weight"),
+        format!("{base}.lora_B.weight"),
+    )
+}
+
+/// The name the trained new-token rows are saved under.
+pub const NEW_TOKEN_ROWS: &str = "base_model.model.model.embed_tokens.new_token_rows";
+
+/// Distinguishes the seeds of one layer's adapters.
+const TARGET_SALT: [&str; 7] = super::lora::TARGETS;
+
+impl Block {
+    /// The projections with their names under the layer (`self_attn.q_proj`, ...).
+    fn projections(&self) -> [(&'static str, &Proj); 7] {
+        [
+            ("self_attn.q_proj", &self.attn.q),
+            ("self_attn.k_proj", &self.attn.k),
+            ("self_attn.v_proj", &self.attn.v),
+            ("self_attn.o_proj", &self.attn.o),
+            ("mlp.gate_proj", &self.mlp.gate),
+            ("mlp.up_proj", &self.mlp.up),
+            ("mlp.down_proj", &self.mlp.down),
+        ]
+    }
+
+    fn projections_mut(&mut self) -> [(&'static str, &mut Proj); 7] {
+        [
+            ("self_attn.q_proj", &mut self.attn.q),
+            ("self_attn.k_proj", &mut self.attn.k),
+            ("self_attn.v_proj", &mut self.attn.v),
+            ("self_attn.o_proj", &mut self.attn.o),
+            ("mlp.gate_proj", &mut self.mlp.gate),
+            ("mlp.up_proj", &mut self.mlp.up),
+            ("mlp.down_proj", &mut self.mlp.down),
+        ]
     }
 }
 

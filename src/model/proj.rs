@@ -11,6 +11,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Module, Tensor};
 use candle_nn::Linear;
 
+use super::lora::Adapter;
 use super::skinny::{self, Q8Weight, Weight};
 use crate::error::{Error, Result};
 
@@ -61,6 +62,8 @@ impl std::fmt::Display for Quantization {
 
 pub(crate) enum Proj {
     Dense(Linear),
+    /// A frozen dense weight with a LoRA adapter beside it (`lora.rs`).
+    Adapted(Linear, Adapter),
     /// Q8_0 as the CPU kernel reads it.
     Q8(Q8Weight),
     /// candle's quantized matmul, and the format it holds.
@@ -85,27 +88,66 @@ impl Proj {
         Ok(Some(Proj::Quantized(QMatMul::from_qtensor(t)?, q)))
     }
 
-    /// The dense weight `[out, in]`; `None` once quantized.
+    /// The dense weight `[out, in]` (an adapted projection's frozen base); `None` once
+    /// quantized.
     pub(crate) fn weight(&self) -> Option<&Tensor> {
         match self {
-            Proj::Dense(l) => Some(l.weight()),
+            Proj::Dense(l) | Proj::Adapted(l, _) => Some(l.weight()),
             Proj::Q8(_) | Proj::Quantized(..) => None,
+        }
+    }
+
+    /// The weight as it acts: the dense weight, with an adapter merged into it; `None`
+    /// once quantized.
+    pub(crate) fn merged_weight(&self) -> Result<Option<Tensor>> {
+        Ok(match self {
+            Proj::Dense(l) => Some(l.weight().clone()),
+            Proj::Adapted(l, adapter) => Some(adapter.merge(l.weight())?),
+            Proj::Q8(_) | Proj::Quantized(..) => None,
+        })
+    }
+
+    /// Attaches `adapter` beside a dense weight (whose shape it must fit).
+    pub(crate) fn adapt(&mut self, adapter: Adapter) -> Result<()> {
+        let Proj::Dense(l) = self else {
+            return Err(Error::invalid(
+                "only a dense, unadapted projection takes a LoRA adapter",
+            ));
+        };
+        let (out, input) = l.weight().dims2()?;
+        if adapter.a.dim(1)? != input || adapter.b.dim(0)? != out {
+            return Err(Error::invalid(format!(
+                "a LoRA adapter of A {:?}, B {:?} does not fit a weight [{out}, {input}]",
+                adapter.a.dims(),
+                adapter.b.dims()
+            )));
+        }
+        *self = Proj::Adapted(l.clone(), adapter);
+        Ok(())
+    }
+
+    /// The adapter, if one is attached.
+    pub(crate) fn adapter(&self) -> Option<&Adapter> {
+        match self {
+            Proj::Adapted(_, a) => Some(a),
+            _ => None,
         }
     }
 
     /// The format of a quantized projection; `None` while dense.
     pub(crate) fn quantization(&self) -> Option<Quantization> {
         match self {
-            Proj::Dense(_) => None,
+            Proj::Dense(_) | Proj::Adapted(..) => None,
             Proj::Q8(_) => Some(Quantization::Q8_0),
             Proj::Quantized(_, q) => Some(*q),
         }
     }
 
-    /// The weight as the kernel takes it, if it can.
+    /// The weight as the kernel takes it, if it can (an adapted projection's base: its
+    /// adapter's term is added after).
     fn kernel_weight(&self) -> Option<Weight<'_>> {
         match self {
-            Proj::Dense(l) => Some(Weight::F32(l.weight())),
+            Proj::Dense(l) | Proj::Adapted(l, _) => Some(Weight::F32(l.weight())),
             Proj::Q8(w) => Some(Weight::Q8(w)),
             Proj::Quantized(..) => None,
         }
@@ -116,6 +158,11 @@ impl Proj {
     /// (`Llama::load` quantizes projections as it reads them); one in another format is
     /// an error, as re-quantizing would compound both formats' rounding.
     pub(crate) fn quantize(&mut self, q: Quantization) -> Result<bool> {
+        if let Proj::Adapted(..) = self {
+            return Err(Error::invalid(
+                "a projection with a LoRA adapter cannot be quantized: save the model (which merges the adapter) and load it quantized",
+            ));
+        }
         if let Some(have) = self.quantization() {
             return if have == q {
                 Ok(true)
@@ -138,11 +185,15 @@ impl Proj {
     }
 
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(match self {
-            Proj::Dense(l) => match skinny::matmul_t(x, l.weight())? {
+        let dense = |l: &Linear| -> Result<Tensor> {
+            Ok(match skinny::matmul_t(x, l.weight())? {
                 Some(y) => y,
                 None => l.forward(x)?,
-            },
+            })
+        };
+        Ok(match self {
+            Proj::Dense(l) => dense(l)?,
+            Proj::Adapted(l, adapter) => (dense(l)? + adapter.delta(x)?)?,
             Proj::Q8(w) => {
                 let x = x.contiguous()?;
                 match skinny::matmul_t_each(&x, &[Weight::Q8(w)])? {
@@ -166,7 +217,12 @@ impl Proj {
         let kernel: Option<Vec<Weight>> = projs.iter().map(|p| p.kernel_weight()).collect();
         if let Some(ws) = kernel {
             if let Some(ys) = skinny::matmul_t_each(x, &ws)? {
-                if let Ok(ys) = <[Tensor; N]>::try_from(ys) {
+                if let Ok(mut ys) = <[Tensor; N]>::try_from(ys) {
+                    for (y, p) in ys.iter_mut().zip(projs) {
+                        if let Some(adapter) = p.adapter() {
+                            *y = (&*y + adapter.delta(x)?)?;
+                        }
+                    }
                     return Ok(ys);
                 }
             }

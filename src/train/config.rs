@@ -125,6 +125,10 @@ pub struct StageConfig {
     /// Write resume state every this many steps.
     #[serde(default = "d_every")]
     pub checkpoint_every: u64,
+    /// Fine-tune through LoRA adapters with the base weights frozen (`[stage.lora]`);
+    /// without it every weight is trained.
+    #[serde(default)]
+    pub lora: Option<crate::model::LoraConfig>,
 }
 
 fn d_k() -> usize {
@@ -227,6 +231,9 @@ impl StageConfig {
         }
         if self.checkpoint_every == 0 {
             return Err(Error::invalid("`checkpoint_every` must be at least 1"));
+        }
+        if let Some(lora) = &self.lora {
+            lora.validate()?;
         }
         Ok(())
     }

@@ -187,6 +187,49 @@ fn make_trainable(model: &mut Model) -> Result<Vec<(String, Var)>> {
     Ok(vars)
 }
 
+/// Writes a model's LoRA adapters (and trained new-token rows) into `dir`:
+/// `adapters.safetensors` with PEFT's tensor names, and `adapter_config.json` with the
+/// rank, alpha, targets and the base checkpoint they apply to.
+fn save_adapters(
+    model: &Model,
+    lora: &crate::model::LoraConfig,
+    base: &Path,
+    dir: &Path,
+) -> Result<()> {
+    let tensors: HashMap<String, candle_core::Tensor> =
+        model.llama().lora_tensors().into_iter().collect();
+    let path = dir.join("adapters.safetensors");
+    candle_core::safetensors::save(&tensors, &path).map_err(|e| {
+        Error::format(
+            &path,
+            format!("cannot write: {}", crate::error::candle_message(&e)),
+        )
+    })?;
+    let config = serde_json::json!({
+        "peft_type": "LORA",
+        "r": lora.rank,
+        "lora_alpha": lora.alpha,
+        "target_modules": lora.targets,
+        "base_model_name_or_path": base.display().to_string(),
+        "new_token_rows_start": model.llama().trained_rows_start(),
+    });
+    let path = dir.join("adapter_config.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&config).expect("json"))
+        .map_err(|e| Error::io(&path, e))
+}
+
+/// The adapters a LoRA stage's resume state holds.
+fn load_adapters(dir: &Path) -> Result<HashMap<String, candle_core::Tensor>> {
+    let path = dir.join("adapters.safetensors");
+    crate::files::regular_file(&path)?;
+    candle_core::safetensors::load(&path, &candle_core::Device::Cpu).map_err(|e| {
+        Error::format(
+            &path,
+            format!("cannot read: {}", crate::error::candle_message(&e)),
+        )
+    })
+}
+
 /// How a stage ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum StageEnd {
@@ -224,7 +267,12 @@ fn run_stage(
 ) -> Result<StageEnd> {
     let started = Instant::now();
     let resuming = resume_dir.join("trainer.json").is_file();
-    let from = if resuming { resume_dir } else { input };
+    // A LoRA stage's resume state holds only its adapters: the base is the stage's input.
+    let from = if resuming && stage.lora.is_none() {
+        resume_dir
+    } else {
+        input
+    };
     let model_cfg = crate::model::LlamaConfig::from_file(&from.join("config.json"))?;
     // Weights, gradients and AdamW's two moments, in f32.
     crate::memory::check_fits(
@@ -238,7 +286,25 @@ fn run_stage(
         ),
     )?;
     let mut model = Model::load(from, &ModelOptions::default())?;
-    let params = make_trainable(&mut model)?;
+    let params = match &stage.lora {
+        None => make_trainable(&mut model)?,
+        Some(lora) => {
+            let resume = match resuming {
+                true => Some(load_adapters(resume_dir)?),
+                false => None,
+            };
+            let sp = *model.special();
+            let ids = [sp.start_seq, sp.end_seq, sp.item_sep].map(|i| i as usize);
+            let new_tokens = lora.train_new_tokens.then(|| {
+                *ids.iter().min().expect("three ids")..*ids.iter().max().expect("three ids") + 1
+            });
+            let seed = mix(&[cfg.seed, index as u64, 0x10A]);
+            let llama = model.llama_mut();
+            let vars = llama.attach_lora(lora, new_tokens, seed, resume.as_ref())?;
+            llama.set_differentiable(true);
+            vars
+        }
+    };
     let mut opt = AdamW::new(
         params.clone(),
         AdamWConfig {
@@ -402,12 +468,19 @@ fn run_stage(
                 positions: total_positions,
                 seconds: seconds_before + started.elapsed().as_secs_f64(),
             };
-            model.save_with(resume_dir, |dir| {
+            let write_state = |dir: &Path| {
                 opt.save(dir)?;
                 let path = dir.join("trainer.json");
                 std::fs::write(&path, serde_json::to_string(&state).expect("serialises"))
                     .map_err(|e| Error::io(&path, e))
-            })?;
+            };
+            match &stage.lora {
+                None => model.save_with(resume_dir, write_state)?,
+                Some(lora) => crate::model::checkpoint::write_dir(resume_dir, |dir| {
+                    save_adapters(&model, lora, input, dir)?;
+                    write_state(dir)
+                })?,
+            }
         }
         if stop {
             reporter.stage_finished();
@@ -439,6 +512,13 @@ fn run_stage(
         model.meta_mut().layout.max_items = stage.max_history;
     }
     model.save(final_dir)?;
+    if let Some(lora) = &stage.lora {
+        // The adapters alone: a small artifact to ship or to apply to the base again.
+        let dir = cfg
+            .out
+            .join(format!("{:02}-{}.adapters", index + 1, stage.name()));
+        crate::model::checkpoint::write_dir(&dir, |tmp| save_adapters(&model, lora, input, tmp))?;
+    }
     let _ = std::fs::remove_dir_all(resume_dir);
     Ok(if stop_requested {
         StageEnd::FinishedStopRequested
