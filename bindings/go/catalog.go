@@ -46,9 +46,11 @@ func NewCatalog(model *Model) (*Catalog, error) {
 	return catalog, nil
 }
 
-// Add registers one item. A registered id is StatusDuplicateItem, an empty title
-// StatusInvalidArgument, a title that is not UTF-8 StatusInvalidUTF8; on failure the
-// catalogue is unchanged.
+// Add registers one item; its title is stored trimmed. A registered id is
+// StatusDuplicateItem and a title that is not UTF-8 StatusInvalidUTF8. A title is
+// StatusInvalidArgument when it is longer than 4,096 bytes or than a sixteenth of the
+// model's context in tokens (at most 512), holds a control character or the prompt's
+// special tokens, or has no visible character. On failure the catalogue is unchanged.
 func (c *Catalog) Add(id uint64, title string) error {
 	cTitle, err := cString("title", title)
 	if err != nil {
@@ -64,8 +66,8 @@ func (c *Catalog) Add(id uint64, title string) error {
 	return takeError(C.patchrec_catalog_add(c.ptr, C.uint64_t(id), cTitle, &cError), cError)
 }
 
-// AddItems registers items all or nothing: after any failure the catalogue is unchanged.
-// Faster than calling Add for each.
+// AddItems registers items all or nothing, each refused as Add would refuse it: after any
+// failure the catalogue is unchanged. Faster than calling Add for each.
 func (c *Catalog) AddItems(items []Item) error {
 	ids := make([]C.uint64_t, len(items))
 	titles := make([]*C.char, len(items))
@@ -95,14 +97,16 @@ func (c *Catalog) AddItems(items []Item) error {
 // caller still builds and prefills its own prompt, then one worker advances every waiting
 // query's beams in one forward pass per step. maxBatch is the most queries per pass (0
 // turns batching off); an idle worker waits up to maxWait for more queries before its
-// first step. Results equal unbatched ones to float rounding.
+// first step. Results equal unbatched ones to float rounding. A maxBatch above 1,024, or
+// a negative maxWait or one above a second, is StatusInvalidArgument, and the batching in
+// force is unchanged.
 func (c *Catalog) SetBatching(maxBatch int, maxWait time.Duration) error {
 	n, err := cSize("maxBatch", maxBatch)
 	if err != nil {
 		return err
 	}
 	if maxWait < 0 {
-		return fmt.Errorf("patchrec: maxWait %v is negative", maxWait)
+		return &Error{Status: StatusInvalidArgument, Message: fmt.Sprintf("`maxWait` is negative (%v)", maxWait)}
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()

@@ -154,8 +154,15 @@ func TestBatchedConcurrentQueries(t *testing.T) {
 	if err := catalog.SetBatching(0, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := catalog.SetBatching(-1, 0); err == nil {
-		t.Error("a negative batch size was accepted")
+	requireError(t, catalog.SetBatching(-1, 0), patchrec.StatusInvalidArgument, "maxBatch")
+	requireError(t, catalog.SetBatching(1, -time.Microsecond), patchrec.StatusInvalidArgument, "maxWait")
+	requireError(t, catalog.SetBatching(1025, 0), patchrec.StatusInvalidArgument, "1025")
+	requireError(t, catalog.SetBatching(8, 2*time.Second), patchrec.StatusInvalidArgument, "2000000")
+	if err := catalog.SetBatching(1024, time.Second); err != nil {
+		t.Errorf("the largest batching: %v", err)
+	}
+	if err := catalog.SetBatching(0, 0); err != nil {
+		t.Fatal(err)
 	}
 }
 

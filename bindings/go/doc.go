@@ -40,8 +40,9 @@
 //
 // # Training
 //
-// Train runs the stages of a training configuration (a TOML file or its text, as
-// `patchrec train` reads) and reports every optimizer step to an optional progress
-// function, which can stop the run; a stopped run is an *Error with StatusStopped, and
-// Train with resume continues it. Load the checkpoints it writes with LoadModel.
+// TrainFile runs the stages of a training configuration file, as `patchrec train` reads
+// it, and TrainTOML those of a configuration given as TOML text; both report every
+// optimizer step to an optional progress function, which can stop the run. A stopped run
+// is an *Error with StatusStopped, and the same call with resume continues it. Load the
+// checkpoints they write with LoadModel.
 package patchrec

@@ -29,6 +29,8 @@ const (
 	StatusTensor          Status = C.PATCHREC_TENSOR
 	StatusPanic           Status = C.PATCHREC_PANIC
 	StatusStopped         Status = C.PATCHREC_STOPPED
+	StatusOutOfMemory     Status = C.PATCHREC_OUT_OF_MEMORY
+	StatusNonFinite       Status = C.PATCHREC_NON_FINITE
 )
 
 // String returns the status constant's C name, such as "PATCHREC_UNKNOWN_ITEM".

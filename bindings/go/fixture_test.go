@@ -17,6 +17,9 @@ import (
 // makes the checkpoint with `patchrec init --items examples/cpp/movies.tsv`.
 const itemsPath = "../../examples/cpp/movies.tsv"
 
+// headerPath is this source tree's C header, which scripts/install.sh installs for cgo.
+const headerPath = "../../include/patchrec.h"
+
 // The query compared with the C API, and timed by BenchmarkRecommend;
 // scripts/test-bindings.sh gives the C reference the same one for the latency numbers.
 var (

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,11 +20,51 @@ func TestVersions(t *testing.T) {
 	}
 	// cgo checks signatures against the header, not meanings: a new ABI version needs
 	// this package reviewed, and then this number changed.
-	if patchrec.ABIVersion != 1 {
-		t.Errorf("ABIVersion = %d, this package was written for 1", patchrec.ABIVersion)
+	if patchrec.ABIVersion != 2 {
+		t.Errorf("ABIVersion = %d, this package was written for 2", patchrec.ABIVersion)
 	}
-	if got := patchrec.StatusUnknownItem.String(); got != "PATCHREC_UNKNOWN_ITEM" {
-		t.Errorf("StatusUnknownItem.String() = %q", got)
+	// The constants come from the header, so their numbers are right; these are the names
+	// the library gives them, and the list must hold every status the header defines.
+	names := map[patchrec.Status]string{
+		patchrec.StatusOK:              "PATCHREC_OK",
+		patchrec.StatusInvalidArgument: "PATCHREC_INVALID_ARGUMENT",
+		patchrec.StatusNullArgument:    "PATCHREC_NULL_ARGUMENT",
+		patchrec.StatusInvalidUTF8:     "PATCHREC_INVALID_UTF8",
+		patchrec.StatusIO:              "PATCHREC_IO",
+		patchrec.StatusFormat:          "PATCHREC_FORMAT",
+		patchrec.StatusUnsupported:     "PATCHREC_UNSUPPORTED",
+		patchrec.StatusUnknownItem:     "PATCHREC_UNKNOWN_ITEM",
+		patchrec.StatusDuplicateItem:   "PATCHREC_DUPLICATE_ITEM",
+		patchrec.StatusBufferTooSmall:  "PATCHREC_BUFFER_TOO_SMALL",
+		patchrec.StatusTokenizer:       "PATCHREC_TOKENIZER",
+		patchrec.StatusTensor:          "PATCHREC_TENSOR",
+		patchrec.StatusPanic:           "PATCHREC_PANIC",
+		patchrec.StatusStopped:         "PATCHREC_STOPPED",
+		patchrec.StatusOutOfMemory:     "PATCHREC_OUT_OF_MEMORY",
+		patchrec.StatusNonFinite:       "PATCHREC_NON_FINITE",
+	}
+	for status, name := range names {
+		if got := status.String(); got != name {
+			t.Errorf("Status(%d).String() = %q, want %q", uint32(status), got, name)
+		}
+	}
+	header, err := os.ReadFile(headerPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enum := regexp.MustCompile(`(?s)enum patchrec_status_t\b.*?\{(.*?)\};`).FindSubmatch(header)
+	if enum == nil {
+		t.Fatalf("no enum patchrec_status_t in %s", headerPath)
+	}
+	defined := regexp.MustCompile(`(PATCHREC_\w+) = (\d+),`).FindAllSubmatch(enum[1], -1)
+	for _, constant := range defined {
+		code, _ := strconv.Atoi(string(constant[2]))
+		if names[patchrec.Status(code)] != string(constant[1]) {
+			t.Errorf("%s: the header's %s = %d has no Status constant here", headerPath, constant[1], code)
+		}
+	}
+	if len(defined) != len(names) {
+		t.Errorf("the header defines %d statuses, this test lists %d", len(defined), len(names))
 	}
 	if got := patchrec.Status(9999).String(); got != "PATCHREC_UNKNOWN_STATUS" {
 		t.Errorf("an undefined status is named %q", got)
@@ -135,7 +178,11 @@ func TestCatalog(t *testing.T) {
 	requireError(t, catalog.Add(1000, "Brazil again"), patchrec.StatusDuplicateItem, "1000")
 	requireError(t, catalog.Add(1001, "Caf\xe9 (1999)"), patchrec.StatusInvalidUTF8, "title")
 	requireError(t, catalog.Add(1001, "Half\x00Title"), patchrec.StatusInvalidArgument, "NUL")
-	requireError(t, catalog.Add(1001, "  "), patchrec.StatusInvalidArgument, "empty title")
+	requireError(t, catalog.Add(1001, "  "), patchrec.StatusInvalidArgument, "no visible characters")
+	requireError(t, catalog.Add(1001, "\u200b\u2060"), patchrec.StatusInvalidArgument, "no visible characters")
+	requireError(t, catalog.Add(1001, "Line\nBreak"), patchrec.StatusInvalidArgument, "control character")
+	requireError(t, catalog.Add(1001, strings.Repeat("a", 4097)), patchrec.StatusInvalidArgument, "4096")
+	requireError(t, catalog.Add(1001, strings.Repeat("x ", 1500)), patchrec.StatusInvalidArgument, "tokens")
 
 	batch := []patchrec.Item{{ID: 1002, Title: "Ran (1985)"}, {ID: 1, Title: "Toy Story again"}}
 	requireError(t, catalog.AddItems(batch), patchrec.StatusDuplicateItem, "item id 1")

@@ -32,8 +32,9 @@ func (c *Catalog) Recommend(user *User, options *QueryOptions) ([]Recommendation
 	if err != nil {
 		return nil, err
 	}
-	// With no room the library only reports k, before any work. Any other failure
-	// recurs in the second call, which reports it.
+	// With no room the library only reports how many items the answer can hold (k, or
+	// the catalogue's size when smaller), before any work. Any other failure recurs in
+	// the second call, which reports it.
 	var k C.size_t
 	C.patchrec_recommend(c.ptr, user.ptr, cOptions, nil, 0, &k, nil)
 	items := make([]C.patchrec_recommendation_t, k)

@@ -12,12 +12,21 @@ package patchrec
 // 	return patchrecGoTrainProgress((patchrec_train_progress_t *)progress, (uintptr_t)user_data);
 // }
 //
-// // patchrec_train with the trampoline, or no callback when handle is 0. The handle
-// // travels as an integer so that Go never turns it into a pointer.
-// static patchrec_status_t patchrec_go_train(const char *config, bool resume, uintptr_t handle,
+// // patchrec_train_file and patchrec_train_toml with the trampoline, or no callback when
+// // handle is 0. The handle travels as an integer so that Go never turns it into a pointer.
+// static patchrec_train_callback_t patchrec_go_train_callback(uintptr_t handle) {
+// 	return handle == 0 ? NULL : patchrec_go_train_progress;
+// }
+//
+// static patchrec_status_t patchrec_go_train_file(const char *path, bool resume, uintptr_t handle,
 // 		patchrec_error_t **error) {
-// 	return patchrec_train(config, resume, handle == 0 ? NULL : patchrec_go_train_progress,
-// 		(void *)handle, error);
+// 	return patchrec_train_file(path, resume, patchrec_go_train_callback(handle), (void *)handle, error);
+// }
+//
+// static patchrec_status_t patchrec_go_train_toml(const char *toml, const char *base_dir, bool resume,
+// 		uintptr_t handle, patchrec_error_t **error) {
+// 	return patchrec_train_toml(toml, base_dir, resume, patchrec_go_train_callback(handle), (void *)handle,
+// 		error);
 // }
 import "C"
 
@@ -27,7 +36,8 @@ import (
 	"unsafe"
 )
 
-// TrainProgress is one optimizer step's report, passed to Train's progress function.
+// TrainProgress is one optimizer step's report, passed to the progress function of
+// TrainFile and TrainTOML.
 type TrainProgress struct {
 	// Stage is the stage's name: "sft", "ppt", "pft-i5", "pft-s20", ...
 	Stage string
@@ -46,7 +56,7 @@ type TrainProgress struct {
 // trainRun is what the trampoline reaches through the cgo.Handle in user_data.
 type trainRun struct {
 	progress func(TrainProgress) bool
-	// How a call of progress ended without returning, for Train to re-raise; see
+	// How a call of progress ended without returning, for train to re-raise; see
 	// callProgress.
 	goexited   bool
 	panicked   bool
@@ -80,33 +90,76 @@ func (r *trainRun) callProgress(p TrainProgress) bool {
 	return proceed && !r.panicked && !r.goexited
 }
 
-// Train runs the training stages of config: the path of a TOML file, or the TOML text
-// itself (relative paths in it are then taken from the working directory), in the format
-// `patchrec train` reads (docs/TRAINING.md in the source tree). It blocks until training
-// ends and returns nil when every stage finished, with the checkpoints in the
-// configuration's output folder, such as OUT/01-pft-i5 for a one-stage run; load them
-// with LoadModel.
+// TrainFile runs the training stages of the TOML file at path, in the format `patchrec
+// train` reads (docs/TRAINING.md in the source tree); relative paths in it are taken
+// from the file's folder. It blocks until training ends and returns nil when every stage
+// finished, with the checkpoints in the configuration's output folder, such as
+// OUT/01-pft-i5 for a one-stage run; load them with LoadModel.
 //
 // With resume, an interrupted run in the output folder continues where it stopped;
-// without it, a non-empty output folder is StatusInvalidArgument.
+// without it, a non-empty output folder is StatusInvalidArgument. An output folder that
+// another training is using is StatusIO.
+//
+// A missing or unreadable file is StatusIO naming the path; a malformed or nonsensical
+// configuration is StatusFormat naming the file and the field; a model too large for the
+// machine is StatusOutOfMemory, refused before anything is allocated; and a step whose
+// loss or gradient became NaN or infinite is StatusNonFinite, with the stage's last resume
+// state kept.
 //
 // progress, which may be nil, is called after every optimizer step. Returning false stops
-// training: the trainer writes its resume state and Train returns an *Error with Status
-// StatusStopped (use errors.As), after which Train with resume continues the run.
+// training: the trainer writes its resume state and TrainFile returns an *Error with
+// Status StatusStopped (use errors.As), after which TrainFile with resume continues the
+// run.
 //
-// progress runs on a goroutine of its own while Train waits, so a panic in it never
-// unwinds through the library: it stops training, as returning false does, and Train
+// progress runs on a goroutine of its own while TrainFile waits, so a panic in it never
+// unwinds through the library: it stops training, as returning false does, and TrainFile
 // re-raises it with the same value once the library has returned. The same holds for
 // runtime.Goexit, so t.Fatal in progress ends a test cleanly.
-func Train(config string, resume bool, progress func(TrainProgress) bool) error {
+func TrainFile(path string, resume bool, progress func(TrainProgress) bool) error {
 	if err := checkABI(); err != nil {
 		return err
 	}
-	cConfig, err := cString("config", config)
+	cPath, err := cString("path", path)
 	if err != nil {
 		return err
 	}
-	defer C.free(unsafe.Pointer(cConfig))
+	defer C.free(unsafe.Pointer(cPath))
+	return train("TrainFile", progress, func(handle C.uintptr_t, cError **C.patchrec_error_t) C.patchrec_status_t {
+		return C.patchrec_go_train_file(cPath, C.bool(resume), handle, cError)
+	})
+}
+
+// TrainTOML is TrainFile with the configuration given as TOML text. Relative paths in it
+// are taken from baseDir, or from the working directory when baseDir is empty. A
+// malformed or nonsensical configuration is StatusInvalidArgument naming the field;
+// everything else is as for TrainFile.
+func TrainTOML(toml, baseDir string, resume bool, progress func(TrainProgress) bool) error {
+	if err := checkABI(); err != nil {
+		return err
+	}
+	cTOML, err := cString("toml", toml)
+	if err != nil {
+		return err
+	}
+	defer C.free(unsafe.Pointer(cTOML))
+	var cBaseDir *C.char // NULL: the working directory
+	if baseDir != "" {
+		if cBaseDir, err = cString("baseDir", baseDir); err != nil {
+			return err
+		}
+		defer C.free(unsafe.Pointer(cBaseDir))
+	}
+	return train("TrainTOML", progress, func(handle C.uintptr_t, cError **C.patchrec_error_t) C.patchrec_status_t {
+		return C.patchrec_go_train_toml(cTOML, cBaseDir, C.bool(resume), handle, cError)
+	})
+}
+
+// train runs call, one of the C training entry points, with progress behind the
+// trampoline's handle (0 for none), and turns its outcome into TrainFile's and
+// TrainTOML's: nil, a stop, the library's error, or progress's panic or Goexit re-raised.
+// name is the caller's, for the message of a stopped run.
+func train(name string, progress func(TrainProgress) bool,
+	call func(handle C.uintptr_t, cError **C.patchrec_error_t) C.patchrec_status_t) error {
 	var handle C.uintptr_t
 	run := &trainRun{progress: progress}
 	if progress != nil {
@@ -115,7 +168,7 @@ func Train(config string, resume bool, progress func(TrainProgress) bool) error 
 		handle = C.uintptr_t(h)
 	}
 	var cError *C.patchrec_error_t
-	status := C.patchrec_go_train(cConfig, C.bool(resume), handle, &cError)
+	status := call(handle, &cError)
 	if run.goexited || run.panicked {
 		// The library saw a stop; whatever it returned, the panic or Goexit is the news.
 		C.patchrec_error_free(cError)
@@ -127,7 +180,7 @@ func Train(config string, resume bool, progress func(TrainProgress) bool) error 
 	if status == C.PATCHREC_STOPPED {
 		return &Error{
 			Status:  StatusStopped,
-			Message: "the progress function stopped training; call Train with resume to continue",
+			Message: "the progress function stopped training; call " + name + " with resume to continue",
 		}
 	}
 	return takeError(status, cError)

@@ -6,11 +6,12 @@ import "C"
 
 import "runtime/cgo"
 
-// patchrecGoTrainProgress is the progress callback that Train gives patchrec_train,
-// through the C shim in train.go; handle is the cgo.Handle of the run's *trainRun. It is
-// in a file of its own because a file with //export may only declare C functions in its
-// preamble, and the shim is a definition. Nothing here can panic once the report is
-// copied: callProgress keeps the user's panics and Goexits away from the library's frames.
+// patchrecGoTrainProgress is the progress callback that TrainFile and TrainTOML give
+// patchrec_train_file and patchrec_train_toml, through the C shim in train.go; handle is
+// the cgo.Handle of the run's *trainRun. It is in a file of its own because a file with
+// //export may only declare C functions in its preamble, and the shim is a definition.
+// Nothing here can panic once the report is copied: callProgress keeps the user's panics
+// and Goexits away from the library's frames.
 //
 //export patchrecGoTrainProgress
 func patchrecGoTrainProgress(progress *C.patchrec_train_progress_t, handle C.uintptr_t) C.bool {

@@ -31,15 +31,21 @@ public final class Catalog extends NativeHandle {
     }
 
     /**
-     * Registers one item. A registered id is {@link Status#DUPLICATE_ITEM}, an empty
-     * title {@link Status#INVALID_ARGUMENT}; on failure the catalogue is unchanged.
+     * Registers one item; its title is stored trimmed. A registered id is
+     * {@link Status#DUPLICATE_ITEM}. A title is {@link Status#INVALID_ARGUMENT} when it is
+     * longer than 4,096 bytes or than a sixteenth of the model's context in tokens (at most
+     * 512), holds a control character or the prompt's special tokens, or has no visible
+     * character. On failure the catalogue is unchanged.
      */
     public void add(long id, String title) {
         byte[] text = cString("title", title);
         call((catalog, error) -> patchrec_catalog_add(catalog, id, text, error));
     }
 
-    /** Registers {@code items} all or nothing; faster than {@link #add} for each. */
+    /**
+     * Registers {@code items} all or nothing, each refused as {@link #add} would refuse it;
+     * faster than {@link #add} for each.
+     */
     public void addAll(List<Item> items) {
         long[] ids = new long[items.size()];
         String[] titles = new String[items.size()];
@@ -58,14 +64,17 @@ public final class Catalog extends NativeHandle {
      * builds and prefills its own prompt, then one worker advances every waiting query's beams in
      * one forward pass per step. {@code maxBatch} is the most queries per pass (0 turns batching
      * off); an idle worker waits up to {@code maxWait} for more queries before its first step.
-     * Results equal unbatched ones to float rounding.
+     * Results equal unbatched ones to float rounding. A {@code maxBatch} above 1,024, or a
+     * negative {@code maxWait} or one above a second, is {@link Status#INVALID_ARGUMENT},
+     * and the batching in force is unchanged.
      */
     public void batching(int maxBatch, Duration maxWait) {
         if (maxBatch < 0 || maxWait.isNegative()) {
             throw new PatchrecException(
                     Status.INVALID_ARGUMENT, "batching(" + maxBatch + ", " + maxWait + "): negative");
         }
-        long micros = maxWait.toNanos() / 1000;
+        // toNanos() overflows past 292 years; any wait that long is refused all the same.
+        long micros = maxWait.getSeconds() > 1_000_000 ? Long.MAX_VALUE : maxWait.toNanos() / 1000;
         call((catalog, error) -> patchrec_catalog_set_batching(catalog, maxBatch, micros, error));
     }
 
@@ -108,8 +117,9 @@ public final class Catalog extends NativeHandle {
 
     private static List<Recommendation> recommend(Pointer catalog, Pointer user, Pointer options) {
         long[] length = new long[1];
-        // With no room the library only reports k, before any work. Any other failure
-        // recurs in the second call, which reports it.
+        // With no room the library only reports how many items the answer can hold (k, or
+        // the catalogue's size when smaller), before any work. Any other failure recurs in
+        // the second call, which reports it.
         patchrec_recommend(catalog, user, options, null, 0, length, null);
         long k = length[0];
         Memory out = k == 0 ? null : new Memory(k * RECOMMENDATION_SIZE);

@@ -131,8 +131,12 @@ final class LibPatchrec {
 
     static native Pointer patchrec_status_name(int status);
 
-    static native int patchrec_train(
-            byte[] config, byte resume, TrainCallback progress, Pointer userData, PointerByReference error);
+    static native int patchrec_train_file(
+            byte[] path, byte resume, TrainCallback progress, Pointer userData, PointerByReference error);
+
+    static native int patchrec_train_toml(
+            byte[] toml, byte[] baseDir, byte resume, TrainCallback progress, Pointer userData,
+            PointerByReference error);
 
     static native int patchrec_user_new(PointerByReference out, PointerByReference error);
 

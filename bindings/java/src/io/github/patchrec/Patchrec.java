@@ -6,6 +6,7 @@ import com.sun.jna.Pointer;
 import com.sun.jna.ptr.PointerByReference;
 import java.lang.ref.Reference;
 import java.lang.reflect.UndeclaredThrowableException;
+import java.nio.file.Path;
 import java.util.function.Predicate;
 
 /** Library-wide facts, and training. */
@@ -15,7 +16,7 @@ public final class Patchrec {
      * {@code patchrec.h} it follows. Model, User and QueryOptions refuse to start with a
      * library that implements another.
      */
-    public static final int ABI_VERSION = 1;
+    public static final int ABI_VERSION = 2;
 
     private Patchrec() {}
 
@@ -30,37 +31,82 @@ public final class Patchrec {
     }
 
     /**
-     * Runs the training stages of {@code config}: the path of a TOML file, or the TOML
-     * text itself (relative paths in it are then taken from the working directory), in
-     * the format {@code patchrec train} reads ({@code docs/TRAINING.md} in the source
-     * tree). Blocks until training ends and returns normally when every stage finished,
-     * with the checkpoints in the configuration's output folder, such as
-     * {@code OUT/01-pft-i5} for a one-stage run; load them with {@link Model#load}.
+     * Runs the training stages of the TOML file at {@code path}, in the format
+     * {@code patchrec train} reads ({@code docs/TRAINING.md} in the source tree); relative
+     * paths in it are taken from the file's folder. Blocks until training ends and returns
+     * normally when every stage finished, with the checkpoints in the configuration's
+     * output folder, such as {@code OUT/01-pft-i5} for a one-stage run; load them with
+     * {@link Model#load}.
      *
      * <p>With {@code resume}, an interrupted run in the output folder continues where it
-     * stopped; without it, a non-empty output folder is {@link Status#INVALID_ARGUMENT}.
+     * stopped; without it, a non-empty output folder is {@link Status#INVALID_ARGUMENT}. An
+     * output folder that another training is using is {@link Status#IO}.
+     *
+     * <p>A missing or unreadable file is {@link Status#IO} naming the path; a malformed or
+     * nonsensical configuration is {@link Status#FORMAT} naming the file and the field; a
+     * model too large for the machine is {@link Status#OUT_OF_MEMORY}, refused before
+     * anything is allocated; and a step whose loss or gradient became NaN or infinite is
+     * {@link Status#NON_FINITE}, with the stage's last resume state kept.
      *
      * <p>{@code progress}, which may be null, is called after every optimizer step;
      * returning false stops training: the trainer writes its resume state and this
      * method throws a {@link PatchrecException} with {@link Status#STOPPED}, after which
-     * {@code train} with {@code resume} continues the run. A stop is an exception, as every other outcome but success is, so that a
-     * caller cannot mistake a stopped run for a finished one.
+     * {@code trainFile} with {@code resume} continues the run. A stop is an exception, as
+     * every other outcome but success is, so that a caller cannot mistake a stopped run
+     * for a finished one.
      *
      * <p>Anything {@code progress} throws never reaches native code: it stops training,
      * as returning false does, and this method rethrows it once the library has returned
      * (a checked exception wrapped in an {@link UndeclaredThrowableException}).
      */
-    public static void train(String config, boolean resume, Predicate<TrainProgress> progress) {
+    public static void trainFile(Path path, boolean resume, Predicate<TrainProgress> progress) {
+        trainFile(path == null ? null : path.toString(), resume, progress);
+    }
+
+    /** {@link #trainFile(Path, boolean, Predicate)} with the path as a string. */
+    public static void trainFile(String path, boolean resume, Predicate<TrainProgress> progress) {
         requireAbi();
-        byte[] text = cString("config", config);
+        byte[] cPath = cString("path", path);
+        train("trainFile", progress,
+                (callback, error) -> patchrec_train_file(cPath, (byte) (resume ? 1 : 0), callback, null, error));
+    }
+
+    /**
+     * {@link #trainFile(Path, boolean, Predicate)} with the configuration given as TOML
+     * text. Relative paths in it are taken from {@code baseDir}, or from the working
+     * directory when {@code baseDir} is null. A malformed or nonsensical configuration is
+     * {@link Status#INVALID_ARGUMENT} naming the field; everything else is as for
+     * {@code trainFile}.
+     */
+    public static void trainToml(String toml, String baseDir, boolean resume, Predicate<TrainProgress> progress) {
+        requireAbi();
+        byte[] text = cString("toml", toml);
+        byte[] base = baseDir == null ? null : cString("baseDir", baseDir);
+        train("trainToml", progress,
+                (callback, error) -> patchrec_train_toml(text, base, (byte) (resume ? 1 : 0), callback, null, error));
+    }
+
+    /** One of the C training entry points, given the callback (null for none) and the error out-param. */
+    @FunctionalInterface
+    private interface NativeTraining {
+        int run(TrainCallback callback, PointerByReference error);
+    }
+
+    /**
+     * Runs {@code training} with {@code progress} behind a C callback, and turns its outcome
+     * into {@code trainFile}'s and {@code trainToml}'s: a return, a stop, the library's
+     * error, or what {@code progress} threw. {@code name} is the caller's, for the message
+     * of a stopped run.
+     */
+    private static void train(String name, Predicate<TrainProgress> progress, NativeTraining training) {
         ProgressCallback callback = progress == null ? null : new ProgressCallback(progress);
         PointerByReference error = new PointerByReference();
         int status;
         try {
-            status = patchrec_train(text, (byte) (resume ? 1 : 0), callback, null, error);
+            status = training.run(callback, error);
         } finally {
             // JNA keeps only a weak reference to a callback; the library calls this one
-            // until patchrec_train returns.
+            // until the training call returns.
             Reference.reachabilityFence(callback);
         }
         Throwable thrown = callback == null ? null : callback.thrown;
@@ -79,7 +125,7 @@ public final class Patchrec {
         }
         if (status == Status.STOPPED.code()) {
             throw new PatchrecException(
-                    Status.STOPPED, "the progress callback stopped training; call train with resume to continue");
+                    Status.STOPPED, "the progress callback stopped training; call " + name + " with resume to continue");
         }
         if (status != OK) {
             throw takeError(status, error.getValue());

@@ -21,6 +21,8 @@ public enum Status {
     TENSOR(11),
     PANIC(12),
     STOPPED(13),
+    OUT_OF_MEMORY(14),
+    NON_FINITE(15),
     /** A code that this binding predates. */
     UNRECOGNIZED(-1);
 

@@ -2,7 +2,8 @@ package io.github.patchrec;
 
 /**
  * One optimizer step's report, passed to the progress callback of
- * {@link Patchrec#train}.
+ * {@link Patchrec#trainFile(java.nio.file.Path, boolean, java.util.function.Predicate)} and
+ * {@link Patchrec#trainToml}.
  *
  * @param stage the stage's name: {@code sft}, {@code ppt}, {@code pft-i5}, {@code pft-s20}, ...
  * @param stageIndex the 0-based position of the stage in the configuration

@@ -26,11 +26,13 @@
  * {@code scripts/install.sh PREFIX}. Creating the first Model, User or QueryOptions checks
  * that the library implements {@link io.github.patchrec.Patchrec#ABI_VERSION}.
  *
- * <p>Training: {@link io.github.patchrec.Patchrec#train} runs the stages of a training
- * configuration (a TOML file or its text, as {@code patchrec train} reads) and reports
- * every optimizer step to an optional callback, which can stop the run; a stopped run
- * throws a {@code PatchrecException} with {@link io.github.patchrec.Status#STOPPED}, and
- * {@code train} with {@code resume} continues it. Load the checkpoints it writes with
+ * <p>Training: {@link io.github.patchrec.Patchrec#trainFile(java.nio.file.Path, boolean,
+ * java.util.function.Predicate)} runs the stages of a training configuration file, as
+ * {@code patchrec train} reads it, and {@link io.github.patchrec.Patchrec#trainToml} those
+ * of a configuration given as TOML text; both report every optimizer step to an optional
+ * callback, which can stop the run. A stopped run throws a {@code PatchrecException} with
+ * {@link io.github.patchrec.Status#STOPPED}, and the same call with {@code resume}
+ * continues it. Load the checkpoints they write with
  * {@link io.github.patchrec.Model#load}.
  */
 package io.github.patchrec;

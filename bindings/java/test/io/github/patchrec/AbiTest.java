@@ -29,6 +29,16 @@ class AbiTest {
                 assertEquals(constant, LibPatchrec.statusName(status.code()));
             }
         }
+        // And the other way round: every status the header defines has its constant here.
+        Matcher statuses = Pattern.compile("enum patchrec_status_t\\b.*?\\{(.*?)\\};", Pattern.DOTALL).matcher(header);
+        assertTrue(statuses.find(), "no enum patchrec_status_t in " + Fixture.HEADER);
+        Matcher defined = Pattern.compile("PATCHREC_(\\w+) = (\\d+),").matcher(statuses.group(1));
+        int count = 0;
+        while (defined.find()) {
+            count++;
+            assertEquals(Integer.parseInt(defined.group(2)), Status.valueOf(defined.group(1)).code(), defined.group());
+        }
+        assertEquals(Status.values().length - 1, count, "the header's statuses, against Status less UNRECOGNIZED");
         for (Layout layout : Layout.values()) {
             String constant = "PATCHREC_LAYOUT_" + layout.name();
             assertTrue(header.contains(constant + " = " + layout.code + ","), constant);
@@ -78,12 +88,12 @@ class AbiTest {
 
     @Test
     void mismatchIsAClearError() {
-        assertNull(LibPatchrec.abiMismatch(1, 1, 8));
-        PatchrecException version = LibPatchrec.abiMismatch(2, 1, 8);
+        assertNull(LibPatchrec.abiMismatch(2, 2, 8));
+        PatchrecException version = LibPatchrec.abiMismatch(1, 2, 8);
         assertEquals(Status.UNSUPPORTED, version.status());
-        assertTrue(version.detail().contains("implements C ABI version 2, but this Java binding was written for version 1"),
+        assertTrue(version.detail().contains("implements C ABI version 1, but this Java binding was written for version 2"),
                 version.getMessage());
-        PatchrecException sizeT = LibPatchrec.abiMismatch(1, 1, 4);
+        PatchrecException sizeT = LibPatchrec.abiMismatch(2, 2, 4);
         assertTrue(sizeT.detail().contains("size_t has 4 bytes"), sizeT.getMessage());
     }
 }

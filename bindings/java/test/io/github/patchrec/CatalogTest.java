@@ -39,7 +39,11 @@ class CatalogTest {
             assertFails(Status.DUPLICATE_ITEM, "item id 2", () -> catalog.add(2, "Heat again"));
             assertFails(Status.INVALID_UTF8, "title", () -> catalog.add(1000, "Caf\uD800 (1999)"));
             assertFails(Status.INVALID_ARGUMENT, "NUL", () -> catalog.add(1000, "Half\0Title"));
-            assertFails(Status.INVALID_ARGUMENT, "empty title", () -> catalog.add(1000, "  "));
+            assertFails(Status.INVALID_ARGUMENT, "no visible characters", () -> catalog.add(1000, "  "));
+            assertFails(Status.INVALID_ARGUMENT, "no visible characters", () -> catalog.add(1000, "\u200B\u2060"));
+            assertFails(Status.INVALID_ARGUMENT, "control character", () -> catalog.add(1000, "Line\nBreak"));
+            assertFails(Status.INVALID_ARGUMENT, "4096", () -> catalog.add(1000, "a".repeat(4097)));
+            assertFails(Status.INVALID_ARGUMENT, "tokens", () -> catalog.add(1000, "x ".repeat(1500)));
             assertFails(Status.NULL_ARGUMENT, "title", () -> catalog.add(1000, null));
             assertFails(Status.DUPLICATE_ITEM, "item id 1",
                     () -> catalog.addAll(List.of(new Item(1001, "Ran (1985)"), new Item(1, "Toy Story again"))));

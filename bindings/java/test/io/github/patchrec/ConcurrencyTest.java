@@ -90,6 +90,22 @@ class ConcurrencyTest {
         }
     }
 
+    /** Batching beyond the library's limits is refused, naming the number. */
+    @Test
+    void batchingLimits() {
+        try (Fixture fixture = new Fixture()) {
+            Catalog catalog = fixture.catalog;
+            CatalogTest.assertFails(Status.INVALID_ARGUMENT, "negative", () -> catalog.batching(-1, Duration.ZERO));
+            CatalogTest.assertFails(Status.INVALID_ARGUMENT, "negative", () -> catalog.batching(1, Duration.ofNanos(-1)));
+            CatalogTest.assertFails(Status.INVALID_ARGUMENT, "1025", () -> catalog.batching(1025, Duration.ZERO));
+            CatalogTest.assertFails(Status.INVALID_ARGUMENT, "2000000", () -> catalog.batching(8, Duration.ofSeconds(2)));
+            CatalogTest.assertFails(Status.INVALID_ARGUMENT, "max_wait",
+                    () -> catalog.batching(8, Duration.ofSeconds(Long.MAX_VALUE)));
+            catalog.batching(1024, Duration.ofSeconds(1));
+            catalog.batching(0, Duration.ZERO);
+        }
+    }
+
     /**
      * Closing a catalogue while threads query it waits for the queries in flight; later
      * ones fail cleanly instead of reaching freed memory.
