@@ -60,7 +60,8 @@ enum patchrec_status_t
   PATCHREC_OK = 0,
   /**
    * A value is out of range or inconsistent: k = 0, PFT-S group size 0, an unknown
-   * layout kind, an empty title, an empty catalogue, an unknown device name.
+   * layout kind, a title that cannot be served, an empty catalogue, an unknown device
+   * name, a nonsensical training configuration given as text.
    */
   PATCHREC_INVALID_ARGUMENT = 1,
   /**
@@ -76,7 +77,8 @@ enum patchrec_status_t
    */
   PATCHREC_IO = 4,
   /**
-   * A checkpoint file is malformed; the message names the file and what was wrong.
+   * A checkpoint, data or configuration file is malformed or nonsensical; the message
+   * names the file and what was wrong.
    */
   PATCHREC_FORMAT = 5,
   /**
@@ -229,7 +231,8 @@ typedef struct patchrec_query_options_t patchrec_query_options_t;
 typedef struct patchrec_user_t patchrec_user_t;
 
 /**
- * One recommended item. This layout is fixed for `PATCHREC_ABI_VERSION` 1.
+ * One recommended item. This layout is part of the ABI: it changes only with
+ * `PATCHREC_ABI_VERSION`.
  */
 typedef struct patchrec_recommendation_t {
   uint64_t item_id;

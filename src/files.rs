@@ -14,6 +14,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 
 /// Caps on what one file of each kind may hold; a larger one is malformed, not read.
+/// Configurations and metadata (JSON and TOML).
 pub const MAX_JSON_BYTES: u64 = 64 << 20;
 /// `tokenizer.json` of large vocabularies runs to ~20 MB.
 pub const MAX_TOKENIZER_BYTES: u64 = 512 << 20;

@@ -507,9 +507,12 @@ fn two_trainings_on_one_output_folder_do_not_both_run() {
         })
     };
     inside.wait();
-    let second = train(&cfg, &quiet(true), &mut |_| Control::Continue);
+    // Resuming or not, the second run is told the folder is in use.
+    let resumed = train(&cfg, &quiet(true), &mut |_| Control::Continue);
+    let fresh = train(&cfg, &quiet(false), &mut |_| Control::Continue);
     release.wait();
-    fails(second, PATCHREC_IO, "another training is running");
+    fails(resumed, PATCHREC_IO, "another training is running");
+    fails(fresh, PATCHREC_IO, "another training is running");
     first.join().unwrap().expect("the first run finishes");
     // Once it has, the folder can be resumed (nothing left to do).
     train(&cfg, &quiet(true), &mut |_| Control::Continue).unwrap();

@@ -15,6 +15,7 @@ use super::model::patchrec_model_t;
 use super::status::patchrec_status_t::{self, PATCHREC_BUFFER_TOO_SMALL};
 use crate::catalog::Catalog;
 use crate::error::Error;
+use crate::serve::batcher::MAX_BATCH_WAIT;
 use crate::serve::{Batcher, BatcherConfig};
 
 /// A catalogue of items `(id, title)` for one model, with each title's tokens and item
@@ -158,6 +159,15 @@ pub unsafe extern "C" fn patchrec_catalog_set_batching(
 ) -> patchrec_status_t {
     guard(error, || {
         let handle = arg_ref(catalog, "catalog")?;
+        // Checked even when turning batching off, so a bad value is never silently kept.
+        let max_wait = Duration::from_micros(max_wait_us);
+        if max_wait > MAX_BATCH_WAIT {
+            return Err(Error::invalid(format!(
+                "batcher: max_wait must be at most {} us, not {max_wait_us} us",
+                MAX_BATCH_WAIT.as_micros()
+            ))
+            .into());
+        }
         let batcher = if max_batch == 0 {
             None
         } else {
@@ -165,7 +175,7 @@ pub unsafe extern "C" fn patchrec_catalog_set_batching(
                 handle.catalog.clone(),
                 BatcherConfig {
                     max_batch,
-                    max_wait: Duration::from_micros(max_wait_us),
+                    max_wait,
                     ..Default::default()
                 },
             )?))

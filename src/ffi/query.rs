@@ -9,7 +9,8 @@ use super::user::patchrec_user_t;
 use crate::catalog::Catalog;
 use crate::query::{layout_stats, recommend_cached, QueryOptions};
 
-/// One recommended item. This layout is fixed for `PATCHREC_ABI_VERSION` 1.
+/// One recommended item. This layout is part of the ABI: it changes only with
+/// `PATCHREC_ABI_VERSION`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct patchrec_recommendation_t {

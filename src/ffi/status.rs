@@ -17,7 +17,8 @@ pub enum patchrec_status_t {
     /// Success.
     PATCHREC_OK = 0,
     /// A value is out of range or inconsistent: k = 0, PFT-S group size 0, an unknown
-    /// layout kind, an empty title, an empty catalogue, an unknown device name.
+    /// layout kind, a title that cannot be served, an empty catalogue, an unknown device
+    /// name, a nonsensical training configuration given as text.
     PATCHREC_INVALID_ARGUMENT = 1,
     /// A required pointer argument was NULL; the message names the parameter.
     PATCHREC_NULL_ARGUMENT = 2,
@@ -25,7 +26,8 @@ pub enum patchrec_status_t {
     PATCHREC_INVALID_UTF8 = 3,
     /// A file or directory could not be read or written (a missing checkpoint directory).
     PATCHREC_IO = 4,
-    /// A checkpoint file is malformed; the message names the file and what was wrong.
+    /// A checkpoint, data or configuration file is malformed or nonsensical; the message
+    /// names the file and what was wrong.
     PATCHREC_FORMAT = 5,
     /// The checkpoint describes a model this library does not run, or the device is not
     /// available in this build.

@@ -55,7 +55,10 @@ pub fn train(
 ) -> Result<TrainOutcome> {
     cfg.validate()?;
     let data = Dataset::open(&cfg.data)?;
-    if cfg.out.exists() && !opts.resume {
+    std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
+    // Locked first, so a second training on a folder in use is told so, resume or not.
+    let _lock = lock_output(&cfg.out)?;
+    if !opts.resume {
         let mut entries = std::fs::read_dir(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
         if entries.any(|e| e.map_or(true, |e| e.file_name() != LOCK_FILE)) {
             return Err(Error::invalid(format!(
@@ -64,8 +67,6 @@ pub fn train(
             )));
         }
     }
-    std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
-    let _lock = lock_output(&cfg.out)?;
     let mut reporter = Reporter::new(&cfg.out.join("metrics.jsonl"), opts.quiet)?;
     let mut input = initial_checkpoint(cfg, &data)?;
     let mut last = None;

@@ -277,6 +277,9 @@ static void test_recommend(const patchrec_catalog_t *catalog) {
                       PATCHREC_NULL_ARGUMENT, &error, "catalog");
         check_failure("an endless batching wait", patchrec_catalog_set_batching(catalog, 4, UINT64_MAX, &error),
                       PATCHREC_INVALID_ARGUMENT, &error, "max_wait");
+        check_failure("an endless wait while turning batching off",
+                      patchrec_catalog_set_batching(catalog, 0, UINT64_MAX, &error), PATCHREC_INVALID_ARGUMENT,
+                      &error, "max_wait");
         check_failure("a batch of SIZE_MAX queries", patchrec_catalog_set_batching(catalog, SIZE_MAX, 1000, &error),
                       PATCHREC_INVALID_ARGUMENT, &error, "max_batch");
         check_ok("batching on", patchrec_catalog_set_batching(catalog, 4, 1000, &error), &error);
