@@ -158,6 +158,31 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Time training steps on sequences of a fixed length (full fine-tuning or LoRA), in
+    /// positions per second; `bench/train-speed.sh` runs PyTorch on the same shapes.
+    BenchTrain {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Positions per sequence
+        #[arg(long, default_value_t = 128, value_parser = at_least_one)]
+        seq_len: usize,
+        /// Sequences per step
+        #[arg(long, default_value_t = 1, value_parser = at_least_one)]
+        micro_batch: usize,
+        /// Positions per sequence the loss is taken at
+        #[arg(long, default_value_t = 16, value_parser = at_least_one)]
+        answer: usize,
+        /// Timed steps (after one untimed step)
+        #[arg(long, default_value_t = 3, value_parser = at_least_one)]
+        steps: usize,
+        /// Train LoRA adapters of this rank (alpha = 2 x rank, every projection) instead of
+        /// every weight
+        #[arg(long)]
+        lora_rank: Option<usize>,
+        /// Write the report as JSON here
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Export prompts (input embeddings), titles and our answers and timings for the peer
     /// benchmarks in bench/ (`prompts.safetensors`, `prompts.json`).
     ExportPrompts {
@@ -463,6 +488,43 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             let mut report = patchrec::bench::run_serving_bench(&catalog, &opts)?;
             report.memory = Some(memory);
             print!("{}", report.markdown());
+            if let Some(out) = &out {
+                let json = serde_json::to_string_pretty(&report).expect("report serialises");
+                std::fs::write(out, json).map_err(|e| patchrec::Error::io(out, e))?;
+            }
+        }
+        Command::BenchTrain {
+            checkpoint,
+            seq_len,
+            micro_batch,
+            answer,
+            steps,
+            lora_rank,
+            out,
+        } => {
+            let opts = patchrec::bench::TrainBenchOptions {
+                seq_len,
+                micro_batch,
+                answer,
+                steps,
+                lora: lora_rank.map(|rank| patchrec::model::LoraConfig {
+                    rank,
+                    alpha: 2.0 * rank as f64,
+                    ..Default::default()
+                }),
+                seed: 42,
+            };
+            let report = patchrec::bench::run_train_bench(&checkpoint, &opts)?;
+            println!(
+                "{} threads {} seq_len {} micro_batch {}: {:.1} positions/s ({} trained parameters; steps {:?} s)",
+                report.mode,
+                report.threads,
+                report.seq_len,
+                report.micro_batch,
+                report.positions_per_second,
+                report.trained_parameters,
+                report.step_seconds
+            );
             if let Some(out) = &out {
                 let json = serde_json::to_string_pretty(&report).expect("report serialises");
                 std::fs::write(out, json).map_err(|e| patchrec::Error::io(out, e))?;

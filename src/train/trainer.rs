@@ -22,7 +22,7 @@ use rand::SeedableRng;
 
 use super::batch::{batch_loss, examples_for};
 use super::config::{StageConfig, TrainConfig};
-use super::optimizer::{clip_grad_norm, AdamW, AdamWConfig};
+use super::optimizer::{clip_scale, grad_norm, AdamW, AdamWConfig};
 use super::progress::{Control, Progress, Reporter};
 use super::schedule::cosine_with_warmup;
 use crate::catalog::Catalog;
@@ -170,7 +170,7 @@ fn initial_checkpoint(cfg: &TrainConfig, data: &Dataset) -> Result<PathBuf> {
 }
 
 /// Swaps the model's weights for trainable variables (same values) and returns them.
-fn make_trainable(model: &mut Model) -> Result<Vec<(String, Var)>> {
+pub(crate) fn make_trainable(model: &mut Model) -> Result<Vec<(String, Var)>> {
     let named = model.llama().named_tensors()?;
     let mut vars = Vec::with_capacity(named.len());
     for (name, t) in named {
@@ -427,8 +427,8 @@ fn run_stage(
                 }
             });
         }
-        let mut grads = grads.expect("a batch has at least one example");
-        let grad_norm = clip_grad_norm(&mut grads, &params, stage.max_grad_norm)?;
+        let grads = grads.expect("a batch has at least one example");
+        let grad_norm = grad_norm(&grads, &params)?;
         if !(nll.is_finite() && grad_norm.is_finite()) {
             // The optimizer has not applied this step, and the last resume state on disk
             // is from before it: a resume with a lower learning rate starts from there.
@@ -444,7 +444,7 @@ fn run_stage(
             )));
         }
         let lr = cosine_with_warmup(step, total, warmup, stage.learning_rate);
-        opt.step(&grads, lr)?;
+        opt.step_scaled(&grads, lr, clip_scale(grad_norm, stage.max_grad_norm))?;
         step += 1;
         last_loss = nll;
         let progress = Progress {
