@@ -173,6 +173,11 @@ impl Adapter {
         self.tracked.set(on);
     }
 
+    /// True while training (see [`Tracked`]).
+    pub(crate) fn is_tracked(&self) -> bool {
+        self.tracked.0.load(Ordering::Relaxed)
+    }
+
     /// `scale * x A^T B^T` for `x` `[.., in]`.
     pub(crate) fn delta(&self, x: &Tensor) -> Result<Tensor> {
         let (a, b) = (self.tracked.view(&self.a), self.tracked.view(&self.b));

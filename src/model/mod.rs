@@ -4,6 +4,7 @@
 mod attend;
 pub mod checkpoint;
 pub mod config;
+mod frozen;
 pub(crate) mod expf;
 pub(crate) mod host;
 pub mod kv_cache;

@@ -193,6 +193,10 @@ impl Proj {
         };
         Ok(match self {
             Proj::Dense(l) => dense(l)?,
+            // Training: the frozen base through a product that skips the weight's gradient.
+            Proj::Adapted(l, adapter) if adapter.is_tracked() => {
+                (super::frozen::frozen_product(x, l.weight())? + adapter.delta(x)?)?
+            }
             Proj::Adapted(l, adapter) => (dense(l)? + adapter.delta(x)?)?,
             Proj::Q8(w) => {
                 let x = x.contiguous()?;
