@@ -3,7 +3,7 @@
 //! from-scratch model, the library exports exactly the header's functions, and the
 //! boundary holds when Rust calls the exported functions directly.
 //!
-//! Needs `cc`, `c++` and `nm` on PATH.
+//! Needs `cc`, `c++`, `nm` and `readelf` on PATH.
 
 use std::collections::BTreeSet;
 use std::ffi::{c_char, CStr};
@@ -79,21 +79,39 @@ fn run(command: &mut Command) -> String {
     text
 }
 
-/// How a test program links the library: the cdylib, with an rpath to it.
-fn link_shared() -> Vec<String> {
+/// The shared library's SONAME, which a program linked against it asks the loader for.
+fn soname() -> String {
+    format!("libpatchrec.so.{PATCHREC_ABI_VERSION}")
+}
+
+/// How a test program links the library: the cdylib, with an rpath to `dir`, where a
+/// link named after the SONAME points at it, as an installation's link does
+/// (`cargo test` leaves only libpatchrec.so).
+fn link_shared(dir: &Path) -> Vec<String> {
     let lib = library_dir();
+    let runtime = dir.join("lib");
+    std::fs::create_dir_all(&runtime).expect("create lib dir");
+    std::os::unix::fs::symlink(lib.join("libpatchrec.so"), runtime.join(soname()))
+        .expect("link the SONAME");
     vec![
         format!("-L{}", lib.display()),
         "-lpatchrec".into(),
-        format!("-Wl,-rpath,{}", lib.display()),
+        format!("-Wl,-rpath,{}", runtime.display()),
     ]
 }
 
-/// Compiles `source` with `compiler` and `flags` against the header, linked with `link`,
-/// runs it on a tiny checkpoint, and checks it reports no failures.
-fn build_and_run(compiler: &str, flags: &[&str], source: &str, link: &[String]) {
+/// Compiles `source` with `compiler` and `flags` against the header, linked with what
+/// `link` returns for the test's temporary folder, runs it on a tiny checkpoint, and
+/// checks it reports no failures.
+fn build_and_run(
+    compiler: &str,
+    flags: &[&str],
+    source: &str,
+    link: impl FnOnce(&Path) -> Vec<String>,
+) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let checkpoint = tiny_checkpoint(tmp.path());
+    let link = link(tmp.path());
     let exe = tmp.path().join("test_abi");
     run(Command::new(compiler)
         .args(flags)
@@ -107,7 +125,7 @@ fn build_and_run(compiler: &str, flags: &[&str], source: &str, link: &[String]) 
         .arg(repo().join(source))
         .arg("-o")
         .arg(&exe)
-        .args(link));
+        .args(&link));
     let output = run(Command::new(&exe).arg(&checkpoint));
     assert!(
         output.contains(" passed, 0 failed"),
@@ -132,7 +150,7 @@ fn header_compiles_alone_as_c99_and_cpp17() {
 
 #[test]
 fn c_test_passes() {
-    build_and_run("cc", &["-std=c99"], "tests/c/test_abi.c", &link_shared());
+    build_and_run("cc", &["-std=c99"], "tests/c/test_abi.c", link_shared);
 }
 
 #[test]
@@ -141,7 +159,7 @@ fn cpp_test_passes() {
         "c++",
         &["-std=c++17"],
         "tests/cpp/test_abi.cpp",
-        &link_shared(),
+        link_shared,
     );
 }
 
@@ -156,7 +174,26 @@ fn c_test_passes_linked_statically() {
         .expect("patchrec.pc.in has Libs.private");
     let mut link = vec![library_dir().join("libpatchrec.a").display().to_string()];
     link.extend(private.split_whitespace().map(String::from));
-    build_and_run("cc", &["-std=c99"], "tests/c/test_abi.c", &link);
+    build_and_run("cc", &["-std=c99"], "tests/c/test_abi.c", |_| link);
+}
+
+/// Programs linked against the cdylib ask for libpatchrec.so.<ABI version> (build.rs),
+/// so a library of another ABI version is never loaded in its place.
+#[test]
+fn shared_library_is_named_after_the_abi_version() {
+    let dynamic = run(Command::new("readelf")
+        .arg("-d")
+        .arg(library_dir().join("libpatchrec.so")));
+    let sonames: Vec<&str> = dynamic
+        .lines()
+        .filter(|line| line.contains("(SONAME)"))
+        .collect();
+    assert_eq!(sonames.len(), 1, "one SONAME entry:\n{dynamic}");
+    assert!(
+        sonames[0].ends_with(&format!("[{}]", soname())),
+        "{}",
+        sonames[0]
+    );
 }
 
 /// Function names declared in the header: the identifier before `(` on each line that
@@ -358,7 +395,7 @@ fn c_training_stops_from_its_callback_and_resumes() {
         .arg(repo().join("tests/c/test_train.c"))
         .arg("-o")
         .arg(&exe)
-        .args(link_shared()));
+        .args(link_shared(tmp.path())));
     let output = run(Command::new(&exe).arg(&data).arg(tmp.path().join("run")));
     assert!(output.contains(" passed, 0 failed"), "{output}");
 }
