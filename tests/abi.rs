@@ -196,14 +196,26 @@ fn shared_library_is_named_after_the_abi_version() {
     );
 }
 
+/// The lines of the header that start a function declaration (not a comment, directive
+/// or continuation), each with the line before it: cbindgen puts the export macro of a
+/// declaration that spans several lines on a line of its own.
+fn header_declarations(header: &str) -> Vec<(&str, &str)> {
+    let lines: Vec<&str> = header.lines().collect();
+    (1..lines.len())
+        .map(|i| (lines[i - 1], lines[i]))
+        .filter(|(_, line)| {
+            line.starts_with(|c: char| c.is_ascii_alphabetic()) && line.contains('(')
+        })
+        .filter(|(_, line)| !line.starts_with("typedef") && !line.starts_with("extern"))
+        .collect()
+}
+
 /// Function names declared in the header: the identifier before `(` on each line that
-/// starts a declaration (not a comment, directive or continuation).
+/// starts a declaration.
 fn header_functions(header: &str) -> BTreeSet<String> {
-    header
-        .lines()
-        .filter(|line| line.starts_with(|c: char| c.is_ascii_alphabetic()) && line.contains('('))
-        .filter(|line| !line.starts_with("typedef") && !line.starts_with("extern"))
-        .map(|line| {
+    header_declarations(header)
+        .into_iter()
+        .map(|(_, line)| {
             let before = &line[..line.find('(').expect("has '('")];
             before
                 .rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
@@ -238,6 +250,20 @@ fn library_exports_exactly_the_header_functions() {
         exported, declared,
         "exported functions differ from the header's"
     );
+}
+
+/// Without the macro a caller's `-fvisibility=hidden` or a Windows DLL import breaks.
+#[test]
+fn every_function_is_declared_with_the_export_macro() {
+    let header = std::fs::read_to_string(repo().join("include/patchrec.h")).expect("read header");
+    let declarations = header_declarations(&header);
+    assert!(declarations.len() > 30, "parsed too few declarations");
+    let bare: Vec<&str> = declarations
+        .into_iter()
+        .filter(|(before, line)| !(line.starts_with("PATCHREC_API ") || *before == "PATCHREC_API"))
+        .map(|(_, line)| line)
+        .collect();
+    assert!(bare.is_empty(), "declared without PATCHREC_API: {bare:?}");
 }
 
 #[test]
@@ -373,6 +399,14 @@ fn versions_match_the_crate() {
     assert_eq!(version.to_str(), Ok(patchrec::VERSION));
     assert_eq!(patchrec::VERSION, env!("CARGO_PKG_VERSION"));
     assert_eq!(patchrec_abi_version(), PATCHREC_ABI_VERSION);
+    let parts =
+        format!("{PATCHREC_VERSION_MAJOR}.{PATCHREC_VERSION_MINOR}.{PATCHREC_VERSION_PATCH}");
+    // A pre-release or build suffix (`-rc.1`, `+build`) is not in the numeric parts.
+    assert_eq!(
+        version.to_str().map(|v| v.split(['-', '+']).next()),
+        Ok(Some(parts.as_str())),
+        "PATCHREC_VERSION_MAJOR/MINOR/PATCH against patchrec_version()"
+    );
     assert_eq!(name(PATCHREC_PANIC), "PATCHREC_PANIC");
 }
 
