@@ -15,7 +15,10 @@
  * library returns are either static or borrowed from an object, as each function says;
  * the caller never frees them.
  *
- * Versions: check `patchrec_abi_version() == PATCHREC_ABI_VERSION` at start-up.
+ * Versions: check `patchrec_abi_version() == PATCHREC_ABI_VERSION` at start-up. The
+ * shared library's SONAME (ELF) is libpatchrec.so.<PATCHREC_ABI_VERSION>. PATCHREC_VERSION_MAJOR,
+ * _MINOR and _PATCH are the library version this header came with; `patchrec_version()`
+ * is the one loaded.
  */
 
 
@@ -29,6 +32,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* PATCHREC_API marks the library's functions: default visibility with GCC and Clang,
+ * imported from the DLL on Windows (define PATCHREC_STATIC there to link the static
+ * library). Define PATCHREC_API before including this header to override both. */
+#ifndef PATCHREC_API
+#  if defined(_WIN32) || defined(__CYGWIN__)
+#    if defined(PATCHREC_STATIC)
+#      define PATCHREC_API
+#    else
+#      define PATCHREC_API __declspec(dllimport)
+#    endif
+#  elif defined(__GNUC__) || defined(__clang__)
+#    define PATCHREC_API __attribute__((visibility("default")))
+#  else
+#    define PATCHREC_API
+#  endif
+#endif
+
 /**
  * The `timestamp` that means "unknown" (`INT64_MIN`).
  */
@@ -40,6 +60,22 @@
  * `patchrec_abi_version() == PATCHREC_ABI_VERSION` at start-up.
  */
 #define PATCHREC_ABI_VERSION 2
+
+/**
+ * The library version's major number, as in `patchrec_version()`: a C program can test it
+ * at compile time (`#if PATCHREC_VERSION_MINOR >= 2`), which a string does not allow.
+ */
+#define PATCHREC_VERSION_MAJOR 0
+
+/**
+ * The library version's minor number, as in `patchrec_version()`.
+ */
+#define PATCHREC_VERSION_MINOR 1
+
+/**
+ * The library version's patch number, as in `patchrec_version()`.
+ */
+#define PATCHREC_VERSION_PATCH 0
 
 /**
  * The result of a fallible call. The numbers are stable and only ever appended to, so a
@@ -289,6 +325,7 @@ extern "C" {
  * `*out` receives a catalogue the caller owns and frees with `patchrec_catalog_free`; on
  * failure `*out` is set to NULL.
  */
+PATCHREC_API
 patchrec_status_t patchrec_catalog_new(const struct patchrec_model_t *model,
                                        struct patchrec_catalog_t **out,
                                        struct patchrec_error_t **error);
@@ -300,6 +337,7 @@ patchrec_status_t patchrec_catalog_new(const struct patchrec_model_t *model,
  * a control character or the prompt's special tokens, or has no visible character (only
  * spaces, zero-width or other format characters). On failure the catalogue is unchanged.
  */
+PATCHREC_API
 patchrec_status_t patchrec_catalog_add(const struct patchrec_catalog_t *catalog,
                                        uint64_t id,
                                        const char *title,
@@ -310,6 +348,7 @@ patchrec_status_t patchrec_catalog_add(const struct patchrec_catalog_t *catalog,
  * or invalid title, a duplicate id) the catalogue is unchanged. Copies the titles. The
  * arrays may be NULL when `n` is 0. Faster than `n` calls to `patchrec_catalog_add`.
  */
+PATCHREC_API
 patchrec_status_t patchrec_catalog_add_batch(const struct patchrec_catalog_t *catalog,
                                              const uint64_t *ids,
                                              const char *const *titles,
@@ -319,7 +358,7 @@ patchrec_status_t patchrec_catalog_add_batch(const struct patchrec_catalog_t *ca
 /**
  * The number of registered items; 0 when `catalog` is NULL.
  */
-size_t patchrec_catalog_len(const struct patchrec_catalog_t *catalog);
+PATCHREC_API size_t patchrec_catalog_len(const struct patchrec_catalog_t *catalog);
 
 /**
  * Copies the title of item `id` into `buf` as NUL-terminated UTF-8 and sets `*len` to its
@@ -328,6 +367,7 @@ size_t patchrec_catalog_len(const struct patchrec_catalog_t *catalog);
  * caller can retry and `buf` untouched. An unregistered id is `PATCHREC_UNKNOWN_ITEM`,
  * with `*len` set to 0.
  */
+PATCHREC_API
 patchrec_status_t patchrec_catalog_title(const struct patchrec_catalog_t *catalog,
                                          uint64_t id,
                                          char *buf,
@@ -346,6 +386,7 @@ patchrec_status_t patchrec_catalog_title(const struct patchrec_catalog_t *catalo
  * on. Internally synchronised. `max_batch` above 1,024 or `max_wait_us` above 1,000,000
  * (one second) is `PATCHREC_INVALID_ARGUMENT`, and the batching in force is unchanged.
  */
+PATCHREC_API
 patchrec_status_t patchrec_catalog_set_batching(const struct patchrec_catalog_t *catalog,
                                                 size_t max_batch,
                                                 uint64_t max_wait_us,
@@ -355,23 +396,23 @@ patchrec_status_t patchrec_catalog_set_batching(const struct patchrec_catalog_t 
  * Frees a catalogue; takes ownership of `catalog`. Users' histories stay valid (they hold
  * only ids). NULL is a no-op.
  */
-void patchrec_catalog_free(struct patchrec_catalog_t *catalog);
+PATCHREC_API void patchrec_catalog_free(struct patchrec_catalog_t *catalog);
 
 /**
  * The error's message, NUL-terminated UTF-8; `""` when `error` is NULL. Borrows `error`:
  * the string is valid until `error` is freed and must not be freed itself.
  */
-const char *patchrec_error_message(const struct patchrec_error_t *error);
+PATCHREC_API const char *patchrec_error_message(const struct patchrec_error_t *error);
 
 /**
  * The error's status; `PATCHREC_OK` when `error` is NULL (NULL means success).
  */
-patchrec_status_t patchrec_error_status(const struct patchrec_error_t *error);
+PATCHREC_API patchrec_status_t patchrec_error_status(const struct patchrec_error_t *error);
 
 /**
  * Frees an error object; takes ownership of `error`. NULL is a no-op.
  */
-void patchrec_error_free(struct patchrec_error_t *error);
+PATCHREC_API void patchrec_error_free(struct patchrec_error_t *error);
 
 /**
  * Loads the checkpoint directory `checkpoint_dir` (`config.json`, `model.safetensors`,
@@ -380,6 +421,7 @@ void patchrec_error_free(struct patchrec_error_t *error);
  * `patchrec_model_free`; on failure `*out` is set to NULL (a missing directory is
  * `PATCHREC_IO`, a malformed file `PATCHREC_FORMAT`, both naming the file).
  */
+PATCHREC_API
 patchrec_status_t patchrec_model_load(const char *checkpoint_dir,
                                       const struct patchrec_model_options_t *options,
                                       struct patchrec_model_t **out,
@@ -389,19 +431,20 @@ patchrec_status_t patchrec_model_load(const char *checkpoint_dir,
  * Releases the caller's reference to a model; takes ownership of `model`. Catalogues made
  * from it keep working. NULL is a no-op.
  */
-void patchrec_model_free(struct patchrec_model_t *model);
+PATCHREC_API void patchrec_model_free(struct patchrec_model_t *model);
 
 /**
  * A new model options object with the defaults (device `"cpu"`). Never NULL; the caller
  * owns it and frees it with `patchrec_model_options_free`.
  */
-struct patchrec_model_options_t *patchrec_model_options_new(void);
+PATCHREC_API struct patchrec_model_options_t *patchrec_model_options_new(void);
 
 /**
  * Sets the device the model runs on: `"cpu"` or `"cuda:N"` (a build with the `cuda`
  * feature). Copies `device`; the name is checked by `patchrec_model_load`. On failure the
  * options are unchanged.
  */
+PATCHREC_API
 patchrec_status_t patchrec_model_options_set_device(struct patchrec_model_options_t *options,
                                                     const char *device,
                                                     struct patchrec_error_t **error);
@@ -416,6 +459,7 @@ patchrec_status_t patchrec_model_options_set_device(struct patchrec_model_option
  * docs/PERFORMANCE.md); a quantized model cannot be trained. Copies `quantization`; an
  * unknown name is `PATCHREC_INVALID_ARGUMENT` and leaves the options unchanged.
  */
+PATCHREC_API
 patchrec_status_t patchrec_model_options_set_quantization(struct patchrec_model_options_t *options,
                                                           const char *quantization,
                                                           struct patchrec_error_t **error);
@@ -423,7 +467,7 @@ patchrec_status_t patchrec_model_options_set_quantization(struct patchrec_model_
 /**
  * Frees model options; takes ownership of `options`. NULL is a no-op.
  */
-void patchrec_model_options_free(struct patchrec_model_options_t *options);
+PATCHREC_API void patchrec_model_options_free(struct patchrec_model_options_t *options);
 
 /**
  * A new query options object with the defaults: k = 10, beam width 20, the checkpoint's
@@ -431,12 +475,13 @@ void patchrec_model_options_free(struct patchrec_model_options_t *options);
  * history items not excluded. Never NULL; the caller owns it and frees it with
  * `patchrec_query_options_free`.
  */
-struct patchrec_query_options_t *patchrec_query_options_new(void);
+PATCHREC_API struct patchrec_query_options_t *patchrec_query_options_new(void);
 
 /**
  * Sets how many items a query returns. `k` = 0 is `PATCHREC_INVALID_ARGUMENT`. On failure
  * the options are unchanged.
  */
+PATCHREC_API
 patchrec_status_t patchrec_query_options_set_k(struct patchrec_query_options_t *options,
                                                size_t k,
                                                struct patchrec_error_t **error);
@@ -444,6 +489,7 @@ patchrec_status_t patchrec_query_options_set_k(struct patchrec_query_options_t *
 /**
  * Sets the beam width of the constrained search; a width below k is raised to k.
  */
+PATCHREC_API
 patchrec_status_t patchrec_query_options_set_beam_width(struct patchrec_query_options_t *options,
                                                         size_t beam_width,
                                                         struct patchrec_error_t **error);
@@ -456,6 +502,7 @@ patchrec_status_t patchrec_query_options_set_beam_width(struct patchrec_query_op
  * `PATCHREC_LAYOUT_VANILLA`. An unknown kind or L = 0 is `PATCHREC_INVALID_ARGUMENT`. On
  * failure the options are unchanged.
  */
+PATCHREC_API
 patchrec_status_t patchrec_query_options_set_layout(struct patchrec_query_options_t *options,
                                                     uint32_t kind,
                                                     size_t param,
@@ -464,6 +511,7 @@ patchrec_status_t patchrec_query_options_set_layout(struct patchrec_query_option
 /**
  * Sets the history truncation K: only the latest `max_items` interactions are shown.
  */
+PATCHREC_API
 patchrec_status_t patchrec_query_options_set_max_items(struct patchrec_query_options_t *options,
                                                        size_t max_items,
                                                        struct patchrec_error_t **error);
@@ -477,6 +525,7 @@ patchrec_status_t patchrec_query_options_set_max_items(struct patchrec_query_opt
  * checkpoint sets one. While a gap is set, a query whose layout is not
  * `PATCHREC_LAYOUT_STREAM_S` fails with `PATCHREC_INVALID_ARGUMENT`.
  */
+PATCHREC_API
 patchrec_status_t patchrec_query_options_set_session_gap(struct patchrec_query_options_t *options,
                                                          uint64_t seconds,
                                                          struct patchrec_error_t **error);
@@ -485,6 +534,7 @@ patchrec_status_t patchrec_query_options_set_session_gap(struct patchrec_query_o
  * With `exclude_history` true, a query never returns an item already in the user's
  * history. Default false, as in the paper's protocol.
  */
+PATCHREC_API
 patchrec_status_t patchrec_query_options_set_exclude_history(struct patchrec_query_options_t *options,
                                                              bool exclude_history,
                                                              struct patchrec_error_t **error);
@@ -494,6 +544,7 @@ patchrec_status_t patchrec_query_options_set_exclude_history(struct patchrec_que
  * every title prefix that can still reach the top k is expanded, so no beam can miss the
  * best item (the beam width is then unused). Slower on large catalogues. Default false.
  */
+PATCHREC_API
 patchrec_status_t patchrec_query_options_set_exact(struct patchrec_query_options_t *options,
                                                    bool exact,
                                                    struct patchrec_error_t **error);
@@ -501,7 +552,7 @@ patchrec_status_t patchrec_query_options_set_exact(struct patchrec_query_options
 /**
  * Frees query options; takes ownership of `options`. NULL is a no-op.
  */
-void patchrec_query_options_free(struct patchrec_query_options_t *options);
+PATCHREC_API void patchrec_query_options_free(struct patchrec_query_options_t *options);
 
 /**
  * Recommends the next items for `user` from `catalog`, best first, into `out`, an array of
@@ -516,6 +567,7 @@ void patchrec_query_options_free(struct patchrec_query_options_t *options);
  * failure `*len` is 0. `out` may be NULL when `cap` is 0. An empty catalogue is
  * `PATCHREC_INVALID_ARGUMENT`; a history item missing from `catalog` `PATCHREC_UNKNOWN_ITEM`.
  */
+PATCHREC_API
 patchrec_status_t patchrec_recommend(const struct patchrec_catalog_t *catalog,
                                      struct patchrec_user_t *user,
                                      const struct patchrec_query_options_t *options,
@@ -531,6 +583,7 @@ patchrec_status_t patchrec_recommend(const struct patchrec_catalog_t *catalog,
  * the history (1 for vanilla). Either out-param may be NULL; on failure both are
  * untouched. Borrows every argument.
  */
+PATCHREC_API
 patchrec_status_t patchrec_user_layout_stats(const struct patchrec_user_t *user,
                                              const struct patchrec_catalog_t *catalog,
                                              const struct patchrec_query_options_t *options,
@@ -543,7 +596,7 @@ patchrec_status_t patchrec_user_layout_stats(const struct patchrec_user_t *user,
  * for a number this version does not define. The code is taken as a plain integer so
  * that any value is safe to pass. Returns a static string: never NULL, never freed.
  */
-const char *patchrec_status_name(uint32_t status);
+PATCHREC_API const char *patchrec_status_name(uint32_t status);
 
 /**
  * Runs the training stages of the TOML file at `path` (the format `patchrec train` reads,
@@ -558,6 +611,7 @@ const char *patchrec_status_name(uint32_t status);
  * the field, a model too large for the machine `PATCHREC_OUT_OF_MEMORY`, and a loss that
  * became NaN or infinite `PATCHREC_NON_FINITE` (the last resume state is kept).
  */
+PATCHREC_API
 patchrec_status_t patchrec_train_file(const char *path,
                                       bool resume,
                                       patchrec_train_callback_t progress,
@@ -569,6 +623,7 @@ patchrec_status_t patchrec_train_file(const char *path,
  * in it are taken from `base_dir`, or from the working directory when `base_dir` is
  * NULL. A malformed configuration is `PATCHREC_INVALID_ARGUMENT` naming the field.
  */
+PATCHREC_API
 patchrec_status_t patchrec_train_toml(const char *toml,
                                       const char *base_dir,
                                       bool resume,
@@ -580,13 +635,16 @@ patchrec_status_t patchrec_train_toml(const char *toml,
  * Makes an empty history. On success `*out` receives a user the caller owns and frees with
  * `patchrec_user_free`; on failure `*out` is set to NULL.
  */
-patchrec_status_t patchrec_user_new(struct patchrec_user_t **out, struct patchrec_error_t **error);
+PATCHREC_API
+patchrec_status_t patchrec_user_new(struct patchrec_user_t **out,
+                                    struct patchrec_error_t **error);
 
 /**
  * Appends one interaction with item `item_id`, which must be in `catalog`
  * (`PATCHREC_UNKNOWN_ITEM` otherwise). `timestamp` is seconds since the epoch, or
  * `PATCHREC_NO_TIMESTAMP`. Borrows both handles; on failure the history is unchanged.
  */
+PATCHREC_API
 patchrec_status_t patchrec_user_append(struct patchrec_user_t *user,
                                        const struct patchrec_catalog_t *catalog,
                                        uint64_t item_id,
@@ -599,6 +657,7 @@ patchrec_status_t patchrec_user_append(struct patchrec_user_t *user,
  * (none known) or hold `n` values, each possibly `PATCHREC_NO_TIMESTAMP`. The arrays are
  * only read; `ids` may be NULL when `n` is 0.
  */
+PATCHREC_API
 patchrec_status_t patchrec_user_append_batch(struct patchrec_user_t *user,
                                              const struct patchrec_catalog_t *catalog,
                                              const uint64_t *ids,
@@ -609,29 +668,29 @@ patchrec_status_t patchrec_user_append_batch(struct patchrec_user_t *user,
 /**
  * The number of interactions; 0 when `user` is NULL.
  */
-size_t patchrec_user_len(const struct patchrec_user_t *user);
+PATCHREC_API size_t patchrec_user_len(const struct patchrec_user_t *user);
 
 /**
  * Removes every interaction and frees the cached prompt state. NULL is a no-op.
  */
-void patchrec_user_clear(struct patchrec_user_t *user);
+PATCHREC_API void patchrec_user_clear(struct patchrec_user_t *user);
 
 /**
  * Frees a user; takes ownership of `user`. NULL is a no-op.
  */
-void patchrec_user_free(struct patchrec_user_t *user);
+PATCHREC_API void patchrec_user_free(struct patchrec_user_t *user);
 
 /**
  * The library version (the crate's, e.g. `"0.1.0"`), NUL-terminated. A static string:
  * never NULL, never freed.
  */
-const char *patchrec_version(void);
+PATCHREC_API const char *patchrec_version(void);
 
 /**
  * The C ABI version this library implements; compare with `PATCHREC_ABI_VERSION` from
  * the header the caller was compiled with.
  */
-uint32_t patchrec_abi_version(void);
+PATCHREC_API uint32_t patchrec_abi_version(void);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -3,7 +3,7 @@
 //! from-scratch model, the library exports exactly the header's functions, and the
 //! boundary holds when Rust calls the exported functions directly.
 //!
-//! Needs `cc`, `c++` and `nm` on PATH.
+//! Needs `cc`, `c++`, `nm` and `readelf` on PATH.
 
 use std::collections::BTreeSet;
 use std::ffi::{c_char, CStr};
@@ -79,21 +79,39 @@ fn run(command: &mut Command) -> String {
     text
 }
 
-/// How a test program links the library: the cdylib, with an rpath to it.
-fn link_shared() -> Vec<String> {
+/// The shared library's SONAME, which a program linked against it asks the loader for.
+fn soname() -> String {
+    format!("libpatchrec.so.{PATCHREC_ABI_VERSION}")
+}
+
+/// How a test program links the library: the cdylib, with an rpath to `dir`, where a
+/// link named after the SONAME points at it, as an installation's link does
+/// (`cargo test` leaves only libpatchrec.so).
+fn link_shared(dir: &Path) -> Vec<String> {
     let lib = library_dir();
+    let runtime = dir.join("lib");
+    std::fs::create_dir_all(&runtime).expect("create lib dir");
+    std::os::unix::fs::symlink(lib.join("libpatchrec.so"), runtime.join(soname()))
+        .expect("link the SONAME");
     vec![
         format!("-L{}", lib.display()),
         "-lpatchrec".into(),
-        format!("-Wl,-rpath,{}", lib.display()),
+        format!("-Wl,-rpath,{}", runtime.display()),
     ]
 }
 
-/// Compiles `source` with `compiler` and `flags` against the header, linked with `link`,
-/// runs it on a tiny checkpoint, and checks it reports no failures.
-fn build_and_run(compiler: &str, flags: &[&str], source: &str, link: &[String]) {
+/// Compiles `source` with `compiler` and `flags` against the header, linked with what
+/// `link` returns for the test's temporary folder, runs it on a tiny checkpoint, and
+/// checks it reports no failures.
+fn build_and_run(
+    compiler: &str,
+    flags: &[&str],
+    source: &str,
+    link: impl FnOnce(&Path) -> Vec<String>,
+) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let checkpoint = tiny_checkpoint(tmp.path());
+    let link = link(tmp.path());
     let exe = tmp.path().join("test_abi");
     run(Command::new(compiler)
         .args(flags)
@@ -107,7 +125,7 @@ fn build_and_run(compiler: &str, flags: &[&str], source: &str, link: &[String]) 
         .arg(repo().join(source))
         .arg("-o")
         .arg(&exe)
-        .args(link));
+        .args(&link));
     let output = run(Command::new(&exe).arg(&checkpoint));
     assert!(
         output.contains(" passed, 0 failed"),
@@ -132,7 +150,7 @@ fn header_compiles_alone_as_c99_and_cpp17() {
 
 #[test]
 fn c_test_passes() {
-    build_and_run("cc", &["-std=c99"], "tests/c/test_abi.c", &link_shared());
+    build_and_run("cc", &["-std=c99"], "tests/c/test_abi.c", link_shared);
 }
 
 #[test]
@@ -141,7 +159,7 @@ fn cpp_test_passes() {
         "c++",
         &["-std=c++17"],
         "tests/cpp/test_abi.cpp",
-        &link_shared(),
+        link_shared,
     );
 }
 
@@ -156,17 +174,48 @@ fn c_test_passes_linked_statically() {
         .expect("patchrec.pc.in has Libs.private");
     let mut link = vec![library_dir().join("libpatchrec.a").display().to_string()];
     link.extend(private.split_whitespace().map(String::from));
-    build_and_run("cc", &["-std=c99"], "tests/c/test_abi.c", &link);
+    build_and_run("cc", &["-std=c99"], "tests/c/test_abi.c", |_| link);
+}
+
+/// Programs linked against the cdylib ask for libpatchrec.so.<ABI version> (build.rs),
+/// so a library of another ABI version is never loaded in its place.
+#[test]
+fn shared_library_is_named_after_the_abi_version() {
+    let dynamic = run(Command::new("readelf")
+        .arg("-d")
+        .arg(library_dir().join("libpatchrec.so")));
+    let sonames: Vec<&str> = dynamic
+        .lines()
+        .filter(|line| line.contains("(SONAME)"))
+        .collect();
+    assert_eq!(sonames.len(), 1, "one SONAME entry:\n{dynamic}");
+    assert!(
+        sonames[0].ends_with(&format!("[{}]", soname())),
+        "{}",
+        sonames[0]
+    );
+}
+
+/// The lines of the header that start a function declaration (not a comment, directive
+/// or continuation), each with the line before it: cbindgen puts the export macro of a
+/// declaration that spans several lines on a line of its own.
+fn header_declarations(header: &str) -> Vec<(&str, &str)> {
+    let lines: Vec<&str> = header.lines().collect();
+    (1..lines.len())
+        .map(|i| (lines[i - 1], lines[i]))
+        .filter(|(_, line)| {
+            line.starts_with(|c: char| c.is_ascii_alphabetic()) && line.contains('(')
+        })
+        .filter(|(_, line)| !line.starts_with("typedef") && !line.starts_with("extern"))
+        .collect()
 }
 
 /// Function names declared in the header: the identifier before `(` on each line that
-/// starts a declaration (not a comment, directive or continuation).
+/// starts a declaration.
 fn header_functions(header: &str) -> BTreeSet<String> {
-    header
-        .lines()
-        .filter(|line| line.starts_with(|c: char| c.is_ascii_alphabetic()) && line.contains('('))
-        .filter(|line| !line.starts_with("typedef") && !line.starts_with("extern"))
-        .map(|line| {
+    header_declarations(header)
+        .into_iter()
+        .map(|(_, line)| {
             let before = &line[..line.find('(').expect("has '('")];
             before
                 .rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
@@ -201,6 +250,20 @@ fn library_exports_exactly_the_header_functions() {
         exported, declared,
         "exported functions differ from the header's"
     );
+}
+
+/// Without the macro a caller's `-fvisibility=hidden` or a Windows DLL import breaks.
+#[test]
+fn every_function_is_declared_with_the_export_macro() {
+    let header = std::fs::read_to_string(repo().join("include/patchrec.h")).expect("read header");
+    let declarations = header_declarations(&header);
+    assert!(declarations.len() > 30, "parsed too few declarations");
+    let bare: Vec<&str> = declarations
+        .into_iter()
+        .filter(|(before, line)| !(line.starts_with("PATCHREC_API ") || *before == "PATCHREC_API"))
+        .map(|(_, line)| line)
+        .collect();
+    assert!(bare.is_empty(), "declared without PATCHREC_API: {bare:?}");
 }
 
 #[test]
@@ -336,6 +399,14 @@ fn versions_match_the_crate() {
     assert_eq!(version.to_str(), Ok(patchrec::VERSION));
     assert_eq!(patchrec::VERSION, env!("CARGO_PKG_VERSION"));
     assert_eq!(patchrec_abi_version(), PATCHREC_ABI_VERSION);
+    let parts =
+        format!("{PATCHREC_VERSION_MAJOR}.{PATCHREC_VERSION_MINOR}.{PATCHREC_VERSION_PATCH}");
+    // A pre-release or build suffix (`-rc.1`, `+build`) is not in the numeric parts.
+    assert_eq!(
+        version.to_str().map(|v| v.split(['-', '+']).next()),
+        Ok(Some(parts.as_str())),
+        "PATCHREC_VERSION_MAJOR/MINOR/PATCH against patchrec_version()"
+    );
     assert_eq!(name(PATCHREC_PANIC), "PATCHREC_PANIC");
 }
 
@@ -358,7 +429,7 @@ fn c_training_stops_from_its_callback_and_resumes() {
         .arg(repo().join("tests/c/test_train.c"))
         .arg("-o")
         .arg(&exe)
-        .args(link_shared()));
+        .args(link_shared(tmp.path())));
     let output = run(Command::new(&exe).arg(&data).arg(tmp.path().join("run")));
     assert!(output.contains(" passed, 0 failed"), "{output}");
 }

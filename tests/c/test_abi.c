@@ -62,8 +62,14 @@ static int check_ok(const char *what, patchrec_status_t got, patchrec_error_t **
 }
 
 static void test_versions(void) {
-    check(strcmp(patchrec_version(), PATCHREC_EXPECTED_VERSION) == 0,
-          "patchrec_version() is the Cargo.toml version");
+    char parts[64];
+    const char *version = patchrec_version();
+    size_t n = (size_t)snprintf(parts, sizeof parts, "%d.%d.%d", PATCHREC_VERSION_MAJOR, PATCHREC_VERSION_MINOR,
+                                PATCHREC_VERSION_PATCH);
+    check(strcmp(version, PATCHREC_EXPECTED_VERSION) == 0, "patchrec_version() is the Cargo.toml version");
+    /* A pre-release or build suffix ("-rc.1", "+build") is not in the numeric macros. */
+    check(strncmp(version, parts, n) == 0 && (version[n] == '\0' || version[n] == '-' || version[n] == '+'),
+          "PATCHREC_VERSION_MAJOR/MINOR/PATCH match patchrec_version()");
     check(patchrec_abi_version() == PATCHREC_ABI_VERSION, "patchrec_abi_version() matches the header");
     check(strcmp(patchrec_status_name(PATCHREC_UNKNOWN_ITEM), "PATCHREC_UNKNOWN_ITEM") == 0,
           "patchrec_status_name names a status");
