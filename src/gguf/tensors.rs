@@ -20,6 +20,39 @@ pub fn hf_tensors(
     cfg: &LlamaConfig,
     path: &Path,
 ) -> Result<HashMap<String, Tensor>> {
+    let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    // Every tensor's extent is checked before any is read, and what they take as f32
+    // against the machine's memory: tensors may share bytes, so a small file can declare
+    // far more weights than it holds.
+    let mut wanted = vec!["token_embd.weight".to_string(), "output_norm.weight".into()];
+    if !cfg.tie_word_embeddings {
+        wanted.push("output.weight".into());
+    }
+    for i in 0..cfg.num_hidden_layers {
+        for n in [
+            "attn_norm",
+            "ffn_norm",
+            "attn_q",
+            "attn_k",
+            "attn_v",
+            "attn_output",
+            "ffn_gate",
+            "ffn_up",
+            "ffn_down",
+        ] {
+            wanted.push(format!("blk.{i}.{n}.weight"));
+        }
+    }
+    let mut f32_bytes = 0u64;
+    for name in &wanted {
+        let elements = extent(content, name, file_len)
+            .map_err(|m| Error::format(path, format!("tensor `{name}`: {m}")))?;
+        f32_bytes = f32_bytes.saturating_add(elements.saturating_mul(4));
+    }
+    crate::memory::check_fits(
+        f32_bytes,
+        &format!("converting {} (its tensors as f32)", path.display()),
+    )?;
     let mut read = |gguf_name: &str| -> Result<Tensor> {
         let q = content.tensor(file, gguf_name, &Device::Cpu).map_err(|e| {
             Error::format(
@@ -69,6 +102,40 @@ pub fn hf_tensors(
         out.insert(h("mlp.down_proj"), read(&g("ffn_down"))?);
     }
     Ok(out)
+}
+
+/// The number of elements of tensor `name` (0 if the file has no such tensor, which
+/// reading it reports), once its extent is known to lie within the file's `file_len`
+/// bytes. Checked here because candle's reader does not: it multiplies the header's
+/// dimensions unchecked (an overflow panics, or in a build without overflow checks wraps
+/// to a wrong size), and reinterprets an empty tensor's dangling byte pointer as one to
+/// f32 or to quantized blocks (undefined behaviour, an abort where checked). No Llama
+/// weight is empty.
+fn extent(content: &Content, name: &str, file_len: u64) -> std::result::Result<u64, String> {
+    let Some(info) = content.tensor_infos.get(name) else {
+        return Ok(0);
+    };
+    let dims = info.shape.dims();
+    let elements = dims
+        .iter()
+        .try_fold(1u64, |n, &d| n.checked_mul(d as u64))
+        .ok_or_else(|| format!("dimensions {dims:?} overflow"))?;
+    if elements == 0 {
+        return Err(format!("dimensions {dims:?} hold no elements"));
+    }
+    let (block, block_bytes) = (
+        info.ggml_dtype.block_size() as u64,
+        info.ggml_dtype.type_size() as u64,
+    );
+    let bytes = (elements / block).saturating_mul(block_bytes);
+    let start = content.tensor_data_offset.saturating_add(info.offset);
+    if start > file_len || bytes > file_len - start {
+        return Err(format!(
+            "{bytes} bytes of {:?} data at offset {start}, past the end of the {file_len}-byte file",
+            info.ggml_dtype
+        ));
+    }
+    Ok(elements)
 }
 
 /// Inverse of llama.cpp's `permute(w, n_head)`: `[heads, hd/2, 2, in] -> [heads, 2, hd/2, in]`.

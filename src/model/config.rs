@@ -53,6 +53,9 @@ const MAX_WIDTH: usize = 1 << 22;
 const MAX_LAYERS: usize = 4096;
 const MAX_HEADS: usize = 1 << 14;
 const MAX_VOCAB: usize = 1 << 24;
+/// Llama's heads are 64 or 128 wide. Every loaded model allocates RoPE tables of up to
+/// 131,072 positions times half this; at this bound they take 256 MiB each.
+const MAX_HEAD_DIM: usize = 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LlamaConfig {
@@ -98,7 +101,13 @@ impl LlamaConfig {
     /// Reads and validates `config.json`; errors name the file and the offending field.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = crate::files::read_text(path, crate::files::MAX_JSON_BYTES)?;
-        let cfg: LlamaConfig = serde_json::from_str(&text)
+        Self::from_json(&text, path)
+    }
+
+    /// [`Self::from_file`] on text already read, so that the parser can be exercised on
+    /// bytes (the fuzz targets in `fuzz/`); `path` is only named in errors.
+    pub fn from_json(text: &str, path: &Path) -> Result<Self> {
+        let cfg: LlamaConfig = serde_json::from_str(text)
             .map_err(|e| Error::format(path, format!("malformed config.json: {e}")))?;
         cfg.validate().map_err(|m| Error::format(path, m))?;
         Ok(cfg)
@@ -115,20 +124,36 @@ impl LlamaConfig {
 
     /// The number of weights (embedding, layers, final norm, and the output head unless it
     /// is tied), for checking that a model fits in memory before allocating it. Within
-    /// [`Self::validate`]'s bounds this cannot overflow.
+    /// [`Self::validate`]'s bounds this cannot overflow; beyond them (a configuration
+    /// checked for memory before it is validated) it is `u64::MAX`.
     pub fn parameter_count(&self) -> u64 {
-        let (d, ff, v) = (
-            self.hidden_size as u64,
-            self.intermediate_size as u64,
-            self.vocab_size as u64,
-        );
-        let hd = self.head_dim() as u64;
-        let q = self.num_attention_heads as u64 * hd;
-        let kv = self.num_kv_heads() as u64 * hd;
-        let attention = d * q + 2 * d * kv + q * d;
-        let layer = attention + 3 * d * ff + 2 * d;
-        let head = if self.tie_word_embeddings { 0 } else { v * d };
-        v * d + self.num_hidden_layers as u64 * layer + d + head
+        let count = || -> Option<u64> {
+            let (d, ff, v) = (
+                self.hidden_size as u64,
+                self.intermediate_size as u64,
+                self.vocab_size as u64,
+            );
+            let hd = self.head_dim() as u64;
+            let q = (self.num_attention_heads as u64).checked_mul(hd)?;
+            let kv = (self.num_kv_heads() as u64).checked_mul(hd)?;
+            // q, k, v and o projections, then gate, up and down, then the two norms.
+            let attention = d.checked_mul(q.checked_add(kv)?)?.checked_mul(2)?;
+            let layer = attention
+                .checked_add(d.checked_mul(ff)?.checked_mul(3)?)?
+                .checked_add(2 * d)?;
+            let embeddings = v.checked_mul(d)?;
+            let head = if self.tie_word_embeddings {
+                0
+            } else {
+                embeddings
+            };
+            (self.num_hidden_layers as u64)
+                .checked_mul(layer)?
+                .checked_add(embeddings)?
+                .checked_add(d)?
+                .checked_add(head)
+        };
+        count().unwrap_or(u64::MAX)
     }
 
     /// Checks that this is a Llama-family decoder we can run, naming the field that is not.
@@ -157,6 +182,7 @@ impl LlamaConfig {
             ("num_hidden_layers", self.num_hidden_layers),
             ("num_attention_heads", self.num_attention_heads),
             ("vocab_size", self.vocab_size),
+            ("head_dim", self.head_dim()),
         ] {
             if v == 0 {
                 return Err(format!("field `{name}` must be positive"));
@@ -168,7 +194,7 @@ impl LlamaConfig {
             ("num_hidden_layers", self.num_hidden_layers, MAX_LAYERS),
             ("num_attention_heads", self.num_attention_heads, MAX_HEADS),
             ("num_key_value_heads", self.num_kv_heads(), MAX_HEADS),
-            ("head_dim", self.head_dim(), MAX_WIDTH),
+            ("head_dim", self.head_dim(), MAX_HEAD_DIM),
             ("vocab_size", self.vocab_size, MAX_VOCAB),
         ] {
             if v > max {

@@ -58,7 +58,13 @@ impl PatchrecMeta {
 
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = crate::files::read_text(path, crate::files::MAX_JSON_BYTES)?;
-        let meta: PatchrecMeta = serde_json::from_str(&text)
+        Self::from_json(&text, path)
+    }
+
+    /// [`Self::from_file`] on text already read, so that the parser can be exercised on
+    /// bytes (the fuzz targets in `fuzz/`); `path` is only named in errors.
+    pub fn from_json(text: &str, path: &Path) -> Result<Self> {
+        let meta: PatchrecMeta = serde_json::from_str(text)
             .map_err(|e| Error::format(path, format!("malformed patchrec.json: {e}")))?;
         if meta.format_version > FORMAT_VERSION {
             return Err(Error::format(

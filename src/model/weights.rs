@@ -115,8 +115,19 @@ impl TensorStore {
                 if view.shape() != shape {
                     return Err(wrong_shape(file, view.shape()));
                 }
-                mapped.load(name, &self.device).map_err(|e| {
+                let t = mapped.load(name, &self.device).map_err(|e| {
                     Error::format(file, format!("tensor `{name}`: {}", candle_message(&e)))
+                })?;
+                // candle loads F4, F6 and F8_E8M0 tensors but cannot convert them.
+                t.to_dtype(DType::F32).map_err(|e| {
+                    Error::format(
+                        file,
+                        format!(
+                            "tensor `{name}`: {:?} cannot be read as f32: {}",
+                            view.dtype(),
+                            candle_message(&e)
+                        ),
+                    )
                 })?
             }
         };
