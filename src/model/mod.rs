@@ -4,8 +4,8 @@
 mod attend;
 pub mod checkpoint;
 pub mod config;
-mod frozen;
 pub(crate) mod expf;
+mod frozen;
 pub(crate) mod host;
 pub mod kv_cache;
 pub mod llama;
