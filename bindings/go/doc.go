@@ -27,7 +27,8 @@
 // # Building
 //
 // The package links the installed library through pkg-config (package "patchrec"), so
-// cgo needs to find patchrec.pc, and the program needs libpatchrec.so.<ABI> (the library's SONAME) at run time. For a
+// cgo needs to find patchrec.pc, and the program needs libpatchrec.so.<ABI> (the
+// library's SONAME) at run time. For a
 // library installed from a source tree with scripts/install.sh PREFIX:
 //
 //	export PKG_CONFIG_PATH=PREFIX/lib/pkgconfig
