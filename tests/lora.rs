@@ -34,9 +34,17 @@ fn load(dir: &Path) -> Model {
 }
 
 fn new_tokens(model: &Model) -> std::ops::Range<usize> {
-    let sp = model.special();
-    let ids = [sp.start_seq, sp.end_seq, sp.item_sep].map(|i| i as usize);
-    *ids.iter().min().unwrap()..*ids.iter().max().unwrap() + 1
+    let range = model.prompt_token_rows();
+    assert_eq!(range.len(), 3, "the three history tokens are adjacent");
+    range
+}
+
+/// A tiny model saved under `tmp`, and its logits.
+fn base_checkpoint(tmp: &Path) -> (std::path::PathBuf, Vec<f32>) {
+    let dir = tmp.join("base");
+    common::tiny_model(12).save(&dir).unwrap();
+    let base = logits(&load(&dir));
+    (dir, base)
 }
 
 fn all_targets(rank: usize) -> LoraConfig {
@@ -50,9 +58,7 @@ fn all_targets(rank: usize) -> LoraConfig {
 #[test]
 fn zero_initialised_adapters_give_the_base_models_logits_exactly() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("base");
-    common::tiny_model(12).save(&dir).unwrap();
-    let base = logits(&load(&dir));
+    let (dir, base) = base_checkpoint(tmp.path());
 
     let mut adapted = load(&dir);
     let range = new_tokens(&adapted);
@@ -77,9 +83,7 @@ fn zero_initialised_adapters_give_the_base_models_logits_exactly() {
 #[test]
 fn merged_and_unmerged_adapters_agree() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("base");
-    common::tiny_model(12).save(&dir).unwrap();
-    let base = logits(&load(&dir));
+    let (dir, base) = base_checkpoint(tmp.path());
 
     let mut adapted = load(&dir);
     let range = new_tokens(&adapted);
@@ -92,11 +96,10 @@ fn merged_and_unmerged_adapters_agree() {
         .attach_lora(&config, Some(range.clone()), 5, None)
         .unwrap();
     // Move every adapter and the new rows away from their starting point.
-    for (i, (_, var)) in vars.iter().enumerate() {
+    for (_, var) in &vars {
         let t = var.as_tensor();
         let noise = Tensor::randn(0f32, 0.05, t.dims(), &Device::Cpu).unwrap();
         var.set(&(t + noise).unwrap()).unwrap();
-        assert!(i < vars.len());
     }
     let unmerged = logits(&adapted);
     assert_ne!(unmerged, base, "the adapters must matter");

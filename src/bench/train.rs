@@ -51,11 +51,7 @@ pub fn run_train_bench(checkpoint: &Path, opts: &TrainBenchOptions) -> Result<Tr
     let params = match &opts.lora {
         None => crate::train::trainer::make_trainable(&mut model)?,
         Some(lora) => {
-            let sp = *model.special();
-            let ids = [sp.start_seq, sp.end_seq, sp.item_sep].map(|i| i as usize);
-            let rows = lora.train_new_tokens.then(|| {
-                *ids.iter().min().expect("three ids")..*ids.iter().max().expect("three ids") + 1
-            });
+            let rows = lora.train_new_tokens.then(|| model.prompt_token_rows());
             let llama = model.llama_mut();
             let vars = llama.attach_lora(lora, rows, opts.seed, None)?;
             llama.set_differentiable(true);

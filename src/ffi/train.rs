@@ -4,7 +4,7 @@
 use std::ffi::{c_char, c_void, CString};
 use std::path::Path;
 
-use super::boundary::{arg_str, guard};
+use super::boundary::{arg_str, guard, Outcome};
 use super::error::patchrec_error_t;
 use super::status::patchrec_status_t::{self, *};
 use crate::train::{train, Control, Progress, TrainConfig, TrainOptions};
@@ -57,13 +57,9 @@ pub unsafe extern "C" fn patchrec_train_file(
     user_data: *mut c_void,
     error: *mut *mut patchrec_error_t,
 ) -> patchrec_status_t {
-    let mut stopped = false;
-    let status = guard(error, || {
-        let cfg = TrainConfig::from_file(Path::new(arg_str(path, "path")?))?;
-        stopped = run(&cfg, resume, progress, user_data)?;
-        Ok(())
-    });
-    stopped_or(status, stopped)
+    train_with(error, resume, progress, user_data, || {
+        Ok(TrainConfig::from_file(Path::new(arg_str(path, "path")?))?)
+    })
 }
 
 /// Like `patchrec_train_file`, with the configuration given as TOML text. Relative paths
@@ -78,21 +74,30 @@ pub unsafe extern "C" fn patchrec_train_toml(
     user_data: *mut c_void,
     error: *mut *mut patchrec_error_t,
 ) -> patchrec_status_t {
-    let mut stopped = false;
-    let status = guard(error, || {
+    train_with(error, resume, progress, user_data, || {
         let text = arg_str(toml, "toml")?;
         let base = match base_dir.is_null() {
             true => Path::new("."),
             false => Path::new(arg_str(base_dir, "base_dir")?),
         };
-        let cfg = TrainConfig::from_toml(text, base)?;
-        stopped = run(&cfg, resume, progress, user_data)?;
-        Ok(())
-    });
-    stopped_or(status, stopped)
+        Ok(TrainConfig::from_toml(text, base)?)
+    })
 }
 
-fn stopped_or(status: patchrec_status_t, stopped: bool) -> patchrec_status_t {
+/// Both entry points: reads the configuration with `config`, trains inside the boundary,
+/// and turns a stop asked for by the callback into `PATCHREC_STOPPED`.
+unsafe fn train_with(
+    error: *mut *mut patchrec_error_t,
+    resume: bool,
+    progress: patchrec_train_callback_t,
+    user_data: *mut c_void,
+    config: impl FnOnce() -> Outcome<TrainConfig>,
+) -> patchrec_status_t {
+    let mut stopped = false;
+    let status = guard(error, || {
+        stopped = run(&config()?, resume, progress, user_data)?;
+        Ok(())
+    });
     if status == PATCHREC_OK && stopped {
         PATCHREC_STOPPED
     } else {

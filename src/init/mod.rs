@@ -58,13 +58,7 @@ impl InitOptions {
         // Memory first: a model too large for the machine is reported as that, even when
         // its sizes are also beyond what `validate` accepts (hidden = 1000000 with 4 heads
         // is a head dimension of 250,000).
-        crate::memory::check_fits(
-            cfg.parameter_count().saturating_mul(8),
-            &format!(
-                "a model of vocab_size {}, hidden {}, intermediate {} and {} layers",
-                self.vocab_size, self.hidden_size, cfg.intermediate_size, self.num_layers
-            ),
-        )?;
+        cfg.check_fits_memory(8)?;
         cfg.validate().map_err(Error::invalid)
     }
 

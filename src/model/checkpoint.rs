@@ -257,6 +257,16 @@ impl Model {
         &self.special
     }
 
+    /// The embedding rows spanning PatchRec's history tokens (`<|start_seq|>`,
+    /// `<|end_seq|>`, `<|item_sep|>`): the rows a LoRA stage trains. Added together, they
+    /// are adjacent in every vocabulary this library builds or extends.
+    pub fn prompt_token_rows(&self) -> std::ops::Range<usize> {
+        let sp = &self.special;
+        let ids = [sp.start_seq, sp.end_seq, sp.item_sep].map(|i| i as usize);
+        let (lo, hi) = (ids.iter().min(), ids.iter().max());
+        *lo.expect("three ids")..*hi.expect("three ids") + 1
+    }
+
     /// Token ids of the prompt before the history (ends with `<|start_seq|>`).
     pub fn head_ids(&self) -> &[u32] {
         &self.head_ids

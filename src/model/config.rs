@@ -156,6 +156,18 @@ impl LlamaConfig {
         count().unwrap_or(u64::MAX)
     }
 
+    /// `Ok` when `bytes_per_weight` bytes for each of this model's weights fit in the
+    /// machine's memory, else `OutOfMemory` naming the sizes that set it.
+    pub fn check_fits_memory(&self, bytes_per_weight: u64) -> Result<()> {
+        crate::memory::check_fits(
+            self.parameter_count().saturating_mul(bytes_per_weight),
+            &format!(
+                "a model of vocab_size {}, hidden {}, intermediate {} and {} layers",
+                self.vocab_size, self.hidden_size, self.intermediate_size, self.num_hidden_layers
+            ),
+        )
+    }
+
     /// Checks that this is a Llama-family decoder we can run, naming the field that is not.
     pub fn validate(&self) -> std::result::Result<(), String> {
         let llama_arch = self.architectures.is_empty()

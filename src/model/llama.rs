@@ -152,13 +152,7 @@ impl Llama {
     pub fn random(cfg: LlamaConfig, seed: u64, device: &Device) -> Result<Self> {
         cfg.validate().map_err(Error::invalid)?;
         // The random values are drawn into vectors, then copied into the model's tensors.
-        crate::memory::check_fits(
-            cfg.parameter_count().saturating_mul(8),
-            &format!(
-                "a model of vocab_size {}, hidden_size {}, intermediate_size {} and {} layers",
-                cfg.vocab_size, cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
-            ),
-        )?;
+        cfg.check_fits_memory(8)?;
         let tensors = random_tensors(&cfg, seed)?;
         let mut store_map = std::collections::HashMap::new();
         for (name, t) in tensors {
@@ -698,7 +692,10 @@ impl Llama {
                     (Some(a), Some(b)) => (Adapter::from_vars(&a, &b, cfg.scale()), a, b),
                     _ => {
                         let layer_seed = seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                        let salt = TARGET_SALT.iter().position(|t| *t == short).unwrap_or(0);
+                        let salt = super::lora::TARGETS
+                            .iter()
+                            .position(|t| *t == short)
+                            .unwrap_or(0);
                         Adapter::new(
                             out,
                             input,
@@ -843,9 +840,6 @@ fn lora_names(layer: usize, proj: &str) -> (String, String) {
 
 /// The name the trained new-token rows are saved under.
 pub const NEW_TOKEN_ROWS: &str = "base_model.model.model.embed_tokens.new_token_rows";
-
-/// Distinguishes the seeds of one layer's adapters.
-const TARGET_SALT: [&str; 7] = super::lora::TARGETS;
 
 impl Block {
     /// The projections with their names under the layer (`self_attn.q_proj`, ...).

@@ -276,16 +276,10 @@ fn run_stage(
     };
     let model_cfg = crate::model::LlamaConfig::from_file(&from.join("config.json"))?;
     // Weights, gradients and AdamW's two moments, in f32.
-    crate::memory::check_fits(
-        model_cfg.parameter_count().saturating_mul(16),
-        &format!(
-            "training {} (vocab_size {}, hidden_size {}, {} layers)",
-            from.display(),
-            model_cfg.vocab_size,
-            model_cfg.hidden_size,
-            model_cfg.num_hidden_layers
-        ),
-    )?;
+    model_cfg.check_fits_memory(16).map_err(|e| match e {
+        Error::OutOfMemory(m) => Error::OutOfMemory(format!("training {}: {m}", from.display())),
+        e => e,
+    })?;
     let mut model = Model::load(from, &ModelOptions::default())?;
     let params = match &stage.lora {
         None => make_trainable(&mut model)?,
@@ -294,11 +288,7 @@ fn run_stage(
                 true => Some(load_adapters(resume_dir)?),
                 false => None,
             };
-            let sp = *model.special();
-            let ids = [sp.start_seq, sp.end_seq, sp.item_sep].map(|i| i as usize);
-            let new_tokens = lora.train_new_tokens.then(|| {
-                *ids.iter().min().expect("three ids")..*ids.iter().max().expect("three ids") + 1
-            });
+            let new_tokens = lora.train_new_tokens.then(|| model.prompt_token_rows());
             let seed = mix(&[cfg.seed, index as u64, 0x10A]);
             let llama = model.llama_mut();
             let vars = llama.attach_lora(lora, new_tokens, seed, resume.as_ref())?;
