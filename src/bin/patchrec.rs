@@ -61,6 +61,10 @@ enum Command {
         /// Continue an interrupted run from its output folder.
         #[arg(long)]
         resume: bool,
+        /// Train nothing: print each stage's samples, steps and forward-pass positions,
+        /// packed and unpacked.
+        #[arg(long, conflicts_with = "resume")]
+        plan: bool,
     },
     /// Score a checkpoint on a dataset split by the paper's protocol.
     Eval {
@@ -326,7 +330,28 @@ fn run(cli: Cli) -> patchrec::Result<()> {
                 cfg.vocab_size
             );
         }
-        Command::Train { config, resume } => {
+        Command::Train {
+            config, plan: true, ..
+        } => {
+            let cfg = patchrec::train::TrainConfig::from_file(&config)?;
+            for p in patchrec::train::plan::plan(&cfg)? {
+                println!(
+                    "{}: {} samples, {} steps visiting {}; positions unpacked {} ({:.0} per sample), packed {} in {} passes ({:.0} per sample, {:.2}x fewer){}",
+                    p.stage,
+                    p.samples,
+                    p.steps,
+                    p.samples_visited,
+                    p.unpacked_positions,
+                    p.unpacked_positions as f64 / p.samples_visited.max(1) as f64,
+                    p.packed_positions,
+                    p.packed_passes,
+                    p.packed_positions as f64 / p.samples_visited.max(1) as f64,
+                    p.unpacked_positions as f64 / p.packed_positions.max(1) as f64,
+                    if p.pack { "; trains packed" } else { "; trains unpacked" }
+                );
+            }
+        }
+        Command::Train { config, resume, .. } => {
             let cfg = patchrec::train::TrainConfig::from_file(&config)?;
             let outcome = patchrec::train::train(
                 &cfg,

@@ -12,6 +12,10 @@ pub struct Sample {
     pub user: u64,
     /// Item ids, oldest first, at most K.
     pub history: Vec<u64>,
+    /// Where `history` begins in the user's stream (0 unless K cut older items off), so
+    /// that stream-aligned layouts can group it as the stream does
+    /// ([`crate::history::Layout::stream_skip`]).
+    pub start: usize,
     pub target: u64,
 }
 
@@ -56,9 +60,11 @@ pub fn samples(data: &Dataset, split: Split, opts: &SampleOptions) -> Vec<Sample
             continue;
         };
         for t in a.max(3)..=b {
+            let start = t.saturating_sub(opts.max_history);
             out.push(Sample {
                 user: seq.user,
-                history: seq.items[t.saturating_sub(opts.max_history)..t].to_vec(),
+                history: seq.items[start..t].to_vec(),
+                start,
                 target: seq.items[t],
             });
         }

@@ -126,7 +126,10 @@ pub fn evaluate(
         if have.contains(&index) {
             continue;
         }
-        let user = catalog.history_of(&sample.history)?;
+        // A stream-aligned layout shows whole sessions of the user's stream, as serving
+        // does: K may have cut the oldest one short.
+        let skip = opts.layout.layout.stream_skip(sample.start);
+        let user = catalog.history_of(&sample.history[skip.min(sample.history.len())..])?;
         let result = recommend(catalog, &user, &query)?;
         let ranked: Vec<u64> = result.items.iter().map(|r| r.item_id).collect();
         let shown = user.shown(&opts.layout);

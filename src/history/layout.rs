@@ -68,6 +68,18 @@ impl Layout {
         }
     }
 
+    /// How many of a history's oldest items a query leaves out when the history begins at
+    /// item `start` of the user's stream (K cut the items before off): for `stream-s:L`,
+    /// those before the first session that begins at or after `start`, so the sessions
+    /// shown are the stream's own, as [`LayoutConfig::window`] shows them to a served
+    /// user whose sessions close every L items; 0 for the other layouts.
+    pub fn stream_skip(&self, start: usize) -> usize {
+        match *self {
+            Layout::StreamS { l } if l > 0 => (l - start % l) % l,
+            _ => 0,
+        }
+    }
+
     /// Parses `vanilla`, `pft-i:M`, `pft-s:L`, `stream-s:L` or `budget:N` (the CLI's
     /// spelling).
     pub fn parse(s: &str) -> Result<Self> {

@@ -284,10 +284,68 @@ impl Llama {
         } else {
             None
         };
+        self.blocks_here(embeds, At::Span(pos), prefix, cache, fuse, mask.as_ref())
+    }
+
+    /// Runs the decoder over a token tree laid out as one sequence, `embeds`
+    /// `[1, nodes, hidden]`: node `i` continues `parents[i]` (an earlier node; `None` for
+    /// a root), attends to its ancestors and itself only, and sits at its depth in the
+    /// tree, so every root-to-node path gets exactly the hidden states it would get as a
+    /// sequence of its own. Packed training lays many samples out this way, each shared
+    /// prefix computed once. Differentiable when the model is. Returns the final-norm
+    /// hidden states `[1, nodes, hidden]`.
+    pub fn forward_tree(&self, embeds: &Tensor, parents: &[Option<usize>]) -> Result<Tensor> {
+        on_pool(|| {
+            let (batch, len, _) = embeds.dims3()?;
+            if batch != 1 || len != parents.len() {
+                return Err(Error::invalid(format!(
+                    "forward_tree: {batch} sequences of {len} positions for a tree of {} nodes",
+                    parents.len()
+                )));
+            }
+            let mut depth = Vec::with_capacity(len);
+            for (i, p) in parents.iter().enumerate() {
+                depth.push(match *p {
+                    None => 0,
+                    Some(p) if p < i => depth[p] + 1,
+                    Some(p) => return Err(Error::invalid(format!(
+                        "forward_tree: node {i} continues node {p}, which does not come before it"
+                    ))),
+                });
+            }
+            if let Some(&d) = depth.iter().max() {
+                self.check_length(d + 1)?;
+            }
+            let tables = self.rope.tables(&depth)?;
+            let rep = self.cfg.num_attention_heads / self.cfg.num_kv_heads();
+            let mask = tree_mask(rep, parents, &self.device)?;
+            let mut cache = self.new_cache();
+            self.blocks_here(
+                embeds,
+                At::Rows(&tables),
+                None,
+                &mut cache,
+                false,
+                Some(&mask),
+            )
+        })
+    }
+
+    /// The decoder blocks and the final norm over `embeds`, whose positions are `at`.
+    fn blocks_here(
+        &self,
+        embeds: &Tensor,
+        at: At,
+        prefix: Option<&KvCache>,
+        cache: &mut KvCache,
+        fuse: bool,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let len = embeds.dim(1)?;
         let mut x = embeds.clone();
         for (i, block) in self.blocks.iter().enumerate() {
             let h = self.rms_norm(&x, &block.input_norm)?;
-            let h = self.attention(i, &block.attn, &h, pos, prefix, cache, fuse, mask.as_ref())?;
+            let h = self.attention(i, &block.attn, &h, at, prefix, cache, fuse, mask)?;
             x = (x + h)?;
             let h = self.rms_norm(&x, &block.post_norm)?;
             x = (x + self.mlp(&block.mlp, &h)?)?;
@@ -358,7 +416,7 @@ impl Llama {
         layer: usize,
         attn: &Attention,
         x: &Tensor,
-        pos: usize,
+        at: At,
         prefix: Option<&KvCache>,
         cache: &mut KvCache,
         fuse: bool,
@@ -372,7 +430,7 @@ impl Llama {
         );
         let [q, k, v] = Proj::forward_each([&attn.q, &attn.k, &attn.v], x)?;
         let mut own_mask = None;
-        if fuse {
+        if let (true, At::Span(pos)) = (fuse, at) {
             if let Some(out) = self.attend_fused(layer, q.clone(), &k, &v, pos, prefix, cache)? {
                 return attn.o.forward(&out);
             }
@@ -389,7 +447,7 @@ impl Llama {
             &q,
             k,
             v,
-            pos,
+            at,
             prefix,
             cache,
             mask.or(own_mask.as_ref()),
@@ -445,7 +503,7 @@ impl Llama {
     }
 
     /// Attention after the projections: `q` `[b, heads, t, hd]`, `k`, `v`
-    /// `[b, kv_heads, t, hd]` (before RoPE) at positions `pos..pos + t`; returns
+    /// `[b, kv_heads, t, hd]` (before RoPE) at positions `at`; returns
     /// `[b, t, heads * hd]` for the output projection.
     #[allow(clippy::too_many_arguments)]
     fn attend(
@@ -454,7 +512,7 @@ impl Llama {
         q: &Tensor,
         k: Tensor,
         v: Tensor,
-        pos: usize,
+        at: At,
         prefix: Option<&KvCache>,
         cache: &mut KvCache,
         mask: Option<&Tensor>,
@@ -466,8 +524,16 @@ impl Llama {
             self.cfg.head_dim(),
         );
         let rep = h / kvh;
-        let q = self.rope.apply(q, pos, self.differentiable)?;
-        let k = self.rope.apply(&k, pos, self.differentiable)?;
+        let (q, k) = match at {
+            At::Span(pos) => (
+                self.rope.apply(q, pos, self.differentiable)?,
+                self.rope.apply(&k, pos, self.differentiable)?,
+            ),
+            At::Rows((cos, sin)) => (
+                self.rope.rotate(q, cos, sin, self.differentiable)?,
+                self.rope.rotate(&k, cos, sin, self.differentiable)?,
+            ),
+        };
         let (k, v) = cache.extend(layer, k, v)?;
         let scale = 1.0 / (hd as f64).sqrt();
         let q = (q.reshape((b, kvh, rep * t, hd))? * scale)?;
@@ -866,6 +932,34 @@ impl Block {
             ("mlp.down_proj", &mut self.mlp.down),
         ]
     }
+}
+
+/// Where a pass's new positions sit.
+#[derive(Clone, Copy)]
+enum At<'a> {
+    /// Consecutive, from this position on.
+    Span(usize),
+    /// Each row at its own position: the RoPE tables of the rows, `[t, head_dim / 2]`.
+    Rows(&'a (Tensor, Tensor)),
+}
+
+/// `0` where a node may attend (its ancestors and itself), `-inf` elsewhere; rows are
+/// `rep` stacked copies of the nodes, like [`causal_mask`]'s.
+fn tree_mask(rep: usize, parents: &[Option<usize>], device: &Device) -> Result<Tensor> {
+    let t = parents.len();
+    let mut row = vec![f32::NEG_INFINITY; t * t];
+    for i in 0..t {
+        let mut j = Some(i);
+        while let Some(a) = j {
+            row[i * t + a] = 0.0;
+            j = parents[a];
+        }
+    }
+    let mut m = Vec::with_capacity(rep * t * t);
+    for _ in 0..rep {
+        m.extend_from_slice(&row);
+    }
+    Ok(Tensor::from_vec(m, (rep * t, t), device)?)
 }
 
 /// `-inf` above the diagonal of the new block; all earlier positions are visible.

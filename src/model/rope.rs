@@ -85,11 +85,33 @@ impl Rope {
     /// `differentiable` picks candle's op with a backward pass (training) over the fused one.
     pub fn apply(&self, x: &Tensor, pos: usize, differentiable: bool) -> Result<Tensor> {
         let (cos, sin) = self.span(pos, x.dims()[2])?;
+        self.rotate(x, &cos, &sin, differentiable)
+    }
+
+    /// Rotates `x` `[batch, heads, len, head_dim]` by the tables of its rows' positions,
+    /// `[len, head_dim / 2]` each ([`Rope::tables`] or a span).
+    pub fn rotate(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        differentiable: bool,
+    ) -> Result<Tensor> {
         Ok(if differentiable {
-            candle_nn::rotary_emb::rope_slow(x, &cos, &sin)?
+            candle_nn::rotary_emb::rope_slow(x, cos, sin)?
         } else {
-            candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)?
+            candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin)?
         })
+    }
+
+    /// The tables of rows at arbitrary `positions`, `[rows, head_dim / 2]` each.
+    pub fn tables(&self, positions: &[usize]) -> Result<(Tensor, Tensor)> {
+        let ids: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
+        let ids = Tensor::new(ids.as_slice(), self.cos.device())?;
+        Ok((
+            self.cos.index_select(&ids, 0)?,
+            self.sin.index_select(&ids, 0)?,
+        ))
     }
 
     /// The tables of positions `pos..pos + len`, `[len, head_dim / 2]` each.

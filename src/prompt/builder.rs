@@ -37,7 +37,7 @@ pub struct Prompt {
 /// What one prompt position holds. Two prompts of the same model and catalogue whose keys
 /// agree up to position `i` have the same hidden states (and KV) up to `i`: attention is
 /// causal and positions are absolute.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PositionKey {
     Token(u32),
     /// The item patch of a catalogue index.
@@ -98,14 +98,7 @@ pub fn build_prompt_shown(
     let pieces = pieces(model, catalog, &indices, &segs);
     let embeds = embed_pieces(model, catalog, &pieces, PatchSource::Cached)?;
     let len = embeds.dim(0)?;
-    let keys: Vec<PositionKey> = pieces
-        .iter()
-        .flat_map(|p| match p {
-            Piece::Tokens(ids) => ids.iter().map(|&t| PositionKey::Token(t)).collect(),
-            Piece::Patch(i) => vec![PositionKey::Patch(*i)],
-            Piece::Session(items) => vec![PositionKey::Session(items.to_vec())],
-        })
-        .collect();
+    let keys = keys_of(&pieces);
     debug_assert_eq!(keys.len(), len);
     let cr = compression_ratio(&segs, |i| catalog.item(indices[i]).tokens.len());
     Ok(Prompt {
@@ -140,6 +133,76 @@ pub fn prompt_embeddings(
         &pieces(model, catalog, indices, segs),
         patches,
     )
+}
+
+/// What each position of the prompt for `indices` laid out as `segs` holds, in order.
+pub fn prompt_keys(
+    model: &Model,
+    catalog: &CatalogSnapshot,
+    indices: &[u32],
+    segs: &[Segment],
+) -> Vec<PositionKey> {
+    keys_of(&pieces(model, catalog, indices, segs))
+}
+
+/// The embedding rows `[keys.len(), hidden]` of positions given by their keys (prompts
+/// from [`prompt_keys`], answer tokens, or the nodes of a token tree): the tokens through
+/// one lookup, the item patches through one mean over their titles, each session patch
+/// over its items, then put in order.
+pub fn embed_keys(
+    model: &Model,
+    catalog: &CatalogSnapshot,
+    keys: &[PositionKey],
+    patches: PatchSource,
+) -> Result<Tensor> {
+    let (mut tokens, mut items) = (Vec::new(), Vec::new());
+    let mut sessions: Vec<&[u32]> = Vec::new();
+    // Where each key's row lands in the concatenation [tokens; item patches; sessions].
+    let mut at = Vec::with_capacity(keys.len());
+    for key in keys {
+        match key {
+            PositionKey::Token(t) => {
+                at.push((0, tokens.len()));
+                tokens.push(*t);
+            }
+            PositionKey::Patch(i) => {
+                at.push((1, items.len()));
+                items.push(*i);
+            }
+            PositionKey::Session(s) => {
+                at.push((2, sessions.len()));
+                sessions.push(s);
+            }
+        }
+    }
+    let mut parts = Vec::new();
+    if !tokens.is_empty() {
+        parts.push(model.llama().embed_ids(&tokens)?);
+    }
+    if !items.is_empty() {
+        parts.push(patch_rows(model, catalog, &items, patches)?);
+    }
+    for s in &sessions {
+        parts.push(session_patch(&patch_rows(model, catalog, s, patches)?)?);
+    }
+    let offset = [0, tokens.len(), tokens.len() + items.len()];
+    let order: Vec<u32> = at
+        .iter()
+        .map(|&(part, i)| (offset[part] + i) as u32)
+        .collect();
+    let all = Tensor::cat(&parts, 0)?;
+    Ok(all.index_select(&Tensor::new(order.as_slice(), model.device())?, 0)?)
+}
+
+fn keys_of(pieces: &[Piece]) -> Vec<PositionKey> {
+    pieces
+        .iter()
+        .flat_map(|p| match p {
+            Piece::Tokens(ids) => ids.iter().map(|&t| PositionKey::Token(t)).collect(),
+            Piece::Patch(i) => vec![PositionKey::Patch(*i)],
+            Piece::Session(items) => vec![PositionKey::Session(items.to_vec())],
+        })
+        .collect()
 }
 
 /// The prompt as runs of tokens and single patches: the head, each segment followed by
@@ -193,29 +256,35 @@ fn embed_pieces(
     pieces: &[Piece],
     patches: PatchSource,
 ) -> Result<Tensor> {
-    let llama = model.llama();
-    let patch_rows = |items: &[u32]| -> Result<Tensor> {
-        match patches {
-            PatchSource::Cached => {
-                let rows = Tensor::new(items, model.device())?;
-                Ok(catalog.patches().index_select(&rows, 0)?)
-            }
-            PatchSource::Live => {
-                let titles: Vec<&[u32]> = items
-                    .iter()
-                    .map(|&i| catalog.item(i).tokens.as_slice())
-                    .collect();
-                item_patches(llama, &titles)
-            }
-        }
-    };
     let rows = pieces
         .iter()
         .map(|p| match p {
-            Piece::Tokens(ids) => llama.embed_ids(ids),
-            Piece::Patch(i) => patch_rows(std::slice::from_ref(i)),
-            Piece::Session(items) => session_patch(&patch_rows(items)?),
+            Piece::Tokens(ids) => model.llama().embed_ids(ids),
+            Piece::Patch(i) => patch_rows(model, catalog, std::slice::from_ref(i), patches),
+            Piece::Session(items) => session_patch(&patch_rows(model, catalog, items, patches)?),
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Tensor::cat(&rows, 0)?)
+}
+
+/// The item patches of catalogue indices `items`, `[items.len(), hidden]`.
+fn patch_rows(
+    model: &Model,
+    catalog: &CatalogSnapshot,
+    items: &[u32],
+    patches: PatchSource,
+) -> Result<Tensor> {
+    match patches {
+        PatchSource::Cached => {
+            let rows = Tensor::new(items, model.device())?;
+            Ok(catalog.patches().index_select(&rows, 0)?)
+        }
+        PatchSource::Live => {
+            let titles: Vec<&[u32]> = items
+                .iter()
+                .map(|&i| catalog.item(i).tokens.as_slice())
+                .collect();
+            item_patches(model.llama(), &titles)
+        }
+    }
 }

@@ -5,7 +5,7 @@ pub mod builder;
 pub mod cache;
 
 pub use builder::{
-    build_prompt, build_prompt_shown, fixed_positions, prompt_embeddings, PatchSource, PositionKey,
-    Prompt,
+    build_prompt, build_prompt_shown, embed_keys, fixed_positions, prompt_embeddings, prompt_keys,
+    PatchSource, PositionKey, Prompt,
 };
 pub use cache::{PromptCache, ReuseStats};

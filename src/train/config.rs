@@ -89,8 +89,23 @@ pub enum StageKind {
     Ppt,
     /// Patch fine-tuning, item level: latest M as text, the rest item patches.
     PftI,
-    /// Patch fine-tuning, session level: groups of L.
+    /// Patch fine-tuning, session level: groups of L counted back from the newest item.
     PftS,
+    /// Stream-aligned patch fine-tuning (the `stream-s:L` serving layout): groups of L
+    /// counted from the start of the user's stream, so a prompt only grows at its end as
+    /// items arrive and a user's targets can be trained in one packed pass.
+    StreamS,
+}
+
+/// The order a stage visits its samples in, reshuffled every epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Order {
+    /// Each sample on its own.
+    Samples,
+    /// Runs of one user's consecutive targets that see the same window of their stream
+    /// (at most `pack_targets` long) stay together, so a packed pass shares their history.
+    Users,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -99,7 +114,7 @@ pub struct StageConfig {
     pub kind: StageKind,
     /// M for `pft-i`.
     pub m: Option<usize>,
-    /// L for `pft-s`.
+    /// L for `pft-s` and `stream-s`.
     pub l: Option<usize>,
     /// History truncation K.
     #[serde(default = "d_k")]
@@ -112,8 +127,23 @@ pub struct StageConfig {
     #[serde(default = "d_batch")]
     pub batch_size: usize,
     /// Sequences per forward/backward pass (gradient accumulation over the batch).
+    /// Unpacked stages only: a packed pass holds as many as `pack_positions` allows.
     #[serde(default = "d_micro")]
     pub micro_batch: usize,
+    /// Packed training: the samples of a pass become one token tree whose shared
+    /// prefixes (the template's head, a user's history) are computed once; each sample's
+    /// branch sees exactly its own prompt at its own positions, so the loss and gradients
+    /// are those of unpacked training (see docs/TRAINING.md).
+    #[serde(default)]
+    pub pack: bool,
+    /// Positions (tree nodes) per packed pass; a sample longer than this gets a pass alone.
+    #[serde(default = "d_pack_positions")]
+    pub pack_positions: usize,
+    /// Most consecutive targets of one user kept together by `order = "users"`.
+    #[serde(default = "d_pack_targets")]
+    pub pack_targets: usize,
+    /// Sample order: `samples` or `users` (the default when `pack` is on).
+    pub order: Option<Order>,
     #[serde(default = "d_lr")]
     pub learning_rate: f64,
     #[serde(default = "d_warmup")]
@@ -142,6 +172,12 @@ fn d_batch() -> usize {
 }
 fn d_micro() -> usize {
     8
+}
+fn d_pack_positions() -> usize {
+    512
+}
+fn d_pack_targets() -> usize {
+    16
 }
 fn d_lr() -> f64 {
     1e-4
@@ -216,6 +252,8 @@ impl StageConfig {
         for (name, v) in [
             ("batch_size", self.batch_size),
             ("micro_batch", self.micro_batch),
+            ("pack_positions", self.pack_positions),
+            ("pack_targets", self.pack_targets),
         ] {
             if v == 0 || v > MAX_BATCH {
                 return Err(Error::invalid(format!(
@@ -225,6 +263,14 @@ impl StageConfig {
         }
         if self.max_history == 0 {
             return Err(Error::invalid("`max_history` must be at least 1"));
+        }
+        if let (StageKind::StreamS, Some(l)) = (self.kind, self.l) {
+            if self.max_history < l {
+                return Err(Error::invalid(format!(
+                    "stream-s shows whole sessions, so `max_history` ({}) must be at least `l` ({l})",
+                    self.max_history
+                )));
+            }
         }
         if self.max_steps == Some(0) {
             return Err(Error::invalid("`max_steps` must be at least 1"));
@@ -251,6 +297,9 @@ impl StageConfig {
             StageKind::PftS => Layout::PftS {
                 l: need(self.l, "l")?,
             },
+            StageKind::StreamS => Layout::StreamS {
+                l: need(self.l, "l")?,
+            },
         };
         layout.validate()?;
         Ok(layout)
@@ -262,7 +311,17 @@ impl StageConfig {
             StageKind::Ppt => "ppt".into(),
             StageKind::PftI => format!("pft-i{}", self.m.unwrap_or(0)),
             StageKind::PftS => format!("pft-s{}", self.l.unwrap_or(0)),
+            StageKind::StreamS => format!("stream-s{}", self.l.unwrap_or(0)),
         }
+    }
+
+    /// The sample order: as configured, else `users` when packing.
+    pub fn order(&self) -> Order {
+        self.order.unwrap_or(if self.pack {
+            Order::Users
+        } else {
+            Order::Samples
+        })
     }
 }
 

@@ -5,7 +5,10 @@
 
 pub mod batch;
 pub mod config;
+pub mod epoch;
 pub mod optimizer;
+pub mod pack;
+pub mod plan;
 pub mod progress;
 pub mod schedule;
 pub mod trainer;

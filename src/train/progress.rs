@@ -21,8 +21,10 @@ pub struct Progress {
     pub loss: f64,
     pub learning_rate: f64,
     pub grad_norm: f64,
-    /// Input positions per second over the step.
+    /// Input positions per second over the step (packed: the tree's nodes).
     pub tokens_per_second: f64,
+    /// Samples per second over the step: what packing speeds up.
+    pub samples_per_second: f64,
 }
 
 /// What the callback asks for after each step.

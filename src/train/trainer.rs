@@ -6,9 +6,9 @@
 //! final checkpoint), `NN-<stage>.resume/` (the running stage's latest state: model,
 //! optimizer moments, `trainer.json`), `metrics.jsonl`.
 //!
-//! Determinism: the data order of epoch `e` of stage `s` is a permutation seeded by
-//! `(seed, s, e)`, and PPT's compression draws are seeded by `(seed, s, step, sample)`,
-//! so a resumed run replays exactly what an uninterrupted one would have done.
+//! Each step's examples come from [`super::epoch`] (seeded per stage, epoch and step, so
+//! a resumed run replays exactly what an uninterrupted one would have done), and each
+//! pass over them is padded sequences or one packed token tree ([`super::pack`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,16 +17,16 @@ use std::time::Instant;
 
 use candle_core::backprop::GradStore;
 use candle_core::Var;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
 
-use super::batch::{batch_loss, examples_for};
+use super::batch::{batch_loss, Example};
 use super::config::{StageConfig, TrainConfig};
+use super::epoch::{mix, StageData};
 use super::optimizer::{clip_scale, grad_norm, AdamW, AdamWConfig};
+use super::pack::{pack, tree_loss};
 use super::progress::{Control, Progress, Reporter};
 use super::schedule::cosine_with_warmup;
 use crate::catalog::Catalog;
-use crate::data::{samples, Dataset, SampleOptions, Split};
+use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::init::init_model;
 use crate::model::{Llama, Model, ModelOptions};
@@ -170,7 +170,7 @@ fn initial_checkpoint(cfg: &TrainConfig, data: &Dataset) -> Result<PathBuf> {
 }
 
 /// Swaps the model's weights for trainable variables (same values) and returns them.
-pub(crate) fn make_trainable(model: &mut Model) -> Result<Vec<(String, Var)>> {
+pub fn make_trainable(model: &mut Model) -> Result<Vec<(String, Var)>> {
     let named = model.llama().named_tensors()?;
     let mut vars = Vec::with_capacity(named.len());
     for (name, t) in named {
@@ -319,35 +319,9 @@ fn run_stage(
     let catalog = Catalog::new(model.clone())?;
     catalog.add_batch(&data.items)?;
     let snap = catalog.snapshot();
-    let sample_opts = SampleOptions {
-        max_history: stage.max_history,
-        max_users: cfg.samples.max_users,
-        max_samples: cfg.samples.max_samples,
-        seed: cfg.seed,
-    };
-    let train_samples: Vec<(Vec<u32>, u32)> = samples(data, Split::Train, &sample_opts)
-        .into_iter()
-        .map(|s| {
-            let hist = s
-                .history
-                .iter()
-                .map(|&id| snap.index_of(id))
-                .collect::<Result<_>>()?;
-            Ok((hist, snap.index_of(s.target)?))
-        })
-        .collect::<Result<_>>()?;
-    let n = train_samples.len();
-    if n == 0 {
-        return Err(Error::invalid(format!(
-            "{}: no training samples",
-            data.dir.display()
-        )));
-    }
-    let stream_len = (n as f64 * stage.epochs).floor().max(1.0) as u64;
-    let mut total = stream_len.div_ceil(stage.batch_size as u64);
-    if let Some(cap) = stage.max_steps {
-        total = total.min(cap);
-    }
+    let mut stage_data = StageData::new(cfg, data, &snap, index, stage)?;
+    let n = stage_data.len();
+    let total = stage_data.total_steps();
     let warmup = (total as f64 * stage.warmup_ratio).ceil() as u64;
     let layout = stage.layout()?;
     let name = stage.name();
@@ -355,48 +329,33 @@ fn run_stage(
     reporter.rewind(index, step)?;
     reporter.stage_started(&name, step, total);
 
-    let mut orders: HashMap<u64, Vec<usize>> = HashMap::new();
-    let mut order_of = |epoch: u64| -> Vec<usize> {
-        orders
-            .entry(epoch)
-            .or_insert_with(|| {
-                let mut rng =
-                    rand::rngs::StdRng::seed_from_u64(mix(&[cfg.seed, index as u64, epoch]));
-                let mut v: Vec<usize> = (0..n).collect();
-                v.shuffle(&mut rng);
-                v
-            })
-            .clone()
-    };
     let mut last_loss = f64::NAN;
     let mut stop_requested = false;
     while step < total {
         let step_started = Instant::now();
-        let first = step * stage.batch_size as u64;
-        let last_pos = ((step + 1) * stage.batch_size as u64).min(stream_len);
-        let p = step as f64 / total as f64;
-        let mut examples = Vec::new();
-        for (j, g) in (first..last_pos).enumerate() {
-            let order = order_of(g / n as u64);
-            let (hist, target) = &train_samples[order[(g % n as u64) as usize]];
-            let seed = mix(&[cfg.seed, index as u64, step, j as u64]);
-            examples.extend(examples_for(
-                stage.kind,
-                layout,
-                hist.clone(),
-                *target,
-                p,
-                seed,
-            ));
-        }
+        let (examples, samples_in_step) = stage_data.step_examples(step);
         let answer_tokens: usize = examples
             .iter()
             .map(|e| snap.item(e.target).tokens.len() + 1)
             .sum();
         let mut grads: Option<GradStore> = None;
         let (mut nll, mut positions) = (0f64, 0usize);
-        for micro in examples.chunks(stage.micro_batch) {
-            let bl = batch_loss(&model, &snap, micro)?;
+        let passes: Vec<Pass> = if stage.pack {
+            pack(&model, &snap, &examples, stage.pack_positions)
+                .into_iter()
+                .map(Pass::Tree)
+                .collect()
+        } else {
+            examples
+                .chunks(stage.micro_batch)
+                .map(Pass::Examples)
+                .collect()
+        };
+        for pass in &passes {
+            let bl = match pass {
+                Pass::Examples(micro) => batch_loss(&model, &snap, micro)?,
+                Pass::Tree(tree) => tree_loss(&model, &snap, tree)?,
+            };
             positions += bl.positions;
             let loss = (bl.nll_sum / answer_tokens as f64)?;
             nll += loss.to_scalar::<f32>()? as f64;
@@ -446,6 +405,7 @@ fn run_stage(
             learning_rate: lr,
             grad_norm,
             tokens_per_second: positions as f64 / step_started.elapsed().as_secs_f64(),
+            samples_per_second: samples_in_step as f64 / step_started.elapsed().as_secs_f64(),
         };
         total_positions += positions as u64;
         reporter.step(&progress)?;
@@ -518,16 +478,10 @@ fn run_stage(
     })
 }
 
-/// A seed from several numbers (splitmix64 over their sequence).
-fn mix(parts: &[u64]) -> u64 {
-    let mut h: u64 = 0x9E37_79B9_7F4A_7C15;
-    for &p in parts {
-        h ^= p
-            .wrapping_add(0x9E37_79B9_7F4A_7C15)
-            .wrapping_add(h << 6)
-            .wrapping_add(h >> 2);
-        h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        h ^= h >> 31;
-    }
-    h
+/// One forward/backward pass of a step.
+enum Pass<'a> {
+    /// Padded sequences, one per example.
+    Examples(&'a [Example]),
+    /// One token tree holding several examples.
+    Tree(super::pack::PackedTree),
 }
