@@ -76,7 +76,7 @@ enum Command {
         data: PathBuf,
         #[arg(long, default_value = "valid")]
         split: String,
-        /// vanilla, pft-i:M or pft-s:L
+        /// vanilla, pft-i:M, pft-s:L, stream-s:L or budget:N
         #[arg(long, default_value = "vanilla")]
         layout: String,
         /// History truncation K
