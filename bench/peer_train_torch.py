@@ -5,6 +5,13 @@ of them per step, cross-entropy at the last ANSWER positions of each, gradient c
 (2 x rank) and targets (every projection). One untimed step first, then STEPS timed ones.
 Prints one JSON line like `patchrec bench-train --out` writes.
 
+With --shapes REPORT (what `patchrec bench-train --config ... --out REPORT` wrote), replays
+the passes of each of its runs instead: padded micro-batches of the same sequence lengths
+(answer positions last), and packed token trees as one sequence each with a 4-D mask
+(each node sees its ancestors and itself) and each node's depth as its position id;
+inputs are random embeddings of the model's width (prompts hold patches, not only
+tokens). Prints a JSON list, one entry per run, with samples and positions per second.
+
 Run by bench/train-speed.sh with the peers' venv (bench/setup-peers.sh, plus peft)."""
 
 import argparse
@@ -24,6 +31,7 @@ def main():
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--lora-rank", type=int, default=0)
     p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--shapes")
     args = p.parse_args()
 
     import torch
@@ -47,6 +55,8 @@ def main():
         model = peft.get_peft_model(model, config)
         mode = f"lora-r{args.lora_rank}"
     model.train()
+    if args.shapes:
+        return replay(model, mode, args)
     params = [q for q in model.parameters() if q.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
     vocab = model.config.vocab_size
@@ -81,6 +91,85 @@ def main():
         "transformers": transformers.__version__,
     }
     print(json.dumps(report))
+    return 0
+
+
+def replay(model, mode, args):
+    """Replays `patchrec bench-train --config` runs' passes (see the module's doc)."""
+    import torch
+    import transformers
+
+    runs = json.load(open(args.shapes))
+    params = [q for q in model.parameters() if q.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
+    base = model if not args.lora_rank else model.base_model.model
+    decoder, head = base.model, base.lm_head
+    width, vocab = model.config.hidden_size, model.config.vocab_size
+    out = []
+    for run in runs:
+        times, samples, positions = [], 0, 0
+        # The first step is untimed, as in ours.
+        steps = [run["shapes"][0]] + run["shapes"]
+        for i, passes in enumerate(steps):
+            started = time.perf_counter()
+            answer_total = 0
+            for p in passes:
+                if "sequences" in p:
+                    lens, answers = p["sequences"]["lengths"], p["sequences"]["answers"]
+                    t = max(lens)
+                    x = torch.randn(len(lens), t, width) * 0.02
+                    hidden = decoder(inputs_embeds=x).last_hidden_state
+                    rows = [hidden[b, n - a : n] for b, (n, a) in enumerate(zip(lens, answers))]
+                    picked = torch.cat(rows, 0)
+                    computed = sum(lens)
+                else:
+                    parents, rows = p["tree"]["parents"], p["tree"]["rows"]
+                    t = len(parents)
+                    depth = []
+                    visible = torch.zeros(t, t, dtype=torch.bool)
+                    for j, q in enumerate(parents):
+                        depth.append(0 if q is None else depth[q] + 1)
+                        k = j
+                        while k is not None:
+                            visible[j, k] = True
+                            k = parents[k]
+                    mask = torch.zeros(t, t)
+                    mask.masked_fill_(~visible, torch.finfo(torch.float32).min)
+                    x = torch.randn(1, t, width) * 0.02
+                    hidden = decoder(
+                        inputs_embeds=x,
+                        attention_mask=mask[None, None],
+                        position_ids=torch.tensor([depth]),
+                    ).last_hidden_state
+                    picked = hidden[0, rows]
+                    computed = t
+                targets = torch.randint(0, vocab, (picked.shape[0],))
+                loss = torch.nn.functional.cross_entropy(head(picked), targets, reduction="sum")
+                loss.backward()
+                answer_total += picked.shape[0]
+                if i > 0:
+                    positions += computed
+            torch.nn.utils.clip_grad_norm_(params, 0.3)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if i > 0:
+                times.append(time.perf_counter() - started)
+                samples += run["batch_size"]
+        out.append(
+            {
+                "stage": run["stage"],
+                "mode": mode,
+                "passes": run["passes"],
+                "threads": args.threads,
+                "batch_size": run["batch_size"],
+                "step_seconds": times,
+                "samples_per_second": samples / sum(times),
+                "positions_per_second": positions / sum(times),
+                "torch": torch.__version__,
+                "transformers": transformers.__version__,
+            }
+        )
+    print(json.dumps(out))
     return 0
 
 

@@ -7,8 +7,10 @@ pub mod matmul;
 pub mod memory;
 pub mod serving;
 pub mod train;
+pub mod train_stage;
 
 pub use export::{export_prompts, ExportManifest, ExportOptions};
 pub use memory::{resident_bytes, MemoryReport};
 pub use serving::{run_serving_bench, BenchOptions, BenchReport};
 pub use train::{run_train_bench, TrainBenchOptions, TrainBenchReport};
+pub use train_stage::{run_stage_bench, StageBenchReport};

@@ -166,7 +166,14 @@ enum Command {
     /// positions per second; `bench/train-speed.sh` runs PyTorch on the same shapes.
     BenchTrain {
         #[arg(long)]
-        checkpoint: PathBuf,
+        /// The checkpoint to train from (random sequences of --seq-len)
+        #[arg(long, required_unless_present = "config")]
+        checkpoint: Option<PathBuf>,
+        /// Instead: the first steps of this training configuration's first stage, on its
+        /// own batches, unpacked then packed (--seq-len, --micro-batch, --answer and
+        /// --lora-rank come from the configuration)
+        #[arg(long, conflicts_with = "checkpoint")]
+        config: Option<PathBuf>,
         /// Positions per sequence
         #[arg(long, default_value_t = 128, value_parser = at_least_one)]
         seq_len: usize,
@@ -519,13 +526,42 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             }
         }
         Command::BenchTrain {
-            checkpoint,
+            config: Some(config),
+            steps,
+            out,
+            ..
+        } => {
+            let cfg = patchrec::train::TrainConfig::from_file(&config)?;
+            let mut reports = Vec::new();
+            for packed in [false, true] {
+                let r = patchrec::bench::run_stage_bench(&cfg, steps, packed)?;
+                println!(
+                    "{} {} {} threads {} batch {}: {:.2} samples/s, {:.1} positions/s (steps {:?} s)",
+                    r.stage,
+                    r.mode,
+                    r.passes,
+                    r.threads,
+                    r.batch_size,
+                    r.samples_per_second,
+                    r.positions_per_second,
+                    r.step_seconds
+                );
+                reports.push(r);
+            }
+            if let Some(out) = &out {
+                let json = serde_json::to_string_pretty(&reports).expect("report serialises");
+                std::fs::write(out, json).map_err(|e| patchrec::Error::io(out, e))?;
+            }
+        }
+        Command::BenchTrain {
+            checkpoint: Some(checkpoint),
             seq_len,
             micro_batch,
             answer,
             steps,
             lora_rank,
             out,
+            ..
         } => {
             let opts = patchrec::bench::TrainBenchOptions {
                 seq_len,
@@ -554,6 +590,9 @@ fn run(cli: Cli) -> patchrec::Result<()> {
                 let json = serde_json::to_string_pretty(&report).expect("report serialises");
                 std::fs::write(out, json).map_err(|e| patchrec::Error::io(out, e))?;
             }
+        }
+        Command::BenchTrain { .. } => {
+            unreachable!("clap requires --checkpoint unless --config is given")
         }
         Command::ExportPrompts {
             checkpoint,

@@ -308,9 +308,11 @@ impl Llama {
                 depth.push(match *p {
                     None => 0,
                     Some(p) if p < i => depth[p] + 1,
-                    Some(p) => return Err(Error::invalid(format!(
+                    Some(p) => {
+                        return Err(Error::invalid(format!(
                         "forward_tree: node {i} continues node {p}, which does not come before it"
-                    ))),
+                    )))
+                    }
                 });
             }
             if let Some(&d) = depth.iter().max() {
@@ -395,7 +397,7 @@ impl Llama {
     fn rms_norm(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
         let eps = self.cfg.rms_norm_eps as f32;
         Ok(if self.differentiable {
-            candle_nn::ops::rms_norm_slow(x, w, eps)?
+            super::norm::rms_norm_trainable(x, w, eps)?
         } else {
             candle_nn::ops::rms_norm(&x.contiguous()?, w, eps)?
         })

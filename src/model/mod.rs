@@ -11,6 +11,7 @@ pub mod kv_cache;
 pub mod llama;
 pub mod lora;
 pub mod meta;
+mod norm;
 pub(crate) mod pool;
 pub mod proj;
 pub mod rope;

@@ -1,6 +1,7 @@
 //! Rotary position embedding tables, with Llama-3's frequency scaling.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
+use rayon::prelude::*;
 
 use super::config::LlamaConfig;
 use crate::error::Result;
@@ -98,7 +99,7 @@ impl Rope {
         differentiable: bool,
     ) -> Result<Tensor> {
         Ok(if differentiable {
-            candle_nn::rotary_emb::rope_slow(x, cos, sin)?
+            rotate_trainable(x, cos, sin)?
         } else {
             candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin)?
         })
@@ -117,5 +118,125 @@ impl Rope {
     /// The tables of positions `pos..pos + len`, `[len, head_dim / 2]` each.
     fn span(&self, pos: usize, len: usize) -> Result<(Tensor, Tensor)> {
         Ok((self.cos.narrow(0, pos, len)?, self.sin.narrow(0, pos, len)?))
+    }
+}
+
+/// RoPE on `x` `[b, heads, t, d]` by tables `[t, d / 2]`, differentiable: one pass forward,
+/// and backward the same rotation by the opposite angle (the rotation is orthogonal). On
+/// other devices or dtypes, candle's composed `rope_slow`.
+///
+/// Why not `rope_slow`: it builds doubled tables, a rotated copy of `x` and two products
+/// per call, and backward as many again, for each of q and k in every layer.
+fn rotate_trainable(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    if !(x.device().is_cpu() && x.dtype() == DType::F32) {
+        return Ok(candle_nn::rotary_emb::rope_slow(x, cos, sin)?);
+    }
+    let (_, _, t, d) = x.dims4()?;
+    if cos.dims2()? != (t, d / 2) || sin.dims2()? != (t, d / 2) || d % 2 != 0 {
+        return Err(crate::error::Error::invalid(format!(
+            "rope: tables {:?} for rows of {d} at {t} positions",
+            cos.dims()
+        )));
+    }
+    let op = Rotate {
+        cos: cos.flatten_all()?.to_vec1()?,
+        sin: sin.flatten_all()?.to_vec1()?,
+        t,
+        half: d / 2,
+    };
+    Ok(x.contiguous()?.apply_op1(op)?)
+}
+
+/// The rotation of [`rotate_trainable`], its tables copied out of their tensors.
+struct Rotate {
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    t: usize,
+    half: usize,
+}
+
+impl CustomOp1 for Rotate {
+    fn name(&self) -> &'static str {
+        "patchrec-rope"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = super::host::f32_elements(self.name(), storage, layout)?;
+        let (h, d) = (self.half, 2 * self.half);
+        let mut out = vec![0f32; x.len()];
+        // One chunk per (batch, head): t rows of d.
+        out.par_chunks_mut(self.t * d)
+            .zip(x.par_chunks(self.t * d))
+            .for_each(|(y, x)| {
+                for p in 0..self.t {
+                    let (c, s) = (&self.cos[p * h..(p + 1) * h], &self.sin[p * h..(p + 1) * h]);
+                    let (x, y) = (&x[p * d..(p + 1) * d], &mut y[p * d..(p + 1) * d]);
+                    for i in 0..h {
+                        y[i] = x[i] * c[i] - x[i + h] * s[i];
+                        y[i + h] = x[i + h] * c[i] + x[i] * s[i];
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, _res: &Tensor, dy: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let back = Rotate {
+            cos: self.cos.clone(),
+            sin: self.sin.iter().map(|s| -s).collect(),
+            t: self.t,
+            half: self.half,
+        };
+        Ok(Some(dy.contiguous()?.apply_op1(back)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Var;
+
+    /// Values and the input's gradient against candle's composed `rope_slow`.
+    #[test]
+    fn the_fused_rotation_matches_rope_slow_and_its_gradient() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 3, 7, 8), &dev).unwrap()).unwrap();
+        let angles = Tensor::randn(0f32, 2.0, (7, 4), &dev).unwrap();
+        let (cos, sin) = (angles.cos().unwrap(), angles.sin().unwrap());
+        let probe = Tensor::randn(0f32, 1.0, (2, 3, 7, 8), &dev).unwrap();
+        let ours = rotate_trainable(x.as_tensor(), &cos, &sin).unwrap();
+        let theirs = candle_nn::rotary_emb::rope_slow(x.as_tensor(), &cos, &sin).unwrap();
+        let diff = |a: &Tensor, b: &Tensor| {
+            (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        assert!(diff(&ours, &theirs) < 1e-6);
+        let g1 = (ours * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g2 = (theirs * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let (a, b) = (
+            g1.get(x.as_tensor()).unwrap(),
+            g2.get(x.as_tensor()).unwrap(),
+        );
+        assert!(diff(a, b) < 1e-5, "gradients differ by {}", diff(a, b));
     }
 }

@@ -1,4 +1,4 @@
-//! The MLP's gate, `silu(gate) * up`, in one pass for inference.
+//! The MLP's gate, `silu(gate) * up`, in one pass (and for training one pass back).
 //!
 //! Why not candle's `silu` then `*`: two passes, a fresh temporary each and a scalar `exp`
 //! call per element. In a SmolLM2 query (5 decode passes of ~28 rows, 30 layers) they took
@@ -6,7 +6,7 @@
 //! (docs/PERFORMANCE.md, session 8). Here each element is read once from each input and
 //! written once, with the exponential on eight lanes.
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::expf::exp_nonpositive;
@@ -14,21 +14,22 @@ use super::host::f32_elements;
 use crate::error::Result;
 
 /// `silu(gate) * up` elementwise (`silu(g) = g / (1 + e^-g)`), for same-shaped tensors.
-/// Contiguous f32 on the CPU without gradients takes the fused pass; anything else
-/// candle's ops.
+/// Contiguous f32 on the CPU takes the fused pass, with a fused backward pass when it
+/// is part of training (candle's composed ops write three temporaries forward and more
+/// backward); anything else candle's ops.
 pub(crate) fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     let fused = gate.device().is_cpu()
         && gate.dtype() == DType::F32
         && up.dtype() == DType::F32
         && gate.shape() == up.shape()
         && gate.is_contiguous()
-        && up.is_contiguous()
-        && !gate.track_op()
-        && !up.track_op();
-    Ok(if fused {
-        gate.apply_op2_no_bwd(up, &SwiGlu)?
-    } else {
+        && up.is_contiguous();
+    Ok(if !fused {
         (candle_nn::ops::silu(gate)? * up)?
+    } else if gate.track_op() || up.track_op() {
+        gate.apply_op2(up, SwiGlu)?
+    } else {
+        gate.apply_op2_no_bwd(up, &SwiGlu)?
     })
 }
 
@@ -63,6 +64,73 @@ impl CustomOp2 for SwiGlu {
             .zip(g.par_chunks(chunk).zip(u.par_chunks(chunk)))
             .for_each(|(o, (g, u))| gate_rows(g, u, o));
         Ok((CpuStorage::F32(out), gl.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        g: &Tensor,
+        u: &Tensor,
+        _res: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let both = g.apply_op3_no_bwd(u, &dy.contiguous()?, &SwiGluBwd)?;
+        Ok((Some(both.get(0)?), Some(both.get(1)?)))
+    }
+}
+
+/// The gradients of [`SwiGlu`] from `g`, `u` and `dy`, stacked `[2, ..]`: `dg = dy * u *
+/// silu'(g)` with `silu'(g) = s + g s (1 - s)`, `s = sigmoid(g)`, then `du = dy * silu(g)`.
+struct SwiGluBwd;
+
+impl CustomOp3 for SwiGluBwd {
+    fn name(&self) -> &'static str {
+        "swiglu-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        gs: &CpuStorage,
+        gl: &Layout,
+        us: &CpuStorage,
+        ul: &Layout,
+        ds: &CpuStorage,
+        dl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = f32_elements(self.name(), gs, gl)?;
+        let u = f32_elements(self.name(), us, ul)?;
+        let dy = f32_elements(self.name(), ds, dl)?;
+        let n = g.len();
+        if u.len() != n || dy.len() != n {
+            candle_core::bail!(
+                "swiglu-bwd: {n} gate elements, {} up, {} grad",
+                u.len(),
+                dy.len()
+            );
+        }
+        let mut out = vec![0f32; 2 * n];
+        let (dg, du) = out.split_at_mut(n);
+        let chunk = n
+            .div_ceil(rayon::current_num_threads().max(1))
+            .max(PER_THREAD);
+        dg.par_chunks_mut(chunk)
+            .zip(du.par_chunks_mut(chunk))
+            .zip(
+                g.par_chunks(chunk)
+                    .zip(u.par_chunks(chunk))
+                    .zip(dy.par_chunks(chunk)),
+            )
+            .for_each(|((dg, du), ((g, u), dy))| {
+                for i in 0..g.len() {
+                    let e = exp_nonpositive(-g[i].abs());
+                    let s = 1.0 / (1.0 + e);
+                    let s = if g[i] >= 0.0 { s } else { e * s };
+                    dg[i] = dy[i] * u[i] * (s + g[i] * s * (1.0 - s));
+                    du[i] = dy[i] * g[i] * s;
+                }
+            });
+        let mut dims = vec![2];
+        dims.extend_from_slice(gl.dims());
+        Ok((CpuStorage::F32(out), Shape::from(dims)))
     }
 }
 
@@ -146,6 +214,28 @@ mod tests {
             assert!(
                 (a - b).abs() <= 1e-6 * (1.0 + b.abs()),
                 "element {i}: {a} vs {b}"
+            );
+        }
+        // Gradients of both inputs against candle's composed ops.
+        let (gv, uv) = (
+            candle_core::Var::from_tensor(&gate.narrow(1, 0, 4099)?.contiguous()?)?,
+            candle_core::Var::from_tensor(&up.narrow(1, 0, 4099)?.contiguous()?)?,
+        );
+        let probe = Tensor::randn(0f32, 1.0, gv.shape(), &dev)?;
+        let ours = swiglu(gv.as_tensor(), uv.as_tensor())?;
+        let theirs = (candle_nn::ops::silu(gv.as_tensor())? * uv.as_tensor())?;
+        let g1 = (ours * &probe)?.sum_all()?.backward()?;
+        let g2 = (theirs * &probe)?.sum_all()?.backward()?;
+        for v in [&gv, &uv] {
+            let (a, b) = (
+                g1.get(v.as_tensor()).unwrap(),
+                g2.get(v.as_tensor()).unwrap(),
+            );
+            let scale = b.abs()?.max_all()?.to_scalar::<f32>()?.max(1.0);
+            let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(
+                diff <= 1e-5 * scale,
+                "gradients differ by {diff} (scale {scale})"
             );
         }
         // A strided view takes candle's path and still agrees.

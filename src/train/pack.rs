@@ -55,6 +55,16 @@ impl PackedTree {
         self.examples
     }
 
+    /// Each node's parent (an earlier node), `None` for a root.
+    pub fn parents(&self) -> &[Option<usize>] {
+        &self.parents
+    }
+
+    /// The nodes whose hidden states predict answer tokens, in the examples' order.
+    pub fn rows(&self) -> &[u32] {
+        &self.rows
+    }
+
     /// Positions the same examples take unpacked.
     pub fn unpacked_positions(&self) -> usize {
         self.unpacked

@@ -188,6 +188,26 @@ pub fn make_trainable(model: &mut Model) -> Result<Vec<(String, Var)>> {
     Ok(vars)
 }
 
+/// The variables a stage trains: every weight, or for a LoRA stage fresh adapters
+/// (seeded by `seed`, or `resume`'s) and the new tokens' rows.
+pub(crate) fn trainable(
+    model: &mut Model,
+    stage: &StageConfig,
+    seed: u64,
+    resume: Option<&HashMap<String, candle_core::Tensor>>,
+) -> Result<Vec<(String, Var)>> {
+    match &stage.lora {
+        None => make_trainable(model),
+        Some(lora) => {
+            let new_tokens = lora.train_new_tokens.then(|| model.prompt_token_rows());
+            let llama = model.llama_mut();
+            let vars = llama.attach_lora(lora, new_tokens, seed, resume)?;
+            llama.set_differentiable(true);
+            Ok(vars)
+        }
+    }
+}
+
 /// Writes a model's LoRA adapters (and trained new-token rows) into `dir`:
 /// `adapters.safetensors` with PEFT's tensor names, and `adapter_config.json` with the
 /// rank, alpha, targets and the base checkpoint they apply to.
@@ -281,21 +301,12 @@ fn run_stage(
         e => e,
     })?;
     let mut model = Model::load(from, &ModelOptions::default())?;
-    let params = match &stage.lora {
-        None => make_trainable(&mut model)?,
-        Some(lora) => {
-            let resume = match resuming {
-                true => Some(load_adapters(resume_dir)?),
-                false => None,
-            };
-            let new_tokens = lora.train_new_tokens.then(|| model.prompt_token_rows());
-            let seed = mix(&[cfg.seed, index as u64, 0x10A]);
-            let llama = model.llama_mut();
-            let vars = llama.attach_lora(lora, new_tokens, seed, resume.as_ref())?;
-            llama.set_differentiable(true);
-            vars
-        }
+    let resume = match (resuming, &stage.lora) {
+        (true, Some(_)) => Some(load_adapters(resume_dir)?),
+        _ => None,
     };
+    let seed = mix(&[cfg.seed, index as u64, 0x10A]);
+    let params = trainable(&mut model, stage, seed, resume.as_ref())?;
     let mut opt = AdamW::new(
         params.clone(),
         AdamWConfig {
@@ -334,49 +345,7 @@ fn run_stage(
     while step < total {
         let step_started = Instant::now();
         let (examples, samples_in_step) = stage_data.step_examples(step);
-        let answer_tokens: usize = examples
-            .iter()
-            .map(|e| snap.item(e.target).tokens.len() + 1)
-            .sum();
-        let mut grads: Option<GradStore> = None;
-        let (mut nll, mut positions) = (0f64, 0usize);
-        let passes: Vec<Pass> = if stage.pack {
-            pack(&model, &snap, &examples, stage.pack_positions)
-                .into_iter()
-                .map(Pass::Tree)
-                .collect()
-        } else {
-            examples
-                .chunks(stage.micro_batch)
-                .map(Pass::Examples)
-                .collect()
-        };
-        for pass in &passes {
-            let bl = match pass {
-                Pass::Examples(micro) => batch_loss(&model, &snap, micro)?,
-                Pass::Tree(tree) => tree_loss(&model, &snap, tree)?,
-            };
-            positions += bl.positions;
-            let loss = (bl.nll_sum / answer_tokens as f64)?;
-            nll += loss.to_scalar::<f32>()? as f64;
-            let g = loss.backward()?;
-            grads = Some(match grads {
-                None => g,
-                Some(mut acc) => {
-                    for (_, v) in &params {
-                        if let Some(new) = g.get(v.as_tensor()) {
-                            let sum = match acc.get(v.as_tensor()) {
-                                Some(old) => (old + new)?,
-                                None => new.clone(),
-                            };
-                            acc.insert(v.as_tensor(), sum);
-                        }
-                    }
-                    acc
-                }
-            });
-        }
-        let grads = grads.expect("a batch has at least one example");
+        let (grads, nll, positions) = step_gradients(&model, &snap, stage, &examples, &params)?;
         let grad_norm = grad_norm(&grads, &params)?;
         if !(nll.is_finite() && grad_norm.is_finite()) {
             // The optimizer has not applied this step, and the last resume state on disk
@@ -484,4 +453,60 @@ enum Pass<'a> {
     Examples(&'a [Example]),
     /// One token tree holding several examples.
     Tree(super::pack::PackedTree),
+}
+
+/// The gradients of a step's examples, summed over its passes (padded micro-batches,
+/// or packed trees when the stage packs), of the mean answer-token cross-entropy over
+/// the whole step; with that loss and the positions the passes computed.
+pub(crate) fn step_gradients(
+    model: &Model,
+    snap: &crate::catalog::CatalogSnapshot,
+    stage: &StageConfig,
+    examples: &[Example],
+    params: &[(String, Var)],
+) -> Result<(GradStore, f64, usize)> {
+    let answer_tokens: usize = examples
+        .iter()
+        .map(|e| snap.item(e.target).tokens.len() + 1)
+        .sum();
+    let passes: Vec<Pass> = if stage.pack {
+        pack(model, snap, examples, stage.pack_positions)
+            .into_iter()
+            .map(Pass::Tree)
+            .collect()
+    } else {
+        examples
+            .chunks(stage.micro_batch)
+            .map(Pass::Examples)
+            .collect()
+    };
+    let mut grads: Option<GradStore> = None;
+    let (mut nll, mut positions) = (0f64, 0usize);
+    for pass in &passes {
+        let bl = match pass {
+            Pass::Examples(micro) => batch_loss(model, snap, micro)?,
+            Pass::Tree(tree) => tree_loss(model, snap, tree)?,
+        };
+        positions += bl.positions;
+        let loss = (bl.nll_sum / answer_tokens as f64)?;
+        nll += loss.to_scalar::<f32>()? as f64;
+        let g = loss.backward()?;
+        grads = Some(match grads {
+            None => g,
+            Some(mut acc) => {
+                for (_, v) in params {
+                    if let Some(new) = g.get(v.as_tensor()) {
+                        let sum = match acc.get(v.as_tensor()) {
+                            Some(old) => (old + new)?,
+                            None => new.clone(),
+                        };
+                        acc.insert(v.as_tensor(), sum);
+                    }
+                }
+                acc
+            }
+        });
+    }
+    let grads = grads.ok_or_else(|| Error::invalid("a training step with no examples"))?;
+    Ok((grads, nll, positions))
 }
