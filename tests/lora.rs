@@ -1,6 +1,7 @@
 //! LoRA adapters: a fresh adapter leaves the base model's logits exactly as they were;
 //! merged and unmerged adapters agree; a LoRA stage trains only the adapters and the new
-//! tokens' rows, saves a merged checkpoint and the adapters alone, and resumes exactly.
+//! tokens' rows, saves a merged checkpoint and the adapters alone (which applied to the
+//! base give the merged checkpoint again), and resumes exactly.
 
 mod common;
 
@@ -198,6 +199,38 @@ fn a_lora_stage_trains_only_its_adapters_and_the_new_rows() {
     .unwrap();
     assert_eq!(config["r"], 4);
     assert_eq!(config["new_token_rows_start"], range.start);
+
+    // Applied to the base again, the adapters give the stage's merged checkpoint.
+    let applied = out.path().join("applied");
+    patchrec::model::adapters::apply(&init, &adapters, None, &applied).unwrap();
+    let again = tensors(&applied, "model.safetensors");
+    assert_eq!(again.len(), after.len());
+    for (name, a) in &after {
+        let worst = a
+            .iter()
+            .zip(&again[name])
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(worst <= 1e-6, "{name}: applied adapters differ by {worst}");
+    }
+    // An adapters file missing a tensor its configuration names is refused, not applied
+    // as a fresh (zero) adapter.
+    let partial = out.path().join("partial");
+    std::fs::create_dir_all(&partial).unwrap();
+    std::fs::copy(
+        adapters.join("adapter_config.json"),
+        partial.join("adapter_config.json"),
+    )
+    .unwrap();
+    let mut kept =
+        candle_core::safetensors::load(adapters.join("adapters.safetensors"), &Device::Cpu)
+            .unwrap();
+    kept.remove("base_model.model.model.layers.1.self_attn.q_proj.lora_B.weight");
+    candle_core::safetensors::save(&kept, partial.join("adapters.safetensors")).unwrap();
+    let err = patchrec::model::adapters::apply(&init, &partial, None, &out.path().join("x"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("q_proj.lora_B"), "{err}");
 }
 
 #[test]

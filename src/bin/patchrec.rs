@@ -66,6 +66,23 @@ enum Command {
         #[arg(long, conflicts_with = "resume")]
         plan: bool,
     },
+    /// Merge LoRA adapters (a stage's `NN-<stage>.adapters/`, or its resume state) into
+    /// their base checkpoint, writing a checkpoint that serves like any other.
+    ApplyAdapters {
+        #[arg(long)]
+        base: PathBuf,
+        #[arg(long)]
+        adapters: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// The checkpoint's default layout (vanilla, pft-i:M, pft-s:L, stream-s:L,
+        /// budget:N); default: the base's
+        #[arg(long)]
+        layout: Option<String>,
+        /// History truncation K for --layout
+        #[arg(long, default_value_t = 100, value_parser = at_least_one)]
+        max_history: usize,
+    },
     /// Score a checkpoint on a dataset split by the paper's protocol.
     Eval {
         /// The checkpoint (omit with --popularity)
@@ -336,6 +353,22 @@ fn run(cli: Cli) -> patchrec::Result<()> {
                 cfg.hidden_size,
                 cfg.vocab_size
             );
+        }
+        Command::ApplyAdapters {
+            base,
+            adapters,
+            out,
+            layout,
+            max_history,
+        } => {
+            let layout = layout
+                .map(|l| {
+                    patchrec::history::Layout::parse(&l)
+                        .map(|l| patchrec::history::LayoutConfig::new(l, max_history))
+                })
+                .transpose()?;
+            patchrec::model::adapters::apply(&base, &adapters, layout, &out)?;
+            println!("{}", out.display());
         }
         Command::Train {
             config, plan: true, ..

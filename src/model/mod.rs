@@ -1,6 +1,7 @@
 //! The model: a Llama-family decoder over input embeddings, its KV cache, and the
 //! checkpoint directory it loads from and saves to.
 
+pub mod adapters;
 mod attend;
 pub mod checkpoint;
 pub mod config;

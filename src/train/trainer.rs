@@ -208,49 +208,6 @@ pub(crate) fn trainable(
     }
 }
 
-/// Writes a model's LoRA adapters (and trained new-token rows) into `dir`:
-/// `adapters.safetensors` with PEFT's tensor names, and `adapter_config.json` with the
-/// rank, alpha, targets and the base checkpoint they apply to.
-fn save_adapters(
-    model: &Model,
-    lora: &crate::model::LoraConfig,
-    base: &Path,
-    dir: &Path,
-) -> Result<()> {
-    let tensors: HashMap<String, candle_core::Tensor> =
-        model.llama().lora_tensors().into_iter().collect();
-    let path = dir.join("adapters.safetensors");
-    candle_core::safetensors::save(&tensors, &path).map_err(|e| {
-        Error::format(
-            &path,
-            format!("cannot write: {}", crate::error::candle_message(&e)),
-        )
-    })?;
-    let config = serde_json::json!({
-        "peft_type": "LORA",
-        "r": lora.rank,
-        "lora_alpha": lora.alpha,
-        "target_modules": lora.targets,
-        "base_model_name_or_path": base.display().to_string(),
-        "new_token_rows_start": model.llama().trained_rows_start(),
-    });
-    let path = dir.join("adapter_config.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&config).expect("json"))
-        .map_err(|e| Error::io(&path, e))
-}
-
-/// The adapters a LoRA stage's resume state holds.
-fn load_adapters(dir: &Path) -> Result<HashMap<String, candle_core::Tensor>> {
-    let path = dir.join("adapters.safetensors");
-    crate::files::regular_file(&path)?;
-    candle_core::safetensors::load(&path, &candle_core::Device::Cpu).map_err(|e| {
-        Error::format(
-            &path,
-            format!("cannot read: {}", crate::error::candle_message(&e)),
-        )
-    })
-}
-
 /// How a stage ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum StageEnd {
@@ -302,7 +259,7 @@ fn run_stage(
     })?;
     let mut model = Model::load(from, &ModelOptions::default())?;
     let resume = match (resuming, &stage.lora) {
-        (true, Some(_)) => Some(load_adapters(resume_dir)?),
+        (true, Some(_)) => Some(crate::model::adapters::load(resume_dir)?.1),
         _ => None,
     };
     let seed = mix(&[cfg.seed, index as u64, 0x10A]);
@@ -397,7 +354,7 @@ fn run_stage(
             match &stage.lora {
                 None => model.save_with(resume_dir, write_state)?,
                 Some(lora) => crate::model::checkpoint::write_dir(resume_dir, |dir| {
-                    save_adapters(&model, lora, input, dir)?;
+                    crate::model::adapters::save(&model, lora, input, dir)?;
                     write_state(dir)
                 })?,
             }
@@ -437,7 +394,9 @@ fn run_stage(
         let dir = cfg
             .out
             .join(format!("{:02}-{}.adapters", index + 1, stage.name()));
-        crate::model::checkpoint::write_dir(&dir, |tmp| save_adapters(&model, lora, input, tmp))?;
+        crate::model::checkpoint::write_dir(&dir, |tmp| {
+            crate::model::adapters::save(&model, lora, input, tmp)
+        })?;
     }
     let _ = std::fs::remove_dir_all(resume_dir);
     Ok(if stop_requested {
