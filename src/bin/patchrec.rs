@@ -10,6 +10,11 @@ use patchrec::init::{init_model, InitOptions};
 use patchrec::text::{ChatFormat, PromptTemplate};
 use patchrec::{Catalog, Layout, LayoutConfig, Model, ModelOptions, QueryOptions};
 
+/// mimalloc: training allocates and frees tensors of many MB per step, which glibc maps
+/// and unmaps (a page fault and a zeroed page for every 4 KiB each time).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "patchrec",

@@ -192,10 +192,16 @@ impl Proj {
             })
         };
         Ok(match self {
+            // A projection LoRA does not adapt, during LoRA training: frozen, so its
+            // product skips the weight's gradient.
+            Proj::Dense(l) if x.track_op() && !l.weight().track_op() => {
+                super::frozen::frozen_product(x, l.weight())?
+            }
             Proj::Dense(l) => dense(l)?,
-            // Training: the frozen base through a product that skips the weight's gradient.
+            // Training: the frozen base and the adapter in one node whose backward pass
+            // skips the weight's gradient.
             Proj::Adapted(l, adapter) if adapter.is_tracked() => {
-                (super::frozen::frozen_product(x, l.weight())? + adapter.delta(x)?)?
+                super::frozen::lora_product(x, l.weight(), &adapter.a, &adapter.b, adapter.scale)?
             }
             Proj::Adapted(l, adapter) => (dense(l)? + adapter.delta(x)?)?,
             Proj::Q8(w) => {
