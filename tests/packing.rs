@@ -199,14 +199,20 @@ fn a_stage_trained_packed_ends_at_the_unpacked_weights() {
         ends.push(weights(&done.checkpoint.unwrap()));
     }
     let start = weights(&out.path().join("unpacked/00-init"));
-    let mut moved = 0f64;
+    // Float sums in another order move the weights slightly differently; each tensor
+    // must end within 0.5 % of how far training moved it.
+    let mut moved_most = 0f64;
     for (((name, a), (_, b)), (_, s)) in ends[0].iter().zip(&ends[1]).zip(&start) {
         let d = common::max_abs_diff(a, b) as f64;
+        let moved = common::max_abs_diff(a, s) as f64;
         assert!(
-            d <= 1e-5,
-            "{name}: packed and unpacked weights differ by {d:.2e}"
+            d <= 5e-3 * moved.max(1e-4),
+            "{name}: packed and unpacked weights differ by {d:.2e} (training moved them {moved:.2e})"
         );
-        moved = moved.max(common::max_abs_diff(a, s) as f64);
+        moved_most = moved_most.max(moved);
     }
-    assert!(moved > 1e-3, "training moved the weights ({moved:.2e})");
+    assert!(
+        moved_most > 1e-3,
+        "training moved the weights ({moved_most:.2e})"
+    );
 }

@@ -559,6 +559,10 @@ impl Llama {
         mask: Option<&Tensor>,
         pre: Option<&(Tensor, Tensor)>,
     ) -> Result<Tensor> {
+        if let (true, Some(mask), None) = (self.differentiable, mask, pre) {
+            let softmax = |x: &Tensor| super::softmax::softmax_last_dim(x);
+            return super::attend_train::masked_attention(q, k, v, mask, softmax);
+        }
         let mut own = q.matmul(&k.t()?)?;
         if let Some(mask) = mask {
             own = own.broadcast_add(mask)?;

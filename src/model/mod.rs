@@ -3,6 +3,7 @@
 
 pub mod adapters;
 mod attend;
+mod attend_train;
 pub mod checkpoint;
 pub mod config;
 pub(crate) mod expf;
