@@ -345,6 +345,31 @@ mod tests {
     use super::*;
     use SegmentKind::*;
 
+    /// A sample whose history begins at item `from` of its stream (K cut the rest off),
+    /// trimmed by `stream_skip`, shows what a served user's window shows of the same
+    /// stream: the same first item, for every stream length, K and L.
+    #[test]
+    fn stream_skip_shows_what_a_served_window_shows() {
+        for l in 1..7 {
+            for k in l..30 {
+                for n in 0..60usize {
+                    let stream: Vec<Interaction> = (0..n as u64)
+                        .map(|item_id| Interaction {
+                            item_id,
+                            timestamp: None,
+                        })
+                        .collect();
+                    let layout = Layout::StreamS { l };
+                    let window = LayoutConfig::new(layout, k).window(&stream);
+                    let from = n.saturating_sub(k);
+                    let trimmed = (from + layout.stream_skip(from)).min(n);
+                    assert_eq!(window.start, trimmed, "n {n}, K {k}, L {l}");
+                    assert_eq!(Layout::PftS { l }.stream_skip(from), 0);
+                }
+            }
+        }
+    }
+
     /// Compact spelling of a layout: "T3" text item 3, "I3" item patch, "S0-2" session
     /// of items 0..=2.
     fn spell(segs: &[Segment]) -> Vec<String> {

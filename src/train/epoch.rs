@@ -183,3 +183,44 @@ pub(crate) fn mix(parts: &[u64]) -> u64 {
     }
     h
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(user: u64, start: usize) -> TrainSample {
+        TrainSample {
+            user,
+            start,
+            history: Vec::new(),
+            target: 0,
+        }
+    }
+
+    /// Runs hold one user's consecutive samples with the same window start, at most
+    /// `max_run` of them; sample order keeps every sample on its own.
+    #[test]
+    fn runs_break_at_a_new_user_a_moved_window_or_the_cap() {
+        let samples = vec![
+            sample(1, 0),
+            sample(1, 0),
+            sample(1, 0),
+            sample(1, 5),
+            sample(1, 5),
+            sample(2, 0),
+            sample(2, 0),
+        ];
+        assert_eq!(
+            order_units(&samples, Order::Users, 2),
+            vec![0..2, 2..3, 3..5, 5..7]
+        );
+        assert_eq!(
+            order_units(&samples, Order::Users, 16),
+            vec![0..3, 3..5, 5..7]
+        );
+        assert_eq!(
+            order_units(&samples, Order::Samples, 16),
+            (0..7).map(|i| i..i + 1).collect::<Vec<_>>()
+        );
+    }
+}
