@@ -378,6 +378,8 @@ fn run_stage(
         "epochs": stage.epochs,
         "steps": total,
         "batch_size": stage.batch_size,
+        "pack": stage.pack,
+        "lora": stage.lora,
         "learning_rate": stage.learning_rate,
         "final_loss": last_loss,
         // Over the whole stage, resumes included (when its resume state recorded them).
