@@ -126,6 +126,9 @@ impl CustomOp3 for RmsNormInputGrad {
     }
 }
 
+/// Rows per block of [`RmsNormWeightGrad`]'s partial sums.
+const ROWS_PER_BLOCK: usize = 64;
+
 /// `dw` of [`RmsNorm`]: `dy * x * r` summed over the rows.
 struct RmsNormWeightGrad {
     eps: f32,
@@ -149,24 +152,27 @@ impl CustomOp3 for RmsNormWeightGrad {
         let w = f32_elements(self.name(), ws, wl)?;
         let dy = f32_elements(self.name(), gs, gl)?;
         let d = w.len().max(1);
-        let add = |mut acc: Vec<f32>, (row, dy): (&[f32], &[f32])| {
-            let r = inv_rms(row, self.eps);
-            for ((a, &v), &g) in acc.iter_mut().zip(row).zip(dy) {
-                *a += g * v * r;
-            }
-            acc
-        };
-        let dw = x
-            .par_chunks(d)
-            .zip(dy.par_chunks(d))
-            .fold(|| vec![0f32; d], add)
-            .reduce(
-                || vec![0f32; d],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                    a
-                },
-            );
+        // Partial sums over fixed blocks of rows, added in block order: the same sums in
+        // the same order whatever the thread count or scheduling, so a training run is
+        // reproducible (a resumed run equals an uninterrupted one bit for bit).
+        let partials: Vec<Vec<f32>> = x
+            .par_chunks(d * ROWS_PER_BLOCK)
+            .zip(dy.par_chunks(d * ROWS_PER_BLOCK))
+            .map(|(rows, dys)| {
+                let mut acc = vec![0f32; d];
+                for (row, dy) in rows.chunks(d).zip(dys.chunks(d)) {
+                    let r = inv_rms(row, self.eps);
+                    for ((a, &v), &g) in acc.iter_mut().zip(row).zip(dy) {
+                        *a += g * v * r;
+                    }
+                }
+                acc
+            })
+            .collect();
+        let mut dw = vec![0f32; d];
+        for p in &partials {
+            dw.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+        }
         Ok((CpuStorage::F32(dw), wl.shape().clone()))
     }
 }
