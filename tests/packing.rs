@@ -168,16 +168,6 @@ pack_positions = 600
     TrainConfig::from_toml(&text, Path::new(".")).unwrap()
 }
 
-fn weights(dir: &Path) -> Vec<(String, candle_core::Tensor)> {
-    let mut t: Vec<_> =
-        candle_core::safetensors::load(dir.join("model.safetensors"), &candle_core::Device::Cpu)
-            .unwrap()
-            .into_iter()
-            .collect();
-    t.sort_by(|a, b| a.0.cmp(&b.0));
-    t
-}
-
 #[test]
 fn a_stage_trained_packed_ends_at_the_unpacked_weights() {
     let data = tempfile::tempdir().unwrap();
@@ -196,9 +186,9 @@ fn a_stage_trained_packed_ends_at_the_unpacked_weights() {
             &mut |_| Control::Continue,
         )
         .unwrap();
-        ends.push(weights(&done.checkpoint.unwrap()));
+        ends.push(common::weights(&done.checkpoint.unwrap()));
     }
-    let start = weights(&out.path().join("unpacked/00-init"));
+    let start = common::weights(&out.path().join("unpacked/00-init"));
     // Float sums in another order move the weights slightly differently; each tensor
     // must end within 0.5 % of how far training moved it.
     let mut moved_most = 0f64;

@@ -134,14 +134,10 @@ kv_heads = 2
 }
 
 fn weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
-    let mut t: Vec<_> =
-        candle_core::safetensors::load(dir.join("model.safetensors"), &candle_core::Device::Cpu)
-            .unwrap()
-            .into_iter()
-            .map(|(k, v)| (k, v.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
-            .collect();
-    t.sort_by(|a, b| a.0.cmp(&b.0));
-    t
+    common::weights(dir)
+        .into_iter()
+        .map(|(k, v)| (k, v.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .collect()
 }
 
 #[test]

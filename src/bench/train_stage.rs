@@ -14,9 +14,9 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::{Model, ModelOptions};
 use crate::train::epoch::StageData;
-use crate::train::optimizer::{clip_scale, grad_norm, AdamW, AdamWConfig};
+use crate::train::optimizer::{clip_scale, grad_norm};
 use crate::train::pack::{example_path, pack};
-use crate::train::trainer::{step_gradients, trainable};
+use crate::train::trainer::{stage_optimizer, step_gradients, trainable};
 use crate::train::{StageConfig, TrainConfig};
 
 #[derive(Debug, Clone, Serialize)]
@@ -62,13 +62,7 @@ pub fn run_stage_bench(cfg: &TrainConfig, steps: usize, packed: bool) -> Result<
     let data = Dataset::open(&cfg.data)?;
     let mut model = Model::load(checkpoint, &ModelOptions::default())?;
     let params = trainable(&mut model, &stage, cfg.seed, None)?;
-    let mut opt = AdamW::new(
-        params.clone(),
-        AdamWConfig {
-            weight_decay: stage.weight_decay,
-            ..Default::default()
-        },
-    )?;
+    let mut opt = stage_optimizer(&params, &stage)?;
     let model = Arc::new(model);
     let catalog = Catalog::new(model.clone())?;
     catalog.add_batch(&data.items)?;

@@ -103,6 +103,7 @@ impl CustomOp3 for MaskedAttention {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::testing::max_diff;
     use candle_core::{Device, Var};
 
     /// Values and the gradients of `q`, `k` and `v` against the composed ops, under a
@@ -138,17 +139,7 @@ mod tests {
             .broadcast_add(&mask)
             .unwrap();
         let theirs = soft(&scores).unwrap().matmul(v.as_tensor()).unwrap();
-        let diff = |a: &Tensor, b: &Tensor| {
-            (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        };
-        assert!(diff(&ours, &theirs) < 1e-5);
+        assert!(max_diff(&ours, &theirs) < 1e-5);
         let probe = Tensor::randn(0f32, 1.0, ours.shape(), &dev).unwrap();
         let g1 = (ours * &probe)
             .unwrap()
@@ -167,7 +158,11 @@ mod tests {
                 g1.get(x.as_tensor()).unwrap(),
                 g2.get(x.as_tensor()).unwrap(),
             );
-            assert!(diff(a, b) < 1e-4, "gradients differ by {}", diff(a, b));
+            assert!(
+                max_diff(a, b) < 1e-4,
+                "gradients differ by {}",
+                max_diff(a, b)
+            );
         }
     }
 }

@@ -257,6 +257,7 @@ impl CustomOp3 for LoraProduct {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::testing::max_diff;
     use candle_core::{Device, Var};
 
     /// Values and the gradient of `x` against candle's matmul; no gradient for `W`.
@@ -267,11 +268,8 @@ mod tests {
         let w = Var::from_tensor(&Tensor::randn(0f32, 1.0, (19, 33), &dev)?)?;
         let ours = frozen_product(x.as_tensor(), w.as_tensor())?;
         let theirs = x.as_tensor().broadcast_matmul(&w.as_tensor().t()?)?;
-        let close = |a: &Tensor, b: &Tensor| -> Result<f32> {
-            Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
-        };
         assert_eq!(ours.dims(), &[2, 7, 19]);
-        assert!(close(&ours, &theirs)? < 1e-4);
+        assert!(max_diff(&ours, &theirs) < 1e-4);
         let weights = Tensor::randn(0f32, 1.0, (2, 7, 19), &dev)?;
         let g_ours = (&ours * &weights)?.sum_all()?.backward()?;
         let g_theirs = (&theirs * &weights)?.sum_all()?.backward()?;
@@ -279,7 +277,7 @@ mod tests {
             g_ours.get(x.as_tensor()).expect("x's gradient"),
             g_theirs.get(x.as_tensor()).expect("x's gradient"),
         );
-        assert!(close(a, b)? < 1e-4);
+        assert!(max_diff(a, b) < 1e-4);
         assert!(g_ours.get(w.as_tensor()).is_none(), "W is frozen");
         assert!(g_theirs.get(w.as_tensor()).is_some());
         Ok(())
@@ -304,11 +302,8 @@ mod tests {
         let low = x.as_tensor().broadcast_matmul(&a.as_tensor().t()?)?;
         let theirs = (frozen_product(x.as_tensor(), w.as_tensor())?
             + (low.broadcast_matmul(&b.as_tensor().t()?)? * 2.0)?)?;
-        let close = |p: &Tensor, q: &Tensor| -> Result<f32> {
-            Ok((p - q)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
-        };
         assert_eq!(ours.dims(), &[2, 7, 19]);
-        assert!(close(&ours, &theirs)? < 1e-3);
+        assert!(max_diff(&ours, &theirs) < 1e-3);
         let probe = Tensor::randn(0f32, 1.0, (2, 7, 19), &dev)?;
         let g_ours = (&ours * &probe)?.sum_all()?.backward()?;
         let g_theirs = (&theirs * &probe)?.sum_all()?.backward()?;
@@ -317,7 +312,11 @@ mod tests {
                 g_ours.get(v.as_tensor()).expect("a gradient"),
                 g_theirs.get(v.as_tensor()).expect("a gradient"),
             );
-            assert!(close(p, q)? < 1e-3, "gradients differ by {}", close(p, q)?);
+            assert!(
+                max_diff(p, q) < 1e-3,
+                "gradients differ by {}",
+                max_diff(p, q)
+            );
         }
         assert!(g_ours.get(w.as_tensor()).is_none(), "W is frozen");
         Ok(())

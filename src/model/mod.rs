@@ -20,6 +20,8 @@ pub mod rope;
 pub(crate) mod skinny;
 pub mod softmax;
 mod swiglu;
+#[cfg(test)]
+mod testing;
 pub mod tree_kv;
 pub mod weights;
 

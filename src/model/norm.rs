@@ -72,10 +72,11 @@ impl CustomOp2 for RmsNorm {
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let dy = dy.contiguous()?;
-        let dx = x.apply_op3_no_bwd(w, &dy, &RmsNormInputGrad { eps: self.eps })?;
+        let grad = |of| RmsNormGrad { eps: self.eps, of };
+        let dx = x.apply_op3_no_bwd(w, &dy, &grad(Of::Input))?;
         // A frozen weight (LoRA) needs no gradient: skip its pass over every row.
         let dw = if w.track_op() {
-            Some(x.apply_op3_no_bwd(w, &dy, &RmsNormWeightGrad { eps: self.eps })?)
+            Some(x.apply_op3_no_bwd(w, &dy, &grad(Of::Weight))?)
         } else {
             None
         };
@@ -83,14 +84,30 @@ impl CustomOp2 for RmsNorm {
     }
 }
 
-/// `dx` of [`RmsNorm`] from `x`, `w` and `dy`.
-struct RmsNormInputGrad {
-    eps: f32,
+/// Which gradient of [`RmsNorm`] a [`RmsNormGrad`] computes.
+#[derive(Clone, Copy)]
+enum Of {
+    /// `dx`, shaped like `x`.
+    Input,
+    /// `dw`, shaped like `w`.
+    Weight,
 }
 
-impl CustomOp3 for RmsNormInputGrad {
+/// A gradient of [`RmsNorm`] from `x`, `w` and `dy`.
+struct RmsNormGrad {
+    eps: f32,
+    of: Of,
+}
+
+/// Rows per block of the weight gradient's partial sums.
+const ROWS_PER_BLOCK: usize = 64;
+
+impl CustomOp3 for RmsNormGrad {
     fn name(&self) -> &'static str {
-        "patchrec-rms-norm-input-grad"
+        match self.of {
+            Of::Input => "patchrec-rms-norm-input-grad",
+            Of::Weight => "patchrec-rms-norm-weight-grad",
+        }
     }
 
     fn cpu_fwd(
@@ -105,6 +122,22 @@ impl CustomOp3 for RmsNormInputGrad {
         let x = f32_elements(self.name(), xs, xl)?;
         let w = f32_elements(self.name(), ws, wl)?;
         let dy = f32_elements(self.name(), gs, gl)?;
+        Ok(match self.of {
+            Of::Input => (
+                CpuStorage::F32(self.input_grad(x, w, dy)),
+                xl.shape().clone(),
+            ),
+            Of::Weight => (
+                CpuStorage::F32(self.weight_grad(x, w.len(), dy)),
+                wl.shape().clone(),
+            ),
+        })
+    }
+}
+
+impl RmsNormGrad {
+    /// `dx = r * dy * w - x * r^3 * sum(dy * w * x) / d`, row by row.
+    fn input_grad(&self, x: &[f32], w: &[f32], dy: &[f32]) -> Vec<f32> {
         let d = w.len().max(1);
         let mut out = vec![0f32; x.len()];
         out.par_chunks_mut(d)
@@ -122,36 +155,12 @@ impl CustomOp3 for RmsNormInputGrad {
                     *dx = r * g * w - v * c;
                 }
             });
-        Ok((CpuStorage::F32(out), xl.shape().clone()))
-    }
-}
-
-/// Rows per block of [`RmsNormWeightGrad`]'s partial sums.
-const ROWS_PER_BLOCK: usize = 64;
-
-/// `dw` of [`RmsNorm`]: `dy * x * r` summed over the rows.
-struct RmsNormWeightGrad {
-    eps: f32,
-}
-
-impl CustomOp3 for RmsNormWeightGrad {
-    fn name(&self) -> &'static str {
-        "patchrec-rms-norm-weight-grad"
+        out
     }
 
-    fn cpu_fwd(
-        &self,
-        xs: &CpuStorage,
-        xl: &Layout,
-        ws: &CpuStorage,
-        wl: &Layout,
-        gs: &CpuStorage,
-        gl: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = f32_elements(self.name(), xs, xl)?;
-        let w = f32_elements(self.name(), ws, wl)?;
-        let dy = f32_elements(self.name(), gs, gl)?;
-        let d = w.len().max(1);
+    /// `dw`: `dy * x * r` summed over the rows.
+    fn weight_grad(&self, x: &[f32], d: usize, dy: &[f32]) -> Vec<f32> {
+        let d = d.max(1);
         // Partial sums over fixed blocks of rows, added in block order: the same sums in
         // the same order whatever the thread count or scheduling, so a training run is
         // reproducible (a resumed run equals an uninterrupted one bit for bit).
@@ -173,27 +182,15 @@ impl CustomOp3 for RmsNormWeightGrad {
         for p in &partials {
             dw.iter_mut().zip(p).for_each(|(a, b)| *a += b);
         }
-        Ok((CpuStorage::F32(dw), wl.shape().clone()))
+        dw
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::max_diff;
     use super::*;
     use candle_core::{Device, Var};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
 
     /// Values and both gradients against candle's composed `rms_norm_slow`, with a
     /// trainable weight and with a frozen one.

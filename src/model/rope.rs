@@ -198,6 +198,7 @@ impl CustomOp1 for Rotate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::testing::max_diff;
     use candle_core::Var;
 
     /// Values and the input's gradient against candle's composed `rope_slow`.
@@ -210,17 +211,7 @@ mod tests {
         let probe = Tensor::randn(0f32, 1.0, (2, 3, 7, 8), &dev).unwrap();
         let ours = rotate_trainable(x.as_tensor(), &cos, &sin).unwrap();
         let theirs = candle_nn::rotary_emb::rope_slow(x.as_tensor(), &cos, &sin).unwrap();
-        let diff = |a: &Tensor, b: &Tensor| {
-            (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        };
-        assert!(diff(&ours, &theirs) < 1e-6);
+        assert!(max_diff(&ours, &theirs) < 1e-6);
         let g1 = (ours * &probe)
             .unwrap()
             .sum_all()
@@ -237,6 +228,10 @@ mod tests {
             g1.get(x.as_tensor()).unwrap(),
             g2.get(x.as_tensor()).unwrap(),
         );
-        assert!(diff(a, b) < 1e-5, "gradients differ by {}", diff(a, b));
+        assert!(
+            max_diff(a, b) < 1e-5,
+            "gradients differ by {}",
+            max_diff(a, b)
+        );
     }
 }

@@ -69,6 +69,7 @@ pub fn softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::testing::max_diff;
     use candle_core::{Device, Var};
 
     #[test]
@@ -83,19 +84,7 @@ mod tests {
             .unwrap();
         let ours = softmax_last_dim(x.as_tensor()).unwrap();
         let theirs = candle_nn::ops::softmax(x.as_tensor(), D::Minus1).unwrap();
-        let diff = |a: &Tensor, b: &Tensor| {
-            (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        };
-        assert!(diff(&ours, &theirs) < 1e-6);
+        assert!(max_diff(&ours, &theirs) < 1e-6);
         let g1 = (ours * &w).unwrap().sum_all().unwrap().backward().unwrap();
         let g2 = (theirs * &w)
             .unwrap()
@@ -107,7 +96,11 @@ mod tests {
             g1.get(x.as_tensor()).unwrap(),
             g2.get(x.as_tensor()).unwrap(),
         );
-        assert!(diff(g1, g2) < 1e-4, "gradients differ by {}", diff(g1, g2));
+        assert!(
+            max_diff(g1, g2) < 1e-4,
+            "gradients differ by {}",
+            max_diff(g1, g2)
+        );
         // A masked (-inf) entry gets probability 0.
         let m = Tensor::new(&[[0f32, f32::NEG_INFINITY, 1.0]], &Device::Cpu).unwrap();
         assert_eq!(

@@ -38,6 +38,13 @@ struct SwiGlu;
 /// Elements below which one thread does it all (the hand-off would cost more).
 const PER_THREAD: usize = 16_384;
 
+/// Elements per parallel chunk of a pass over `n`: one chunk per thread, at least
+/// [`PER_THREAD`].
+fn chunk_len(n: usize) -> usize {
+    n.div_ceil(rayon::current_num_threads().max(1))
+        .max(PER_THREAD)
+}
+
 impl CustomOp2 for SwiGlu {
     fn name(&self) -> &'static str {
         "swiglu"
@@ -56,10 +63,7 @@ impl CustomOp2 for SwiGlu {
             candle_core::bail!("swiglu: {} gate elements, {} up", g.len(), u.len());
         }
         let mut out = vec![0f32; g.len()];
-        let chunk = g
-            .len()
-            .div_ceil(rayon::current_num_threads().max(1))
-            .max(PER_THREAD);
+        let chunk = chunk_len(g.len());
         out.par_chunks_mut(chunk)
             .zip(g.par_chunks(chunk).zip(u.par_chunks(chunk)))
             .for_each(|(o, (g, u))| gate_rows(g, u, o));
@@ -109,9 +113,7 @@ impl CustomOp3 for SwiGluBwd {
         }
         let mut out = vec![0f32; 2 * n];
         let (dg, du) = out.split_at_mut(n);
-        let chunk = n
-            .div_ceil(rayon::current_num_threads().max(1))
-            .max(PER_THREAD);
+        let chunk = chunk_len(n);
         dg.par_chunks_mut(chunk)
             .zip(du.par_chunks_mut(chunk))
             .zip(

@@ -11,9 +11,7 @@ use super::pack::pack;
 use crate::catalog::Catalog;
 use crate::data::Dataset;
 use crate::error::Result;
-use crate::init::init_model;
 use crate::model::{Model, ModelOptions};
-use crate::text::{ChatFormat, PromptTemplate};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StagePlan {
@@ -41,13 +39,7 @@ pub fn plan(cfg: &TrainConfig) -> Result<Vec<StagePlan>> {
     // reads of the model.
     let model = match (&cfg.model.checkpoint, &cfg.model.init) {
         (Some(ckpt), _) => Model::load(ckpt, &ModelOptions::default())?,
-        (None, Some(init)) => {
-            let template = PromptTemplate::from_prompt_text(&data.prompt, ChatFormat::ChatMl)?;
-            let mut corpus: Vec<String> = data.items.iter().map(|(_, t)| t.clone()).collect();
-            corpus.push(template.system.clone());
-            corpus.push(template.instruction.clone());
-            init_model(&corpus, template, &init.options(cfg.seed))?
-        }
+        (None, Some(init)) => super::trainer::from_scratch(&data, init, cfg.seed)?,
         (None, None) => unreachable!("validated: checkpoint or init"),
     };
     let model = Arc::new(model);

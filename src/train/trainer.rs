@@ -160,13 +160,22 @@ fn initial_checkpoint(cfg: &TrainConfig, data: &Dataset) -> Result<PathBuf> {
         .init
         .as_ref()
         .expect("validated: checkpoint or init");
+    from_scratch(data, init, cfg.seed)?.save(&dir)?;
+    Ok(dir)
+}
+
+/// A from-scratch model for `data`: a tokenizer trained on its titles and prompt, and a
+/// random Llama seeded by `seed`.
+pub(crate) fn from_scratch(
+    data: &Dataset,
+    init: &super::config::InitConfig,
+    seed: u64,
+) -> Result<Model> {
     let template = PromptTemplate::from_prompt_text(&data.prompt, ChatFormat::ChatMl)?;
     let mut corpus: Vec<String> = data.items.iter().map(|(_, t)| t.clone()).collect();
     corpus.push(template.system.clone());
     corpus.push(template.instruction.clone());
-    let model = init_model(&corpus, template, &init.options(cfg.seed))?;
-    model.save(&dir)?;
-    Ok(dir)
+    init_model(&corpus, template, &init.options(seed))
 }
 
 /// Swaps the model's weights for trainable variables (same values) and returns them.
@@ -186,6 +195,17 @@ pub fn make_trainable(model: &mut Model) -> Result<Vec<(String, Var)>> {
     llama.set_differentiable(true);
     *model.llama_mut() = llama;
     Ok(vars)
+}
+
+/// AdamW over `params` with the stage's weight decay.
+pub(crate) fn stage_optimizer(params: &[(String, Var)], stage: &StageConfig) -> Result<AdamW> {
+    AdamW::new(
+        params.to_vec(),
+        AdamWConfig {
+            weight_decay: stage.weight_decay,
+            ..Default::default()
+        },
+    )
 }
 
 /// The variables a stage trains: every weight, or for a LoRA stage fresh adapters
@@ -264,13 +284,7 @@ fn run_stage(
     };
     let seed = mix(&[cfg.seed, index as u64, 0x10A]);
     let params = trainable(&mut model, stage, seed, resume.as_ref())?;
-    let mut opt = AdamW::new(
-        params.clone(),
-        AdamWConfig {
-            weight_decay: stage.weight_decay,
-            ..Default::default()
-        },
-    )?;
+    let mut opt = stage_optimizer(&params, stage)?;
     let mut step = 0;
     let (mut total_positions, mut seconds_before) = (0u64, 0f64);
     if resuming {

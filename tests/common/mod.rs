@@ -43,6 +43,17 @@ pub fn catalog(model: &Arc<Model>, items: &[(u64, String)]) -> Catalog {
     c
 }
 
+/// A checkpoint's tensors, sorted by name.
+pub fn weights(dir: &std::path::Path) -> Vec<(String, candle_core::Tensor)> {
+    let mut t: Vec<_> =
+        candle_core::safetensors::load(dir.join("model.safetensors"), &candle_core::Device::Cpu)
+            .expect("a checkpoint's model.safetensors")
+            .into_iter()
+            .collect();
+    t.sort_by(|a, b| a.0.cmp(&b.0));
+    t
+}
+
 pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
     (a - b)
         .unwrap()

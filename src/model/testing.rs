@@ -1,0 +1,12 @@
+//! Helpers for the model's unit tests, which check our fused ops against candle's.
+
+use candle_core::Tensor;
+
+/// The largest absolute difference between two tensors of the same shape.
+pub(crate) fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.max_all())
+        .and_then(|d| d.to_scalar::<f32>())
+        .expect("tensors of the same shape")
+}
