@@ -103,7 +103,7 @@ impl CustomOp3 for MaskedAttention {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::testing::max_diff;
+    use crate::model::testing::{max_diff, probe_backward};
     use candle_core::{Device, Var};
 
     /// Values and the gradients of `q`, `k` and `v` against the composed ops, under a
@@ -141,18 +141,8 @@ mod tests {
         let theirs = soft(&scores).unwrap().matmul(v.as_tensor()).unwrap();
         assert!(max_diff(&ours, &theirs) < 1e-5);
         let probe = Tensor::randn(0f32, 1.0, ours.shape(), &dev).unwrap();
-        let g1 = (ours * &probe)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let g2 = (theirs * &probe)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let g1 = probe_backward(&ours, &probe);
+        let g2 = probe_backward(&theirs, &probe);
         for x in [&q, &k, &v] {
             let (a, b) = (
                 g1.get(x.as_tensor()).unwrap(),

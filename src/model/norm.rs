@@ -188,7 +188,7 @@ impl RmsNormGrad {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::max_diff;
+    use super::super::testing::{max_diff, probe_backward};
     use super::*;
     use candle_core::{Device, Var};
 
@@ -203,18 +203,8 @@ mod tests {
         let ours = rms_norm_trainable(x.as_tensor(), w.as_tensor(), 1e-5).unwrap();
         let theirs = candle_nn::ops::rms_norm_slow(x.as_tensor(), w.as_tensor(), 1e-5).unwrap();
         assert!(max_diff(&ours, &theirs) < 1e-5);
-        let g1 = (ours * &probe)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let g2 = (theirs * &probe)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let g1 = probe_backward(&ours, &probe);
+        let g2 = probe_backward(&theirs, &probe);
         for v in [&x, &w] {
             let (a, b) = (
                 g1.get(v.as_tensor()).unwrap(),
@@ -229,12 +219,7 @@ mod tests {
         // Frozen weight: the input's gradient alone, the same.
         let frozen = w.as_tensor().detach();
         let ours = rms_norm_trainable(x.as_tensor(), &frozen, 1e-5).unwrap();
-        let g3 = (ours * &probe)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let g3 = probe_backward(&ours, &probe);
         let (a, b) = (
             g3.get(x.as_tensor()).unwrap(),
             g2.get(x.as_tensor()).unwrap(),

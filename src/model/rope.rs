@@ -198,7 +198,7 @@ impl CustomOp1 for Rotate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::testing::max_diff;
+    use crate::model::testing::{max_diff, probe_backward};
     use candle_core::Var;
 
     /// Values and the input's gradient against candle's composed `rope_slow`.
@@ -212,18 +212,8 @@ mod tests {
         let ours = rotate_trainable(x.as_tensor(), &cos, &sin).unwrap();
         let theirs = candle_nn::rotary_emb::rope_slow(x.as_tensor(), &cos, &sin).unwrap();
         assert!(max_diff(&ours, &theirs) < 1e-6);
-        let g1 = (ours * &probe)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let g2 = (theirs * &probe)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let g1 = probe_backward(&ours, &probe);
+        let g2 = probe_backward(&theirs, &probe);
         let (a, b) = (
             g1.get(x.as_tensor()).unwrap(),
             g2.get(x.as_tensor()).unwrap(),
