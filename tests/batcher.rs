@@ -1,10 +1,10 @@
-//! The batching worker: concurrent queries decoded together rank exactly as when each
-//! runs alone (1e-4), and the worker really batches.
+//! The batching worker: queries decoded together rank exactly as when each runs alone
+//! (1e-4), whether they come as one submission or from concurrent callers, and one
+//! submission really shares its steps.
 
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use patchrec::history::{Layout, LayoutConfig};
 use patchrec::serve::{Batcher, BatcherConfig};
@@ -23,15 +23,7 @@ fn batched_queries_rank_as_single_ones() {
     let items = common::titles(40);
     let model = common::tiny_model(40);
     let cat = Arc::new(common::catalog(&model, &items));
-    // A long wait, so the concurrent queries surely meet in one batch.
-    let batcher = Batcher::new(
-        cat.clone(),
-        BatcherConfig {
-            max_wait: Duration::from_millis(300),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let batcher = Batcher::new(cat.clone(), BatcherConfig::default()).unwrap();
     let layouts = [
         Layout::Vanilla,
         Layout::PftI { m: 3 },
@@ -62,19 +54,26 @@ fn batched_queries_rank_as_single_ones() {
         .iter()
         .map(|(u, o)| recommend(&cat, u, o).unwrap())
         .collect();
-    let batched: Vec<QueryResult> = std::thread::scope(|s| {
+    // One submission: all eight share the first step, whatever the timing.
+    let together = batcher.recommend_many(&queries.iter().map(|(u, o)| (u, o)).collect::<Vec<_>>());
+    for (i, (a, b)) in alone.iter().zip(together).enumerate() {
+        assert_same(a, &b.unwrap(), &format!("query {i}, submitted together"));
+    }
+    let stats = batcher.stats();
+    assert_eq!(stats.widest_batch, queries.len(), "{stats:?}");
+    assert!(stats.query_steps > stats.steps, "{stats:?}");
+
+    // Concurrent callers: batched or not, as they happen to meet, with the same answers.
+    let concurrent: Vec<QueryResult> = std::thread::scope(|s| {
         let handles: Vec<_> = queries
             .iter()
             .map(|(u, o)| s.spawn(|| batcher.recommend(u, o).unwrap()))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    for (i, (a, b)) in alone.iter().zip(&batched).enumerate() {
-        assert_same(a, b, &format!("query {i}"));
+    for (i, (a, b)) in alone.iter().zip(&concurrent).enumerate() {
+        assert_same(a, b, &format!("query {i}, concurrent"));
     }
-    let stats = batcher.stats();
-    assert!(stats.widest_batch > 1, "never batched: {stats:?}");
-    assert!(stats.query_steps > stats.steps, "{stats:?}");
 
     // With a user's prompt cache, through the worker, after an append.
     let (user, opts) = &queries[3];
@@ -107,6 +106,11 @@ fn errors_come_back_and_the_worker_shuts_down() {
     };
     assert!(batcher.recommend(&user, &bad).is_err());
     assert!(batcher.recommend(&user, &QueryOptions::default()).is_ok());
+    // In one submission, the bad query fails alone.
+    let good = QueryOptions::default();
+    let answers = batcher.recommend_many(&[(&user, &good), (&user, &bad), (&user, &good)]);
+    assert!(answers[0].is_ok() && answers[1].is_err() && answers[2].is_ok());
+    assert!(batcher.recommend_many(&[]).is_empty());
     assert!(Batcher::new(
         cat,
         BatcherConfig {

@@ -11,8 +11,13 @@
 //! The knob: `max_wait`. An idle worker that receives a query waits up to `max_wait` for
 //! more before its first step, trading that much latency for fuller batches; a busy worker
 //! never waits. `max_batch` bounds the queries per step (and so memory); `queue` bounds
-//! the queries waiting, and a caller blocks while it is full (backpressure).
+//! the submissions waiting, and a caller blocks while it is full (backpressure).
+//!
+//! A caller that holds several queries at once hands them over together
+//! ([`Batcher::recommend_many`]): they reach the worker as one submission, so they share
+//! their first step whatever the timing.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -27,7 +32,9 @@ use crate::error::{Error, Result};
 use crate::history::UserHistory;
 use crate::model::{DecodeGroup, Model, TreeKv};
 use crate::prompt::PromptCache;
-use crate::query::{into_result, prefill_prepared, prepare, QueryOptions, QueryResult};
+use crate::query::{
+    into_result, prefill_prepared, prepare, PreparedQuery, QueryOptions, QueryResult,
+};
 
 #[derive(Debug, Clone, Copy)]
 pub struct BatcherConfig {
@@ -36,7 +43,8 @@ pub struct BatcherConfig {
     /// How long an idle worker waits for more queries before its first step (default
     /// 2 ms; 0 never waits).
     pub max_wait: Duration,
-    /// Queries waiting for the worker before callers block (default 64).
+    /// Submissions (one query, or the queries of one [`Batcher::recommend_many`]) waiting
+    /// for the worker before callers block (default 64).
     pub queue: usize,
 }
 
@@ -57,6 +65,9 @@ impl Default for BatcherConfig {
     }
 }
 
+/// Where the worker's answer to one query arrives.
+type Answer = Receiver<Result<Vec<Scored>>>;
+
 struct Job {
     snap: Arc<CatalogSnapshot>,
     prefilled: Prefilled,
@@ -68,7 +79,7 @@ struct Job {
 /// the queries already submitted and joins the thread.
 pub struct Batcher {
     catalog: Arc<Catalog>,
-    jobs: Option<Sender<Job>>,
+    jobs: Option<Sender<Vec<Job>>>,
     worker: Option<JoinHandle<()>>,
     stats: Arc<Stats>,
 }
@@ -151,12 +162,59 @@ impl Batcher {
         self.run(user, Some(cache), opts)
     }
 
+    /// Several queries at once, decoded together: they reach the worker as one submission
+    /// and share every step while they last (up to `max_batch` at a time). Each answer is
+    /// that of [`crate::recommend`] for its query, in the input's order; one query's error
+    /// does not fail the others.
+    pub fn recommend_many(
+        &self,
+        queries: &[(&UserHistory, &QueryOptions)],
+    ) -> Vec<Result<QueryResult>> {
+        let mut answers: Vec<Option<Result<QueryResult>>> = Vec::with_capacity(queries.len());
+        let mut waiting = Vec::new();
+        let mut jobs = Vec::new();
+        for (i, (user, opts)) in queries.iter().enumerate() {
+            match self.job(user, None, opts) {
+                Ok((q, job, answer)) => {
+                    jobs.push(job);
+                    waiting.push((i, q, answer));
+                    answers.push(None);
+                }
+                Err(e) => answers.push(Some(Err(e))),
+            }
+        }
+        if self.submit(jobs).is_err() {
+            for (i, _, _) in waiting.drain(..) {
+                answers[i] = Some(Err(worker_gone()));
+            }
+        }
+        for (i, q, answer) in waiting {
+            answers[i] = Some(Self::receive(&q, &answer));
+        }
+        answers
+            .into_iter()
+            .map(|a| a.expect("every query answered"))
+            .collect()
+    }
+
     fn run(
         &self,
         user: &UserHistory,
         cache: Option<&mut PromptCache>,
         opts: &QueryOptions,
     ) -> Result<QueryResult> {
+        let (q, job, answer) = self.job(user, cache, opts)?;
+        self.submit(vec![job])?;
+        Self::receive(&q, &answer)
+    }
+
+    /// Prepares and prefills a query on the caller's thread; the worker only decodes.
+    fn job(
+        &self,
+        user: &UserHistory,
+        cache: Option<&mut PromptCache>,
+        opts: &QueryOptions,
+    ) -> Result<(PreparedQuery, Job, Answer)> {
         let q = prepare(&self.catalog, user, opts)?;
         let prefilled = prefill_prepared(&self.catalog, &q, cache)?;
         let (reply, answer) = bounded(1);
@@ -166,15 +224,25 @@ impl Batcher {
             search: q.search.clone(),
             reply,
         };
-        let gone = || Error::invalid("batcher: the worker has stopped");
-        self.jobs
-            .as_ref()
-            .ok_or_else(gone)?
-            .send(job)
-            .map_err(|_| gone())?;
-        let ranked = answer.recv().map_err(|_| gone())??;
-        Ok(into_result(&q, ranked))
+        Ok((q, job, answer))
     }
+
+    fn submit(&self, jobs: Vec<Job>) -> Result<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let sender = self.jobs.as_ref().ok_or_else(worker_gone)?;
+        sender.send(jobs).map_err(|_| worker_gone())
+    }
+
+    fn receive(q: &PreparedQuery, answer: &Answer) -> Result<QueryResult> {
+        let ranked = answer.recv().map_err(|_| worker_gone())??;
+        Ok(into_result(q, ranked))
+    }
+}
+
+fn worker_gone() -> Error {
+    Error::invalid("batcher: the worker has stopped")
 }
 
 impl Drop for Batcher {
@@ -195,29 +263,37 @@ struct Active {
     next: BeamStep,
 }
 
-fn run_worker(model: &Model, jobs: &Receiver<Job>, config: BatcherConfig, stats: &Stats) {
+fn run_worker(model: &Model, jobs: &Receiver<Vec<Job>>, config: BatcherConfig, stats: &Stats) {
     let mut active: Vec<Active> = Vec::new();
+    // Queries received but not yet admitted: a submission may hold more than `max_batch`.
+    let mut pending: VecDeque<Job> = VecDeque::new();
     loop {
-        // Idle: block for the next query, then give others `max_wait` to join it.
-        if active.is_empty() {
-            let Ok(job) = jobs.recv() else {
+        // Idle: block for the next submission, then give others `max_wait` to join it.
+        if active.is_empty() && pending.is_empty() {
+            let Ok(first) = jobs.recv() else {
                 return; // closed and drained
             };
-            admit(model, job, &mut active);
+            pending.extend(first);
             let deadline = Instant::now() + config.max_wait;
-            while active.len() < config.max_batch {
+            while pending.len() < config.max_batch {
                 match jobs.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                    Ok(job) => admit(model, job, &mut active),
+                    Ok(more) => pending.extend(more),
                     Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
                 }
             }
         }
         // Busy: whoever arrived meanwhile joins this step.
-        while active.len() < config.max_batch {
+        while pending.len() < config.max_batch {
             match jobs.try_recv() {
-                Ok(job) => admit(model, job, &mut active),
+                Ok(more) => pending.extend(more),
                 Err(_) => break,
             }
+        }
+        while active.len() < config.max_batch {
+            let Some(job) = pending.pop_front() else {
+                break;
+            };
+            admit(model, job, &mut active);
         }
         let queries = active.len();
         if queries == 0 {
