@@ -23,6 +23,16 @@ fn load_err(dir: &Path) -> Error {
     }
 }
 
+/// The logits of one title's tokens through a fresh cache.
+fn title_logits(m: &Model) -> Tensor {
+    let ids = m.tokenizer().encode("The Red Garden (1950)").unwrap();
+    let x = m.llama().embed_ids(&ids).unwrap().unsqueeze(0).unwrap();
+    let mut c = m.llama().new_cache();
+    m.llama()
+        .logits(&m.llama().forward(&x, None, &mut c).unwrap())
+        .unwrap()
+}
+
 fn rewrite_tensors(ckpt: &Path, edit: impl FnOnce(&mut HashMap<String, Tensor>)) {
     let path = ckpt.join("model.safetensors");
     let mut tensors = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
@@ -45,15 +55,10 @@ fn save_then_load_gives_the_same_logits_and_template() {
         assert!(ckpt.join(file).is_file(), "{file} written");
     }
     let loaded = Model::load(&ckpt, &Default::default()).unwrap();
-    let ids = model.tokenizer().encode("The Red Garden (1950)").unwrap();
-    let run = |m: &Model| {
-        let x = m.llama().embed_ids(&ids).unwrap().unsqueeze(0).unwrap();
-        let mut c = m.llama().new_cache();
-        m.llama()
-            .logits(&m.llama().forward(&x, None, &mut c).unwrap())
-            .unwrap()
-    };
-    assert_eq!(common::max_abs_diff(&run(&model), &run(&loaded)), 0.0);
+    assert_eq!(
+        common::max_abs_diff(&title_logits(&model), &title_logits(&loaded)),
+        0.0
+    );
     assert_eq!(loaded.head_ids(), model.head_ids());
     assert_eq!(loaded.special(), model.special());
     // Saving again over the same directory replaces it cleanly.
@@ -173,9 +178,10 @@ fn without_patchrec_json_the_chat_format_follows_the_tokenizer() {
 }
 
 #[test]
-fn sharded_checkpoints_load() {
+fn sharded_checkpoints_load_with_the_single_files_logits() {
     let dir = tempfile::tempdir().unwrap();
     let ckpt = saved_tiny(dir.path());
+    let expected = title_logits(&Model::load(&ckpt, &Default::default()).unwrap());
     let single = ckpt.join("model.safetensors");
     let tensors = candle_core::safetensors::load(&single, &Device::Cpu).unwrap();
     let (mut a, mut b) = (HashMap::new(), HashMap::new());
@@ -201,7 +207,11 @@ fn sharded_checkpoints_load() {
     )
     .unwrap();
     std::fs::remove_file(&single).unwrap();
-    Model::load(&ckpt, &Default::default()).unwrap();
+    let sharded = Model::load(&ckpt, &Default::default()).unwrap();
+    assert_eq!(
+        common::max_abs_diff(&expected, &title_logits(&sharded)),
+        0.0
+    );
 }
 
 #[test]
