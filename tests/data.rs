@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 use patchrec::data::{samples, Dataset, SampleOptions, Split};
 
+mod common;
+
 fn write(dir: &Path, items: &str, seqs: &str) {
     std::fs::write(dir.join("items.tsv"), items).unwrap();
     std::fs::write(dir.join("sequences.jsonl"), seqs).unwrap();
@@ -86,19 +88,16 @@ fn bad_data_names_file_and_line() {
     }
 }
 
+/// A benchmark dataset: under `PATCHREC_DATA` when set, else `../shared/data`.
 fn shared(name: &str) -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data")
-        .join(name);
-    if p.join("sequences.jsonl").is_file() {
-        Some(p)
-    } else {
-        eprintln!(
-            "SKIPPED: {} not found (benchmark data lives in ../shared/data)",
-            p.display()
-        );
-        None
-    }
+    let root = std::env::var_os("PATCHREC_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    let data = common::external_fixture(
+        root.join(name).join("sequences.jsonl"),
+        "the benchmark datasets live in ../shared/data (or set PATCHREC_DATA)",
+    )?;
+    data.parent().map(PathBuf::from)
 }
 
 #[test]

