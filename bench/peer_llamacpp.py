@@ -7,7 +7,7 @@ Measures
   - the batch-1 decode step: ms per token for single-token evaluations after a prompt
     (median over --steps steps, repeated --reps times, median of the medians).
 With --prompts (an `patchrec export-prompts` folder) it also prefills at the exported
-prompts' lengths and prints the floor the serving issue defines for each prompt of P
+prompts' lengths and prints llama.cpp's floor for each prompt of P
 positions and S decode steps: P / prefill_tok_s + S * step_ms. That floor is a batch-1
 lower bound: llama.cpp here runs one sequence, while our decoding advances 20 beams per
 step, so it is what a single-sequence engine needs just to read the prompt and emit S

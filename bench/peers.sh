@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One command for the peer comparison of the serving-speed issue:
+# One command for the side-by-side comparison with the peers (llama.cpp, transformers):
 #
 #   bench/peers.sh [CHECKPOINT] [ITEMS] [LAYOUT] [LENGTH]
 #

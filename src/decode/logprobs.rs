@@ -1,8 +1,8 @@
 //! Next-token log-probabilities of each decoding row, on the host.
 //!
 //! Why not candle's `log_softmax` and `to_vec2`: at a beam step (20 rows x 49,152 tokens)
-//! they took 11-13 ms, against ~20 ms for the output head's whole product (AVX2 machine,
-//! session 5): several full passes with a temporary each, a scalar `expf` call per element,
+//! they took 11-13 ms, against ~20 ms for the output head's whole product (AVX2
+//! machine): several full passes with a temporary each, a scalar `expf` call per element,
 //! and a copy into the rows. Here each row is one pass for its maximum and one for the sum
 //! of exponentials through a polynomial `exp` that the compiler vectorises, and the
 //! log-probabilities are written once. Rows go to threads.

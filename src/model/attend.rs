@@ -8,7 +8,7 @@
 //! own keys, a concatenation, a mask, the softmax, two slices, two weighted-sum matmuls, an
 //! addition, a token tree's gather), each a pass over memory and most a parallel dispatch.
 //! On SmolLM2 they took ~73 ms of a query's ~480 ms of decoding and 1.4-1.8 ms per layer of
-//! a ~100-position prefill for ~30 MFLOP of work (docs/PERFORMANCE.md, sessions 7 and 8).
+//! a ~100-position prefill for ~30 MFLOP of work (docs/PERFORMANCE.md, "Kernels").
 //! Here a row's keys are read in place (a token tree's nodes by index, never gathered),
 //! the masked keys are skipped rather than scored, and each row costs one task.
 

@@ -3,7 +3,7 @@
 //!
 //! Why our own: the standard library's `exp` is a call per element that the compiler does
 //! not vectorise (the crate is built for baseline x86-64); at a beam step's 20 x 49,152
-//! logits that was most of candle's 11-13 ms log-softmax (docs/PERFORMANCE.md, session 5).
+//! logits that was most of candle's 11-13 ms log-softmax (docs/PERFORMANCE.md, "Kernels").
 
 const LOG2_E: f32 = std::f32::consts::LOG2_E;
 /// ln 2 split so that `n * LN2_HI` is exact for the `n` that occur.

@@ -8,7 +8,7 @@
 //! 25-100 us, and `perf` put ~8 % of a query in futex calls and 3 % in `sched_yield`. Run
 //! from a pool thread instead, a call keeps one half of its work and the other pool
 //! thread, still spinning from the previous call, steals the other half: a decode pass
-//! became ~10 % faster (docs/PERFORMANCE.md, session 8). The caller blocks once per pass instead.
+//! became ~10 % faster (docs/PERFORMANCE.md, "Kernels"). The caller blocks once per pass instead.
 
 /// Runs `f` on a thread of rayon's global pool (at once, when already on one) and returns
 /// its result.

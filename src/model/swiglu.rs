@@ -3,7 +3,7 @@
 //! Why not candle's `silu` then `*`: two passes, a fresh temporary each and a scalar `exp`
 //! call per element. In a SmolLM2 query (5 decode passes of ~28 rows, 30 layers) they took
 //! ~19 ms, against ~12 ms for the attention products q, k, v of all those layers
-//! (docs/PERFORMANCE.md, session 8). Here each element is read once from each input and
+//! (docs/PERFORMANCE.md, "Kernels"). Here each element is read once from each input and
 //! written once, with the exponential on eight lanes.
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};

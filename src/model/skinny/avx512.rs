@@ -119,9 +119,9 @@ mod imp {
     }
 
     /// How many blocks of weight rows ahead the first pass over a block prefetches, into
-    /// L2 (`_MM_HINT_T1`). Session 6 prefetched the next block into L1; two blocks ahead
+    /// L2 (`_MM_HINT_T1`). Against prefetching the next block into L1, two blocks ahead
     /// into L2 ran a SmolLM2 query's decode passes 3-5 % faster in four paired runs
-    /// (session 8, timers around each product), four blocks ahead no better than two.
+    /// (Intel Xeon, timers around each product), four blocks ahead no better than two.
     const AHEAD: usize = 2;
 
     /// Bytes of packed input rows a chunk of `k` may take (of L1's 32-48 KiB; the block of

@@ -42,30 +42,30 @@ struct Params {
     nr: usize,
     /// Up to this many rows of `x` the kernel is used for every weight.
     ///
-    /// AVX-512 (`cargo bench --bench skinny`, Intel Xeon, 2 cores, three runs, session 6,
-    /// after the in-place output): the widening gate and up run 1.21-1.87x candle's rate at
+    /// AVX-512 (`cargo bench --bench skinny`, Intel Xeon, 2 cores, three runs, after the
+    /// in-place output): the widening gate and up run 1.21-1.87x candle's rate at
     /// 32-80 rows and 0.94-0.97x at 128; the 49,152-row output head 1.20-1.67x at 20-32
     /// rows, 0.91-1.17x at 48-80 (even on average), 0.71-0.74x at 128. (Before the in-place
-    /// output, session 3, the head lost at 20 and 32 rows, and the limit was 32.)
+    /// output the head lost at 20 and 32 rows, and the limit was 32.)
     ///
     /// AVX2 (`cargo bench --bench skinny`, AMD EPYC, 2 threads): before the in-place
-    /// output (session 4) the widening products stopped winning at 32 rows and the limit
+    /// output the widening products stopped winning at 32 rows and the limit
     /// was 20. After it, gate and up run 1.42x / 1.40x candle's rate at 32 rows, 1.38x /
     /// 1.23x at 48-64, 1.11x / 1.17x at 80, and the head 1.33x / 1.87x at 32, 0.91x /
-    /// 1.18x at 64 (sessions 5 and 9, one table each: docs/bench/skinny-avx2-2threads-s5-after.md,
-    /// skinny-avx2-2threads-s9.md). A beam search's passes of up to 32 rows (lookahead)
-    /// and batched passes of up to 64 now stay on the kernel.
+    /// 1.18x at 64 (two runs, one table each: docs/bench/skinny-avx2-2threads-53d4694.md,
+    /// skinny-avx2-2threads-f0f2cf3.md). A beam search's passes of up to 32 rows
+    /// (lookahead) and batched passes of up to 64 now stay on the kernel.
     always_rows: usize,
     /// Up to this many rows it still wins where the output is no wider than the input.
     ///
     /// AVX-512: attention's projections and the MLP's down at 40-120 rows ran at 87-224
-    /// GFLOP/s against candle's 57-136 (session 3); at 128 rows session 6 measured q, o
+    /// GFLOP/s against candle's 57-136; at 128 rows a later run measured q, o
     /// 0.91x, k, v 1.11x, down 2.08x. It covers batched decoding (4 queries: 80 rows) and
     /// short prefills; past 80 rows the widening products go to `gemm`, whose packing then
     /// pays for itself.
     ///
-    /// AVX2: q, o, k, v and down win up to 64 rows (1.01-1.35x at 64 in session 4;
-    /// 1.07-2.06x in session 9) and not reliably beyond (down 0.92x / 1.00x at 80).
+    /// AVX2: q, o, k, v and down win up to 64 rows (1.01-1.35x and 1.07-2.06x at
+    /// 64 in two runs) and not reliably beyond (down 0.92x / 1.00x at 80).
     max_rows: usize,
 }
 
