@@ -36,8 +36,9 @@ checkpoint="$work/checkpoint"
 dataset="$work/dataset"
 reference="$work/recommend"
 items="$root/examples/cpp/movies.tsv"
-# The query the tests compare with C (queryHistory and queryK in bindings/go/fixture_test.go,
-# QUERY_HISTORY and QUERY_K in bindings/java/test/.../Fixture.java), timed by --latency.
+# The query the tests compare with C (queryHistory and queryK in
+# bindings/go/patchrec/fixture_test.go, QUERY_HISTORY and QUERY_K in
+# bindings/java/test/.../Fixture.java), timed by --latency.
 query_history=1,5,9,13,21,34,41,55
 query_k=10
 
@@ -89,9 +90,10 @@ step "Go"
 export LD_LIBRARY_PATH="$prefix/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export GOPROXY=off GOTOOLCHAIN=local GOFLAGS=-mod=mod
 for readme in README.md bindings/go/README.md; do
-  readme_shows "$readme" "## Use from Go" bindings/go/example_test.go
+  readme_shows "$readme" "## Use from Go" bindings/go/patchrec/example_test.go
 done
 (
+  # The module's root; its package is bindings/go/patchrec.
   cd bindings/go
   unformatted="$(gofmt -l .)"
   if [ -n "$unformatted" ]; then
@@ -131,7 +133,7 @@ grep -q 'Fargo (1996)' <<<"$example_output" && grep -q 'Amélie (2001)' <<<"$exa
 
 # The median-ns/op that Go benchmark $1 reports when run $2 times.
 go_median() {
-  (cd bindings/go && go test -run '^$' -bench "^$1\$" -benchtime "$2x" .) |
+  (cd bindings/go && go test -run '^$' -bench "^$1\$" -benchtime "$2x" ./patchrec) |
     awk '{ for (i = 2; i <= NF; i++) if ($i == "median-ns/op") print $(i - 1) + 0 }'
 }
 

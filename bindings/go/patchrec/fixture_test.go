@@ -4,21 +4,22 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 
-	patchrec "github.com/patchrec/patchrec/bindings/go"
+	"github.com/patchrec/patchrec/bindings/go/patchrec"
 )
 
 // The catalogue the test checkpoint's tokenizer was trained on: scripts/test-bindings.sh
 // makes the checkpoint with `patchrec init --items examples/cpp/movies.tsv`.
-const itemsPath = "../../examples/cpp/movies.tsv"
+const itemsPath = "../../../examples/cpp/movies.tsv"
 
 // headerPath is this source tree's C header, which scripts/install.sh installs for cgo.
-const headerPath = "../../include/patchrec.h"
+const headerPath = "../../../include/patchrec.h"
 
 // The query compared with the C API, and timed by BenchmarkRecommend;
 // scripts/test-bindings.sh gives the C reference the same one for the latency numbers.
@@ -69,7 +70,7 @@ func loadModel(t testing.TB) *patchrec.Model {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(model.Close)
+	closeAtEnd(t, model)
 	return model
 }
 
@@ -84,7 +85,7 @@ func newCatalogFor(t testing.TB, model *patchrec.Model) *patchrec.Catalog {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(catalog.Close)
+	closeAtEnd(t, catalog)
 	if err := catalog.AddItems(catalogItems(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -97,24 +98,20 @@ func newUser(t testing.TB, catalog *patchrec.Catalog, history ...uint64) *patchr
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(user.Close)
+	closeAtEnd(t, user)
 	if err := user.Append(catalog, history...); err != nil {
 		t.Fatal(err)
 	}
 	return user
 }
 
-// newQueryOptions makes options with k set, closed when the test ends.
-func newQueryOptions(t testing.TB, k int) *patchrec.QueryOptions {
-	options, err := patchrec.NewQueryOptions()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(options.Close)
-	if err := options.SetK(k); err != nil {
-		t.Fatal(err)
-	}
-	return options
+// closeAtEnd closes c when the test ends; Close must return nil.
+func closeAtEnd(t testing.TB, c io.Closer) {
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("closing the %T: %v", c, err)
+		}
+	})
 }
 
 // cReference runs bindings/reference/recommend.c (built by scripts/test-bindings.sh, its

@@ -42,7 +42,7 @@ func NewCatalog(model *Model) (*Catalog, error) {
 		return nil, err
 	}
 	catalog := &Catalog{ptr: ptr}
-	runtime.SetFinalizer(catalog, (*Catalog).Close)
+	runtime.SetFinalizer(catalog, func(c *Catalog) { c.Close() })
 	return catalog, nil
 }
 
@@ -146,13 +146,15 @@ func (c *Catalog) Title(id uint64) (string, error) {
 }
 
 // Close frees the catalogue after the calls in flight return; users built with it stay
-// valid, as they hold only item ids. Closing again does nothing.
-func (c *Catalog) Close() {
+// valid, as they hold only item ids. It always returns nil, closing again included; the
+// error is there so that a Catalog is an io.Closer.
+func (c *Catalog) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	C.patchrec_catalog_free(c.ptr)
 	c.ptr = nil
 	runtime.SetFinalizer(c, nil)
+	return nil
 }
 
 // firstOrNil points at a slice's first element, for C arrays that may be NULL when empty.

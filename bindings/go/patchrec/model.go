@@ -70,18 +70,20 @@ func LoadModel(checkpointDir string, options *ModelOptions) (*Model, error) {
 		return nil, err
 	}
 	model := &Model{ptr: ptr}
-	runtime.SetFinalizer(model, (*Model).Close)
+	runtime.SetFinalizer(model, func(m *Model) { m.Close() })
 	return model, nil
 }
 
 // Close releases the model after the calls in flight return; catalogues made from it
-// keep working. Closing again does nothing.
-func (m *Model) Close() {
+// keep working. It always returns nil, closing again included; the error is there so
+// that a Model is an io.Closer.
+func (m *Model) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	C.patchrec_model_free(m.ptr)
 	m.ptr = nil
 	runtime.SetFinalizer(m, nil)
+	return nil
 }
 
 // setStringOption passes value to one string setter of the model options; an empty value

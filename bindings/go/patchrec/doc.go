@@ -3,9 +3,10 @@
 //
 // Load a checkpoint with LoadModel, register the items it may recommend in a Catalog,
 // record each user's interactions in a User, and ask Catalog.Recommend for the next
-// items, tuned by QueryOptions. Every handle owns C memory: call Close when done. A
-// finalizer frees what a caller forgot, but only when the garbage collector runs, which
-// is late for handles holding model weights.
+// items, tuned by QueryOptions, a plain struct whose zero value (or nil) means the
+// defaults. Model, Catalog and User own C memory: call Close when done (each is an
+// io.Closer, whose Close always returns nil). A finalizer frees what a caller forgot, but
+// only when the garbage collector runs, which is late for handles holding model weights.
 //
 // # Concurrency
 //
@@ -15,14 +16,15 @@
 //   - Model and Catalog are safe for concurrent use by multiple goroutines, Close
 //     included: Close waits for the calls in flight.
 //   - User is not safe for concurrent use: give each goroutine its own.
-//   - QueryOptions is not safe for concurrent use while it is being set; once no
-//     goroutine changes it, any number of concurrent Recommend calls may share it.
+//   - QueryOptions is a value that queries only read, so any number of concurrent
+//     Recommend calls may share one as long as no goroutine changes it meanwhile.
 //
 // # Errors
 //
 // Every failure is an *Error carrying the library's Status and message; use errors.As
 // to read them. Using a handle after Close is an error with StatusNullArgument, the
-// status C gives a NULL handle.
+// status C gives a NULL handle. An invalid query option is StatusInvalidArgument with a
+// message that names the field, such as "QueryOptions.K is negative (-1)".
 //
 // # Building
 //
@@ -35,9 +37,8 @@
 //	export LD_LIBRARY_PATH=PREFIX/lib   # or CGO_LDFLAGS=-Wl,-rpath,PREFIX/lib
 //	go test ./...
 //
-// The first LoadModel, NewUser or NewQueryOptions checks that the library implements
-// the C ABI version this package was compiled for (ABIVersion) and fails with
-// StatusUnsupported otherwise.
+// The first LoadModel or NewUser checks that the library implements the C ABI version
+// this package was compiled for (ABIVersion) and fails with StatusUnsupported otherwise.
 //
 // # Training
 //

@@ -1,17 +1,21 @@
 package patchrec_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
+	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	patchrec "github.com/patchrec/patchrec/bindings/go"
+	"github.com/patchrec/patchrec/bindings/go/patchrec"
 )
 
 func TestVersions(t *testing.T) {
@@ -74,13 +78,19 @@ func TestVersions(t *testing.T) {
 func TestRecommendMatchesCAPI(t *testing.T) {
 	catalog := newCatalog(t)
 	user := newUser(t, catalog, queryHistory...)
-	got, err := catalog.Recommend(user, newQueryOptions(t, queryK))
+	got, err := catalog.Recommend(user, &patchrec.QueryOptions{K: queryK})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := cReference(t, queryHistory, queryK)
-	if len(got) != queryK || len(got) != len(want) {
-		t.Fatalf("got %d items, C gave %d, want %d", len(got), len(want), queryK)
+	requireRanking(t, got, cReference(t, queryHistory, queryK), queryK)
+}
+
+// requireRanking fails t unless got is want, C's ranking, item for item with bit-equal
+// scores, and holds k items, best first.
+func requireRanking(t *testing.T, got, want []patchrec.Recommendation, k int) {
+	t.Helper()
+	if len(got) != k || len(got) != len(want) {
+		t.Fatalf("got %d items, C gave %d, want %d", len(got), len(want), k)
 	}
 	for i := range want {
 		// Bit-equal scores: the binding must pass the library's floats through untouched.
@@ -95,26 +105,32 @@ func TestRecommendMatchesCAPI(t *testing.T) {
 	}
 }
 
-func TestDefaultOptions(t *testing.T) {
+// nil options, the zero QueryOptions (which builds a C handle and sets nothing) and C's
+// k = 10 answer alike: the defaults, with the checkpoint's layout.
+func TestZeroQueryOptionsAreTheDefaults(t *testing.T) {
 	catalog := newCatalog(t)
 	user := newUser(t, catalog, queryHistory...)
-	top, err := catalog.Recommend(user, nil)
+	want := cReference(t, queryHistory, 10)
+	for _, options := range []*patchrec.QueryOptions{nil, {}, {K: 10, BeamWidth: 20}} {
+		top, err := catalog.Recommend(user, options)
+		if err != nil {
+			t.Fatalf("%+v: %v", options, err)
+		}
+		requireRanking(t, top, want, 10)
+	}
+	defaults, err := catalog.LayoutStats(user, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(top) != 10 {
-		t.Errorf("default k gave %d items, want 10", len(top))
+	if zero, err := catalog.LayoutStats(user, &patchrec.QueryOptions{}); err != nil || zero != defaults {
+		t.Errorf("LayoutStats with the zero QueryOptions: %+v, %v; with nil %+v", zero, err, defaults)
 	}
 }
 
 func TestExcludeHistory(t *testing.T) {
 	catalog := newCatalog(t)
 	user := newUser(t, catalog, queryHistory...)
-	options := newQueryOptions(t, catalog.Len())
-	if err := options.SetExcludeHistory(true); err != nil {
-		t.Fatal(err)
-	}
-	top, err := catalog.Recommend(user, options)
+	top, err := catalog.Recommend(user, &patchrec.QueryOptions{K: catalog.Len(), ExcludeHistory: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,17 +151,12 @@ func TestExcludeHistory(t *testing.T) {
 func TestLayoutStats(t *testing.T) {
 	catalog := newCatalog(t)
 	user := newUser(t, catalog, queryHistory...)
-	options := newQueryOptions(t, 5)
-	if err := options.SetLayout(patchrec.LayoutVanilla, 0); err != nil {
-		t.Fatal(err)
-	}
+	options := &patchrec.QueryOptions{K: 5, Layout: &patchrec.LayoutChoice{Kind: patchrec.LayoutVanilla}}
 	vanilla, err := catalog.LayoutStats(user, options)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := options.SetLayout(patchrec.LayoutPFTS, 2); err != nil {
-		t.Fatal(err)
-	}
+	options.Layout = &patchrec.LayoutChoice{Kind: patchrec.LayoutPFTS, Param: 2}
 	compressed, err := catalog.LayoutStats(user, options)
 	if err != nil {
 		t.Fatal(err)
@@ -219,12 +230,54 @@ func TestUser(t *testing.T) {
 	}
 }
 
+// An invalid field is StatusInvalidArgument naming it, from Recommend and LayoutStats
+// alike: refused in Go when C could not be given it (a negative count), by C's setter
+// otherwise, with C's message.
 func TestQueryOptionErrors(t *testing.T) {
-	options := newQueryOptions(t, 1)
-	requireError(t, options.SetK(0), patchrec.StatusInvalidArgument, "k must be at least 1")
-	requireError(t, options.SetK(-1), patchrec.StatusInvalidArgument, "`k` is negative")
-	requireError(t, options.SetLayout(patchrec.LayoutPFTS, 0), patchrec.StatusInvalidArgument, "group size L")
-	requireError(t, options.SetLayout(patchrec.Layout(7), 1), patchrec.StatusInvalidArgument, "layout kind 7")
+	catalog := newCatalog(t)
+	user := newUser(t, catalog, queryHistory...)
+	pfti := func(param int) *patchrec.LayoutChoice {
+		return &patchrec.LayoutChoice{Kind: patchrec.LayoutPFTI, Param: param}
+	}
+	cases := []struct {
+		options patchrec.QueryOptions
+		field   string // the message's start: QueryOptions.<field>
+		needle  string // and what it says of it
+	}{
+		{patchrec.QueryOptions{K: -1}, "K", "is negative (-1)"},
+		{patchrec.QueryOptions{BeamWidth: -2}, "BeamWidth", "is negative (-2)"},
+		{patchrec.QueryOptions{MaxItems: -3}, "MaxItems", "is negative (-3)"},
+		{patchrec.QueryOptions{Layout: pfti(-4)}, "Layout.Param", "is negative (-4)"},
+		{patchrec.QueryOptions{Layout: &patchrec.LayoutChoice{Kind: patchrec.LayoutPFTS}}, "Layout",
+			"pft-s:0: group size L must be at least 1"},
+		{patchrec.QueryOptions{Layout: &patchrec.LayoutChoice{Kind: patchrec.LayoutStreamS}}, "Layout",
+			"stream-s:0: group size L must be at least 1"},
+		{patchrec.QueryOptions{Layout: &patchrec.LayoutChoice{Kind: patchrec.Layout(7), Param: 1}}, "Layout",
+			"layout kind 7"},
+		{patchrec.QueryOptions{SessionGap: -time.Second}, "SessionGap", "is -1s: want positive whole seconds"},
+		{patchrec.QueryOptions{SessionGap: 1500 * time.Millisecond}, "SessionGap", "is 1.5s: want positive whole seconds"},
+		// The first invalid field is the one named, whatever the valid ones around it.
+		{patchrec.QueryOptions{K: 3, BeamWidth: 5, Layout: pfti(2), MaxItems: -1, ExcludeHistory: true}, "MaxItems",
+			"is negative (-1)"},
+	}
+	for _, c := range cases {
+		options := c.options
+		_, recommendErr := catalog.Recommend(user, &options)
+		_, statsErr := catalog.LayoutStats(user, &options)
+		for _, err := range []error{recommendErr, statsErr} {
+			requireError(t, err, patchrec.StatusInvalidArgument, c.needle)
+			message := err.(*patchrec.Error).Message
+			rest := strings.TrimPrefix(message, "QueryOptions."+c.field)
+			if rest == message || !(strings.HasPrefix(rest, " ") || strings.HasPrefix(rest, ": ")) {
+				t.Errorf("%+v: %q does not start with the field's name, QueryOptions.%s", options, message, c.field)
+			}
+		}
+	}
+	// Valid values around the invalid ones are no error: the checks are not off by one.
+	valid := patchrec.QueryOptions{K: 1, BeamWidth: 1, Layout: pfti(0), MaxItems: 1, SessionGap: patchrec.NoSessionGap}
+	if _, err := catalog.Recommend(user, &valid); err != nil {
+		t.Errorf("%+v: %v", valid, err)
+	}
 }
 
 func TestLoadErrors(t *testing.T) {
@@ -248,14 +301,15 @@ func TestQuantizedModelScoresCloseToF32(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(model.Close)
+	closeAtEnd(t, model)
 	quantized := newCatalogFor(t, model)
 	dense := newCatalog(t)
-	got, err := quantized.Recommend(newUser(t, quantized, queryHistory...), newQueryOptions(t, queryK))
+	options := &patchrec.QueryOptions{K: queryK}
+	got, err := quantized.Recommend(newUser(t, quantized, queryHistory...), options)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := dense.Recommend(newUser(t, dense, queryHistory...), newQueryOptions(t, queryK))
+	want, err := dense.Recommend(newUser(t, dense, queryHistory...), options)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +330,7 @@ func TestEmptyCatalog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer catalog.Close()
+	closeAtEnd(t, catalog)
 	_, err = catalog.Recommend(newUser(t, catalog), nil)
 	requireError(t, err, patchrec.StatusInvalidArgument, "empty")
 }
@@ -292,31 +346,26 @@ func TestUseAfterClose(t *testing.T) {
 	}
 	user := newUser(t, catalog, queryHistory...)
 	otherUser := newUser(t, catalog)
-	options := newQueryOptions(t, 3)
+	options := &patchrec.QueryOptions{K: 3}
 
-	model.Close()
-	model.Close()
+	requireCloses(t, model)
 	if _, err := catalog.Recommend(user, options); err != nil {
 		t.Errorf("the catalogue must outlive its model handle: %v", err)
 	}
 	_, err = patchrec.NewCatalog(model)
 	requireError(t, err, patchrec.StatusNullArgument, "Model used after Close")
 
-	options.Close()
+	requireCloses(t, user)
 	_, err = catalog.Recommend(user, options)
-	requireError(t, err, patchrec.StatusNullArgument, "QueryOptions used after Close")
-	requireError(t, options.SetK(2), patchrec.StatusNullArgument, "QueryOptions used after Close")
-
-	user.Close()
-	_, err = catalog.Recommend(user, nil)
+	requireError(t, err, patchrec.StatusNullArgument, "User used after Close")
+	_, err = catalog.LayoutStats(user, nil)
 	requireError(t, err, patchrec.StatusNullArgument, "User used after Close")
 	requireError(t, user.Append(catalog, 1), patchrec.StatusNullArgument, "User used after Close")
 	if user.Len() != 0 {
 		t.Error("a closed user has interactions")
 	}
 
-	catalog.Close()
-	catalog.Close()
+	requireCloses(t, catalog)
 	requireError(t, catalog.Add(1000, "Brazil (1985)"), patchrec.StatusNullArgument, "Catalog used after Close")
 	_, err = catalog.Title(1)
 	requireError(t, err, patchrec.StatusNullArgument, "Catalog used after Close")
@@ -324,6 +373,34 @@ func TestUseAfterClose(t *testing.T) {
 	requireError(t, err, patchrec.StatusNullArgument, "Catalog used after Close")
 	if catalog.Len() != 0 {
 		t.Error("a closed catalogue has items")
+	}
+}
+
+// Every handle is an io.Closer.
+var (
+	_ io.Closer = (*patchrec.Model)(nil)
+	_ io.Closer = (*patchrec.Catalog)(nil)
+	_ io.Closer = (*patchrec.User)(nil)
+)
+
+// requireCloses fails t unless closing c, through io.Closer, returns nil, and closing it
+// again does too.
+func requireCloses(t *testing.T, c io.Closer) {
+	t.Helper()
+	for i := 1; i <= 2; i++ {
+		if err := c.Close(); err != nil {
+			t.Errorf("close %d of the %T: %v", i, c, err)
+		}
+	}
+}
+
+// Close returns nil twice, and a third time in the test's cleanup (closeAtEnd).
+func TestCloseTwice(t *testing.T) {
+	model := loadModel(t)
+	catalog := newCatalogFor(t, model)
+	user := newUser(t, catalog, 1, 2)
+	for _, c := range []io.Closer{user, catalog, model} {
+		requireCloses(t, c)
 	}
 }
 
@@ -343,10 +420,7 @@ func TestErrorWrapsAndFormats(t *testing.T) {
 // fresh user's with the same history (which has nothing cached).
 func TestStreamLayoutCachedQueriesEqualFreshOnes(t *testing.T) {
 	catalog := newCatalog(t)
-	options := newQueryOptions(t, queryK)
-	if err := options.SetLayout(patchrec.LayoutStreamS, 3); err != nil {
-		t.Fatal(err)
-	}
+	options := &patchrec.QueryOptions{K: queryK, Layout: &patchrec.LayoutChoice{Kind: patchrec.LayoutStreamS, Param: 3}}
 	user := newUser(t, catalog)
 	for i, id := range queryHistory {
 		if err := user.Append(catalog, id); err != nil {
@@ -368,40 +442,48 @@ func TestStreamLayoutCachedQueriesEqualFreshOnes(t *testing.T) {
 	}
 }
 
-// A session gap groups a timestamped history by visit (two items each here): the prompt
-// differs from the counted sessions', a cached user still answers as a fresh one, and a
-// gap with another layout, a negative or a fractional gap are invalid arguments.
-func TestSessionGapGroupsByVisit(t *testing.T) {
-	catalog := newCatalog(t)
+// visitTimes are times for queryHistory that make visits of two items each: a minute
+// apart within a visit, a day between visits.
+func visitTimes() []time.Time {
 	start := time.Unix(1_700_000_000, 0)
 	times := make([]time.Time, len(queryHistory))
 	for i := range times {
 		times[i] = start.Add(time.Duration(i/2)*24*time.Hour + time.Duration(i%2)*time.Minute)
 	}
-	timed := func(n int) *patchrec.User {
-		user := newUser(t, catalog)
-		if err := user.AppendWithTimes(catalog, queryHistory[:n], times[:n]); err != nil {
-			t.Fatal(err)
-		}
-		return user
-	}
-	options := newQueryOptions(t, queryK)
-	if err := options.SetLayout(patchrec.LayoutStreamS, 4); err != nil {
+	return times
+}
+
+// timedUser makes a user with the first n items of queryHistory at visitTimes, closed
+// when the test ends.
+func timedUser(t *testing.T, catalog *patchrec.Catalog, n int) *patchrec.User {
+	user := newUser(t, catalog)
+	if err := user.AppendWithTimes(catalog, queryHistory[:n], visitTimes()[:n]); err != nil {
 		t.Fatal(err)
 	}
-	stats := func() patchrec.LayoutStats {
-		s, err := catalog.LayoutStats(timed(len(queryHistory)), options)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
+	return user
+}
+
+// layoutStats is catalog.LayoutStats for the whole timed history, failing t on error.
+func layoutStats(t *testing.T, catalog *patchrec.Catalog, options *patchrec.QueryOptions) patchrec.LayoutStats {
+	t.Helper()
+	stats, err := catalog.LayoutStats(timedUser(t, catalog, len(queryHistory)), options)
+	if err != nil {
+		t.Fatalf("%+v: %v", options, err)
 	}
-	counted := stats()
-	if err := options.SetSessionGap(time.Hour); err != nil {
-		t.Fatal(err)
-	}
+	return stats
+}
+
+// A session gap groups a timestamped history by visit (two items each here): the prompt
+// differs from the counted sessions', a cached user still answers as a fresh one, and a
+// gap with another layout, a negative or a fractional gap are invalid arguments.
+func TestSessionGapGroupsByVisit(t *testing.T) {
+	catalog := newCatalog(t)
+	times := visitTimes()
+	streamS4 := &patchrec.LayoutChoice{Kind: patchrec.LayoutStreamS, Param: 4}
+	counted := layoutStats(t, catalog, &patchrec.QueryOptions{K: queryK, Layout: streamS4})
+	options := &patchrec.QueryOptions{K: queryK, Layout: streamS4, SessionGap: time.Hour}
 	// Counted: 4 item patches and 4 titles; by visit: 2 sessions, 2 item patches, 2 titles.
-	if visits := stats(); visits.PromptLen >= counted.PromptLen || visits.CompressionRatio <= counted.CompressionRatio {
+	if visits := layoutStats(t, catalog, options); visits.PromptLen >= counted.PromptLen || visits.CompressionRatio <= counted.CompressionRatio {
 		t.Fatalf("by visit %+v, counted %+v", visits, counted)
 	}
 	user := newUser(t, catalog)
@@ -413,7 +495,7 @@ func TestSessionGapGroupsByVisit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fresh, err := catalog.Recommend(timed(i+1), options)
+		fresh, err := catalog.Recommend(timedUser(t, catalog, i+1), options)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -423,45 +505,103 @@ func TestSessionGapGroupsByVisit(t *testing.T) {
 			}
 		}
 	}
-	if err := options.SetSessionGap(0); err != nil {
-		t.Fatal(err)
-	}
-	if off := stats(); off != counted {
-		t.Fatalf("gap 0: %+v, counted %+v", off, counted)
-	}
-	for _, gap := range []time.Duration{-time.Second, 1500 * time.Millisecond} {
-		var failure *patchrec.Error
-		if err := options.SetSessionGap(gap); !errors.As(err, &failure) || failure.Status != patchrec.StatusInvalidArgument {
-			t.Errorf("SetSessionGap(%v) = %v", gap, err)
+	// This checkpoint sets no gap, so turning it off and keeping the checkpoint's agree.
+	for _, gap := range []time.Duration{patchrec.NoSessionGap, 0} {
+		options.SessionGap = gap
+		if off := layoutStats(t, catalog, options); off != counted {
+			t.Fatalf("gap %v: %+v, counted %+v", gap, off, counted)
 		}
 	}
-	if err := options.SetSessionGap(time.Hour); err != nil {
+	for _, gap := range []time.Duration{-time.Second, -2, 1500 * time.Millisecond, time.Nanosecond} {
+		options.SessionGap = gap
+		_, err := catalog.Recommend(user, options)
+		requireError(t, err, patchrec.StatusInvalidArgument, "QueryOptions.SessionGap")
+	}
+	options.SessionGap = time.Hour
+	options.Layout = &patchrec.LayoutChoice{Kind: patchrec.LayoutPFTS, Param: 4}
+	_, err := catalog.Recommend(user, options)
+	requireError(t, err, patchrec.StatusInvalidArgument, "stream-s")
+}
+
+// With a checkpoint whose layout is stream-s:4 with a one-hour gap, SessionGap 0 (and nil
+// options) keeps that gap, NoSessionGap turns it off, and another layout drops it.
+func TestSessionGapZeroKeepsTheCheckpoints(t *testing.T) {
+	model, err := patchrec.LoadModel(checkpointWithLayout(t, `{"kind": "stream-s", "l": 4, "max_items": 100, "session_gap": 3600}`), nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := options.SetLayout(patchrec.LayoutPFTS, 4); err != nil {
+	closeAtEnd(t, model)
+	catalog := newCatalogFor(t, model)
+	streamS4 := &patchrec.LayoutChoice{Kind: patchrec.LayoutStreamS, Param: 4}
+	visits := layoutStats(t, catalog, &patchrec.QueryOptions{Layout: streamS4, SessionGap: time.Hour})
+	counted := layoutStats(t, catalog, &patchrec.QueryOptions{Layout: streamS4, SessionGap: patchrec.NoSessionGap})
+	if visits.PromptLen >= counted.PromptLen {
+		t.Fatalf("by visit %+v, counted %+v", visits, counted)
+	}
+	for _, options := range []*patchrec.QueryOptions{nil, {}, {K: queryK}, {Layout: streamS4}} {
+		if got := layoutStats(t, catalog, options); got != visits {
+			t.Errorf("%+v: %+v, want the checkpoint's gap %+v", options, got, visits)
+		}
+	}
+	if got := layoutStats(t, catalog, &patchrec.QueryOptions{SessionGap: patchrec.NoSessionGap}); got != counted {
+		t.Errorf("NoSessionGap: %+v, want counted sessions %+v", got, counted)
+	}
+	// The checkpoint's gap goes with its layout: with PFT-S, 0 is no error.
+	pftS4 := &patchrec.QueryOptions{Layout: &patchrec.LayoutChoice{Kind: patchrec.LayoutPFTS, Param: 4}}
+	if _, err := catalog.LayoutStats(timedUser(t, catalog, len(queryHistory)), pftS4); err != nil {
+		t.Errorf("pft-s:4 with the checkpoint's gap: %v", err)
+	}
+	// Recommend agrees: nil options answer as the explicit gap, bit for bit.
+	user := timedUser(t, catalog, len(queryHistory))
+	want, err := catalog.Recommend(user, &patchrec.QueryOptions{Layout: streamS4, SessionGap: time.Hour})
+	if err != nil {
 		t.Fatal(err)
 	}
-	var failure *patchrec.Error
-	if _, err := catalog.Recommend(user, options); !errors.As(err, &failure) || failure.Status != patchrec.StatusInvalidArgument || !strings.Contains(failure.Message, "stream-s") {
-		t.Errorf("gap with pft-s:4: %v", err)
+	got, err := catalog.Recommend(timedUser(t, catalog, len(queryHistory)), nil)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("nil options: %v, the explicit one-hour gap: %v", got, want)
+	}
+}
+
+// checkpointWithLayout copies the test checkpoint into a temporary folder with layout,
+// JSON, as its patchrec.json's layout, and returns the folder.
+func checkpointWithLayout(t *testing.T, layout string) string {
+	dir := t.TempDir()
+	entries, err := os.ReadDir(checkpointDir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, entry := range entries {
+		data, err := os.ReadFile(filepath.Join(checkpointDir(t), entry.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if entry.Name() == "patchrec.json" {
+			var meta map[string]json.RawMessage
+			if err := json.Unmarshal(data, &meta); err != nil {
+				t.Fatal(err)
+			}
+			meta["layout"] = json.RawMessage(layout)
+			if data, err = json.Marshal(meta); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, entry.Name()), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
 
 // Exact ranking equals a beam as wide as the catalogue, whatever beam width is set.
 func TestExactRankingEqualsAFullWidthBeam(t *testing.T) {
 	catalog := newCatalog(t)
 	user := newUser(t, catalog, queryHistory...)
-	exact := newQueryOptions(t, 5)
-	if err := exact.SetBeamWidth(1); err != nil {
-		t.Fatal(err)
-	}
-	if err := exact.SetExact(true); err != nil {
-		t.Fatal(err)
-	}
-	wide := newQueryOptions(t, 5)
-	if err := wide.SetBeamWidth(catalog.Len()); err != nil {
-		t.Fatal(err)
-	}
+	exact := &patchrec.QueryOptions{K: 5, BeamWidth: 1, Exact: true}
+	wide := &patchrec.QueryOptions{K: 5, BeamWidth: catalog.Len()}
 	got, err := catalog.Recommend(user, exact)
 	if err != nil {
 		t.Fatal(err)
@@ -481,18 +621,13 @@ func TestExactRankingEqualsAFullWidthBeam(t *testing.T) {
 func TestBudgetLayoutFitsThePrompt(t *testing.T) {
 	catalog := newCatalog(t)
 	user := newUser(t, catalog, queryHistory...)
-	options := newQueryOptions(t, queryK)
-	if err := options.SetLayout(patchrec.LayoutVanilla, 0); err != nil {
-		t.Fatal(err)
-	}
+	options := &patchrec.QueryOptions{K: queryK, Layout: &patchrec.LayoutChoice{Kind: patchrec.LayoutVanilla}}
 	vanilla, err := catalog.LayoutStats(user, options)
 	if err != nil {
 		t.Fatal(err)
 	}
 	budget := vanilla.PromptLen - 5
-	if err := options.SetLayout(patchrec.LayoutBudget, budget); err != nil {
-		t.Fatal(err)
-	}
+	options.Layout = &patchrec.LayoutChoice{Kind: patchrec.LayoutBudget, Param: budget}
 	fitted, err := catalog.LayoutStats(user, options)
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	patchrec "github.com/patchrec/patchrec/bindings/go"
+	"github.com/patchrec/patchrec/bindings/go/patchrec"
 )
 
 // The tests of tests/c/test_train.c, through TrainFile and TrainTOML.
@@ -138,7 +138,9 @@ func TestTrainStopAndResume(t *testing.T) {
 	if err != nil {
 		t.Fatalf("loading the trained checkpoint: %v", err)
 	}
-	model.Close()
+	if err := model.Close(); err != nil {
+		t.Error(err)
+	}
 }
 
 // TrainFile takes relative paths from the file's folder, not the working directory, and

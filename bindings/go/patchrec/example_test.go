@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"log"
 
-	patchrec "github.com/patchrec/patchrec/bindings/go"
+	"github.com/patchrec/patchrec/bindings/go/patchrec"
 )
 
 // Recommends two films for someone who watched Toy Story and Heat, with any checkpoint
@@ -42,19 +42,8 @@ func Example() {
 		log.Fatal(err)
 	}
 
-	options, err := patchrec.NewQueryOptions()
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer options.Close()
-	if err := options.SetK(2); err != nil {
-		log.Fatal(err)
-	}
-	if err := options.SetExcludeHistory(true); err != nil {
-		log.Fatal(err)
-	}
-
-	top, err := catalog.Recommend(user, options)
+	// Fields left zero keep their defaults; nil options are all defaults.
+	top, err := catalog.Recommend(user, &patchrec.QueryOptions{K: 2, ExcludeHistory: true})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -9,15 +9,15 @@ import (
 	"testing"
 	"time"
 
-	patchrec "github.com/patchrec/patchrec/bindings/go"
+	"github.com/patchrec/patchrec/bindings/go/patchrec"
 )
 
-// Many goroutines query one model and catalogue at once, sharing one QueryOptions, each
+// Many goroutines query one model and catalogue at once, sharing one *QueryOptions, each
 // with its own User, and get exactly what the same queries give one at a time.
 func TestConcurrentQueries(t *testing.T) {
 	const goroutines, queriesEach = 8, 3
 	catalog := newCatalog(t)
-	options := newQueryOptions(t, 5)
+	options := &patchrec.QueryOptions{K: 5}
 	histories := make([][]uint64, goroutines)
 	want := make([][]patchrec.Recommendation, goroutines)
 	for g := range histories {
@@ -63,7 +63,7 @@ func TestConcurrentQueries(t *testing.T) {
 func TestCloseWhileQuerying(t *testing.T) {
 	const goroutines = 4
 	catalog := newCatalog(t)
-	options := newQueryOptions(t, 3)
+	options := &patchrec.QueryOptions{K: 3}
 	started := make(chan struct{}, goroutines)
 	failures := make(chan error, goroutines)
 	var wg sync.WaitGroup
@@ -98,7 +98,9 @@ func TestCloseWhileQuerying(t *testing.T) {
 	for g := 0; g < goroutines; g++ {
 		<-started
 	}
-	catalog.Close()
+	if err := catalog.Close(); err != nil {
+		t.Errorf("closing the catalogue while it is queried: %v", err)
+	}
 	wg.Wait()
 	close(failures)
 	for err := range failures {
@@ -110,7 +112,7 @@ func TestCloseWhileQuerying(t *testing.T) {
 func TestBatchedConcurrentQueries(t *testing.T) {
 	const goroutines = 6
 	catalog := newCatalog(t)
-	options := newQueryOptions(t, 5)
+	options := &patchrec.QueryOptions{K: 5}
 	histories := make([][]uint64, goroutines)
 	want := make([][]patchrec.Recommendation, goroutines)
 	for g := range histories {

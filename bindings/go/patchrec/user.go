@@ -27,7 +27,7 @@ func NewUser() (*User, error) {
 		return nil, err
 	}
 	user := &User{ptr: ptr}
-	runtime.SetFinalizer(user, (*User).Close)
+	runtime.SetFinalizer(user, func(u *User) { u.Close() })
 	return user, nil
 }
 
@@ -93,9 +93,11 @@ func (u *User) Clear() {
 	runtime.KeepAlive(u)
 }
 
-// Close frees the history. Closing again does nothing.
-func (u *User) Close() {
+// Close frees the history. It always returns nil, closing again included; the error is
+// there so that a User is an io.Closer.
+func (u *User) Close() error {
 	C.patchrec_user_free(u.ptr)
 	u.ptr = nil
 	runtime.SetFinalizer(u, nil)
+	return nil
 }

@@ -20,16 +20,21 @@ type LayoutStats struct {
 	CompressionRatio float64
 }
 
-// Recommend returns the next items for user, best first: k of them (see
-// QueryOptions.SetK), fewer only when the catalogue, less any excluded history, is
-// smaller. options may be nil for the defaults. The call needs exclusive access to user;
-// c and options may serve other queries at the same time. An empty catalogue is
-// StatusInvalidArgument; a history item missing from c StatusUnknownItem.
+// Recommend returns the next items for user, best first: options.K of them (10 by
+// default), fewer only when the catalogue, less any excluded history, is smaller. options
+// may be nil for the defaults, as may its fields be zero; an invalid field is
+// StatusInvalidArgument naming it, such as "QueryOptions.K". The call needs exclusive
+// access to user; c and options may serve other queries at the same time. An empty
+// catalogue is StatusInvalidArgument; a history item missing from c StatusUnknownItem.
 func (c *Catalog) Recommend(user *User, options *QueryOptions) ([]Recommendation, error) {
+	cOptions, err := options.toC()
+	if err != nil {
+		return nil, err
+	}
+	defer C.patchrec_query_options_free(cOptions)
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	cOptions, err := queryHandles(c, user, options)
-	if err != nil {
+	if err := queryHandles(c, user); err != nil {
 		return nil, err
 	}
 	// With no room the library only reports how many items the answer can hold (k, or
@@ -42,7 +47,6 @@ func (c *Catalog) Recommend(user *User, options *QueryOptions) ([]Recommendation
 	var cError *C.patchrec_error_t
 	status := C.patchrec_recommend(c.ptr, user.ptr, cOptions, firstOrNil(items), k, &n, &cError)
 	runtime.KeepAlive(user)
-	runtime.KeepAlive(options)
 	if err := takeError(status, cError); err != nil {
 		return nil, err
 	}
@@ -57,10 +61,14 @@ func (c *Catalog) Recommend(user *User, options *QueryOptions) ([]Recommendation
 // (nil for the defaults), without running the model. It only reads user, so it may run
 // alongside other reads of the same User, but not alongside a change to it.
 func (c *Catalog) LayoutStats(user *User, options *QueryOptions) (LayoutStats, error) {
+	cOptions, err := options.toC()
+	if err != nil {
+		return LayoutStats{}, err
+	}
+	defer C.patchrec_query_options_free(cOptions)
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	cOptions, err := queryHandles(c, user, options)
-	if err != nil {
+	if err := queryHandles(c, user); err != nil {
 		return LayoutStats{}, err
 	}
 	var promptLen C.size_t
@@ -68,25 +76,20 @@ func (c *Catalog) LayoutStats(user *User, options *QueryOptions) (LayoutStats, e
 	var cError *C.patchrec_error_t
 	status := C.patchrec_user_layout_stats(user.ptr, c.ptr, cOptions, &promptLen, &ratio, &cError)
 	runtime.KeepAlive(user)
-	runtime.KeepAlive(options)
 	if err := takeError(status, cError); err != nil {
 		return LayoutStats{}, err
 	}
 	return LayoutStats{PromptLen: int(promptLen), CompressionRatio: float64(ratio)}, nil
 }
 
-// queryHandles checks that a query's handles are open and returns the options' handle,
-// NULL for nil options (the defaults). The caller holds c.mu for reading.
-func queryHandles(c *Catalog, user *User, options *QueryOptions) (*C.patchrec_query_options_t, error) {
+// queryHandles checks that a query's handles are open. The caller holds c.mu for
+// reading.
+func queryHandles(c *Catalog, user *User) error {
 	switch {
 	case c.ptr == nil:
-		return nil, closedError("Catalog")
+		return closedError("Catalog")
 	case user.ptr == nil:
-		return nil, closedError("User")
-	case options == nil:
-		return nil, nil
-	case options.ptr == nil:
-		return nil, closedError("QueryOptions")
+		return closedError("User")
 	}
-	return options.ptr, nil
+	return nil
 }
