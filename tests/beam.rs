@@ -3,7 +3,6 @@
 
 mod common;
 
-use candle_core::{Tensor, D};
 use patchrec::decode::{beam_search, SearchOptions};
 use patchrec::history::Layout;
 use patchrec::prompt::build_prompt;
@@ -28,27 +27,6 @@ fn search(
     beam_search(model, snap, prompt, &opts).unwrap()
 }
 
-/// log P(title tokens, answer-end | prompt) by one teacher-forced full forward pass.
-fn teacher_forced(model: &patchrec::Model, prompt: &Tensor, answer: &[u32]) -> f32 {
-    let llama = model.llama();
-    let ans = llama.embed_ids(answer).unwrap().unsqueeze(0).unwrap();
-    let x = Tensor::cat(&[prompt, &ans], 1).unwrap();
-    let mut cache = llama.new_cache();
-    let logits = llama
-        .logits(&llama.forward(&x, None, &mut cache).unwrap())
-        .unwrap();
-    let lp = candle_nn::ops::log_softmax(&logits.squeeze(0).unwrap(), D::Minus1)
-        .unwrap()
-        .to_vec2::<f32>()
-        .unwrap();
-    let p = prompt.dim(1).unwrap();
-    answer
-        .iter()
-        .enumerate()
-        .map(|(i, &tok)| lp[p - 1 + i][tok as usize])
-        .sum()
-}
-
 /// Every catalogue item's teacher-forced score, best first: the exact ranking.
 fn ranking_by_teacher_forcing(
     model: &patchrec::Model,
@@ -59,7 +37,7 @@ fn ranking_by_teacher_forcing(
         .map(|i| {
             let mut answer = snap.item(i).tokens.clone();
             answer.push(model.special().answer_end);
-            (i, teacher_forced(model, &prompt.embeds, &answer))
+            (i, common::teacher_forced(model, &prompt.embeds, &answer))
         })
         .collect();
     reference.sort_by(|a, b| b.1.total_cmp(&a.1));

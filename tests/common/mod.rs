@@ -93,3 +93,28 @@ pub fn external_fixture(path: std::path::PathBuf, how_to_get: &str) -> Option<st
     eprintln!("SKIPPED: {} not found; {how_to_get}", path.display());
     None
 }
+
+/// log P(title tokens, answer-end | prompt) by one teacher-forced full forward pass.
+pub fn teacher_forced(
+    model: &patchrec::Model,
+    prompt: &candle_core::Tensor,
+    answer: &[u32],
+) -> f32 {
+    let llama = model.llama();
+    let ans = llama.embed_ids(answer).unwrap().unsqueeze(0).unwrap();
+    let x = candle_core::Tensor::cat(&[prompt, &ans], 1).unwrap();
+    let mut cache = llama.new_cache();
+    let logits = llama
+        .logits(&llama.forward(&x, None, &mut cache).unwrap())
+        .unwrap();
+    let lp = candle_nn::ops::log_softmax(&logits.squeeze(0).unwrap(), candle_core::D::Minus1)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    let p = prompt.dim(1).unwrap();
+    answer
+        .iter()
+        .enumerate()
+        .map(|(i, &tok)| lp[p - 1 + i][tok as usize])
+        .sum()
+}
