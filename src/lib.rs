@@ -24,6 +24,7 @@ pub mod memory;
 pub mod model;
 pub mod prompt;
 pub mod query;
+pub mod rank;
 pub mod serve;
 pub mod text;
 pub mod train;
@@ -35,6 +36,9 @@ pub use model::{Model, ModelOptions};
 pub use prompt::PromptCache;
 pub use query::{
     layout_stats, recommend, recommend_cached, QueryOptions, QueryResult, Recommendation,
+};
+pub use rank::{
+    rank, rank_cached, Candidate, RankOptions, RankOrder, RankResult, UnknownCandidates,
 };
 
 /// The crate version, also returned by `patchrec_version()`.
