@@ -50,6 +50,17 @@
 #endif
 
 /**
+ * `patchrec_rank` flag: answer in the candidates' order instead of best first.
+ */
+#define PATCHREC_RANK_INPUT_ORDER 1
+
+/**
+ * `patchrec_rank` flag: leave out candidate ids the catalogue does not hold instead of
+ * failing with `PATCHREC_UNKNOWN_ITEM`.
+ */
+#define PATCHREC_RANK_SKIP_UNKNOWN 2
+
+/**
  * The `timestamp` that means "unknown" (`INT64_MIN`).
  */
 #define PATCHREC_NO_TIMESTAMP INT64_MIN
@@ -590,6 +601,32 @@ patchrec_status_t patchrec_user_layout_stats(const struct patchrec_user_t *user,
                                              size_t *prompt_len,
                                              double *compression_ratio,
                                              struct patchrec_error_t **error);
+
+/**
+ * Scores the `n` item ids at `candidates` for `user`: each one's score is the
+ * log-probability of its title given the user's prompt, as in `patchrec_recommend`.
+ * Writes one entry per distinct candidate into `out`, an array of `cap` elements, best
+ * first (or in the candidates' order with `PATCHREC_RANK_INPUT_ORDER`, a duplicated id
+ * at its first occurrence), and sets `*len` to the number written. An id the catalogue
+ * does not hold fails the call with `PATCHREC_UNKNOWN_ITEM`, or is left out with
+ * `PATCHREC_RANK_SKIP_UNKNOWN`. `options` (NULL for the defaults) gives the layout and
+ * history truncation; its k, beam width and exclusions do not apply. `user` needs
+ * exclusive access: it keeps the prompt's KV, shared with `patchrec_recommend`. When
+ * `cap < n` the result is `PATCHREC_BUFFER_TOO_SMALL` with `*len = n`, before any work;
+ * on any other failure `*len` is 0. `candidates` and `out` may be NULL when `n` and
+ * `cap` are 0.
+ */
+PATCHREC_API
+patchrec_status_t patchrec_rank(const struct patchrec_catalog_t *catalog,
+                                struct patchrec_user_t *user,
+                                const struct patchrec_query_options_t *options,
+                                const uint64_t *candidates,
+                                size_t n,
+                                uint32_t flags,
+                                struct patchrec_recommendation_t *out,
+                                size_t cap,
+                                size_t *len,
+                                struct patchrec_error_t **error);
 
 /**
  * The name of a status code, such as `"PATCHREC_UNKNOWN_ITEM"`, or `"PATCHREC_UNKNOWN_STATUS"`

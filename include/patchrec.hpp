@@ -288,6 +288,28 @@ inline std::vector<Recommendation> recommend(const Catalog &catalog, User &user,
     }
 }
 
+// How `rank` orders and filters its answer (PATCHREC_RANK_* flags).
+enum class RankOrder : std::uint32_t { score = 0, input = PATCHREC_RANK_INPUT_ORDER };
+enum class UnknownCandidates : std::uint32_t { fail = 0, skip = PATCHREC_RANK_SKIP_UNKNOWN };
+
+// Scores `candidates` for `user`: each one's title log-probability given the user's
+// prompt, on `recommend`'s scale. One entry per distinct candidate, best first or in the
+// candidates' order; an unknown id throws (status PATCHREC_UNKNOWN_ITEM) or is left out.
+// `options` gives the layout and history truncation.
+inline std::vector<Recommendation> rank(const Catalog &catalog, User &user,
+                                        const std::vector<std::uint64_t> &candidates,
+                                        const QueryOptions &options = QueryOptions(),
+                                        RankOrder order = RankOrder::score,
+                                        UnknownCandidates unknown = UnknownCandidates::fail) {
+    std::vector<Recommendation> items(candidates.size());
+    std::size_t len = 0;
+    detail::call(patchrec_rank, catalog.raw(), user.raw(), options.raw(), candidates.data(), candidates.size(),
+                 static_cast<std::uint32_t>(order) | static_cast<std::uint32_t>(unknown), items.data(),
+                 items.size(), &len);
+    items.resize(len);
+    return items;
+}
+
 // How `user`'s history would be laid out for `options`, without running the model.
 inline LayoutStats layout_stats(const Catalog &catalog, const User &user,
                                 const QueryOptions &options = QueryOptions()) {

@@ -385,6 +385,77 @@ static void test_session_gap(const patchrec_catalog_t *catalog) {
     patchrec_user_free(user);
 }
 
+/* Candidate scoring: the candidates that recommend returned get recommend's scores;
+ * duplicates, unknown ids, the input order and bad flags behave as the header says. */
+static void test_rank(const patchrec_catalog_t *catalog) {
+    const uint64_t history[] = {1, 2, 3};
+    patchrec_recommendation_t top[4], ranked[6];
+    patchrec_query_options_t *options = patchrec_query_options_new();
+    patchrec_user_t *user = NULL;
+    patchrec_error_t *error = NULL;
+    size_t len = 0, n = 0, i, j;
+    if (!check_ok("new user for rank", patchrec_user_new(&user, &error), &error)) {
+        return;
+    }
+    check_ok("append for rank", patchrec_user_append_batch(user, catalog, history, NULL, 3, &error), &error);
+    check_ok("set k = 4", patchrec_query_options_set_k(options, 4, &error), &error);
+    check_ok("set exact", patchrec_query_options_set_exact(options, true, &error), &error);
+    if (check_ok("recommend before rank", patchrec_recommend(catalog, user, options, top, 4, &len, &error),
+                 &error)) {
+        /* The same ids reversed, one of them twice: best first again, each once. */
+        uint64_t ids[5];
+        int same = 1;
+        for (i = 0; i < len; i++) {
+            ids[i] = top[len - 1 - i].item_id;
+        }
+        ids[len] = ids[0];
+        if (check_ok("rank", patchrec_rank(catalog, user, options, ids, len + 1, 0, ranked, 6, &n, &error),
+                     &error)) {
+            same = n == len;
+            for (i = 0; same && i < len; i++) {
+                float d = ranked[i].score - top[i].score;
+                same = ranked[i].item_id == top[i].item_id && d < 1e-4f && d > -1e-4f;
+            }
+            check(same, "rank scores recommend's top 4 as recommend does, best first, duplicates once");
+        }
+        if (check_ok("rank in input order",
+                     patchrec_rank(catalog, user, options, ids, len, PATCHREC_RANK_INPUT_ORDER, ranked, 6, &n,
+                                   &error),
+                     &error)) {
+            same = n == len;
+            for (i = 0; same && i < len; i++) {
+                same = ranked[i].item_id == ids[i];
+            }
+            check(same, "PATCHREC_RANK_INPUT_ORDER keeps the candidates' order");
+        }
+    }
+    {
+        const uint64_t with_unknown[] = {2, 4242, 7};
+        check_failure("an unknown candidate", patchrec_rank(catalog, user, NULL, with_unknown, 3, 0, ranked, 6, &n,
+                                                            &error),
+                      PATCHREC_UNKNOWN_ITEM, &error, "4242");
+        if (check_ok("skip unknown candidates",
+                     patchrec_rank(catalog, user, NULL, with_unknown, 3, PATCHREC_RANK_SKIP_UNKNOWN, ranked, 6, &n,
+                                   &error),
+                     &error)) {
+            check(n == 2, "the unknown candidate is left out");
+            for (j = 0; j < n; j++) {
+                check(ranked[j].item_id == 2 || ranked[j].item_id == 7, "only known candidates");
+            }
+        }
+        check_failure("rank into a small buffer", patchrec_rank(catalog, user, NULL, with_unknown, 3, 0, ranked, 2,
+                                                                &n, &error),
+                      PATCHREC_BUFFER_TOO_SMALL, &error, "3 candidates");
+        check(n == 3, "BUFFER_TOO_SMALL reports the candidates' count");
+        check_failure("unknown flags", patchrec_rank(catalog, user, NULL, with_unknown, 3, 8, ranked, 6, &n, &error),
+                      PATCHREC_INVALID_ARGUMENT, &error, "flags");
+        check_ok("no candidates", patchrec_rank(catalog, user, NULL, NULL, 0, 0, NULL, 0, &n, &error), &error);
+        check(n == 0, "no candidates, nothing written");
+    }
+    patchrec_query_options_free(options);
+    patchrec_user_free(user);
+}
+
 int main(int argc, char **argv) {
     patchrec_catalog_t *catalog;
     if (argc != 2) {
@@ -400,6 +471,7 @@ int main(int argc, char **argv) {
         test_catalog(catalog);
         test_user(catalog);
         test_recommend(catalog);
+        test_rank(catalog);
         test_layout_stats(catalog);
         test_session_gap(catalog);
         patchrec_catalog_free(catalog);

@@ -3,6 +3,7 @@
 // tests/abi.rs as `test_abi_cpp CHECKPOINT_DIR`, compiled with
 // -DPATCHREC_EXPECTED_VERSION="x.y.z" (the Cargo.toml version).
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -155,6 +156,33 @@ void test_recommend(const patchrec::Catalog &catalog) {
           "PFT-I:1 compresses the history");
 }
 
+// Candidate scoring: recommend's top 5, reversed and with a duplicate, come back with
+// recommend's scores, best first; unknown ids throw or are skipped.
+void test_rank(const patchrec::Catalog &catalog) {
+    patchrec::User user;
+    user.append(catalog, {1, 2, 3});
+    auto top = patchrec::recommend(catalog, user, patchrec::QueryOptions().k(5).exact(true));
+    std::vector<std::uint64_t> ids;
+    for (auto it = top.rbegin(); it != top.rend(); ++it) {
+        ids.push_back(it->item_id);
+    }
+    ids.push_back(ids.front());
+    auto ranked = patchrec::rank(catalog, user, ids);
+    bool same = ranked.size() == top.size();
+    for (std::size_t i = 0; same && i < top.size(); i++) {
+        same = ranked[i].item_id == top[i].item_id && std::fabs(ranked[i].score - top[i].score) < 1e-4f;
+    }
+    check(same, "rank gives recommend's top 5 their scores, best first, a duplicate once");
+    auto in_order = patchrec::rank(catalog, user, ids, patchrec::QueryOptions(), patchrec::RankOrder::input);
+    check(in_order.size() == top.size() && in_order.front().item_id == ids.front(),
+          "RankOrder::input keeps the candidates' order");
+    check_throws("an unknown candidate", PATCHREC_UNKNOWN_ITEM, "4242",
+                 [&] { patchrec::rank(catalog, user, {2, 4242}); });
+    auto known = patchrec::rank(catalog, user, {2, 4242}, patchrec::QueryOptions(), patchrec::RankOrder::score,
+                                patchrec::UnknownCandidates::skip);
+    check(known.size() == 1 && known.front().item_id == 2, "UnknownCandidates::skip leaves the unknown id out");
+}
+
 // A const catalogue serves queries from several threads while another thread registers
 // items; each query sees a consistent catalogue.
 void test_concurrent_queries(const patchrec::Catalog &catalog) {
@@ -223,6 +251,7 @@ int main(int argc, char **argv) {
         catalog.add(ITEMS);
         test_catalog_and_user(catalog);
         test_recommend(catalog);
+        test_rank(catalog);
         test_concurrent_queries(catalog);
     } catch (const std::exception &e) {
         check(false, std::string("unexpected exception: ") + e.what());
