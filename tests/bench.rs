@@ -118,3 +118,47 @@ fn a_session_gap_applies_to_the_stream_aligned_rows_only() {
     assert!(visits.rows[0].append_prefilled < visits.rows[0].prompt_positions);
     assert!(visits.markdown().contains("| stream-s:4 gap 3600 s | 24 |"));
 }
+
+#[test]
+fn the_rank_benchmark_reports_every_candidate_count() {
+    let items = common::titles(30);
+    let model = common::tiny_model(30);
+    let cat = common::catalog(&model, &items);
+    let opts = patchrec::bench::RankBenchOptions {
+        layout: Layout::PftS { l: 2 },
+        history: 6,
+        candidates: vec![1, 12, 30],
+        users: 2,
+        k: 5,
+        alone: 3,
+        seed: 1,
+    };
+    let report = patchrec::bench::run_rank_bench(&cat, &opts).unwrap();
+    let counts: Vec<usize> = report.rows.iter().map(|r| r.candidates).collect();
+    assert_eq!(counts, vec![1, 12, 30]);
+    // More candidates, a bigger tree.
+    assert!(report.rows[0].nodes < report.rows[2].nodes, "{report:?}");
+    assert!(report.markdown().lines().count() >= 5);
+    // More candidates than the catalogue holds is an error naming the count.
+    let err = patchrec::bench::run_rank_bench(
+        &cat,
+        &patchrec::bench::RankBenchOptions {
+            candidates: vec![31],
+            ..opts
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("31 candidates"), "{err}");
+}
+
+#[test]
+fn a_synthetic_catalogue_keeps_the_base_and_adds_distinct_titles() {
+    let base = common::titles(20);
+    let grown = patchrec::bench::synthetic_catalogue(&base, 500, 7);
+    assert_eq!(grown.len(), 500);
+    assert_eq!(&grown[..20], &base[..]);
+    let ids: std::collections::HashSet<u64> = grown.iter().map(|(id, _)| *id).collect();
+    let titles: std::collections::HashSet<&str> = grown.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!((ids.len(), titles.len()), (500, 500));
+    assert_eq!(patchrec::bench::synthetic_catalogue(&base, 500, 7), grown);
+}

@@ -1,16 +1,19 @@
 //! Benchmarks run by `patchrec bench`: serving latency per layout and history length, and
 //! the machine's matmul rate that prefill is compared with; prompts exported for the peers'
-//! benchmarks (`bench/`); training throughput (`patchrec bench-train`).
+//! benchmarks (`bench/`); candidate scoring (`patchrec bench-rank`); training throughput
+//! (`patchrec bench-train`).
 
 pub mod export;
 pub mod matmul;
 pub mod memory;
+pub mod rank;
 pub mod serving;
 pub mod train;
 pub mod train_stage;
 
 pub use export::{export_prompts, ExportManifest, ExportOptions};
 pub use memory::{resident_bytes, MemoryReport};
+pub use rank::{run_rank_bench, synthetic_catalogue, RankBenchOptions, RankBenchReport};
 pub use serving::{run_serving_bench, BenchOptions, BenchReport};
 pub use train::{run_train_bench, TrainBenchOptions, TrainBenchReport};
 pub use train_stage::{run_stage_bench, StageBenchReport};

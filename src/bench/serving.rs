@@ -115,7 +115,7 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(seconds: &mut [f64]) -> Self {
+    pub(crate) fn of(seconds: &mut [f64]) -> Self {
         seconds.sort_by(f64::total_cmp);
         let at = |q: f64| {
             let i = ((seconds.len() - 1) as f64 * q).round() as usize;

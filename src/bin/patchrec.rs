@@ -184,6 +184,37 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Time candidate scoring (`rank`) against `recommend` and against scoring each
+    /// candidate alone, for several candidate counts
+    BenchRank {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// `items.tsv` of the catalogue to register
+        #[arg(long)]
+        items: PathBuf,
+        /// Extend the catalogue with synthetic titles to this many items
+        #[arg(long)]
+        catalogue_size: Option<usize>,
+        #[arg(long, default_value = "pft-s:5")]
+        layout: String,
+        /// History items per user
+        #[arg(long, default_value_t = 100, value_parser = at_least_one)]
+        history: usize,
+        #[arg(long, value_delimiter = ',', default_value = "10,100,1000,10000", value_parser = at_least_one)]
+        candidates: Vec<usize>,
+        /// Users per candidate count
+        #[arg(long, default_value_t = 3, value_parser = at_least_one)]
+        users: usize,
+        /// `recommend`'s k
+        #[arg(long, default_value_t = 20, value_parser = at_least_one)]
+        k: usize,
+        /// Candidates per user scored alone (the time per candidate, scaled to the count)
+        #[arg(long, default_value_t = 20, value_parser = at_least_one)]
+        alone: usize,
+        /// Write the report as JSON here
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Time training steps on sequences of a fixed length (full fine-tuning or LoRA), in
     /// positions per second; `bench/train-speed.sh` runs PyTorch on the same shapes.
     BenchTrain {
@@ -557,6 +588,41 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             };
             let mut report = patchrec::bench::run_serving_bench(&catalog, &opts)?;
             report.memory = Some(memory);
+            print!("{}", report.markdown());
+            if let Some(out) = &out {
+                let json = serde_json::to_string_pretty(&report).expect("report serialises");
+                std::fs::write(out, json).map_err(|e| patchrec::Error::io(out, e))?;
+            }
+        }
+        Command::BenchRank {
+            checkpoint,
+            items,
+            catalogue_size,
+            layout,
+            history,
+            candidates,
+            users,
+            k,
+            alone,
+            out,
+        } => {
+            let model = Model::load(&checkpoint, &model_options(None, &None)?)?;
+            let catalog = Catalog::new(Arc::new(model))?;
+            let mut entries = read_items_tsv(&items)?;
+            if let Some(size) = catalogue_size {
+                entries = patchrec::bench::synthetic_catalogue(&entries, size, 42);
+            }
+            catalog.add_batch(&entries)?;
+            let opts = patchrec::bench::RankBenchOptions {
+                layout: Layout::parse(&layout)?,
+                history,
+                candidates,
+                users,
+                k,
+                alone,
+                seed: 42,
+            };
+            let report = patchrec::bench::run_rank_bench(&catalog, &opts)?;
             print!("{}", report.markdown());
             if let Some(out) = &out {
                 let json = serde_json::to_string_pretty(&report).expect("report serialises");
