@@ -4,9 +4,11 @@
 // Load a checkpoint with LoadModel, register the items it may recommend in a Catalog,
 // record each user's interactions in a User, and ask Catalog.Recommend for the next
 // items, tuned by QueryOptions, a plain struct whose zero value (or nil) means the
-// defaults. Model, Catalog and User own C memory: call Close when done (each is an
-// io.Closer, whose Close always returns nil). A finalizer frees what a caller forgot, but
-// only when the garbage collector runs, which is late for handles holding model weights.
+// defaults; a ranking service whose candidates retrieval found asks Catalog.Rank to
+// score them on the same scale, tuned by RankOptions. Model, Catalog and User own C
+// memory: call Close when done (each is an io.Closer, whose Close always returns nil). A
+// finalizer frees what a caller forgot, but only when the garbage collector runs, which
+// is late for handles holding model weights.
 //
 // # Concurrency
 //
@@ -16,8 +18,9 @@
 //   - Model and Catalog are safe for concurrent use by multiple goroutines, Close
 //     included: Close waits for the calls in flight.
 //   - User is not safe for concurrent use: give each goroutine its own.
-//   - QueryOptions is a value that queries only read, so any number of concurrent
-//     Recommend calls may share one as long as no goroutine changes it meanwhile.
+//   - QueryOptions and RankOptions are values that queries only read, so any number of
+//     concurrent Recommend and Rank calls may share one as long as no goroutine changes
+//     it meanwhile.
 //
 // # Errors
 //

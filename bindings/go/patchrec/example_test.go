@@ -7,8 +7,9 @@ import (
 	"github.com/patchrec/patchrec/bindings/go/patchrec"
 )
 
-// Recommends two films for someone who watched Toy Story and Heat, with any checkpoint
-// that `patchrec init`, `patchrec train` or `patchrec convert` wrote.
+// Recommends two films for someone who watched Toy Story and Heat, then scores two
+// candidates as a ranking service would, with any checkpoint that `patchrec init`,
+// `patchrec train` or `patchrec convert` wrote.
 func Example() {
 	model, err := patchrec.LoadModel("path/to/checkpoint", nil)
 	if err != nil {
@@ -48,6 +49,14 @@ func Example() {
 		log.Fatal(err)
 	}
 	printRanking(catalog, top)
+
+	// A ranking service's call: score the candidates retrieval found, best first, on
+	// Recommend's scale. Rank has no exclusions: seen films are scored too.
+	ranked, err := catalog.Rank(user, []uint64{2, 1}, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	printRanking(catalog, ranked)
 }
 
 func printRanking(catalog *patchrec.Catalog, top []patchrec.Recommendation) {

@@ -352,12 +352,21 @@ func TestUseAfterClose(t *testing.T) {
 	if _, err := catalog.Recommend(user, options); err != nil {
 		t.Errorf("the catalogue must outlive its model handle: %v", err)
 	}
+	if ranked, err := catalog.Rank(user, []uint64{1, 2}, nil); err != nil || len(ranked) != 2 {
+		t.Errorf("Rank after the model handle's Close: %v, %v", ranked, err)
+	}
 	_, err = patchrec.NewCatalog(model)
 	requireError(t, err, patchrec.StatusNullArgument, "Model used after Close")
 
 	requireCloses(t, user)
 	_, err = catalog.Recommend(user, options)
 	requireError(t, err, patchrec.StatusNullArgument, "User used after Close")
+	// Rank checks its handles as Recommend does, also with no candidates, for which C
+	// would take NULL arrays.
+	for _, candidates := range [][]uint64{{1, 2}, nil} {
+		_, err = catalog.Rank(user, candidates, nil)
+		requireError(t, err, patchrec.StatusNullArgument, "User used after Close")
+	}
 	_, err = catalog.LayoutStats(user, nil)
 	requireError(t, err, patchrec.StatusNullArgument, "User used after Close")
 	requireError(t, user.Append(catalog, 1), patchrec.StatusNullArgument, "User used after Close")
@@ -371,6 +380,12 @@ func TestUseAfterClose(t *testing.T) {
 	requireError(t, err, patchrec.StatusNullArgument, "Catalog used after Close")
 	_, err = catalog.LayoutStats(otherUser, nil)
 	requireError(t, err, patchrec.StatusNullArgument, "Catalog used after Close")
+	_, err = catalog.Recommend(otherUser, options)
+	requireError(t, err, patchrec.StatusNullArgument, "Catalog used after Close")
+	for _, candidates := range [][]uint64{{1, 2}, nil} {
+		_, err = catalog.Rank(otherUser, candidates, &patchrec.RankOptions{Query: options, InputOrder: true})
+		requireError(t, err, patchrec.StatusNullArgument, "Catalog used after Close")
+	}
 	if catalog.Len() != 0 {
 		t.Error("a closed catalogue has items")
 	}

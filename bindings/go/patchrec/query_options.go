@@ -44,9 +44,9 @@ const NoSessionGap time.Duration = -1
 
 // QueryOptions says how to answer a query. It is a plain value: the zero value, like a
 // nil *QueryOptions, asks for the defaults, and each field left at its zero value keeps
-// its default. Recommend and LayoutStats only read it during the call and keep no
-// reference, so one QueryOptions may serve any number of concurrent queries as long as
-// no goroutine changes it meanwhile.
+// its default. Recommend, Rank (as RankOptions.Query) and LayoutStats only read it
+// during the call and keep no reference, so one QueryOptions may serve any number of
+// concurrent queries as long as no goroutine changes it meanwhile.
 type QueryOptions struct {
 	// K is how many items a query returns; 0 means 10.
 	K int

@@ -10,8 +10,8 @@ import (
 )
 
 // User is one user's interactions, oldest first. It is not safe for concurrent use:
-// appending, clearing and Recommend need exclusive access, so give each goroutine its
-// own User. It holds only item ids, so it may outlive the catalogue it was built with.
+// appending, clearing, Recommend and Rank need exclusive access, so give each goroutine
+// its own User. It holds only item ids, so it may outlive the catalogue it was built with.
 type User struct {
 	ptr *C.patchrec_user_t
 }

@@ -8,8 +8,9 @@ import java.nio.file.Path;
 import java.util.List;
 
 /**
- * Recommends two films for someone who watched Toy Story and Heat, with any checkpoint
- * that `patchrec init`, `patchrec train` or `patchrec convert` wrote:
+ * Recommends two films for someone who watched Toy Story and Heat, then scores two
+ * candidates as a ranking service would, with any checkpoint that `patchrec init`,
+ * `patchrec train` or `patchrec convert` wrote:
  * java Example CHECKPOINT_DIR
  */
 public class Example {
@@ -25,11 +26,18 @@ public class Example {
                     new Item(3, "Fargo (1996)"),
                     new Item(4, "Amélie (2001)")));
             user.append(catalog, 1, 2);
-            List<Recommendation> top = catalog.recommend(user, options);
-            for (int rank = 0; rank < top.size(); rank++) {
-                Recommendation r = top.get(rank);
-                System.out.printf("%d. %s (score %.3f)%n", rank + 1, catalog.title(r.itemId()), r.score());
-            }
+            print(catalog, catalog.recommend(user, options));
+
+            // A ranking service's call: score the candidates retrieval found, best first, on
+            // recommend's scale. The options' k and exclusions do not apply: seen films count.
+            print(catalog, catalog.rank(user, new long[] {2, 1}, options));
+        }
+    }
+
+    private static void print(Catalog catalog, List<Recommendation> top) {
+        for (int rank = 0; rank < top.size(); rank++) {
+            Recommendation r = top.get(rank);
+            System.out.printf("%d. %s (score %.3f)%n", rank + 1, catalog.title(r.itemId()), r.score());
         }
     }
 }

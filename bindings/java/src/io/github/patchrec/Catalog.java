@@ -122,14 +122,78 @@ public final class Catalog extends NativeHandle {
         // the second call, which reports it.
         patchrec_recommend(catalog, user, options, null, 0, length, null);
         long k = length[0];
-        Memory out = k == 0 ? null : new Memory(k * RECOMMENDATION_SIZE);
+        Memory out = recommendationArray(k);
         check(error -> patchrec_recommend(catalog, user, options, out, k, length, error));
-        Recommendation[] top = new Recommendation[(int) length[0]];
-        for (int i = 0; i < top.length; i++) {
-            long offset = (long) i * RECOMMENDATION_SIZE;
-            top[i] = new Recommendation(out.getLong(offset), out.getFloat(offset + RECOMMENDATION_SCORE_OFFSET));
+        return recommendations(out, length[0]);
+    }
+
+    /** {@link #rank(User, long[], QueryOptions, RankOrder, UnknownCandidates)} with the default options, best first. */
+    public List<Recommendation> rank(User user, long[] candidates) {
+        return rank(user, candidates, null, RankOrder.SCORE, UnknownCandidates.FAIL);
+    }
+
+    /** {@link #rank(User, long[], QueryOptions, RankOrder, UnknownCandidates)} best first. */
+    public List<Recommendation> rank(User user, long[] candidates, QueryOptions options) {
+        return rank(user, candidates, options, RankOrder.SCORE, UnknownCandidates.FAIL);
+    }
+
+    /**
+     * Scores {@code candidates}, item ids that retrieval found, for {@code user}: each one's
+     * score is the log-probability of its title given the user's prompt, as
+     * {@link #recommend} scores the items it returns, so the two answers are on one scale.
+     * The answer holds one entry per distinct candidate, in {@code order}: best first, or
+     * the candidates' order with a duplicated id at its first occurrence; no candidates give
+     * an empty answer. An id the catalogue does not hold is {@link Status#UNKNOWN_ITEM}
+     * naming it, or with {@link UnknownCandidates#SKIP} is left out. {@code options} (null
+     * for the defaults) gives the prompt: its layout, history truncation and session gap
+     * apply as in {@link #recommend}, so with the same options both see the same prompt;
+     * its k, beam width, exclusions and exactness do not. As for {@link #recommend}, the
+     * call needs exclusive use of {@code user}, whose prompt's KV the two share; the
+     * catalogue and the options may serve other calls at the same time. A history item
+     * missing from the catalogue is {@link Status#UNKNOWN_ITEM}; a null argument other
+     * than {@code options} is {@link Status#NULL_ARGUMENT}.
+     */
+    public List<Recommendation> rank(
+            User user, long[] candidates, QueryOptions options, RankOrder order, UnknownCandidates unknown) {
+        requireNonNull("user", user);
+        requireNonNull("candidates", candidates);
+        requireNonNull("order", order);
+        requireNonNull("unknown", unknown);
+        int flags = order.flag | unknown.flag;
+        return withPointer(catalog -> user.withPointer(userHandle -> options == null
+                ? rank(catalog, userHandle, null, candidates, flags)
+                : options.withPointer(optionsHandle -> rank(catalog, userHandle, optionsHandle, candidates, flags))));
+    }
+
+    private static List<Recommendation> rank(
+            Pointer catalog, Pointer user, Pointer options, long[] candidates, int flags) {
+        long[] length = new long[1];
+        // One entry per distinct candidate at most, so room for all of them is enough.
+        long n = candidates.length;
+        Memory out = recommendationArray(n);
+        check(error -> patchrec_rank(catalog, user, options, candidates, n, flags, out, n, length, error));
+        return recommendations(out, length[0]);
+    }
+
+    private static void requireNonNull(String param, Object value) {
+        if (value == null) {
+            throw new PatchrecException(Status.NULL_ARGUMENT, "`" + param + "` is null");
         }
-        return List.of(top);
+    }
+
+    /** Room for {@code n} {@code patchrec_recommendation_t}s, null (which C takes) for none. */
+    private static Memory recommendationArray(long n) {
+        return n == 0 ? null : new Memory(n * RECOMMENDATION_SIZE);
+    }
+
+    /** The first {@code n} recommendations in {@code out}. */
+    private static List<Recommendation> recommendations(Memory out, long n) {
+        Recommendation[] items = new Recommendation[(int) n];
+        for (int i = 0; i < items.length; i++) {
+            long offset = (long) i * RECOMMENDATION_SIZE;
+            items[i] = new Recommendation(out.getLong(offset), out.getFloat(offset + RECOMMENDATION_SCORE_OFFSET));
+        }
+        return List.of(items);
     }
 
     /**

@@ -31,6 +31,9 @@ final class LibPatchrec {
     /** Bytes per {@code patchrec_recommendation_t}: a uint64_t, a float, 4 bytes of padding. */
     static final int RECOMMENDATION_SIZE = 16;
     static final int RECOMMENDATION_SCORE_OFFSET = 8;
+    /** The {@code patchrec_rank} flags {@code PATCHREC_RANK_INPUT_ORDER} and {@code PATCHREC_RANK_SKIP_UNKNOWN}. */
+    static final int RANK_INPUT_ORDER = 1;
+    static final int RANK_SKIP_UNKNOWN = 2;
 
     /**
      * The fields of {@code patchrec_train_progress_t} as the header declares them, and
@@ -124,6 +127,10 @@ final class LibPatchrec {
     static native int patchrec_recommend(
             Pointer catalog, Pointer user, Pointer options, Pointer out, long cap, long[] len,
             PointerByReference error);
+
+    static native int patchrec_rank(
+            Pointer catalog, Pointer user, Pointer options, long[] candidates, long n, int flags, Pointer out,
+            long cap, long[] len, PointerByReference error);
 
     static native int patchrec_user_layout_stats(
             Pointer user, Pointer catalog, Pointer options, long[] promptLen, double[] compressionRatio,

@@ -10,7 +10,9 @@ import java.time.Duration;
  * width 20, the checkpoint's layout and history truncation, history items not excluded.
  *
  * <p>Not thread-safe while being set. Once no thread changes them, any number of
- * concurrent {@link Catalog#recommend} calls may share one {@code QueryOptions}.
+ * concurrent {@link Catalog#recommend} and {@link Catalog#rank} calls may share one
+ * {@code QueryOptions}. {@link Catalog#rank} uses only the layout, history truncation and
+ * session gap.
  */
 public final class QueryOptions extends NativeHandle {
     public QueryOptions() {

@@ -7,9 +7,10 @@ import com.sun.jna.ptr.PointerByReference;
 import java.time.Instant;
 
 /**
- * One user's interactions, oldest first. Not thread-safe: appending, clearing and
- * {@link Catalog#recommend} need exclusive use, so give each thread its own user. It
- * holds only item ids, so it may outlive the catalogue it was built with.
+ * One user's interactions, oldest first. Not thread-safe: appending, clearing,
+ * {@link Catalog#recommend} and {@link Catalog#rank} need exclusive use, so give each
+ * thread its own user. It holds only item ids, so it may outlive the catalogue it was
+ * built with.
  */
 public final class User extends NativeHandle {
     /** {@code PATCHREC_NO_TIMESTAMP}: the time of an interaction is unknown. */

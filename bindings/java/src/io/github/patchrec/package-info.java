@@ -5,10 +5,11 @@
  * <p>Load a checkpoint with {@link io.github.patchrec.Model#load}, register the items it
  * may recommend in a {@link io.github.patchrec.Catalog}, record each user's interactions
  * in a {@link io.github.patchrec.User}, and ask {@link io.github.patchrec.Catalog#recommend}
- * for the next items, tuned by {@link io.github.patchrec.QueryOptions}. Every handle owns
- * C memory and is {@link java.lang.AutoCloseable}; a {@link java.lang.ref.Cleaner} frees
- * what a caller forgets, but only after garbage collection, which is late for model
- * weights.
+ * for the next items, tuned by {@link io.github.patchrec.QueryOptions}; a ranking service
+ * whose candidates retrieval found asks {@link io.github.patchrec.Catalog#rank} to score
+ * them on the same scale. Every handle owns C memory and is
+ * {@link java.lang.AutoCloseable}; a {@link java.lang.ref.Cleaner} frees what a caller
+ * forgets, but only after garbage collection, which is late for model weights.
  *
  * <p>Threads: the C header's rule, that a const handle may be used by many threads at once
  * and a non-const one needs exclusive access, gives: {@code Model} and {@code Catalog} are

@@ -43,6 +43,15 @@ class AbiTest {
             String constant = "PATCHREC_LAYOUT_" + layout.name();
             assertTrue(header.contains(constant + " = " + layout.code + ","), constant);
         }
+        // The patchrec_rank flags, and the enums that carry them (0: no flag, the default).
+        assertTrue(header.contains("#define PATCHREC_RANK_INPUT_ORDER " + LibPatchrec.RANK_INPUT_ORDER + "\n"),
+                "PATCHREC_RANK_INPUT_ORDER");
+        assertTrue(header.contains("#define PATCHREC_RANK_SKIP_UNKNOWN " + LibPatchrec.RANK_SKIP_UNKNOWN + "\n"),
+                "PATCHREC_RANK_SKIP_UNKNOWN");
+        assertEquals(0, RankOrder.SCORE.flag);
+        assertEquals(LibPatchrec.RANK_INPUT_ORDER, RankOrder.INPUT.flag);
+        assertEquals(0, UnknownCandidates.FAIL.flag);
+        assertEquals(LibPatchrec.RANK_SKIP_UNKNOWN, UnknownCandidates.SKIP.flag);
     }
 
     /** The binding reads patchrec_train_progress_t by offset: the header's fields must be the ones it expects. */

@@ -21,14 +21,21 @@ class LifecycleTest {
         model.close();
         model.close();
         assertEquals(3, catalog.recommend(user, options).size(), "the catalogue outlives its model handle");
+        assertEquals(2, catalog.rank(user, new long[] {1, 2}, options).size(), "rank after the model handle's close()");
         assertFails(Status.NULL_ARGUMENT, "Model used after close()", () -> new Catalog(model));
 
         options.close();
         assertFails(Status.NULL_ARGUMENT, "QueryOptions used after close()", () -> catalog.recommend(user, options));
+        assertFails(Status.NULL_ARGUMENT, "QueryOptions used after close()",
+                () -> catalog.rank(user, new long[] {1, 2}, options));
         assertFails(Status.NULL_ARGUMENT, "QueryOptions used after close()", () -> options.k(2));
 
         user.close();
         assertFails(Status.NULL_ARGUMENT, "User used after close()", () -> catalog.recommend(user));
+        // Also with no candidates, for which C would take a NULL array.
+        for (long[] candidates : new long[][] {{1, 2}, {}}) {
+            assertFails(Status.NULL_ARGUMENT, "User used after close()", () -> catalog.rank(user, candidates));
+        }
         assertFails(Status.NULL_ARGUMENT, "User used after close()", () -> user.append(catalog, 1));
         assertFails(Status.NULL_ARGUMENT, "User used after close()", user::size);
 
@@ -37,6 +44,11 @@ class LifecycleTest {
         assertFails(Status.NULL_ARGUMENT, "Catalog used after close()", () -> catalog.add(1000, "Brazil (1985)"));
         assertFails(Status.NULL_ARGUMENT, "Catalog used after close()", () -> catalog.title(1));
         assertFails(Status.NULL_ARGUMENT, "Catalog used after close()", () -> catalog.layoutStats(otherUser, null));
+        assertFails(Status.NULL_ARGUMENT, "Catalog used after close()", () -> catalog.recommend(otherUser));
+        for (long[] candidates : new long[][] {{1, 2}, {}}) {
+            assertFails(Status.NULL_ARGUMENT, "Catalog used after close()",
+                    () -> catalog.rank(otherUser, candidates, null, RankOrder.INPUT, UnknownCandidates.SKIP));
+        }
         assertFails(Status.NULL_ARGUMENT, "Catalog used after close()", () -> otherUser.append(catalog, 1));
         otherUser.close();
     }
