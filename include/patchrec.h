@@ -367,7 +367,34 @@ patchrec_status_t patchrec_catalog_add_batch(const struct patchrec_catalog_t *ca
                                              struct patchrec_error_t **error);
 
 /**
- * The number of registered items; 0 when `catalog` is NULL.
+ * Removes `n` items, all or nothing: an id that is not registered (or given twice) is
+ * `PATCHREC_UNKNOWN_ITEM` and the catalogue is unchanged. A removed item is never
+ * recommended or ranked and cannot be appended to a history; a history that already holds
+ * it still works, showing its last title; `patchrec_catalog_title` still returns that
+ * title. Queries already running keep the catalogue they started with. The id may be
+ * registered again. `ids` may be NULL when `n` is 0.
+ */
+PATCHREC_API
+patchrec_status_t patchrec_catalog_remove(const struct patchrec_catalog_t *catalog,
+                                          const uint64_t *ids,
+                                          size_t n,
+                                          struct patchrec_error_t **error);
+
+/**
+ * Changes the title of registered item `id` (`PATCHREC_UNKNOWN_ITEM` otherwise); the
+ * title is checked as by `patchrec_catalog_add`. From then on the item is recommended,
+ * ranked and shown in histories with the new title; queries already running keep the
+ * old one. On failure the catalogue is unchanged.
+ */
+PATCHREC_API
+patchrec_status_t patchrec_catalog_set_title(const struct patchrec_catalog_t *catalog,
+                                             uint64_t id,
+                                             const char *title,
+                                             struct patchrec_error_t **error);
+
+/**
+ * The number of items that can be recommended (registered, not removed); 0 when
+ * `catalog` is NULL.
  */
 PATCHREC_API size_t patchrec_catalog_len(const struct patchrec_catalog_t *catalog);
 

@@ -95,7 +95,46 @@ pub unsafe extern "C" fn patchrec_catalog_add_batch(
     })
 }
 
-/// The number of registered items; 0 when `catalog` is NULL.
+/// Removes `n` items, all or nothing: an id that is not registered (or given twice) is
+/// `PATCHREC_UNKNOWN_ITEM` and the catalogue is unchanged. A removed item is never
+/// recommended or ranked and cannot be appended to a history; a history that already holds
+/// it still works, showing its last title; `patchrec_catalog_title` still returns that
+/// title. Queries already running keep the catalogue they started with. The id may be
+/// registered again. `ids` may be NULL when `n` is 0.
+#[no_mangle]
+pub unsafe extern "C" fn patchrec_catalog_remove(
+    catalog: *const patchrec_catalog_t,
+    ids: *const u64,
+    n: usize,
+    error: *mut *mut patchrec_error_t,
+) -> patchrec_status_t {
+    guard(error, || {
+        let catalog = &arg_ref(catalog, "catalog")?.catalog;
+        catalog.remove_batch(arg_slice(ids, n, "ids")?)?;
+        Ok(())
+    })
+}
+
+/// Changes the title of registered item `id` (`PATCHREC_UNKNOWN_ITEM` otherwise); the
+/// title is checked as by `patchrec_catalog_add`. From then on the item is recommended,
+/// ranked and shown in histories with the new title; queries already running keep the
+/// old one. On failure the catalogue is unchanged.
+#[no_mangle]
+pub unsafe extern "C" fn patchrec_catalog_set_title(
+    catalog: *const patchrec_catalog_t,
+    id: u64,
+    title: *const c_char,
+    error: *mut *mut patchrec_error_t,
+) -> patchrec_status_t {
+    guard(error, || {
+        let catalog = &arg_ref(catalog, "catalog")?.catalog;
+        catalog.set_title(id, arg_str(title, "title")?)?;
+        Ok(())
+    })
+}
+
+/// The number of items that can be recommended (registered, not removed); 0 when
+/// `catalog` is NULL.
 #[no_mangle]
 pub unsafe extern "C" fn patchrec_catalog_len(catalog: *const patchrec_catalog_t) -> usize {
     guard_value(0, || catalog.as_ref().map_or(0, |c| c.catalog.len()))

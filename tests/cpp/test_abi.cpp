@@ -237,6 +237,25 @@ void test_train_errors() {
 
 }  // namespace
 
+// Removing and retitling: a removed item is never recommended, a retitled one reads back
+// its new title, unknown ids throw.
+void test_updates(const std::string &dir) {
+    patchrec::Catalog catalog(patchrec::Model::load(dir));
+    catalog.add(ITEMS);
+    catalog.remove({2, 6});
+    check(catalog.size() == ITEMS.size() - 2, "removed items leave the count");
+    check_throws("removing an unknown id", PATCHREC_UNKNOWN_ITEM, "999", [&] { catalog.remove({1, 999}); });
+    check(catalog.size() == ITEMS.size() - 2, "a failed removal removes nothing");
+    catalog.set_title(3, "Fargo Redux (2026)");
+    check(catalog.title(3) == "Fargo Redux (2026)", "the new title reads back");
+    patchrec::User user;
+    user.append(catalog, {1, 3});
+    auto all = patchrec::recommend(catalog, user, patchrec::QueryOptions().k(ITEMS.size()));
+    check(all.size() == ITEMS.size() - 2 &&
+              std::none_of(all.begin(), all.end(), [](const auto &r) { return r.item_id == 2 || r.item_id == 6; }),
+          "removed items are never recommended");
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         std::fprintf(stderr, "usage: %s CHECKPOINT_DIR\n", argv[0]);
@@ -253,6 +272,7 @@ int main(int argc, char **argv) {
         test_recommend(catalog);
         test_rank(catalog);
         test_concurrent_queries(catalog);
+        test_updates(dir);
     } catch (const std::exception &e) {
         check(false, std::string("unexpected exception: ") + e.what());
     }
