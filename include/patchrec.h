@@ -278,6 +278,35 @@ typedef struct patchrec_query_options_t patchrec_query_options_t;
 typedef struct patchrec_user_t patchrec_user_t;
 
 /**
+ * The catalogue's budget for users' prompt KV, as `patchrec_catalog_kv_stats` reports it.
+ * This layout is part of the ABI: it changes only with `PATCHREC_ABI_VERSION`.
+ */
+typedef struct patchrec_kv_stats_t {
+  /**
+   * The budget in bytes; `SIZE_MAX` when none is set (then nothing is counted).
+   */
+  size_t capacity;
+  /**
+   * Bytes of prompt KV held by the users of this catalogue now.
+   */
+  size_t bytes_held;
+  /**
+   * Users holding KV now.
+   */
+  size_t users_held;
+  /**
+   * Queries that found the user's KV cached, and ones that found none (a new user, or
+   * one evicted).
+   */
+  uint64_t hits;
+  uint64_t misses;
+  /**
+   * Users' KV dropped to stay within the budget.
+   */
+  uint64_t evictions;
+} patchrec_kv_stats_t;
+
+/**
  * One recommended item. This layout is part of the ABI: it changes only with
  * `PATCHREC_ABI_VERSION`.
  */
@@ -391,6 +420,26 @@ patchrec_status_t patchrec_catalog_set_title(const struct patchrec_catalog_t *ca
                                              uint64_t id,
                                              const char *title,
                                              struct patchrec_error_t **error);
+
+/**
+ * Bounds the bytes of prompt KV that the users queried against `catalog` hold together
+ * (each `patchrec_user_t` keeps its last prompt's KV): beyond `bytes`, the least recently
+ * used users' KV is dropped. An evicted user keeps its history, and its next query
+ * prefills its whole prompt, with the same answer. `SIZE_MAX` lifts the bound; lowering
+ * it evicts at once.
+ */
+PATCHREC_API
+patchrec_status_t patchrec_catalog_set_kv_budget(const struct patchrec_catalog_t *catalog,
+                                                 size_t bytes,
+                                                 struct patchrec_error_t **error);
+
+/**
+ * Fills `*out` with the KV budget's figures (see `patchrec_kv_stats_t`).
+ */
+PATCHREC_API
+patchrec_status_t patchrec_catalog_kv_stats(const struct patchrec_catalog_t *catalog,
+                                            struct patchrec_kv_stats_t *out,
+                                            struct patchrec_error_t **error);
 
 /**
  * The number of items that can be recommended (registered, not removed); 0 when

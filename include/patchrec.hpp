@@ -149,6 +149,17 @@ public:
     // Items that can be recommended (registered, not removed).
     std::size_t size() const noexcept { return patchrec_catalog_len(raw()); }
 
+    // Bounds the bytes of prompt KV this catalogue's users hold together, evicting the
+    // least recently used users' KV beyond it (answers do not change); SIZE_MAX lifts it.
+    void set_kv_budget(std::size_t bytes) const { detail::call(patchrec_catalog_set_kv_budget, raw(), bytes); }
+
+    // Bytes held, hits, misses and evictions of the KV budget.
+    patchrec_kv_stats_t kv_stats() const {
+        patchrec_kv_stats_t stats{};
+        detail::call(patchrec_catalog_kv_stats, raw(), &stats);
+        return stats;
+    }
+
     // Concurrent recommend() calls on this catalogue share decoding (one forward pass per
     // step for all waiting queries); max_batch 0 turns it off. An idle worker waits up to
     // max_wait for more queries before its first step.

@@ -20,6 +20,7 @@ use super::snapshot::{CatalogItem, CatalogSnapshot};
 use crate::error::{Error, Result};
 use crate::history::{Interaction, UserHistory};
 use crate::model::Model;
+use crate::prompt::{KvBudget, KvStats};
 
 /// The longest title accepted, in bytes: checked before tokenising, so a caller's 1 MB
 /// string is refused at once.
@@ -88,6 +89,8 @@ pub struct Catalog {
     current: RwLock<Arc<CatalogSnapshot>>,
     /// Serialises updates so none is lost between reading and swapping.
     writer: Mutex<()>,
+    /// The budget its users' prompt caches share, if one is set.
+    kv_budget: RwLock<Option<Arc<KvBudget>>>,
 }
 
 impl Catalog {
@@ -99,6 +102,7 @@ impl Catalog {
             model,
             current: RwLock::new(Arc::new(empty)),
             writer: Mutex::new(()),
+            kv_budget: RwLock::new(None),
         })
     }
 
@@ -122,6 +126,28 @@ impl Catalog {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Bounds the bytes of prompt KV that the [`crate::PromptCache`]s used with this
+    /// catalogue hold together, evicting the least recently used users' KV beyond it;
+    /// `None` lifts the bound. An evicted user keeps its history; its next query prefills
+    /// its whole prompt, with the same answer. Lowering the bound evicts at once.
+    pub fn set_kv_budget(&self, bytes: Option<usize>) {
+        let mut slot = self.kv_budget.write();
+        match (bytes, slot.as_ref()) {
+            (None, _) => *slot = None,
+            (Some(b), Some(budget)) => budget.set_capacity(b),
+            (Some(b), None) => *slot = Some(Arc::new(KvBudget::new(b))),
+        }
+    }
+
+    /// The KV budget's bytes held, hits, misses and evictions; `None` without a budget.
+    pub fn kv_stats(&self) -> Option<KvStats> {
+        self.kv_budget.read().as_ref().map(|b| b.stats())
+    }
+
+    pub(crate) fn kv_budget(&self) -> Option<Arc<KvBudget>> {
+        self.kv_budget.read().clone()
     }
 
     pub fn add(&self, id: u64, title: &str) -> Result<()> {

@@ -499,6 +499,30 @@ static void test_updates(const char *dir) {
         }
         check(fine, "removed items are never recommended");
     }
+    {
+        /* A KV budget of 1 byte holds nothing: the next query misses, answers the same. */
+        patchrec_kv_stats_t stats;
+        patchrec_recommendation_t again[ITEM_COUNT];
+        size_t again_len = 0;
+        check_ok("kv stats without a budget", patchrec_catalog_kv_stats(catalog, &stats, &error), &error);
+        check(stats.capacity == SIZE_MAX && stats.bytes_held == 0, "no budget: SIZE_MAX, nothing counted");
+        check_ok("set a kv budget", patchrec_catalog_set_kv_budget(catalog, 1, &error), &error);
+        if (check_ok("recommend under the budget",
+                     patchrec_recommend(catalog, user, options, again, ITEM_COUNT, &again_len, &error), &error)) {
+            int same = again_len == len;
+            for (i = 0; same && i < len; i++) {
+                float d = again[i].score - items[i].score;
+                same = again[i].item_id == items[i].item_id && d < 1e-4f && d > -1e-4f;
+            }
+            check(same, "the same answer under a KV budget");
+        }
+        check_ok("kv stats", patchrec_catalog_kv_stats(catalog, &stats, &error), &error);
+        check(stats.capacity == 1 && stats.bytes_held == 0 && stats.hits + stats.misses == 1 && stats.evictions == 1,
+              "a KV larger than the budget is not kept, and counted");
+        check_failure("kv stats into NULL", patchrec_catalog_kv_stats(catalog, NULL, &error),
+                      PATCHREC_NULL_ARGUMENT, &error, "out");
+        check_ok("lift the kv budget", patchrec_catalog_set_kv_budget(catalog, SIZE_MAX, &error), &error);
+    }
     patchrec_query_options_free(options);
     patchrec_user_free(user);
     patchrec_catalog_free(catalog);

@@ -254,6 +254,18 @@ void test_updates(const std::string &dir) {
     check(all.size() == ITEMS.size() - 2 &&
               std::none_of(all.begin(), all.end(), [](const auto &r) { return r.item_id == 2 || r.item_id == 6; }),
           "removed items are never recommended");
+
+    catalog.set_kv_budget(1);
+    auto bounded = patchrec::recommend(catalog, user, patchrec::QueryOptions().k(ITEMS.size()));
+    bool same = bounded.size() == all.size();
+    for (std::size_t i = 0; same && i < all.size(); i++) {
+        same = bounded[i].item_id == all[i].item_id && std::fabs(bounded[i].score - all[i].score) < 1e-4f;
+    }
+    check(same, "the same answer under a KV budget");
+    auto stats = catalog.kv_stats();
+    check(stats.capacity == 1 && stats.bytes_held == 0 && stats.evictions == 1, "the budget holds nothing");
+    catalog.set_kv_budget(SIZE_MAX);
+    check(catalog.kv_stats().capacity == SIZE_MAX, "SIZE_MAX lifts the budget");
 }
 
 int main(int argc, char **argv) {
