@@ -278,6 +278,35 @@ typedef struct patchrec_query_options_t patchrec_query_options_t;
 typedef struct patchrec_user_t patchrec_user_t;
 
 /**
+ * The catalogue's budget for users' prompt KV, as `patchrec_catalog_kv_stats` reports it.
+ * This layout is part of the ABI: it changes only with `PATCHREC_ABI_VERSION`.
+ */
+typedef struct patchrec_kv_stats_t {
+  /**
+   * The budget in bytes; `SIZE_MAX` when none is set (then nothing is counted).
+   */
+  size_t capacity;
+  /**
+   * Bytes of prompt KV held by the users of this catalogue now.
+   */
+  size_t bytes_held;
+  /**
+   * Users holding KV now.
+   */
+  size_t users_held;
+  /**
+   * Queries that found the user's KV cached, and ones that found none (a new user, or
+   * one evicted).
+   */
+  uint64_t hits;
+  uint64_t misses;
+  /**
+   * Users' KV dropped to stay within the budget.
+   */
+  uint64_t evictions;
+} patchrec_kv_stats_t;
+
+/**
  * One recommended item. This layout is part of the ABI: it changes only with
  * `PATCHREC_ABI_VERSION`.
  */
@@ -367,7 +396,54 @@ patchrec_status_t patchrec_catalog_add_batch(const struct patchrec_catalog_t *ca
                                              struct patchrec_error_t **error);
 
 /**
- * The number of registered items; 0 when `catalog` is NULL.
+ * Removes `n` items, all or nothing: an id that is not registered (or given twice) is
+ * `PATCHREC_UNKNOWN_ITEM` and the catalogue is unchanged. A removed item is never
+ * recommended or ranked and cannot be appended to a history; a history that already holds
+ * it still works, showing its last title; `patchrec_catalog_title` still returns that
+ * title. Queries already running keep the catalogue they started with. The id may be
+ * registered again. `ids` may be NULL when `n` is 0.
+ */
+PATCHREC_API
+patchrec_status_t patchrec_catalog_remove(const struct patchrec_catalog_t *catalog,
+                                          const uint64_t *ids,
+                                          size_t n,
+                                          struct patchrec_error_t **error);
+
+/**
+ * Changes the title of registered item `id` (`PATCHREC_UNKNOWN_ITEM` otherwise); the
+ * title is checked as by `patchrec_catalog_add`. From then on the item is recommended,
+ * ranked and shown in histories with the new title; queries already running keep the
+ * old one. On failure the catalogue is unchanged.
+ */
+PATCHREC_API
+patchrec_status_t patchrec_catalog_set_title(const struct patchrec_catalog_t *catalog,
+                                             uint64_t id,
+                                             const char *title,
+                                             struct patchrec_error_t **error);
+
+/**
+ * Bounds the bytes of prompt KV that the users queried against `catalog` hold together
+ * (each `patchrec_user_t` keeps its last prompt's KV): beyond `bytes`, the least recently
+ * used users' KV is dropped. An evicted user keeps its history, and its next query
+ * prefills its whole prompt, with the same answer. `SIZE_MAX` lifts the bound; lowering
+ * it evicts at once.
+ */
+PATCHREC_API
+patchrec_status_t patchrec_catalog_set_kv_budget(const struct patchrec_catalog_t *catalog,
+                                                 size_t bytes,
+                                                 struct patchrec_error_t **error);
+
+/**
+ * Fills `*out` with the KV budget's figures (see `patchrec_kv_stats_t`).
+ */
+PATCHREC_API
+patchrec_status_t patchrec_catalog_kv_stats(const struct patchrec_catalog_t *catalog,
+                                            struct patchrec_kv_stats_t *out,
+                                            struct patchrec_error_t **error);
+
+/**
+ * The number of items that can be recommended (registered, not removed); 0 when
+ * `catalog` is NULL.
  */
 PATCHREC_API size_t patchrec_catalog_len(const struct patchrec_catalog_t *catalog);
 

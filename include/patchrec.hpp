@@ -136,7 +136,29 @@ public:
         detail::call(patchrec_catalog_add_batch, raw(), ids.data(), titles.data(), items.size());
     }
 
+    // All or nothing; an unknown id throws (PATCHREC_UNKNOWN_ITEM). Histories that hold a
+    // removed item keep working; it is never recommended again.
+    void remove(const std::vector<std::uint64_t> &ids) const {
+        detail::call(patchrec_catalog_remove, raw(), ids.data(), ids.size());
+    }
+
+    void set_title(std::uint64_t id, const std::string &title) const {
+        detail::call(patchrec_catalog_set_title, raw(), id, title.c_str());
+    }
+
+    // Items that can be recommended (registered, not removed).
     std::size_t size() const noexcept { return patchrec_catalog_len(raw()); }
+
+    // Bounds the bytes of prompt KV this catalogue's users hold together, evicting the
+    // least recently used users' KV beyond it (answers do not change); SIZE_MAX lifts it.
+    void set_kv_budget(std::size_t bytes) const { detail::call(patchrec_catalog_set_kv_budget, raw(), bytes); }
+
+    // Bytes held, hits, misses and evictions of the KV budget.
+    patchrec_kv_stats_t kv_stats() const {
+        patchrec_kv_stats_t stats{};
+        detail::call(patchrec_catalog_kv_stats, raw(), &stats);
+        return stats;
+    }
 
     // Concurrent recommend() calls on this catalogue share decoding (one forward pass per
     // step for all waiting queries); max_batch 0 turns it off. An idle worker waits up to
@@ -147,18 +169,23 @@ public:
     }
 
     std::string title(std::uint64_t id) const {
-        std::size_t len = 0;
-        // The first call only asks for the length; a registered title never changes.
-        patchrec_error_t *error = nullptr;
-        patchrec_status_t status = patchrec_catalog_title(raw(), id, nullptr, 0, &len, &error);
-        if (status != PATCHREC_BUFFER_TOO_SMALL) {
+        // Ask for the length, then read; a title changed in between (set_title) is longer
+        // or shorter, so read again until it fits.
+        std::string title;
+        for (;;) {
+            std::size_t len = 0;
+            patchrec_error_t *error = nullptr;
+            patchrec_status_t status =
+                patchrec_catalog_title(raw(), id, title.empty() ? nullptr : &title[0], title.size(), &len, &error);
+            if (status == PATCHREC_BUFFER_TOO_SMALL && len + 1 > title.size()) {
+                patchrec_error_free(error);
+                title.assign(len + 1, '\0');
+                continue;
+            }
             detail::check(status, error);
+            title.resize(len);
+            return title;
         }
-        patchrec_error_free(error);
-        std::string title(len + 1, '\0');
-        detail::call(patchrec_catalog_title, raw(), id, &title[0], title.size(), &len);
-        title.resize(len);
-        return title;
     }
 
     const patchrec_catalog_t *raw() const noexcept { return handle_.get(); }

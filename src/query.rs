@@ -131,7 +131,7 @@ pub(crate) fn prepare(
     let prompt = build_prompt_shown(model, &snap, &history, layout.layout)?;
     let exclude = if opts.exclude_history {
         user.item_ids()
-            .filter_map(|id| snap.index_of(id).ok())
+            .filter_map(|id| snap.live_index_of(id).ok())
             .collect()
     } else {
         Vec::new()

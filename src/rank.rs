@@ -150,7 +150,7 @@ fn run_rank(
         if !seen.insert(id) {
             continue;
         }
-        match q.snap.index_of(id) {
+        match q.snap.live_index_of(id) {
             Ok(index) => wanted.push(index),
             Err(e) => match opts.unknown {
                 UnknownCandidates::Fail => return Err(e),

@@ -112,9 +112,12 @@ fn queries_see_a_consistent_catalogue_while_items_are_added() {
         };
         for _ in 0..6 {
             let snap = cat.snapshot();
-            // Each snapshot is internally consistent: one patch row per item, every
-            // item indexed, sizes only in whole registration batches.
-            assert_eq!(snap.patches().dim(0).unwrap(), snap.len());
+            // Each snapshot is internally consistent: every item indexed with its patch,
+            // sizes only in whole registration batches.
+            for item in snap.items() {
+                let index = snap.live_index_of(item.id).unwrap();
+                assert_eq!(snap.patches_of(&[index]).unwrap().dims(), &[1, 64][..]);
+            }
             assert_eq!((snap.len() - 8) % 4, 0);
             let res = patchrec::recommend(
                 &cat,

@@ -37,7 +37,13 @@ fn item_patch_is_mean_of_title_token_embeddings() {
             item.title
         );
         let expected = reference_mean(table, &item.tokens);
-        let got = snap.patches().i(i).unwrap().to_vec1::<f32>().unwrap();
+        let got = snap
+            .patches_of(&[i as u32])
+            .unwrap()
+            .i(0)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert!(close(&got, &expected), "patch of {:?} differs", item.title);
         // Registration tokenises exactly as the tokenizer does.
         assert_eq!(item.tokens, model.tokenizer().encode(&item.title).unwrap());
@@ -83,7 +89,13 @@ fn patches_follow_items_registered_later() {
     cat.add(items[5].0, &items[5].1).unwrap();
     let snap = cat.snapshot();
     assert_eq!(snap.len(), 6);
-    let got = snap.patches().i(5).unwrap().to_vec1::<f32>().unwrap();
+    let got = snap
+        .patches_of(&[5])
+        .unwrap()
+        .i(0)
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     let want = reference_mean(
         model.llama().embeddings(),
         &snap.get(items[5].0).unwrap().tokens,

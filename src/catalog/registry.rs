@@ -7,19 +7,20 @@
 //!
 //! Policies: an id registered twice is an error (`DuplicateItem`) and changes nothing;
 //! different ids may share a title (they share one path in the prefix tree and are
-//! returned together, with the same score); a title is checked by [`check_title`].
+//! returned together, with the same score); a title is checked by [`check_title`]. Items
+//! can be removed and retitled ([`Catalog::remove_batch`], [`Catalog::set_titles`]); an
+//! update costs O(its titles + log n), and queries running meanwhile keep their snapshot.
 
 use std::sync::Arc;
 
-use candle_core::Tensor;
 use parking_lot::{Mutex, RwLock};
 
 use super::patch::item_patches;
 use super::snapshot::{CatalogItem, CatalogSnapshot};
-use super::trie::TitleTrie;
 use crate::error::{Error, Result};
 use crate::history::{Interaction, UserHistory};
 use crate::model::Model;
+use crate::prompt::{KvBudget, KvStats};
 
 /// The longest title accepted, in bytes: checked before tokenising, so a caller's 1 MB
 /// string is refused at once.
@@ -86,25 +87,22 @@ pub struct Catalog {
     id: u64,
     model: Arc<Model>,
     current: RwLock<Arc<CatalogSnapshot>>,
-    /// Serialises registrations so none is lost between reading and swapping.
+    /// Serialises updates so none is lost between reading and swapping.
     writer: Mutex<()>,
+    /// The budget its users' prompt caches share, if one is set.
+    kv_budget: RwLock<Option<Arc<KvBudget>>>,
 }
 
 impl Catalog {
     pub fn new(model: Arc<Model>) -> Result<Self> {
-        let d = model.llama().hidden_size();
-        let empty = CatalogSnapshot {
-            items: Vec::new(),
-            index: Default::default(),
-            patches: Tensor::zeros((0, d), candle_core::DType::F32, model.device())?,
-            trie: TitleTrie::default(),
-        };
+        let empty = CatalogSnapshot::empty(model.llama().hidden_size(), model.device().clone());
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Catalog {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             model,
             current: RwLock::new(Arc::new(empty)),
             writer: Mutex::new(()),
+            kv_budget: RwLock::new(None),
         })
     }
 
@@ -116,11 +114,12 @@ impl Catalog {
         &self.model
     }
 
-    /// The catalogue as it is now; later registrations do not change it.
+    /// The catalogue as it is now; later updates do not change it.
     pub fn snapshot(&self) -> Arc<CatalogSnapshot> {
         self.current.read().clone()
     }
 
+    /// Items that can be recommended.
     pub fn len(&self) -> usize {
         self.current.read().len()
     }
@@ -129,21 +128,119 @@ impl Catalog {
         self.len() == 0
     }
 
+    /// Bounds the bytes of prompt KV that the [`crate::PromptCache`]s used with this
+    /// catalogue hold together, evicting the least recently used users' KV beyond it;
+    /// `None` lifts the bound. An evicted user keeps its history; its next query prefills
+    /// its whole prompt, with the same answer. Lowering the bound evicts at once.
+    pub fn set_kv_budget(&self, bytes: Option<usize>) {
+        let mut slot = self.kv_budget.write();
+        match (bytes, slot.as_ref()) {
+            (None, _) => *slot = None,
+            (Some(b), Some(budget)) => budget.set_capacity(b),
+            (Some(b), None) => *slot = Some(Arc::new(KvBudget::new(b))),
+        }
+    }
+
+    /// The KV budget's bytes held, hits, misses and evictions; `None` without a budget.
+    pub fn kv_stats(&self) -> Option<KvStats> {
+        self.kv_budget.read().as_ref().map(|b| b.stats())
+    }
+
+    pub(crate) fn kv_budget(&self) -> Option<Arc<KvBudget>> {
+        self.kv_budget.read().clone()
+    }
+
     pub fn add(&self, id: u64, title: &str) -> Result<()> {
         self.add_batch(&[(id, title)])
     }
 
-    /// Registers items all or nothing: on any error the catalogue is unchanged.
+    /// Registers items all or nothing: on any error the catalogue is unchanged. An id that
+    /// is registered is `DuplicateItem`; a removed id may be registered again. Costs
+    /// O(the titles' tokens + log n) per item, not O(catalogue).
     pub fn add_batch<T: AsRef<str>>(&self, items: &[(u64, T)]) -> Result<()> {
+        self.update(|old, next| {
+            let mut seen = std::collections::HashSet::new();
+            for (id, _) in items {
+                if old.live_index_of(*id).is_ok() || !seen.insert(*id) {
+                    return Err(Error::DuplicateItem(*id));
+                }
+            }
+            for item in self.prepare(items)? {
+                insert(next, item, self.model.special().answer_end);
+            }
+            Ok(())
+        })
+    }
+
+    /// Removes items all or nothing (`UnknownItem` for an id that is not registered, and
+    /// the catalogue unchanged). A removed item is never recommended, scored or newly
+    /// appended to a history; a history that already holds it still renders it, with its
+    /// last title. Queries already running keep the catalogue they started with.
+    pub fn remove_batch(&self, ids: &[u64]) -> Result<()> {
+        self.update(|_, next| {
+            let answer_end = self.model.special().answer_end;
+            for &id in ids {
+                let index = next.live_index_of(id)?; // also refuses an id given twice
+                retire(next, index, answer_end);
+            }
+            Ok(())
+        })
+    }
+
+    pub fn remove(&self, id: u64) -> Result<()> {
+        self.remove_batch(&[id])
+    }
+
+    /// Changes the titles of registered items, all or nothing (`UnknownItem` for an id
+    /// that is not registered; a title is checked as at registration). From then on the
+    /// item is recommended, scored and shown in histories with its new title. Queries
+    /// already running keep the catalogue they started with.
+    pub fn set_titles<T: AsRef<str>>(&self, items: &[(u64, T)]) -> Result<()> {
+        self.update(|old, next| {
+            let mut seen = std::collections::HashSet::new();
+            for (id, _) in items {
+                old.live_index_of(*id)?;
+                if !seen.insert(*id) {
+                    return Err(Error::invalid(format!(
+                        "item {id}: retitled twice in one batch"
+                    )));
+                }
+            }
+            let answer_end = self.model.special().answer_end;
+            for item in self.prepare(items)? {
+                // A new index, so that nothing cached under the old one (a user's prompt
+                // KV) is taken for the new title.
+                let old_index = next.live_index_of(item.id)?;
+                retire(next, old_index, answer_end);
+                insert(next, item, answer_end);
+            }
+            Ok(())
+        })
+    }
+
+    pub fn set_title(&self, id: u64, title: &str) -> Result<()> {
+        self.set_titles(&[(id, title)])
+    }
+
+    /// Applies `change` to a copy of the current snapshot (cheap: the tables are
+    /// persistent) and swaps it in; on error nothing changes.
+    fn update(
+        &self,
+        change: impl FnOnce(&CatalogSnapshot, &mut CatalogSnapshot) -> Result<()>,
+    ) -> Result<()> {
         let _writing = self.writer.lock();
         let old = self.snapshot();
-        let mut new_items = Vec::with_capacity(items.len());
-        let mut seen = std::collections::HashSet::new();
+        let mut next = (*old).clone();
+        change(&old, &mut next)?;
+        *self.current.write() = Arc::new(next);
+        Ok(())
+    }
+
+    /// Checks and tokenises titles and computes their item patches in one batch.
+    fn prepare<T: AsRef<str>>(&self, items: &[(u64, T)]) -> Result<Vec<CatalogItem>> {
+        let mut prepared = Vec::with_capacity(items.len());
         for (id, title) in items {
             let (id, title) = (*id, title.as_ref());
-            if old.index.contains_key(&id) || !seen.insert(id) {
-                return Err(Error::DuplicateItem(id));
-            }
             let title = check_title(id, title)?;
             let tokens = self.model.tokenizer().encode(title)?;
             let max_tokens = max_title_tokens(&self.model);
@@ -164,30 +261,22 @@ impl Catalog {
                     preview(title)
                 )));
             }
-            new_items.push(CatalogItem {
+            prepared.push(CatalogItem {
                 id,
                 title: title.to_string(),
                 tokens,
+                patch: Vec::new(),
             });
         }
-        if new_items.is_empty() {
-            return Ok(());
+        if prepared.is_empty() {
+            return Ok(prepared);
         }
-        let token_lists: Vec<&[u32]> = new_items.iter().map(|i| i.tokens.as_slice()).collect();
-        let patches = item_patches(self.model.llama(), &token_lists)?;
-        let mut next = (*old).clone();
-        next.patches = Tensor::cat(&[&old.patches, &patches], 0)?;
-        let answer_end = self.model.special().answer_end;
-        for item in new_items {
-            let index = next.items.len() as u32;
-            let mut path = item.tokens.clone();
-            path.push(answer_end);
-            next.trie.insert(&path, index);
-            next.index.insert(item.id, index);
-            next.items.push(Arc::new(item));
+        let token_lists: Vec<&[u32]> = prepared.iter().map(|i| i.tokens.as_slice()).collect();
+        let patches = item_patches(self.model.llama(), &token_lists)?.to_vec2::<f32>()?;
+        for (item, patch) in prepared.iter_mut().zip(patches) {
+            item.patch = patch;
         }
-        *self.current.write() = Arc::new(next);
-        Ok(())
+        Ok(prepared)
     }
 
     /// A new history of `ids` (oldest first, times unknown), all checked against this
@@ -210,11 +299,29 @@ impl Catalog {
     pub fn append(&self, user: &mut UserHistory, interactions: &[Interaction]) -> Result<()> {
         let snap = self.snapshot();
         for i in interactions {
-            snap.index_of(i.item_id)?;
+            snap.live_index_of(i.item_id)?;
         }
         for &i in interactions {
             user.push_unchecked(i);
         }
         Ok(())
     }
+}
+
+/// Adds `item` at the next index: the item table, the id's index and the title tree.
+fn insert(snap: &mut CatalogSnapshot, item: CatalogItem, answer_end: u32) {
+    let index = snap.items.len() as u32;
+    let mut path = item.tokens.clone();
+    path.push(answer_end);
+    snap.trie.insert(&path, index);
+    snap.index.insert(item.id, index);
+    snap.items.push_back(Arc::new(item));
+}
+
+/// Takes the item at `index` out of the title tree; it stays readable at its index.
+fn retire(snap: &mut CatalogSnapshot, index: u32, answer_end: u32) {
+    let mut path = snap.item(index).tokens.clone();
+    path.push(answer_end);
+    snap.trie.remove(&path, index);
+    snap.retired.insert(index);
 }

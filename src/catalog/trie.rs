@@ -1,6 +1,10 @@
 //! The prefix tree of title token sequences that constrains decoding: every path from
 //! the root spells one title followed by the answer-end token, and the node after that
 //! token lists the catalogue entries with this title.
+//!
+//! The nodes live in a persistent vector (`imbl`), so a catalogue update copies only the
+//! nodes on the changed path (each with its list of children), never the whole tree, and
+//! the snapshot before it stays intact for the queries reading it.
 
 #[derive(Debug, Clone, Default)]
 struct Node {
@@ -18,13 +22,13 @@ pub(crate) const ROOT: u32 = 0;
 
 #[derive(Debug, Clone)]
 pub struct TitleTrie {
-    nodes: Vec<Node>,
+    nodes: imbl::Vector<Node>,
 }
 
 impl Default for TitleTrie {
     fn default() -> Self {
         TitleTrie {
-            nodes: vec![Node::default()],
+            nodes: imbl::Vector::unit(Node::default()),
         }
     }
 }
@@ -39,7 +43,7 @@ impl TitleTrie {
                 Some(c) => c,
                 None => {
                     let c = self.nodes.len() as u32;
-                    self.nodes.push(Node::default());
+                    self.nodes.push_back(Node::default());
                     let children = &mut self.nodes[node as usize].children;
                     let at = children.partition_point(|&(t, _)| t < tok);
                     children.insert(at, (tok, c));
@@ -49,6 +53,39 @@ impl TitleTrie {
             self.nodes[node as usize].count += 1;
         }
         self.nodes[node as usize].items.push(item);
+    }
+
+    /// Removes entry `item` from the end of `path`; a branch left with no entries is cut
+    /// from its parent. Returns false, changing nothing, when `item` is not there.
+    pub fn remove(&mut self, path: &[u32], item: u32) -> bool {
+        let Some(nodes) = self.walk(path) else {
+            return false;
+        };
+        let end = *nodes.last().unwrap_or(&ROOT);
+        let Some(at) = self.nodes[end as usize]
+            .items
+            .iter()
+            .position(|&i| i == item)
+        else {
+            return false;
+        };
+        self.nodes[end as usize].items.remove(at);
+        self.nodes[ROOT as usize].count -= 1;
+        let mut parent = ROOT;
+        for (&node, &tok) in nodes.iter().zip(path) {
+            let n = &mut self.nodes[node as usize];
+            n.count -= 1;
+            if n.count == 0 {
+                // Nothing below: cut the branch here (its nodes stay, unreachable).
+                let children = &mut self.nodes[parent as usize].children;
+                if let Ok(i) = children.binary_search_by_key(&tok, |&(t, _)| t) {
+                    children.remove(i);
+                }
+                break;
+            }
+            parent = node;
+        }
+        true
     }
 
     pub fn child(&self, node: u32, token: u32) -> Option<u32> {
@@ -84,6 +121,7 @@ impl TitleTrie {
         Some(out)
     }
 
+    /// Nodes held, reachable or cut by removals.
     pub fn num_nodes(&self) -> usize {
         self.nodes.len()
     }

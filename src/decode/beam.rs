@@ -265,7 +265,7 @@ impl BeamState {
         let mut removed: HashMap<u32, u32> = HashMap::new();
         let mut excluded = HashSet::new();
         for &idx in &opts.exclude {
-            if !excluded.insert(idx) || idx as usize >= catalog.len() {
+            if !excluded.insert(idx) || !catalog.is_live(idx) {
                 continue;
             }
             let mut path = catalog.item(idx).tokens.clone();

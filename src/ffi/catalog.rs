@@ -95,7 +95,115 @@ pub unsafe extern "C" fn patchrec_catalog_add_batch(
     })
 }
 
-/// The number of registered items; 0 when `catalog` is NULL.
+/// Removes `n` items, all or nothing: an id that is not registered (or given twice) is
+/// `PATCHREC_UNKNOWN_ITEM` and the catalogue is unchanged. A removed item is never
+/// recommended or ranked and cannot be appended to a history; a history that already holds
+/// it still works, showing its last title; `patchrec_catalog_title` still returns that
+/// title. Queries already running keep the catalogue they started with. The id may be
+/// registered again. `ids` may be NULL when `n` is 0.
+#[no_mangle]
+pub unsafe extern "C" fn patchrec_catalog_remove(
+    catalog: *const patchrec_catalog_t,
+    ids: *const u64,
+    n: usize,
+    error: *mut *mut patchrec_error_t,
+) -> patchrec_status_t {
+    guard(error, || {
+        let catalog = &arg_ref(catalog, "catalog")?.catalog;
+        catalog.remove_batch(arg_slice(ids, n, "ids")?)?;
+        Ok(())
+    })
+}
+
+/// Changes the title of registered item `id` (`PATCHREC_UNKNOWN_ITEM` otherwise); the
+/// title is checked as by `patchrec_catalog_add`. From then on the item is recommended,
+/// ranked and shown in histories with the new title; queries already running keep the
+/// old one. On failure the catalogue is unchanged.
+#[no_mangle]
+pub unsafe extern "C" fn patchrec_catalog_set_title(
+    catalog: *const patchrec_catalog_t,
+    id: u64,
+    title: *const c_char,
+    error: *mut *mut patchrec_error_t,
+) -> patchrec_status_t {
+    guard(error, || {
+        let catalog = &arg_ref(catalog, "catalog")?.catalog;
+        catalog.set_title(id, arg_str(title, "title")?)?;
+        Ok(())
+    })
+}
+
+/// The catalogue's budget for users' prompt KV, as `patchrec_catalog_kv_stats` reports it.
+/// This layout is part of the ABI: it changes only with `PATCHREC_ABI_VERSION`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct patchrec_kv_stats_t {
+    /// The budget in bytes; `SIZE_MAX` when none is set (then nothing is counted).
+    pub capacity: usize,
+    /// Bytes of prompt KV held by the users of this catalogue now.
+    pub bytes_held: usize,
+    /// Users holding KV now.
+    pub users_held: usize,
+    /// Queries that found the user's KV cached, and ones that found none (a new user, or
+    /// one evicted).
+    pub hits: u64,
+    pub misses: u64,
+    /// Users' KV dropped to stay within the budget.
+    pub evictions: u64,
+}
+
+/// Bounds the bytes of prompt KV that the users queried against `catalog` hold together
+/// (each `patchrec_user_t` keeps its last prompt's KV): beyond `bytes`, the least recently
+/// used users' KV is dropped. An evicted user keeps its history, and its next query
+/// prefills its whole prompt, with the same answer. `SIZE_MAX` lifts the bound; lowering
+/// it evicts at once.
+#[no_mangle]
+pub unsafe extern "C" fn patchrec_catalog_set_kv_budget(
+    catalog: *const patchrec_catalog_t,
+    bytes: usize,
+    error: *mut *mut patchrec_error_t,
+) -> patchrec_status_t {
+    guard(error, || {
+        let catalog = &arg_ref(catalog, "catalog")?.catalog;
+        catalog.set_kv_budget((bytes != usize::MAX).then_some(bytes));
+        Ok(())
+    })
+}
+
+/// Fills `*out` with the KV budget's figures (see `patchrec_kv_stats_t`).
+#[no_mangle]
+pub unsafe extern "C" fn patchrec_catalog_kv_stats(
+    catalog: *const patchrec_catalog_t,
+    out: *mut patchrec_kv_stats_t,
+    error: *mut *mut patchrec_error_t,
+) -> patchrec_status_t {
+    guard(error, || {
+        let catalog = &arg_ref(catalog, "catalog")?.catalog;
+        let out = arg_mut(out, "out")?;
+        *out = match catalog.kv_stats() {
+            Some(s) => patchrec_kv_stats_t {
+                capacity: s.capacity,
+                bytes_held: s.bytes_held,
+                users_held: s.users_held,
+                hits: s.hits,
+                misses: s.misses,
+                evictions: s.evictions,
+            },
+            None => patchrec_kv_stats_t {
+                capacity: usize::MAX,
+                bytes_held: 0,
+                users_held: 0,
+                hits: 0,
+                misses: 0,
+                evictions: 0,
+            },
+        };
+        Ok(())
+    })
+}
+
+/// The number of items that can be recommended (registered, not removed); 0 when
+/// `catalog` is NULL.
 #[no_mangle]
 pub unsafe extern "C" fn patchrec_catalog_len(catalog: *const patchrec_catalog_t) -> usize {
     guard_value(0, || catalog.as_ref().map_or(0, |c| c.catalog.len()))

@@ -275,10 +275,7 @@ fn patch_rows(
     patches: PatchSource,
 ) -> Result<Tensor> {
     match patches {
-        PatchSource::Cached => {
-            let rows = Tensor::new(items, model.device())?;
-            Ok(catalog.patches().index_select(&rows, 0)?)
-        }
+        PatchSource::Cached => catalog.patches_of(items),
         PatchSource::Live => {
             let titles: Vec<&[u32]> = items
                 .iter()

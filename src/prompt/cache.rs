@@ -14,11 +14,13 @@
 //! not bit for bit: the positions are computed in different batches. The same prompt
 //! asked again is answered from the cache and is bit-identical to the previous answer.
 
+use std::sync::Arc;
+
+use super::budget::{Held, KvBudget, Slot};
 use super::builder::{PositionKey, Prompt};
 use crate::catalog::Catalog;
 use crate::decode::{prefill, prefill_from, Prefilled};
 use crate::error::Result;
-use crate::model::KvCache;
 
 /// How the last prefill went: positions taken from the cache and positions computed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -29,15 +31,16 @@ pub struct ReuseStats {
 
 /// One user's cached prompt. Tied to one catalogue (and so one model): used with another,
 /// it starts over. Holds `layers x 2 x kv_heads x head_dim x 4` bytes per position
-/// ([`PromptCache::memory_bytes`]). Not synchronised; one query at a time.
+/// ([`PromptCache::memory_bytes`]); under a catalogue's KV budget
+/// ([`Catalog::set_kv_budget`]) those bytes are charged to the budget, which may evict
+/// them between this user's queries. One query at a time.
 #[derive(Default)]
 pub struct PromptCache {
     catalog: Option<u64>,
-    keys: Vec<PositionKey>,
-    kv: Option<KvCache>,
-    /// The first answer token's log-probabilities after the cached prompt, so the same
-    /// prompt again is answered without a forward pass and bit for bit as before.
-    logp: Vec<f32>,
+    slot: Slot,
+    /// The budget this cache's KV is charged to, and its entry there.
+    budget: Option<Arc<KvBudget>>,
+    tick: Option<u64>,
     last: ReuseStats,
 }
 
@@ -48,59 +51,85 @@ impl PromptCache {
 
     /// Drops the cached state (its memory is freed).
     pub fn clear(&mut self) {
-        *self = Self::default();
+        self.release();
+        *self.slot.lock() = None;
+        self.catalog = None;
+        self.last = ReuseStats::default();
     }
 
-    /// Positions cached.
+    /// Positions cached (0 after an eviction).
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.slot.lock().as_ref().map_or(0, |h| h.keys.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.len() == 0
     }
 
     /// Bytes held by the cached keys and values.
     pub fn memory_bytes(&self) -> usize {
-        self.kv.as_ref().map_or(0, KvCache::memory_bytes)
+        self.slot.lock().as_ref().map_or(0, |h| h.kv.memory_bytes())
     }
 
     pub fn last_reuse(&self) -> ReuseStats {
         self.last
     }
 
+    /// Takes this cache's entry out of its budget's accounting.
+    fn release(&mut self) {
+        if let Some(budget) = self.budget.take() {
+            budget.forget(&mut self.tick);
+        }
+        self.tick = None;
+    }
+
     /// Prefills `prompt` (built from `catalog`'s current snapshot) and keeps its KV for
     /// the next call.
     pub(crate) fn prefill(&mut self, catalog: &Catalog, prompt: &Prompt) -> Result<Prefilled> {
         let model = catalog.model();
-        // Catalogue indices in the keys mean something only within one catalogue; its
-        // snapshots only ever append, so indices stay valid across registrations.
+        // Catalogue indices in the keys mean something only within one catalogue; an
+        // index is never reassigned there (a retitled item takes a new one), so the keys
+        // stay valid across updates.
         let owner = catalog.id();
         if self.catalog != Some(owner) {
             self.clear();
             self.catalog = Some(owner);
         }
-        if let Some(kv) = self.kv.as_ref().filter(|_| self.keys == prompt.keys) {
+        let budget = catalog.kv_budget();
+        if !same_budget(&self.budget, &budget) {
+            self.release();
+            self.budget = budget;
+        }
+        // Taken out for the query; a budget cannot evict it meanwhile.
+        let held = self.slot.lock().take();
+        if let Some(b) = &self.budget {
+            b.count(held.is_some());
+        }
+        if let Some(held) = held.as_ref().filter(|h| h.keys == prompt.keys) {
             self.last = ReuseStats {
                 reused: prompt.len,
                 computed: 0,
             };
-            return Ok(Prefilled {
-                cache: kv.clone(),
-                logp: self.logp.clone(),
-            });
+            let prefilled = Prefilled {
+                cache: held.kv.clone(),
+                logp: held.logp.clone(),
+            };
+            self.keep(held.keys.clone(), &prefilled);
+            return Ok(prefilled);
         }
-        let shared = self
-            .keys
-            .iter()
-            .zip(&prompt.keys)
-            .take_while(|(a, b)| a == b)
-            .count()
-            // The last position is recomputed: its hidden state gives the logits.
-            .min(prompt.len.saturating_sub(1));
-        let (prefilled, start) = match self.kv.take() {
+        let shared = held.as_ref().map_or(0, |h| {
+            h.keys
+                .iter()
+                .zip(&prompt.keys)
+                .take_while(|(a, b)| a == b)
+                .count()
+                // The last position is recomputed: its hidden state gives the logits.
+                .min(prompt.len.saturating_sub(1))
+        });
+        let (prefilled, start) = match held {
             // Below the shared head the model's own head cache is as good and free.
-            Some(mut kv) if shared > prompt.shared_head => {
+            Some(h) if shared > prompt.shared_head => {
+                let mut kv = h.kv;
                 kv.truncate(shared)?;
                 (prefill_from(model, prompt, kv)?, shared)
             }
@@ -117,9 +146,34 @@ impl PromptCache {
             reused: start,
             computed: prompt.len - start,
         };
-        self.keys = prompt.keys.clone();
-        self.kv = Some(prefilled.cache.clone());
-        self.logp = prefilled.logp.clone();
+        self.keep(prompt.keys.clone(), &prefilled);
         Ok(prefilled)
+    }
+
+    /// Keeps a prefilled prompt for the next query, charged to the budget if there is one.
+    fn keep(&mut self, keys: Vec<PositionKey>, prefilled: &Prefilled) {
+        let held = Held {
+            keys,
+            kv: prefilled.cache.clone(),
+            logp: prefilled.logp.clone(),
+        };
+        match &self.budget {
+            Some(budget) => budget.store(&self.slot, &mut self.tick, held),
+            None => *self.slot.lock() = Some(held),
+        }
+    }
+}
+
+impl Drop for PromptCache {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+fn same_budget(a: &Option<Arc<KvBudget>>, b: &Option<Arc<KvBudget>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
     }
 }

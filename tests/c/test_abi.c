@@ -456,6 +456,78 @@ static void test_rank(const patchrec_catalog_t *catalog) {
     patchrec_user_free(user);
 }
 
+/* Removing and retitling on a catalogue of its own: a removed item is never recommended
+ * again, a retitled one reads back its new title, bad updates change nothing. */
+static void test_updates(const char *dir) {
+    patchrec_catalog_t *catalog = make_catalog(dir);
+    patchrec_error_t *error = NULL;
+    patchrec_recommendation_t items[ITEM_COUNT];
+    patchrec_query_options_t *options = patchrec_query_options_new();
+    patchrec_user_t *user = NULL;
+    const uint64_t gone[] = {2, 6};
+    const uint64_t with_unknown[] = {1, 999};
+    const uint64_t history[] = {1, 3};
+    char title[64];
+    size_t len = 0, i;
+    if (catalog == NULL) {
+        return;
+    }
+    check_ok("remove two", patchrec_catalog_remove(catalog, gone, 2, &error), &error);
+    check(patchrec_catalog_len(catalog) == ITEM_COUNT - 2, "removed items leave the count");
+    check_failure("remove an unknown id", patchrec_catalog_remove(catalog, with_unknown, 2, &error),
+                  PATCHREC_UNKNOWN_ITEM, &error, "999");
+    check(patchrec_catalog_len(catalog) == ITEM_COUNT - 2, "a failed removal removes nothing");
+    check_failure("retitle a removed id", patchrec_catalog_set_title(catalog, 2, "Heat (1995)", &error),
+                  PATCHREC_UNKNOWN_ITEM, &error, "2");
+    check_failure("retitle to an empty title", patchrec_catalog_set_title(catalog, 3, " ", &error),
+                  PATCHREC_INVALID_ARGUMENT, &error, "no visible characters");
+    check_ok("retitle", patchrec_catalog_set_title(catalog, 3, "Fargo Redux (2026)", &error), &error);
+    if (check_ok("title after retitle", patchrec_catalog_title(catalog, 3, title, sizeof title, &len, &error),
+                 &error)) {
+        check(strcmp(title, "Fargo Redux (2026)") == 0, "the new title reads back");
+    }
+    check_ok("user for updates", patchrec_user_new(&user, &error), &error);
+    check_ok("append", patchrec_user_append_batch(user, catalog, history, NULL, 2, &error), &error);
+    check_failure("append a removed item", patchrec_user_append(user, catalog, 6, PATCHREC_NO_TIMESTAMP, &error),
+                  PATCHREC_UNKNOWN_ITEM, &error, "6");
+    check_ok("k = all", patchrec_query_options_set_k(options, ITEM_COUNT, &error), &error);
+    if (check_ok("recommend after updates",
+                 patchrec_recommend(catalog, user, options, items, ITEM_COUNT, &len, &error), &error)) {
+        int fine = len == ITEM_COUNT - 2;
+        for (i = 0; i < len; i++) {
+            fine = fine && items[i].item_id != 2 && items[i].item_id != 6;
+        }
+        check(fine, "removed items are never recommended");
+    }
+    {
+        /* A KV budget of 1 byte holds nothing: the next query misses, answers the same. */
+        patchrec_kv_stats_t stats;
+        patchrec_recommendation_t again[ITEM_COUNT];
+        size_t again_len = 0;
+        check_ok("kv stats without a budget", patchrec_catalog_kv_stats(catalog, &stats, &error), &error);
+        check(stats.capacity == SIZE_MAX && stats.bytes_held == 0, "no budget: SIZE_MAX, nothing counted");
+        check_ok("set a kv budget", patchrec_catalog_set_kv_budget(catalog, 1, &error), &error);
+        if (check_ok("recommend under the budget",
+                     patchrec_recommend(catalog, user, options, again, ITEM_COUNT, &again_len, &error), &error)) {
+            int same = again_len == len;
+            for (i = 0; same && i < len; i++) {
+                float d = again[i].score - items[i].score;
+                same = again[i].item_id == items[i].item_id && d < 1e-4f && d > -1e-4f;
+            }
+            check(same, "the same answer under a KV budget");
+        }
+        check_ok("kv stats", patchrec_catalog_kv_stats(catalog, &stats, &error), &error);
+        check(stats.capacity == 1 && stats.bytes_held == 0 && stats.hits + stats.misses == 1 && stats.evictions == 1,
+              "a KV larger than the budget is not kept, and counted");
+        check_failure("kv stats into NULL", patchrec_catalog_kv_stats(catalog, NULL, &error),
+                      PATCHREC_NULL_ARGUMENT, &error, "out");
+        check_ok("lift the kv budget", patchrec_catalog_set_kv_budget(catalog, SIZE_MAX, &error), &error);
+    }
+    patchrec_query_options_free(options);
+    patchrec_user_free(user);
+    patchrec_catalog_free(catalog);
+}
+
 int main(int argc, char **argv) {
     patchrec_catalog_t *catalog;
     if (argc != 2) {
@@ -466,6 +538,7 @@ int main(int argc, char **argv) {
     test_missing_checkpoint();
     test_null_arguments(argv[1]);
     test_options(argv[1]);
+    test_updates(argv[1]);
     catalog = make_catalog(argv[1]);
     if (catalog != NULL) {
         test_catalog(catalog);

@@ -237,6 +237,37 @@ void test_train_errors() {
 
 }  // namespace
 
+// Removing and retitling: a removed item is never recommended, a retitled one reads back
+// its new title, unknown ids throw.
+void test_updates(const std::string &dir) {
+    patchrec::Catalog catalog(patchrec::Model::load(dir));
+    catalog.add(ITEMS);
+    catalog.remove({2, 6});
+    check(catalog.size() == ITEMS.size() - 2, "removed items leave the count");
+    check_throws("removing an unknown id", PATCHREC_UNKNOWN_ITEM, "999", [&] { catalog.remove({1, 999}); });
+    check(catalog.size() == ITEMS.size() - 2, "a failed removal removes nothing");
+    catalog.set_title(3, "Fargo Redux (2026)");
+    check(catalog.title(3) == "Fargo Redux (2026)", "the new title reads back");
+    patchrec::User user;
+    user.append(catalog, {1, 3});
+    auto all = patchrec::recommend(catalog, user, patchrec::QueryOptions().k(ITEMS.size()));
+    check(all.size() == ITEMS.size() - 2 &&
+              std::none_of(all.begin(), all.end(), [](const auto &r) { return r.item_id == 2 || r.item_id == 6; }),
+          "removed items are never recommended");
+
+    catalog.set_kv_budget(1);
+    auto bounded = patchrec::recommend(catalog, user, patchrec::QueryOptions().k(ITEMS.size()));
+    bool same = bounded.size() == all.size();
+    for (std::size_t i = 0; same && i < all.size(); i++) {
+        same = bounded[i].item_id == all[i].item_id && std::fabs(bounded[i].score - all[i].score) < 1e-4f;
+    }
+    check(same, "the same answer under a KV budget");
+    auto stats = catalog.kv_stats();
+    check(stats.capacity == 1 && stats.bytes_held == 0 && stats.evictions == 1, "the budget holds nothing");
+    catalog.set_kv_budget(SIZE_MAX);
+    check(catalog.kv_stats().capacity == SIZE_MAX, "SIZE_MAX lifts the budget");
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         std::fprintf(stderr, "usage: %s CHECKPOINT_DIR\n", argv[0]);
@@ -253,6 +284,7 @@ int main(int argc, char **argv) {
         test_recommend(catalog);
         test_rank(catalog);
         test_concurrent_queries(catalog);
+        test_updates(dir);
     } catch (const std::exception &e) {
         check(false, std::string("unexpected exception: ") + e.what());
     }
