@@ -36,6 +36,8 @@ impl Held {
 
 /// One user's cached state; the budget may empty it between that user's queries.
 pub(crate) type Slot = Arc<Mutex<Option<Held>>>;
+/// How the budget refers to a slot: it never keeps a dropped cache's slot alive.
+type WeakSlot = Weak<Mutex<Option<Held>>>;
 
 /// [`KvBudget::stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -59,7 +61,7 @@ struct Lru {
     held: usize,
     tick: u64,
     /// By last use: the slot and the bytes charged for it.
-    entries: BTreeMap<u64, (Weak<Mutex<Option<Held>>>, usize)>,
+    entries: BTreeMap<u64, (WeakSlot, usize)>,
 }
 
 pub struct KvBudget {
