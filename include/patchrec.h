@@ -637,6 +637,35 @@ patchrec_status_t patchrec_query_options_set_exact(struct patchrec_query_options
                                                    struct patchrec_error_t **error);
 
 /**
+ * Recommends only the `n` items at `ids` (ids the catalogue does not hold are ignored):
+ * the answer is that of a catalogue holding only them, and the search never expands a
+ * branch of the title tree that leads to none of them; the catalogue is not rebuilt.
+ * `n` = 0 allows nothing (an empty answer). Copies the ids; replaces an earlier list.
+ */
+PATCHREC_API
+patchrec_status_t patchrec_query_options_set_allow(struct patchrec_query_options_t *options,
+                                                   const uint64_t *ids,
+                                                   size_t n,
+                                                   struct patchrec_error_t **error);
+
+/**
+ * Never recommends the `n` items at `ids` (ids the catalogue does not hold are ignored);
+ * a denied item is left out even when allowed. Copies the ids; replaces an earlier list.
+ */
+PATCHREC_API
+patchrec_status_t patchrec_query_options_set_deny(struct patchrec_query_options_t *options,
+                                                  const uint64_t *ids,
+                                                  size_t n,
+                                                  struct patchrec_error_t **error);
+
+/**
+ * Removes the allow- and deny-lists: every item may be recommended again.
+ */
+PATCHREC_API
+patchrec_status_t patchrec_query_options_clear_filters(struct patchrec_query_options_t *options,
+                                                       struct patchrec_error_t **error);
+
+/**
  * Frees query options; takes ownership of `options`. NULL is a no-op.
  */
 PATCHREC_API void patchrec_query_options_free(struct patchrec_query_options_t *options);

@@ -278,6 +278,23 @@ public:
         return *this;
     }
 
+    // Recommend only these items (unknown ids are ignored); an empty list allows nothing.
+    QueryOptions &allow(const std::vector<std::uint64_t> &ids) {
+        detail::call(patchrec_query_options_set_allow, raw(), ids.data(), ids.size());
+        return *this;
+    }
+
+    // Never recommend these items (unknown ids are ignored).
+    QueryOptions &deny(const std::vector<std::uint64_t> &ids) {
+        detail::call(patchrec_query_options_set_deny, raw(), ids.data(), ids.size());
+        return *this;
+    }
+
+    QueryOptions &clear_filters() {
+        detail::call(patchrec_query_options_clear_filters, raw());
+        return *this;
+    }
+
     const patchrec_query_options_t *raw() const noexcept { return handle_.get(); }
     patchrec_query_options_t *raw() noexcept { return handle_.get(); }
 

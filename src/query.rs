@@ -25,6 +25,12 @@ pub struct QueryOptions {
     /// Rank the whole catalogue exactly rather than by beam search (default false; see
     /// [`SearchOptions::exact`]).
     pub exact: bool,
+    /// When set, recommend only these items (ids the catalogue does not hold are ignored):
+    /// the answer equals that of a catalogue holding only them, and the search never
+    /// expands a branch of the title tree that leads to none of them.
+    pub allow: Option<Vec<u64>>,
+    /// Never recommend these items (ids the catalogue does not hold are ignored).
+    pub deny: Vec<u64>,
 }
 
 impl Default for QueryOptions {
@@ -35,6 +41,8 @@ impl Default for QueryOptions {
             layout: None,
             exclude_history: false,
             exact: false,
+            allow: None,
+            deny: Vec::new(),
         }
     }
 }
@@ -129,17 +137,21 @@ pub(crate) fn prepare(
     }
     let history = user.shown(&layout);
     let prompt = build_prompt_shown(model, &snap, &history, layout.layout)?;
-    let exclude = if opts.exclude_history {
-        user.item_ids()
-            .filter_map(|id| snap.live_index_of(id).ok())
-            .collect()
-    } else {
-        Vec::new()
+    let live = |ids: &mut dyn Iterator<Item = u64>| -> Vec<u32> {
+        ids.filter_map(|id| snap.live_index_of(id).ok()).collect()
     };
+    let mut exclude = live(&mut opts.deny.iter().copied());
+    if opts.exclude_history {
+        exclude.extend(live(&mut user.item_ids()));
+    }
     let search = SearchOptions {
         k: opts.k,
         beam_width: opts.beam_width,
         exclude,
+        allow: opts
+            .allow
+            .as_ref()
+            .map(|ids| live(&mut ids.iter().copied())),
         exact: opts.exact,
         lookahead: DEFAULT_LOOKAHEAD,
     };

@@ -46,6 +46,7 @@ fn batched_queries_rank_as_single_ones() {
                 layout: Some(LayoutConfig::new(layouts[u % 4], 100)),
                 exclude_history: u % 3 == 0,
                 exact: u == 5,
+                ..Default::default()
             };
             (user, opts)
         })

@@ -21,6 +21,7 @@ fn search(
         k,
         beam_width: width,
         exclude,
+        allow: None,
         exact: false,
         lookahead: patchrec::decode::DEFAULT_LOOKAHEAD,
     };
@@ -162,6 +163,7 @@ fn the_shared_head_cache_changes_no_result() {
         k: 10,
         beam_width: 20,
         exclude: vec![],
+        allow: None,
         exact: false,
         lookahead: patchrec::decode::DEFAULT_LOOKAHEAD,
     };
@@ -209,6 +211,7 @@ fn feeding_forced_tokens_ahead_changes_no_result_and_saves_passes() {
                     k: 6,
                     beam_width: width,
                     exclude: exclude.clone(),
+                    allow: None,
                     exact,
                     lookahead,
                 };
@@ -258,6 +261,7 @@ fn exact_ranking_equals_teacher_forced_scoring_of_every_title() {
             k,
             beam_width: 1,
             exclude: vec![],
+            allow: None,
             exact: true,
             lookahead: patchrec::decode::DEFAULT_LOOKAHEAD,
         };

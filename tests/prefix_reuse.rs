@@ -13,6 +13,7 @@ fn options(layout: Layout, max_items: usize) -> QueryOptions {
         layout: Some(LayoutConfig::new(layout, max_items)),
         exclude_history: false,
         exact: false,
+        ..Default::default()
     }
 }
 

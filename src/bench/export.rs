@@ -81,6 +81,7 @@ pub fn export_prompts(
         k: opts.k,
         beam_width: opts.beam_width,
         exclude: vec![],
+        allow: None,
         exact: false,
         lookahead: crate::decode::DEFAULT_LOOKAHEAD,
     };

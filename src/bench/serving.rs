@@ -275,6 +275,7 @@ fn measure_user_batched(
         layout: Some(cfg),
         exclude_history: false,
         exact: search.exact,
+        ..Default::default()
     };
     let (before, full) = users_before_and_after(catalog, stream)?;
     let started = Instant::now();
@@ -336,6 +337,7 @@ pub fn run_serving_bench(catalog: &Arc<Catalog>, opts: &BenchOptions) -> Result<
         k: opts.k,
         beam_width: opts.beam_width,
         exclude: vec![],
+        allow: None,
         exact: opts.exact,
         lookahead: opts.lookahead,
     };

@@ -805,6 +805,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
                 }),
                 exclude_history,
                 exact,
+                ..Default::default()
             };
             let started = std::time::Instant::now();
             let result = patchrec::recommend(&catalog, &user, &opts)?;

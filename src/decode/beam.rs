@@ -35,6 +35,9 @@ pub struct SearchOptions {
     pub beam_width: usize,
     /// Catalogue indices never to return.
     pub exclude: Vec<u32>,
+    /// When set, the only catalogue indices that may be returned (less `exclude`). The
+    /// search never expands a branch of the title tree that leads to none of them.
+    pub allow: Option<Vec<u32>>,
     /// Rank the whole catalogue exactly instead of by beam search: every title prefix
     /// that can still reach the top `k` is expanded (level by level, each level one
     /// batched forward pass over the shared prompt KV), so no beam can miss the best item.
@@ -240,6 +243,9 @@ pub struct BeamState {
     /// branch that can only end in excluded items.
     removed: HashMap<u32, u32>,
     excluded: HashSet<u32>,
+    /// With an allow-list: the allowed (and not excluded) items below each node, in place
+    /// of the tree's counts, and the items themselves.
+    allowed: Option<(HashMap<u32, u32>, HashSet<u32>)>,
     beams: Vec<Beam>,
     /// The log-probabilities of the root's children after the prompt.
     prompt_logp: Vec<f32>,
@@ -262,21 +268,35 @@ impl BeamState {
         }
         let trie = catalog.trie();
         let answer_end = model.special().answer_end;
+        // Adds 1 to `counts` at every node on `idx`'s path, the root included.
+        let count_path = |counts: &mut HashMap<u32, u32>, idx: u32| {
+            let mut path = catalog.item(idx).tokens.clone();
+            path.push(answer_end);
+            if let Some(nodes) = trie.walk(&path) {
+                *counts.entry(ROOT).or_default() += 1;
+                for n in nodes {
+                    *counts.entry(n).or_default() += 1;
+                }
+            }
+        };
         let mut removed: HashMap<u32, u32> = HashMap::new();
         let mut excluded = HashSet::new();
         for &idx in &opts.exclude {
             if !excluded.insert(idx) || !catalog.is_live(idx) {
                 continue;
             }
-            let mut path = catalog.item(idx).tokens.clone();
-            path.push(answer_end);
-            if let Some(nodes) = trie.walk(&path) {
-                *removed.entry(ROOT).or_default() += 1;
-                for n in nodes {
-                    *removed.entry(n).or_default() += 1;
+            count_path(&mut removed, idx);
+        }
+        let allowed = opts.allow.as_ref().map(|allow| {
+            let mut counts = HashMap::new();
+            let mut items = HashSet::new();
+            for &idx in allow {
+                if catalog.is_live(idx) && !excluded.contains(&idx) && items.insert(idx) {
+                    count_path(&mut counts, idx);
                 }
             }
-        }
+            (counts, items)
+        });
         let mut state = BeamState {
             k: opts.k,
             width: 0,
@@ -285,6 +305,7 @@ impl BeamState {
             answer_end,
             removed,
             excluded,
+            allowed,
             beams: vec![Beam {
                 node: ROOT,
                 score: 0.0,
@@ -310,8 +331,20 @@ impl BeamState {
         Ok(state)
     }
 
+    /// Items below `node` that the search may return.
     fn available(&self, catalog: &CatalogSnapshot, node: u32) -> u32 {
-        catalog.trie().count(node) - self.removed.get(&node).copied().unwrap_or(0)
+        match &self.allowed {
+            Some((counts, _)) => counts.get(&node).copied().unwrap_or(0),
+            None => catalog.trie().count(node) - self.removed.get(&node).copied().unwrap_or(0),
+        }
+    }
+
+    /// Whether item `idx` may be returned.
+    fn permits(&self, idx: u32) -> bool {
+        match &self.allowed {
+            Some((_, items)) => items.contains(&idx),
+            None => !self.excluded.contains(&idx),
+        }
     }
 
     /// Takes the prompt's log-probabilities over the whole vocabulary (the prefill's) and
@@ -421,7 +454,7 @@ impl BeamState {
                 // ranks among the top `width` candidates.
                 if rank < width {
                     for &idx in trie.items(child) {
-                        if !self.excluded.contains(&idx) {
+                        if self.permits(idx) {
                             self.finished.push(Scored { index: idx, score });
                         }
                     }

@@ -120,6 +120,7 @@ pub fn evaluate(
         layout: Some(opts.layout),
         exclude_history: false,
         exact: opts.exact,
+        ..Default::default()
     };
     let have: HashSet<usize> = done.iter().map(|r| r.index).collect();
     for (index, sample) in all.iter().enumerate() {

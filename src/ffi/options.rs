@@ -3,7 +3,7 @@
 
 use std::ffi::c_char;
 
-use super::boundary::{arg_mut, arg_str, free_handle, guard, guard_value};
+use super::boundary::{arg_mut, arg_slice, arg_str, free_handle, guard, guard_value};
 use super::error::patchrec_error_t;
 use super::status::patchrec_status_t;
 use crate::error::Error;
@@ -267,6 +267,54 @@ pub unsafe extern "C" fn patchrec_query_options_set_exact(
 ) -> patchrec_status_t {
     guard(error, || {
         arg_mut(options, "options")?.query.exact = exact;
+        Ok(())
+    })
+}
+
+/// Recommends only the `n` items at `ids` (ids the catalogue does not hold are ignored):
+/// the answer is that of a catalogue holding only them, and the search never expands a
+/// branch of the title tree that leads to none of them; the catalogue is not rebuilt.
+/// `n` = 0 allows nothing (an empty answer). Copies the ids; replaces an earlier list.
+#[no_mangle]
+pub unsafe extern "C" fn patchrec_query_options_set_allow(
+    options: *mut patchrec_query_options_t,
+    ids: *const u64,
+    n: usize,
+    error: *mut *mut patchrec_error_t,
+) -> patchrec_status_t {
+    guard(error, || {
+        let options = arg_mut(options, "options")?;
+        options.query.allow = Some(arg_slice(ids, n, "ids")?.to_vec());
+        Ok(())
+    })
+}
+
+/// Never recommends the `n` items at `ids` (ids the catalogue does not hold are ignored);
+/// a denied item is left out even when allowed. Copies the ids; replaces an earlier list.
+#[no_mangle]
+pub unsafe extern "C" fn patchrec_query_options_set_deny(
+    options: *mut patchrec_query_options_t,
+    ids: *const u64,
+    n: usize,
+    error: *mut *mut patchrec_error_t,
+) -> patchrec_status_t {
+    guard(error, || {
+        let options = arg_mut(options, "options")?;
+        options.query.deny = arg_slice(ids, n, "ids")?.to_vec();
+        Ok(())
+    })
+}
+
+/// Removes the allow- and deny-lists: every item may be recommended again.
+#[no_mangle]
+pub unsafe extern "C" fn patchrec_query_options_clear_filters(
+    options: *mut patchrec_query_options_t,
+    error: *mut *mut patchrec_error_t,
+) -> patchrec_status_t {
+    guard(error, || {
+        let options = arg_mut(options, "options")?;
+        options.query.allow = None;
+        options.query.deny.clear();
         Ok(())
     })
 }

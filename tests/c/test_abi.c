@@ -500,6 +500,26 @@ static void test_updates(const char *dir) {
         check(fine, "removed items are never recommended");
     }
     {
+        /* Filters: an allow-list of three less a denied one leaves two; clearing restores. */
+        const uint64_t allow[] = {1, 4, 5, 4242};
+        const uint64_t deny[] = {4};
+        patchrec_recommendation_t filtered[ITEM_COUNT];
+        size_t filtered_len = 0;
+        check_ok("allow", patchrec_query_options_set_allow(options, allow, 4, &error), &error);
+        check_ok("deny", patchrec_query_options_set_deny(options, deny, 1, &error), &error);
+        if (check_ok("recommend filtered",
+                     patchrec_recommend(catalog, user, options, filtered, ITEM_COUNT, &filtered_len, &error),
+                     &error)) {
+            check(filtered_len == 2 &&
+                      ((filtered[0].item_id == 1 && filtered[1].item_id == 5) ||
+                       (filtered[0].item_id == 5 && filtered[1].item_id == 1)),
+                  "allowed less denied: items 1 and 5 only");
+        }
+        check_failure("allow from NULL", patchrec_query_options_set_allow(options, NULL, 2, &error),
+                      PATCHREC_NULL_ARGUMENT, &error, "ids");
+        check_ok("clear filters", patchrec_query_options_clear_filters(options, &error), &error);
+    }
+    {
         /* A KV budget of 1 byte holds nothing: the next query misses, answers the same. */
         patchrec_kv_stats_t stats;
         patchrec_recommendation_t again[ITEM_COUNT];

@@ -255,6 +255,11 @@ void test_updates(const std::string &dir) {
               std::none_of(all.begin(), all.end(), [](const auto &r) { return r.item_id == 2 || r.item_id == 6; }),
           "removed items are never recommended");
 
+    auto filtered = patchrec::recommend(catalog, user, patchrec::QueryOptions().k(ITEMS.size()).allow({1, 4, 5}).deny({4}));
+    check(filtered.size() == 2 && std::all_of(filtered.begin(), filtered.end(),
+                                              [](const auto &r) { return r.item_id == 1 || r.item_id == 5; }),
+          "allowed less denied");
+
     catalog.set_kv_budget(1);
     auto bounded = patchrec::recommend(catalog, user, patchrec::QueryOptions().k(ITEMS.size()));
     bool same = bounded.size() == all.size();

@@ -1,0 +1,143 @@
+//! Per-query filters: with an allow-list the answer equals that of a catalogue holding only
+//! the allowed items; a denied item never appears, and the answer equals that of a
+//! catalogue without it; the catalogue is never rebuilt.
+
+mod common;
+
+use patchrec::history::{Layout, LayoutConfig};
+use patchrec::{recommend, Catalog, Interaction, QueryOptions, QueryResult, UserHistory};
+
+fn user_of(cat: &Catalog, ids: &[u64]) -> UserHistory {
+    let mut user = UserHistory::new();
+    let history: Vec<Interaction> = ids
+        .iter()
+        .map(|&item_id| Interaction {
+            item_id,
+            timestamp: None,
+        })
+        .collect();
+    cat.append(&mut user, &history).unwrap();
+    user
+}
+
+fn assert_same(a: &QueryResult, b: &QueryResult, what: &str) {
+    let ids = |r: &QueryResult| r.items.iter().map(|i| i.item_id).collect::<Vec<_>>();
+    assert_eq!(ids(a), ids(b), "{what}");
+    for (x, y) in a.items.iter().zip(&b.items) {
+        assert!((x.score - y.score).abs() < 1e-4, "{what}: {x:?} vs {y:?}");
+    }
+}
+
+fn options(layout: Layout, exact: bool) -> QueryOptions {
+    QueryOptions {
+        k: 6,
+        beam_width: 6,
+        exact,
+        layout: Some(LayoutConfig::new(layout, 100)),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn an_allow_list_answers_as_a_catalogue_of_the_allowed_items() {
+    let items = common::titles(40);
+    let model = common::tiny_model(40);
+    let cat = common::catalog(&model, &items);
+    let allowed: Vec<(u64, String)> = items.iter().step_by(3).cloned().collect();
+    let only = common::catalog(&model, &allowed);
+    let history = [allowed[1].0, allowed[4].0, allowed[2].0, allowed[7].0];
+    let allow: Vec<u64> = allowed.iter().map(|(id, _)| *id).chain([999_999]).collect();
+    for layout in [
+        Layout::Vanilla,
+        Layout::PftI { m: 2 },
+        Layout::PftS { l: 2 },
+    ] {
+        for exact in [false, true] {
+            let filtered = recommend(
+                &cat,
+                &user_of(&cat, &history),
+                &QueryOptions {
+                    allow: Some(allow.clone()),
+                    ..options(layout, exact)
+                },
+            )
+            .unwrap();
+            let reference =
+                recommend(&only, &user_of(&only, &history), &options(layout, exact)).unwrap();
+            assert_eq!(filtered.items.len(), 6);
+            assert_same(&filtered, &reference, &format!("{layout}, exact {exact}"));
+        }
+    }
+}
+
+#[test]
+fn a_denied_item_never_appears() {
+    let items = common::titles(30);
+    let model = common::tiny_model(30);
+    let cat = common::catalog(&model, &items);
+    let user = user_of(&cat, &[items[3].0, items[8].0]);
+    let everything = QueryOptions {
+        k: 30,
+        exact: true,
+        ..Default::default()
+    };
+    let all = recommend(&cat, &user, &everything).unwrap();
+    // Deny the best five: the rest move up, in the same order with the same scores.
+    let deny: Vec<u64> = all.items[..5]
+        .iter()
+        .map(|r| r.item_id)
+        .chain([424_242])
+        .collect();
+    let denied = recommend(
+        &cat,
+        &user,
+        &QueryOptions {
+            deny: deny.clone(),
+            ..everything.clone()
+        },
+    )
+    .unwrap();
+    assert_eq!(denied.items.len(), 25);
+    for (a, b) in denied.items.iter().zip(&all.items[5..]) {
+        assert_eq!(a.item_id, b.item_id);
+        assert!((a.score - b.score).abs() < 1e-4);
+    }
+    // Beam search too: a denied item never appears among the top k.
+    let top = recommend(
+        &cat,
+        &user,
+        &QueryOptions {
+            k: 5,
+            deny: deny.clone(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(top.items.iter().all(|r| !deny.contains(&r.item_id)));
+    assert_eq!(top.items.len(), 5);
+
+    // Allowed and denied: denial wins. An empty allow-list allows nothing.
+    let both = recommend(
+        &cat,
+        &user,
+        &QueryOptions {
+            allow: Some(vec![items[0].0, items[1].0, items[2].0]),
+            deny: vec![items[1].0],
+            ..everything.clone()
+        },
+    )
+    .unwrap();
+    let mut ids: Vec<u64> = both.items.iter().map(|r| r.item_id).collect();
+    ids.sort();
+    assert_eq!(ids, vec![items[0].0, items[2].0]);
+    let none = recommend(
+        &cat,
+        &user,
+        &QueryOptions {
+            allow: Some(vec![]),
+            ..everything
+        },
+    )
+    .unwrap();
+    assert!(none.items.is_empty());
+}
