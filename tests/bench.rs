@@ -162,3 +162,64 @@ fn a_synthetic_catalogue_keeps_the_base_and_adds_distinct_titles() {
     assert_eq!((ids.len(), titles.len()), (500, 500));
     assert_eq!(patchrec::bench::synthetic_catalogue(&base, 500, 7), grown);
 }
+
+#[test]
+fn the_users_benchmark_keeps_the_budget_and_counts_evictions() {
+    let items = common::titles(20);
+    let model = common::tiny_model(20);
+    let cat = common::catalog(&model, &items);
+    let opts = patchrec::bench::UsersBenchOptions {
+        layout: Layout::StreamS { l: 3 },
+        users: 10,
+        history: 6,
+        queries: 30,
+        budget_fraction: 0.2,
+        k: 5,
+        seed: 3,
+    };
+    let report = patchrec::bench::run_users_bench(&cat, &opts).unwrap();
+    let modes: Vec<&str> = report.rows.iter().map(|r| r.mode.as_str()).collect();
+    assert_eq!(modes, vec!["budget", "unbounded"]);
+    let bounded = report.rows[0].stats.unwrap();
+    assert!(
+        report.rows[0].most_bytes_held <= bounded.capacity,
+        "{report:?}"
+    );
+    assert!(bounded.evictions > 0 && bounded.misses > 0, "{bounded:?}");
+    assert_eq!(bounded.hits + bounded.misses, 30);
+    assert!(report.rows[1].stats.is_none());
+    assert!(report.rows[1].most_bytes_held > report.rows[0].most_bytes_held);
+    assert!(cat.kv_stats().is_none(), "the bench lifts its budget");
+}
+
+#[test]
+fn the_catalogue_benchmark_grows_the_catalogue_to_each_size() {
+    let items = common::titles(20);
+    let model = common::tiny_model(20);
+    let opts = patchrec::bench::CatalogueBenchOptions {
+        sizes: vec![20, 60, 200],
+        layout: Layout::PftI { m: 2 },
+        history: 5,
+        users: 2,
+        k: 5,
+        exact_max: 60,
+        batch: 25,
+        seed: 5,
+    };
+    let report = patchrec::bench::run_catalogue_bench(&model, &items, &opts).unwrap();
+    let sizes: Vec<usize> = report.rows.iter().map(|r| r.items).collect();
+    assert_eq!(sizes, vec![20, 60, 200]);
+    assert!(report.rows[0].trie_nodes < report.rows[2].trie_nodes);
+    let exact: Vec<bool> = report.rows.iter().map(|r| r.exact.is_some()).collect();
+    assert_eq!(exact, vec![true, true, false]);
+    let err = patchrec::bench::run_catalogue_bench(
+        &model,
+        &items,
+        &patchrec::bench::CatalogueBenchOptions {
+            sizes: vec![10],
+            ..opts
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("size 10"), "{err}");
+}

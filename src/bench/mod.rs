@@ -1,8 +1,10 @@
 //! Benchmarks run by `patchrec bench`: serving latency per layout and history length, and
 //! the machine's matmul rate that prefill is compared with; prompts exported for the peers'
-//! benchmarks (`bench/`); candidate scoring (`patchrec bench-rank`); training throughput
-//! (`patchrec bench-train`).
+//! benchmarks (`bench/`); candidate scoring (`patchrec bench-rank`);
+//! catalogue size (`patchrec bench-catalogue`); many users under a KV
+//! budget (`patchrec bench-users`); training throughput (`patchrec bench-train`).
 
+pub mod catalogue;
 pub mod export;
 pub mod matmul;
 pub mod memory;
@@ -10,10 +12,13 @@ pub mod rank;
 pub mod serving;
 pub mod train;
 pub mod train_stage;
+pub mod users;
 
+pub use catalogue::{run_catalogue_bench, CatalogueBenchOptions, CatalogueBenchReport};
 pub use export::{export_prompts, ExportManifest, ExportOptions};
 pub use memory::{resident_bytes, MemoryReport};
 pub use rank::{run_rank_bench, synthetic_catalogue, RankBenchOptions, RankBenchReport};
 pub use serving::{run_serving_bench, BenchOptions, BenchReport};
 pub use train::{run_train_bench, TrainBenchOptions, TrainBenchReport};
 pub use train_stage::{run_stage_bench, StageBenchReport};
+pub use users::{run_users_bench, UsersBenchOptions, UsersBenchReport};

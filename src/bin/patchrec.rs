@@ -215,6 +215,61 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Registration time, memory per item and query time for catalogues grown with
+    /// synthetic titles to each size
+    BenchCatalogue {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// `items.tsv` of the base titles (the users' histories come from them)
+        #[arg(long)]
+        items: PathBuf,
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000", value_parser = at_least_one)]
+        sizes: Vec<usize>,
+        #[arg(long, default_value = "pft-s:5")]
+        layout: String,
+        #[arg(long, default_value_t = 100, value_parser = at_least_one)]
+        history: usize,
+        #[arg(long, default_value_t = 3, value_parser = at_least_one)]
+        users: usize,
+        #[arg(long, default_value_t = 20, value_parser = at_least_one)]
+        k: usize,
+        /// Time exact ranking up to this catalogue size
+        #[arg(long, default_value_t = 10_000)]
+        exact_max: usize,
+        /// Items per registration call
+        #[arg(long, default_value_t = 10_000, value_parser = at_least_one)]
+        batch: usize,
+        /// Write the report as JSON here
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Time appends+queries of many users in random order under a catalogue KV budget
+    /// holding a fraction of their KV, beside the same traffic without a budget
+    BenchUsers {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// `items.tsv` of the catalogue to register
+        #[arg(long)]
+        items: PathBuf,
+        #[arg(long, default_value = "stream-s:5")]
+        layout: String,
+        #[arg(long, default_value_t = 10_000, value_parser = at_least_one)]
+        users: usize,
+        /// History items each user starts with
+        #[arg(long, default_value_t = 50, value_parser = at_least_one)]
+        history: usize,
+        /// Appends+queries timed, each by a user drawn at random
+        #[arg(long, default_value_t = 20_000, value_parser = at_least_one)]
+        queries: usize,
+        /// The budget as a fraction of all users' KV
+        #[arg(long, default_value_t = 0.1)]
+        budget_fraction: f64,
+        #[arg(long, default_value_t = 20, value_parser = at_least_one)]
+        k: usize,
+        /// Write the report as JSON here
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Time training steps on sequences of a fixed length (full fine-tuning or LoRA), in
     /// positions per second; `bench/train-speed.sh` runs PyTorch on the same shapes.
     BenchTrain {
@@ -588,6 +643,72 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             };
             let mut report = patchrec::bench::run_serving_bench(&catalog, &opts)?;
             report.memory = Some(memory);
+            print!("{}", report.markdown());
+            if let Some(out) = &out {
+                let json = serde_json::to_string_pretty(&report).expect("report serialises");
+                std::fs::write(out, json).map_err(|e| patchrec::Error::io(out, e))?;
+            }
+        }
+        Command::BenchCatalogue {
+            checkpoint,
+            items,
+            sizes,
+            layout,
+            history,
+            users,
+            k,
+            exact_max,
+            batch,
+            out,
+        } => {
+            let model = Arc::new(Model::load(&checkpoint, &model_options(None, &None)?)?);
+            let opts = patchrec::bench::CatalogueBenchOptions {
+                sizes,
+                layout: Layout::parse(&layout)?,
+                history,
+                users,
+                k,
+                exact_max,
+                batch,
+                seed: 42,
+            };
+            let report =
+                patchrec::bench::run_catalogue_bench(&model, &read_items_tsv(&items)?, &opts)?;
+            print!("{}", report.markdown());
+            if let Some(out) = &out {
+                let json = serde_json::to_string_pretty(&report).expect("report serialises");
+                std::fs::write(out, json).map_err(|e| patchrec::Error::io(out, e))?;
+            }
+        }
+        Command::BenchUsers {
+            checkpoint,
+            items,
+            layout,
+            users,
+            history,
+            queries,
+            budget_fraction,
+            k,
+            out,
+        } => {
+            if !(budget_fraction > 0.0 && budget_fraction <= 1.0) {
+                return Err(patchrec::Error::invalid(format!(
+                    "--budget-fraction {budget_fraction}: must be within (0, 1]"
+                )));
+            }
+            let model = Model::load(&checkpoint, &model_options(None, &None)?)?;
+            let catalog = Catalog::new(Arc::new(model))?;
+            catalog.add_batch(&read_items_tsv(&items)?)?;
+            let opts = patchrec::bench::UsersBenchOptions {
+                layout: Layout::parse(&layout)?,
+                users,
+                history,
+                queries,
+                budget_fraction,
+                k,
+                seed: 42,
+            };
+            let report = patchrec::bench::run_users_bench(&catalog, &opts)?;
             print!("{}", report.markdown());
             if let Some(out) = &out {
                 let json = serde_json::to_string_pretty(&report).expect("report serialises");
