@@ -6,6 +6,7 @@ import "C"
 
 import (
 	"fmt"
+	"math"
 	"runtime"
 	"sync"
 	"time"
@@ -118,14 +119,119 @@ func (c *Catalog) SetBatching(maxBatch int, maxWait time.Duration) error {
 	return takeError(status, cError)
 }
 
-// Len returns the number of registered items; 0 after Close.
+// Remove removes the items ids, all or nothing: an id that is not registered (or is
+// given twice) is StatusUnknownItem naming it, and the catalogue is unchanged. A removed
+// item is never recommended or ranked, and appending it to a history is
+// StatusUnknownItem; a history that already holds it still works, showing its last title,
+// which Title still returns. Queries already running keep the catalogue they started
+// with. A removed id may be registered again. No ids is no change.
+func (c *Catalog) Remove(ids ...uint64) error {
+	array := cIDs(ids)
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.ptr == nil {
+		return closedError("Catalog")
+	}
+	var cError *C.patchrec_error_t
+	return takeError(C.patchrec_catalog_remove(c.ptr, firstOrNil(array), C.size_t(len(array)), &cError), cError)
+}
+
+// SetTitle changes the title of registered item id (StatusUnknownItem otherwise, a
+// removed item included); the title is refused as Add would refuse it. From then on the
+// item is recommended, ranked and shown in histories with the new title; queries already
+// running keep the old one. On failure the catalogue is unchanged.
+func (c *Catalog) SetTitle(id uint64, title string) error {
+	cTitle, err := cString("title", title)
+	if err != nil {
+		return err
+	}
+	defer C.free(unsafe.Pointer(cTitle))
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.ptr == nil {
+		return closedError("Catalog")
+	}
+	var cError *C.patchrec_error_t
+	return takeError(C.patchrec_catalog_set_title(c.ptr, C.uint64_t(id), cTitle, &cError), cError)
+}
+
+// NoKVBudget, as SetKVBudget's bytes, lifts the bound; as KVStats.Capacity, it says that
+// none is set. It is C's SIZE_MAX.
+const NoKVBudget uint64 = math.MaxUint64
+
+// KVStats is a catalogue's KV budget, as Catalog.KVStats reports it (patchrec_kv_stats_t).
+// Without a budget nothing is counted: Capacity is NoKVBudget and the rest are 0.
+type KVStats struct {
+	// Capacity is the budget in bytes, or NoKVBudget when none is set.
+	Capacity uint64
+	// BytesHeld is the bytes of prompt KV that this catalogue's users hold now.
+	BytesHeld uint64
+	// UsersHeld is how many users hold KV now.
+	UsersHeld int
+	// Hits counts the queries that found their user's KV cached, Misses those that found
+	// none (a new user, or one evicted).
+	Hits, Misses uint64
+	// Evictions counts the users' KV dropped to stay within the budget.
+	Evictions uint64
+}
+
+// SetKVBudget bounds the bytes of prompt KV that the users queried against this
+// catalogue hold together (each User keeps its last prompt's KV, so that the next query
+// prefills only what changed): beyond bytes, the least recently used users' KV is
+// dropped. An evicted user keeps its history, and its next query prefills its whole
+// prompt, with the same answer. NoKVBudget lifts the bound (a value above what size_t
+// holds counts as NoKVBudget); lowering it evicts at once.
+func (c *Catalog) SetKVBudget(bytes uint64) error {
+	size := ^C.size_t(0)
+	if bytes < uint64(size) {
+		size = C.size_t(bytes)
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.ptr == nil {
+		return closedError("Catalog")
+	}
+	var cError *C.patchrec_error_t
+	return takeError(C.patchrec_catalog_set_kv_budget(c.ptr, size, &cError), cError)
+}
+
+// KVStats returns the KV budget's figures: the budget, what the users hold now, and the
+// hits, misses and evictions counted since it was set.
+func (c *Catalog) KVStats() (KVStats, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.ptr == nil {
+		return KVStats{}, closedError("Catalog")
+	}
+	var stats C.patchrec_kv_stats_t
+	var cError *C.patchrec_error_t
+	if err := takeError(C.patchrec_catalog_kv_stats(c.ptr, &stats, &cError), cError); err != nil {
+		return KVStats{}, err
+	}
+	capacity := uint64(stats.capacity)
+	if stats.capacity == ^C.size_t(0) {
+		capacity = NoKVBudget
+	}
+	return KVStats{
+		Capacity:  capacity,
+		BytesHeld: uint64(stats.bytes_held),
+		UsersHeld: int(stats.users_held),
+		Hits:      uint64(stats.hits),
+		Misses:    uint64(stats.misses),
+		Evictions: uint64(stats.evictions),
+	}, nil
+}
+
+// Len returns the number of items that can be recommended (registered, not removed); 0
+// after Close.
 func (c *Catalog) Len() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return int(C.patchrec_catalog_len(c.ptr))
 }
 
-// Title returns the title of item id; an unregistered id is StatusUnknownItem.
+// Title returns the title of item id; an unregistered id is StatusUnknownItem. A removed
+// item's is its last title.
 func (c *Catalog) Title(id uint64) (string, error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
@@ -133,16 +239,23 @@ func (c *Catalog) Title(id uint64) (string, error) {
 		return "", closedError("Catalog")
 	}
 	// With no room the library only reports the length. Any other failure, such as an
-	// unknown id, recurs in the second call, which reports it.
+	// unknown id, recurs in the next call, which reports it. A title changed in between
+	// (SetTitle) may be longer, so read again until it fits.
 	var length C.size_t
 	C.patchrec_catalog_title(c.ptr, C.uint64_t(id), nil, 0, &length, nil)
-	buffer := make([]C.char, length+1)
-	var cError *C.patchrec_error_t
-	status := C.patchrec_catalog_title(c.ptr, C.uint64_t(id), &buffer[0], C.size_t(len(buffer)), &length, &cError)
-	if err := takeError(status, cError); err != nil {
-		return "", err
+	for {
+		buffer := make([]C.char, length+1)
+		var cError *C.patchrec_error_t
+		status := C.patchrec_catalog_title(c.ptr, C.uint64_t(id), &buffer[0], C.size_t(len(buffer)), &length, &cError)
+		if status == C.PATCHREC_BUFFER_TOO_SMALL && length+1 > C.size_t(len(buffer)) {
+			C.patchrec_error_free(cError)
+			continue
+		}
+		if err := takeError(status, cError); err != nil {
+			return "", err
+		}
+		return C.GoStringN(&buffer[0], C.int(length)), nil
 	}
-	return C.GoStringN(&buffer[0], C.int(length)), nil
 }
 
 // Close frees the catalogue after the calls in flight return; users built with it stay
@@ -163,4 +276,13 @@ func firstOrNil[T any](s []T) *T {
 		return nil
 	}
 	return &s[0]
+}
+
+// cIDs copies item ids into an array for C.
+func cIDs(ids []uint64) []C.uint64_t {
+	out := make([]C.uint64_t, len(ids))
+	for i, id := range ids {
+		out[i] = C.uint64_t(id)
+	}
+	return out
 }

@@ -5,10 +5,13 @@
 // record each user's interactions in a User, and ask Catalog.Recommend for the next
 // items, tuned by QueryOptions, a plain struct whose zero value (or nil) means the
 // defaults; a ranking service whose candidates retrieval found asks Catalog.Rank to
-// score them on the same scale, tuned by RankOptions. Model, Catalog and User own C
-// memory: call Close when done (each is an io.Closer, whose Close always returns nil). A
-// finalizer frees what a caller forgot, but only when the garbage collector runs, which
-// is late for handles holding model weights.
+// score them on the same scale, tuned by RankOptions. Catalog.Remove and
+// Catalog.SetTitle change a catalogue while it serves, QueryOptions.Allow and
+// QueryOptions.Deny filter one query's answer, and Catalog.SetKVBudget bounds the prompt
+// KV that the catalogue's users keep between queries (Catalog.KVStats reports it). Model,
+// Catalog and User own C memory: call Close when done (each is an io.Closer, whose Close
+// always returns nil). A finalizer frees what a caller forgot, but only when the garbage
+// collector runs, which is late for handles holding model weights.
 //
 // # Concurrency
 //

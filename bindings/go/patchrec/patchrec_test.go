@@ -378,6 +378,13 @@ func TestUseAfterClose(t *testing.T) {
 	requireError(t, catalog.Add(1000, "Brazil (1985)"), patchrec.StatusNullArgument, "Catalog used after Close")
 	_, err = catalog.Title(1)
 	requireError(t, err, patchrec.StatusNullArgument, "Catalog used after Close")
+	requireError(t, catalog.Remove(1), patchrec.StatusNullArgument, "Catalog used after Close")
+	// Also with no ids, for which C would take a NULL array.
+	requireError(t, catalog.Remove(), patchrec.StatusNullArgument, "Catalog used after Close")
+	requireError(t, catalog.SetTitle(1, "Toy Story 2 (1999)"), patchrec.StatusNullArgument, "Catalog used after Close")
+	requireError(t, catalog.SetKVBudget(1), patchrec.StatusNullArgument, "Catalog used after Close")
+	_, err = catalog.KVStats()
+	requireError(t, err, patchrec.StatusNullArgument, "Catalog used after Close")
 	_, err = catalog.LayoutStats(otherUser, nil)
 	requireError(t, err, patchrec.StatusNullArgument, "Catalog used after Close")
 	_, err = catalog.Recommend(otherUser, options)

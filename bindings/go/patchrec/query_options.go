@@ -74,6 +74,15 @@ type QueryOptions struct {
 	// Exact ranks the whole catalogue exactly instead of by beam search, so no beam can
 	// miss the best item (BeamWidth is then unused). Slower on large catalogues.
 	Exact bool
+	// Allow, when not nil, lets a query recommend only these items (ids the catalogue
+	// does not hold are ignored): the answer is that of a catalogue holding only them,
+	// and the search never expands a branch of the title tree that leads to none of them.
+	// nil means no allow-list, every item allowed; a non-nil empty slice
+	// (make([]uint64, 0) or []uint64{}) allows nothing, so the answer is empty.
+	Allow []uint64
+	// Deny keeps a query from recommending these items, even where Allow lists them (ids
+	// the catalogue does not hold are ignored). nil or empty denies nothing.
+	Deny []uint64
 }
 
 // invalidField is the error for a field that C would refuse, or could not be given
@@ -174,6 +183,19 @@ func (o *QueryOptions) toC() (*C.patchrec_query_options_t, error) {
 	if o.Exact {
 		b.set("Exact", func(e **C.patchrec_error_t) C.patchrec_status_t {
 			return C.patchrec_query_options_set_exact(b.ptr, true, e)
+		})
+	}
+	if o.Allow != nil {
+		// A non-nil empty slice gives C n = 0, which allows nothing.
+		ids := cIDs(o.Allow)
+		b.set("Allow", func(e **C.patchrec_error_t) C.patchrec_status_t {
+			return C.patchrec_query_options_set_allow(b.ptr, firstOrNil(ids), C.size_t(len(ids)), e)
+		})
+	}
+	if len(o.Deny) != 0 {
+		ids := cIDs(o.Deny)
+		b.set("Deny", func(e **C.patchrec_error_t) C.patchrec_status_t {
+			return C.patchrec_query_options_set_deny(b.ptr, firstOrNil(ids), C.size_t(len(ids)), e)
 		})
 	}
 	if b.err != nil {

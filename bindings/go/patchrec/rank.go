@@ -11,8 +11,9 @@ import "runtime"
 type RankOptions struct {
 	// Query gives the prompt: its Layout, MaxItems and SessionGap apply as in Recommend
 	// (so a Rank with the options of a Recommend sees the same prompt, and reuses the
-	// User's KV of it); its K, BeamWidth, ExcludeHistory and Exact do not. nil means the
-	// defaults. An invalid field is an error all the same, as in Recommend.
+	// User's KV of it); its K, BeamWidth, ExcludeHistory, Exact, Allow and Deny do not
+	// (Rank scores every candidate it is given). nil means the defaults. An invalid field
+	// is an error all the same, as in Recommend.
 	Query *QueryOptions
 	// InputOrder answers in the candidates' order instead of best first.
 	InputOrder bool

@@ -17,6 +17,12 @@ import java.util.List;
  * the {@link Model}.
  */
 public final class Catalog extends NativeHandle {
+    /**
+     * As {@link #kvBudget}'s {@code bytes}, lifts the bound; as {@link KvStats#capacity()},
+     * says that none is set. It is C's {@code SIZE_MAX} read as a signed {@code long}.
+     */
+    public static final long NO_KV_BUDGET = -1L;
+
     /** An empty catalogue for {@code model}. */
     public Catalog(Model model) {
         super(newCatalog(model), LibPatchrec::patchrec_catalog_free);
@@ -78,21 +84,93 @@ public final class Catalog extends NativeHandle {
         call((catalog, error) -> patchrec_catalog_set_batching(catalog, maxBatch, micros, error));
     }
 
-    /** The number of registered items. */
+    /**
+     * Removes the items {@code ids}, all or nothing: an id that is not registered (or is
+     * given twice) is {@link Status#UNKNOWN_ITEM} naming it, and the catalogue is unchanged.
+     * A removed item is never recommended or ranked, and appending it to a history is
+     * {@link Status#UNKNOWN_ITEM}; a history that already holds it still works, showing its
+     * last title, which {@link #title} still returns. Queries already running keep the
+     * catalogue they started with. A removed id may be registered again. No ids is no
+     * change.
+     */
+    public void remove(long... ids) {
+        requireNonNull("ids", ids);
+        call((catalog, error) -> patchrec_catalog_remove(catalog, ids, ids.length, error));
+    }
+
+    /**
+     * Changes the title of registered item {@code id} ({@link Status#UNKNOWN_ITEM}
+     * otherwise, a removed item included); the title is refused as {@link #add} would refuse
+     * it. From then on the item is recommended, ranked and shown in histories with the new
+     * title; queries already running keep the old one. On failure the catalogue is
+     * unchanged.
+     */
+    public void setTitle(long id, String title) {
+        byte[] text = cString("title", title);
+        call((catalog, error) -> patchrec_catalog_set_title(catalog, id, text, error));
+    }
+
+    /**
+     * Bounds the bytes of prompt KV that the users queried against this catalogue hold
+     * together (each {@link User} keeps its last prompt's KV, so that the next query
+     * prefills only what changed): beyond {@code bytes}, the least recently used users' KV
+     * is dropped. An evicted user keeps its history, and its next query prefills its whole
+     * prompt, with the same answer. {@link #NO_KV_BUDGET} lifts the bound; lowering it
+     * evicts at once. Any other negative {@code bytes} is {@link Status#INVALID_ARGUMENT}.
+     */
+    public void kvBudget(long bytes) {
+        long n = bytes == NO_KV_BUDGET ? NO_KV_BUDGET : cSize("bytes", bytes);
+        call((catalog, error) -> patchrec_catalog_set_kv_budget(catalog, n, error));
+    }
+
+    /**
+     * The KV budget's figures: the budget, what the users hold now, and the hits, misses
+     * and evictions counted since it was set; without a budget, {@link #NO_KV_BUDGET} and
+     * nothing counted.
+     */
+    public KvStats kvStats() {
+        return withPointer(catalog -> {
+            Memory out = new Memory(KV_STATS_SIZE);
+            check(error -> patchrec_catalog_kv_stats(catalog, out, error));
+            return new KvStats(
+                    out.getLong(KV_STATS_CAPACITY_OFFSET),
+                    out.getLong(KV_STATS_BYTES_HELD_OFFSET),
+                    out.getLong(KV_STATS_USERS_HELD_OFFSET),
+                    out.getLong(KV_STATS_HITS_OFFSET),
+                    out.getLong(KV_STATS_MISSES_OFFSET),
+                    out.getLong(KV_STATS_EVICTIONS_OFFSET));
+        });
+    }
+
+    /** The number of items that can be recommended (registered, not removed). */
     public int size() {
         return withPointer(catalog -> (int) patchrec_catalog_len(catalog));
     }
 
-    /** The title of item {@code id}; an unregistered id is {@link Status#UNKNOWN_ITEM}. */
+    /**
+     * The title of item {@code id}; an unregistered id is {@link Status#UNKNOWN_ITEM}. A
+     * removed item's is its last title.
+     */
     public String title(long id) {
         return withPointer(catalog -> {
             long[] length = new long[1];
             // With no room the library only reports the length. Any other failure, such
-            // as an unknown id, recurs in the second call, which reports it.
+            // as an unknown id, recurs in the next call, which reports it. A title changed
+            // in between (setTitle) may be longer, so read again until it fits.
             patchrec_catalog_title(catalog, id, null, 0, length, null);
-            byte[] buffer = new byte[(int) length[0] + 1];
-            check(error -> patchrec_catalog_title(catalog, id, buffer, buffer.length, length, error));
-            return new String(buffer, 0, (int) length[0], StandardCharsets.UTF_8);
+            for (;;) {
+                byte[] buffer = new byte[(int) length[0] + 1];
+                PointerByReference error = new PointerByReference();
+                int status = patchrec_catalog_title(catalog, id, buffer, buffer.length, length, error);
+                if (status == Status.BUFFER_TOO_SMALL.code() && length[0] + 1 > buffer.length) {
+                    patchrec_error_free(error.getValue());
+                    continue;
+                }
+                if (status != OK) {
+                    throw takeError(status, error.getValue());
+                }
+                return new String(buffer, 0, (int) length[0], StandardCharsets.UTF_8);
+            }
         });
     }
 
@@ -147,7 +225,7 @@ public final class Catalog extends NativeHandle {
      * naming it, or with {@link UnknownCandidates#SKIP} is left out. {@code options} (null
      * for the defaults) gives the prompt: its layout, history truncation and session gap
      * apply as in {@link #recommend}, so with the same options both see the same prompt;
-     * its k, beam width, exclusions and exactness do not. As for {@link #recommend}, the
+     * its k, beam width, exclusions, exactness and allow- and deny-lists do not. As for {@link #recommend}, the
      * call needs exclusive use of {@code user}, whose prompt's KV the two share; the
      * catalogue and the options may serve other calls at the same time. A history item
      * missing from the catalogue is {@link Status#UNKNOWN_ITEM}; a null argument other
@@ -173,12 +251,6 @@ public final class Catalog extends NativeHandle {
         Memory out = recommendationArray(n);
         check(error -> patchrec_rank(catalog, user, options, candidates, n, flags, out, n, length, error));
         return recommendations(out, length[0]);
-    }
-
-    private static void requireNonNull(String param, Object value) {
-        if (value == null) {
-            throw new PatchrecException(Status.NULL_ARGUMENT, "`" + param + "` is null");
-        }
     }
 
     /** Room for {@code n} {@code patchrec_recommendation_t}s, null (which C takes) for none. */

@@ -31,6 +31,27 @@ final class LibPatchrec {
     /** Bytes per {@code patchrec_recommendation_t}: a uint64_t, a float, 4 bytes of padding. */
     static final int RECOMMENDATION_SIZE = 16;
     static final int RECOMMENDATION_SCORE_OFFSET = 8;
+    /**
+     * The fields of {@code patchrec_kv_stats_t} as the header declares them (AbiTest holds
+     * the list to the header): six 8-byte fields on a 64-bit platform, at these offsets.
+     */
+    static final String[] KV_STATS_FIELDS = {
+        "size_t capacity",
+        "size_t bytes_held",
+        "size_t users_held",
+        "uint64_t hits",
+        "uint64_t misses",
+        "uint64_t evictions",
+    };
+
+    static final int KV_STATS_SIZE = 48;
+    static final int KV_STATS_CAPACITY_OFFSET = 0;
+    static final int KV_STATS_BYTES_HELD_OFFSET = 8;
+    static final int KV_STATS_USERS_HELD_OFFSET = 16;
+    static final int KV_STATS_HITS_OFFSET = 24;
+    static final int KV_STATS_MISSES_OFFSET = 32;
+    static final int KV_STATS_EVICTIONS_OFFSET = 40;
+
     /** The {@code patchrec_rank} flags {@code PATCHREC_RANK_INPUT_ORDER} and {@code PATCHREC_RANK_SKIP_UNKNOWN}. */
     static final int RANK_INPUT_ORDER = 1;
     static final int RANK_SKIP_UNKNOWN = 2;
@@ -74,6 +95,14 @@ final class LibPatchrec {
 
     static native int patchrec_catalog_add_batch(
             Pointer catalog, long[] ids, Pointer titles, long n, PointerByReference error);
+
+    static native int patchrec_catalog_remove(Pointer catalog, long[] ids, long n, PointerByReference error);
+
+    static native int patchrec_catalog_set_title(Pointer catalog, long id, byte[] title, PointerByReference error);
+
+    static native int patchrec_catalog_set_kv_budget(Pointer catalog, long bytes, PointerByReference error);
+
+    static native int patchrec_catalog_kv_stats(Pointer catalog, Pointer out, PointerByReference error);
 
     static native long patchrec_catalog_len(Pointer catalog);
 
@@ -121,6 +150,12 @@ final class LibPatchrec {
             Pointer options, byte excludeHistory, PointerByReference error);
 
     static native int patchrec_query_options_set_exact(Pointer options, byte exact, PointerByReference error);
+
+    static native int patchrec_query_options_set_allow(Pointer options, long[] ids, long n, PointerByReference error);
+
+    static native int patchrec_query_options_set_deny(Pointer options, long[] ids, long n, PointerByReference error);
+
+    static native int patchrec_query_options_clear_filters(Pointer options, PointerByReference error);
 
     static native void patchrec_query_options_free(Pointer options);
 
@@ -206,6 +241,13 @@ final class LibPatchrec {
         byte[] bytes = new byte[encoded.remaining() + 1];
         encoded.get(bytes, 0, encoded.remaining());
         return bytes;
+    }
+
+    /** Throws {@link Status#NULL_ARGUMENT} naming {@code param} when {@code value} is null. */
+    static void requireNonNull(String param, Object value) {
+        if (value == null) {
+            throw new PatchrecException(Status.NULL_ARGUMENT, "`" + param + "` is null");
+        }
     }
 
     /** A count for C, where a negative one would become a huge size_t. */

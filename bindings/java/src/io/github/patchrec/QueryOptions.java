@@ -7,7 +7,8 @@ import java.time.Duration;
 
 /**
  * How to answer a query; the setters chain. New options hold the defaults: k = 10, beam
- * width 20, the checkpoint's layout and history truncation, history items not excluded.
+ * width 20, the checkpoint's layout and history truncation, history items not excluded,
+ * no allow- or deny-list.
  *
  * <p>Not thread-safe while being set. Once no thread changes them, any number of
  * concurrent {@link Catalog#recommend} and {@link Catalog#rank} calls may share one
@@ -82,6 +83,36 @@ public final class QueryOptions extends NativeHandle {
     public QueryOptions exact(boolean exact) {
         byte flag = (byte) (exact ? 1 : 0);
         call((options, error) -> patchrec_query_options_set_exact(options, flag, error));
+        return this;
+    }
+
+    /**
+     * Recommends only the items {@code ids} (ids the catalogue does not hold are ignored):
+     * the answer is that of a catalogue holding only them, and the search never expands a
+     * branch of the title tree that leads to none of them. No ids ({@code allow()}) allows
+     * nothing, so the answer is empty. Replaces an earlier allow-list; {@link #clearFilters}
+     * removes it.
+     */
+    public QueryOptions allow(long... ids) {
+        requireNonNull("ids", ids);
+        call((options, error) -> patchrec_query_options_set_allow(options, ids, ids.length, error));
+        return this;
+    }
+
+    /**
+     * Never recommends the items {@code ids}, even where {@link #allow} lists them (ids the
+     * catalogue does not hold are ignored). Replaces an earlier deny-list; no ids deny
+     * nothing.
+     */
+    public QueryOptions deny(long... ids) {
+        requireNonNull("ids", ids);
+        call((options, error) -> patchrec_query_options_set_deny(options, ids, ids.length, error));
+        return this;
+    }
+
+    /** Removes the allow- and deny-lists: every item may be recommended again. */
+    public QueryOptions clearFilters() {
+        call(LibPatchrec::patchrec_query_options_clear_filters);
         return this;
     }
 }

@@ -7,7 +7,13 @@
  * in a {@link io.github.patchrec.User}, and ask {@link io.github.patchrec.Catalog#recommend}
  * for the next items, tuned by {@link io.github.patchrec.QueryOptions}; a ranking service
  * whose candidates retrieval found asks {@link io.github.patchrec.Catalog#rank} to score
- * them on the same scale. Every handle owns C memory and is
+ * them on the same scale. {@link io.github.patchrec.Catalog#remove} and
+ * {@link io.github.patchrec.Catalog#setTitle} change a catalogue while it serves,
+ * {@link io.github.patchrec.QueryOptions#allow} and
+ * {@link io.github.patchrec.QueryOptions#deny} filter a query's answer, and
+ * {@link io.github.patchrec.Catalog#kvBudget} bounds the prompt KV that the catalogue's
+ * users keep between queries ({@link io.github.patchrec.Catalog#kvStats} reports it).
+ * Every handle owns C memory and is
  * {@link java.lang.AutoCloseable}; a {@link java.lang.ref.Cleaner} frees what a caller
  * forgets, but only after garbage collection, which is late for model weights.
  *

@@ -54,22 +54,23 @@ class AbiTest {
         assertEquals(LibPatchrec.RANK_SKIP_UNKNOWN, UnknownCandidates.SKIP.flag);
     }
 
-    /** The binding reads patchrec_train_progress_t by offset: the header's fields must be the ones it expects. */
-    @Test
-    void trainProgressLayoutMatchesTheHeader() throws IOException {
+    /** The fields of struct {@code name} in the header, each as "type name" with single spaces. */
+    private static List<String> structFields(String name) throws IOException {
         String header = Files.readString(Fixture.HEADER);
         Matcher struct = Pattern.compile(
-                "typedef struct patchrec_train_progress_t \\{(.*?)\\} patchrec_train_progress_t;", Pattern.DOTALL)
-                .matcher(header);
-        assertTrue(struct.find(), "no patchrec_train_progress_t in " + Fixture.HEADER);
+                "typedef struct " + name + " \\{(.*?)\\} " + name + ";", Pattern.DOTALL).matcher(header);
+        assertTrue(struct.find(), "no " + name + " in " + Fixture.HEADER);
         List<String> fields = new ArrayList<>();
         for (String field : struct.group(1).replaceAll("(?s)/\\*.*?\\*/", "").replaceAll("//[^\n]*", "").split(";")) {
             if (!field.isBlank()) {
                 fields.add(field.strip().replaceAll("\\s+", " "));
             }
         }
-        assertEquals(List.of(LibPatchrec.TRAIN_PROGRESS_FIELDS), fields);
-        // Natural alignment on a 64-bit platform, which requireAbi insists on.
+        return fields;
+    }
+
+    /** Each field's offset with natural alignment on a 64-bit platform, which requireAbi insists on. */
+    private static int[] offsets(List<String> fields) {
         int[] offsets = new int[fields.size()];
         int offset = 0;
         for (int i = 0; i < fields.size(); i++) {
@@ -78,7 +79,31 @@ class AbiTest {
             offsets[i] = offset;
             offset += size;
         }
-        assertArrayEquals(offsets, new int[] {
+        return offsets;
+    }
+
+    /** The binding reads patchrec_kv_stats_t by offset: the header's fields must be the ones it expects. */
+    @Test
+    void kvStatsLayoutMatchesTheHeader() throws IOException {
+        List<String> fields = structFields("patchrec_kv_stats_t");
+        assertEquals(List.of(LibPatchrec.KV_STATS_FIELDS), fields);
+        assertArrayEquals(offsets(fields), new int[] {
+            LibPatchrec.KV_STATS_CAPACITY_OFFSET,
+            LibPatchrec.KV_STATS_BYTES_HELD_OFFSET,
+            LibPatchrec.KV_STATS_USERS_HELD_OFFSET,
+            LibPatchrec.KV_STATS_HITS_OFFSET,
+            LibPatchrec.KV_STATS_MISSES_OFFSET,
+            LibPatchrec.KV_STATS_EVICTIONS_OFFSET,
+        });
+        assertEquals(8 * fields.size(), LibPatchrec.KV_STATS_SIZE);
+    }
+
+    /** The binding reads patchrec_train_progress_t by offset: the header's fields must be the ones it expects. */
+    @Test
+    void trainProgressLayoutMatchesTheHeader() throws IOException {
+        List<String> fields = structFields("patchrec_train_progress_t");
+        assertEquals(List.of(LibPatchrec.TRAIN_PROGRESS_FIELDS), fields);
+        assertArrayEquals(offsets(fields), new int[] {
             LibPatchrec.TRAIN_PROGRESS_STAGE_OFFSET,
             LibPatchrec.TRAIN_PROGRESS_STAGE_INDEX_OFFSET,
             LibPatchrec.TRAIN_PROGRESS_STEP_OFFSET,

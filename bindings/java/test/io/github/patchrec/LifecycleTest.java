@@ -29,6 +29,9 @@ class LifecycleTest {
         assertFails(Status.NULL_ARGUMENT, "QueryOptions used after close()",
                 () -> catalog.rank(user, new long[] {1, 2}, options));
         assertFails(Status.NULL_ARGUMENT, "QueryOptions used after close()", () -> options.k(2));
+        assertFails(Status.NULL_ARGUMENT, "QueryOptions used after close()", () -> options.allow(1, 2));
+        assertFails(Status.NULL_ARGUMENT, "QueryOptions used after close()", () -> options.deny());
+        assertFails(Status.NULL_ARGUMENT, "QueryOptions used after close()", options::clearFilters);
 
         user.close();
         assertFails(Status.NULL_ARGUMENT, "User used after close()", () -> catalog.recommend(user));
@@ -43,6 +46,12 @@ class LifecycleTest {
         catalog.close();
         assertFails(Status.NULL_ARGUMENT, "Catalog used after close()", () -> catalog.add(1000, "Brazil (1985)"));
         assertFails(Status.NULL_ARGUMENT, "Catalog used after close()", () -> catalog.title(1));
+        assertFails(Status.NULL_ARGUMENT, "Catalog used after close()", () -> catalog.remove(1));
+        // Also with no ids, for which C would take a NULL array.
+        assertFails(Status.NULL_ARGUMENT, "Catalog used after close()", () -> catalog.remove());
+        assertFails(Status.NULL_ARGUMENT, "Catalog used after close()", () -> catalog.setTitle(1, "Toy Story 2 (1999)"));
+        assertFails(Status.NULL_ARGUMENT, "Catalog used after close()", () -> catalog.kvBudget(1));
+        assertFails(Status.NULL_ARGUMENT, "Catalog used after close()", catalog::kvStats);
         assertFails(Status.NULL_ARGUMENT, "Catalog used after close()", () -> catalog.layoutStats(otherUser, null));
         assertFails(Status.NULL_ARGUMENT, "Catalog used after close()", () -> catalog.recommend(otherUser));
         for (long[] candidates : new long[][] {{1, 2}, {}}) {
