@@ -64,7 +64,8 @@ scripts/install.sh "$prefix"
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 rm -rf "$checkpoint" "$dataset"
 mkdir -p "$work"
-cargo run --release --quiet --bin patchrec -- init --items "$items" --out "$checkpoint"
+cargo run --release --quiet --bin patchrec -- init --items "$items" --out "$checkpoint" \
+  --vocab-size 1024 --hidden 64 --layers 2
 cargo run --release --quiet --bin patchrec -- synth --items "$items" --out "$dataset" --users 6 --len 8
 # shellcheck disable=SC2046 # pkg-config prints several flags
 cc -std=c99 -O2 -Wall -Wextra -Werror -pedantic $(pkg-config --cflags patchrec) \

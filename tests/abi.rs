@@ -51,10 +51,13 @@ fn library_dir() -> PathBuf {
 /// A tiny random model (tokenizer trained on `TITLES` and the prompt) saved under `dir`.
 fn tiny_checkpoint(dir: &Path) -> PathBuf {
     let template = PromptTemplate::movielens(ChatFormat::ChatMl);
-    let mut corpus: Vec<String> = TITLES.iter().map(|t| t.to_string()).collect();
-    corpus.push(template.system.clone());
-    corpus.push(template.instruction.clone());
-    let model = init_model(&corpus, template, &InitOptions::default()).expect("init model");
+    let tiny = InitOptions {
+        vocab_size: 1024,
+        hidden_size: 64,
+        num_layers: 2,
+        ..Default::default()
+    };
+    let model = init_model(&TITLES, template, &tiny).expect("init model");
     let checkpoint = dir.join("checkpoint");
     model.save(&checkpoint).expect("save model");
     checkpoint

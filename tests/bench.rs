@@ -186,7 +186,11 @@ fn the_users_benchmark_keeps_the_budget_and_counts_evictions() {
         "{report:?}"
     );
     assert!(bounded.evictions > 0 && bounded.misses > 0, "{bounded:?}");
-    assert_eq!(bounded.hits + bounded.misses, 10 + 30, "warm-up and timed queries");
+    assert_eq!(
+        bounded.hits + bounded.misses,
+        10 + 30,
+        "warm-up and timed queries"
+    );
     assert!(report.rows[1].stats.is_none());
     assert!(report.rows[1].most_bytes_held > report.rows[0].most_bytes_held);
     assert!(cat.kv_stats().is_none(), "the bench lifts its budget");

@@ -114,7 +114,7 @@ fn a_model_too_big_to_allocate_is_an_error_not_an_abort() {
         ..Default::default()
     };
     let template = patchrec::text::PromptTemplate::movielens(patchrec::text::ChatFormat::ChatMl);
-    let e = patchrec::init::init_model(&["a title".into()], template, &opts).err();
+    let e = patchrec::init::init_model(&["a title"], template, &opts).err();
     assert!(
         matches!(e, Some(Error::OutOfMemory(ref m)) if m.contains("hidden 1000000")),
         "{e:?}"
@@ -211,7 +211,7 @@ fn a_tokenizer_that_does_not_belong_to_the_weights_is_refused() {
     let other = common::tiny_model_with(
         &patchrec::init::InitOptions {
             vocab_size: 700,
-            ..Default::default()
+            ..common::tiny_options()
         },
         &common::titles(40),
     );

@@ -24,7 +24,7 @@ fn model() -> std::sync::Arc<patchrec::Model> {
         num_layers: 3,
         num_heads: 4,
         num_kv_heads: 2,
-        ..Default::default()
+        ..common::tiny_options()
     };
     common::tiny_model_with(&opts, &common::titles(10))
 }

@@ -41,7 +41,7 @@ fn saved_quantizable(items: &[(u64, String)]) -> (Arc<Model>, tempfile::TempDir)
     let opts = InitOptions {
         hidden_size: 64,
         intermediate_size: Some(128),
-        ..Default::default()
+        ..common::tiny_options()
     };
     let model = common::tiny_model_with(&opts, items);
     let dir = tempfile::tempdir().unwrap();

@@ -40,17 +40,18 @@ enum Command {
         prompt: Option<PathBuf>,
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value_t = 1024)]
+        // The defaults are `InitOptions::default()`, as in a training configuration.
+        #[arg(long, default_value_t = InitOptions::default().vocab_size)]
         vocab_size: usize,
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = InitOptions::default().hidden_size)]
         hidden: usize,
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = InitOptions::default().num_layers)]
         layers: usize,
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = InitOptions::default().num_heads)]
         heads: usize,
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = InitOptions::default().num_kv_heads)]
         kv_heads: usize,
-        #[arg(long, default_value_t = 42)]
+        #[arg(long, default_value_t = InitOptions::default().seed)]
         seed: u64,
     },
     /// Convert a Llama-architecture GGUF file into a checkpoint directory.
@@ -413,9 +414,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
                 }
                 None => PromptTemplate::movielens(ChatFormat::ChatMl),
             };
-            let mut corpus: Vec<String> = catalog.into_iter().map(|(_, t)| t).collect();
-            corpus.push(template.system.clone());
-            corpus.push(template.instruction.clone());
+            let titles: Vec<String> = catalog.into_iter().map(|(_, t)| t).collect();
             let opts = InitOptions {
                 vocab_size,
                 hidden_size: hidden,
@@ -425,7 +424,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
                 intermediate_size: None,
                 seed,
             };
-            let model = init_model(&corpus, template, &opts)?;
+            let model = init_model(&titles, template, &opts)?;
             model.save(&out)?;
             println!(
                 "wrote {} (vocabulary {}, hidden {hidden}, {layers} layers)",

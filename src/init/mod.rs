@@ -27,12 +27,14 @@ pub struct InitOptions {
     pub seed: u64,
 }
 
+/// The defaults of `patchrec init` and of a training configuration's `[model.init]`: the
+/// 4-layer, 128-wide model of docs/RESULTS.md's from-scratch rows.
 impl Default for InitOptions {
     fn default() -> Self {
         InitOptions {
-            vocab_size: 1024,
-            hidden_size: 64,
-            num_layers: 2,
+            vocab_size: 2048,
+            hidden_size: 128,
+            num_layers: 4,
             num_heads: 4,
             num_kv_heads: 2,
             intermediate_size: None,
@@ -84,20 +86,21 @@ const MAX_INIT_VOCAB: usize = 1 << 18;
 /// Chat-format tokens every from-scratch model knows (ChatML).
 const CHAT_TOKENS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
 
-/// Trains the tokenizer on `corpus` (titles and prompt lines) and builds a random model
-/// around it with `template` (which must use the ChatML format).
-pub fn init_model(
-    corpus: &[String],
+/// Trains the tokenizer on the catalogue's `titles` and `template`'s text, and builds a
+/// random model around it with `template` (which must use the ChatML format).
+pub fn init_model<T: AsRef<str>>(
+    titles: &[T],
     template: PromptTemplate,
     opts: &InitOptions,
 ) -> Result<Model> {
-    if corpus.is_empty() {
-        return Err(Error::invalid(
-            "init needs a non-empty corpus (titles and prompt text)",
-        ));
+    if titles.is_empty() {
+        return Err(Error::invalid("init needs at least one title"));
     }
     opts.validate()?;
-    let tokenizer = train_tokenizer(corpus, opts.vocab_size)?;
+    let mut corpus: Vec<String> = titles.iter().map(|t| t.as_ref().to_string()).collect();
+    corpus.push(template.system.clone());
+    corpus.push(template.instruction.clone());
+    let tokenizer = train_tokenizer(&corpus, opts.vocab_size)?;
     let mut cfg = opts.config(tokenizer.vocab_size());
     cfg.bos_token_id = tokenizer.token_id("<|im_start|>").map(Into::into);
     cfg.eos_token_id = tokenizer.token_id("<|im_end|>").map(Into::into);

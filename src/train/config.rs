@@ -55,20 +55,21 @@ pub struct InitConfig {
     pub intermediate: Option<usize>,
 }
 
+// `[model.init]` defaults to what `patchrec init` does (`InitOptions::default`).
 fn d_vocab() -> usize {
-    2048
+    crate::init::InitOptions::default().vocab_size
 }
 fn d_hidden() -> usize {
-    128
+    crate::init::InitOptions::default().hidden_size
 }
 fn d_layers() -> usize {
-    4
+    crate::init::InitOptions::default().num_layers
 }
 fn d_heads() -> usize {
-    4
+    crate::init::InitOptions::default().num_heads
 }
 fn d_kv_heads() -> usize {
-    2
+    crate::init::InitOptions::default().num_kv_heads
 }
 
 /// Which training samples to use (the paper's rule, optionally subsampled).

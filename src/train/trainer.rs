@@ -172,10 +172,8 @@ pub(crate) fn from_scratch(
     seed: u64,
 ) -> Result<Model> {
     let template = PromptTemplate::from_prompt_text(&data.prompt, ChatFormat::ChatMl)?;
-    let mut corpus: Vec<String> = data.items.iter().map(|(_, t)| t.clone()).collect();
-    corpus.push(template.system.clone());
-    corpus.push(template.instruction.clone());
-    init_model(&corpus, template, &init.options(seed))
+    let titles: Vec<&str> = data.items.iter().map(|(_, t)| t.as_str()).collect();
+    init_model(&titles, template, &init.options(seed))
 }
 
 /// Swaps the model's weights for trainable variables (same values) and returns them.

@@ -26,15 +26,23 @@ pub fn titles(n: usize) -> Vec<(u64, String)> {
 
 pub fn tiny_model_with(opts: &InitOptions, catalogue: &[(u64, String)]) -> Arc<Model> {
     let template = PromptTemplate::movielens(ChatFormat::ChatMl);
-    let mut corpus: Vec<String> = catalogue.iter().map(|(_, t)| t.clone()).collect();
-    corpus.push(template.system.clone());
-    corpus.push(template.instruction.clone());
-    Arc::new(init_model(&corpus, template, opts).expect("init tiny model"))
+    let titles: Vec<&str> = catalogue.iter().map(|(_, t)| t.as_str()).collect();
+    Arc::new(init_model(&titles, template, opts).expect("init tiny model"))
+}
+
+/// The tests' model sizes: 2 layers, 64 wide, a 1,024-token vocabulary.
+pub fn tiny_options() -> InitOptions {
+    InitOptions {
+        vocab_size: 1024,
+        hidden_size: 64,
+        num_layers: 2,
+        ..Default::default()
+    }
 }
 
 /// A 2-layer, 64-wide model whose tokenizer was trained on `titles(n)`.
 pub fn tiny_model(n: usize) -> Arc<Model> {
-    tiny_model_with(&InitOptions::default(), &titles(n))
+    tiny_model_with(&tiny_options(), &titles(n))
 }
 
 pub fn catalog(model: &Arc<Model>, items: &[(u64, String)]) -> Catalog {
