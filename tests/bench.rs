@@ -227,3 +227,37 @@ fn the_catalogue_benchmark_grows_the_catalogue_to_each_size() {
     .unwrap_err();
     assert!(err.to_string().contains("size 10"), "{err}");
 }
+
+#[test]
+fn the_filters_benchmark_answers_within_each_list() {
+    let items = common::titles(40);
+    let model = common::tiny_model(40);
+    let cat = common::catalog(&model, &items);
+    let opts = patchrec::bench::FiltersBenchOptions {
+        layout: Layout::PftI { m: 2 },
+        history: 5,
+        users: 2,
+        k: 5,
+        fractions: vec![0.05, 0.5, 0.95],
+        seed: 9,
+    };
+    let report = patchrec::bench::run_filters_bench(&cat, &opts).unwrap();
+    let rows: Vec<(&str, f64)> = report
+        .rows
+        .iter()
+        .map(|r| (r.filter.as_str(), r.answered))
+        .collect();
+    // 5 % of 40 allows 2 items; 95 % denied leaves 2.
+    assert_eq!(rows[0], ("none", 5.0));
+    assert_eq!(rows[1], ("allow", 2.0));
+    assert_eq!(rows[6], ("deny", 2.0));
+    let err = patchrec::bench::run_filters_bench(
+        &cat,
+        &patchrec::bench::FiltersBenchOptions {
+            fractions: vec![1.5],
+            ..opts
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("1.5"), "{err}");
+}

@@ -216,6 +216,26 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// A query's time with allow- and deny-lists covering fractions of the catalogue
+    BenchFilters {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        items: PathBuf,
+        #[arg(long, default_value = "pft-s:5")]
+        layout: String,
+        #[arg(long, default_value_t = 100, value_parser = at_least_one)]
+        history: usize,
+        #[arg(long, default_value_t = 3, value_parser = at_least_one)]
+        users: usize,
+        #[arg(long, default_value_t = 20, value_parser = at_least_one)]
+        k: usize,
+        #[arg(long, value_delimiter = ',', default_value = "0.01,0.5,0.99")]
+        fractions: Vec<f64>,
+        /// Write the report as JSON here
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Registration time, memory per item and query time for catalogues grown with
     /// synthetic titles to each size
     BenchCatalogue {
@@ -642,6 +662,34 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             };
             let mut report = patchrec::bench::run_serving_bench(&catalog, &opts)?;
             report.memory = Some(memory);
+            print!("{}", report.markdown());
+            if let Some(out) = &out {
+                let json = serde_json::to_string_pretty(&report).expect("report serialises");
+                std::fs::write(out, json).map_err(|e| patchrec::Error::io(out, e))?;
+            }
+        }
+        Command::BenchFilters {
+            checkpoint,
+            items,
+            layout,
+            history,
+            users,
+            k,
+            fractions,
+            out,
+        } => {
+            let model = Model::load(&checkpoint, &model_options(None, &None)?)?;
+            let catalog = Catalog::new(Arc::new(model))?;
+            catalog.add_batch(&read_items_tsv(&items)?)?;
+            let opts = patchrec::bench::FiltersBenchOptions {
+                layout: Layout::parse(&layout)?,
+                history,
+                users,
+                k,
+                fractions,
+                seed: 42,
+            };
+            let report = patchrec::bench::run_filters_bench(&catalog, &opts)?;
             print!("{}", report.markdown());
             if let Some(out) = &out {
                 let json = serde_json::to_string_pretty(&report).expect("report serialises");
