@@ -7,8 +7,8 @@ mod common;
 
 use patchrec::history::{Layout, LayoutConfig};
 use patchrec::{
-    rank, recommend, recommend_cached, Catalog, Error, Interaction, PromptCache, QueryOptions,
-    QueryResult, RankOptions, UserHistory,
+    rank, recommend, recommend_cached, Error, Interaction, PromptCache, QueryOptions, QueryResult,
+    RankOptions, UserHistory,
 };
 
 fn at(item_id: u64) -> Interaction {
@@ -16,13 +16,6 @@ fn at(item_id: u64) -> Interaction {
         item_id,
         timestamp: None,
     }
-}
-
-fn user_of(cat: &Catalog, ids: &[u64]) -> UserHistory {
-    let mut user = UserHistory::new();
-    cat.append(&mut user, &ids.iter().map(|&id| at(id)).collect::<Vec<_>>())
-        .unwrap();
-    user
 }
 
 /// Every live item, exactly ranked.
@@ -75,8 +68,18 @@ fn removed_and_retitled_items_answer_as_a_catalogue_built_without_them() {
         Layout::PftI { m: 2 },
         Layout::PftS { l: 2 },
     ] {
-        let updated = recommend(&cat, &user_of(&cat, &history), &everything(layout)).unwrap();
-        let fresh = recommend(&rebuilt, &user_of(&rebuilt, &history), &everything(layout)).unwrap();
+        let updated = recommend(
+            &cat,
+            &common::user_with(&cat, &history),
+            &everything(layout),
+        )
+        .unwrap();
+        let fresh = recommend(
+            &rebuilt,
+            &common::user_with(&rebuilt, &history),
+            &everything(layout),
+        )
+        .unwrap();
         assert_eq!(updated.items.len(), 25);
         assert_same(&updated, &fresh, &format!("{layout}"));
         assert!(updated.items.iter().all(|r| !removed.contains(&r.item_id)));
@@ -94,7 +97,7 @@ fn a_history_holding_a_removed_item_still_works() {
     let model = common::tiny_model(20);
     let cat = common::catalog(&model, &items);
     let gone = items[3].0;
-    let user = user_of(&cat, &[items[1].0, gone, items[7].0]);
+    let user = common::user_with(&cat, &[items[1].0, gone, items[7].0]);
     let before = cat.snapshot();
     cat.remove(gone).unwrap();
 
@@ -130,7 +133,7 @@ fn a_cached_prompt_never_serves_a_stale_title() {
     let items = common::titles(20);
     let model = common::tiny_model(20);
     let cat = common::catalog(&model, &items);
-    let user = user_of(&cat, &[items[2].0, items[9].0, items[5].0]);
+    let user = common::user_with(&cat, &[items[2].0, items[9].0, items[5].0]);
     let opts = everything(Layout::Vanilla);
     let mut cache = PromptCache::new();
     recommend_cached(&cat, &user, &mut cache, &opts).unwrap();

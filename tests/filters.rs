@@ -5,20 +5,7 @@
 mod common;
 
 use patchrec::history::{Layout, LayoutConfig};
-use patchrec::{recommend, Catalog, Interaction, QueryOptions, QueryResult, UserHistory};
-
-fn user_of(cat: &Catalog, ids: &[u64]) -> UserHistory {
-    let mut user = UserHistory::new();
-    let history: Vec<Interaction> = ids
-        .iter()
-        .map(|&item_id| Interaction {
-            item_id,
-            timestamp: None,
-        })
-        .collect();
-    cat.append(&mut user, &history).unwrap();
-    user
-}
+use patchrec::{recommend, QueryOptions, QueryResult};
 
 fn assert_same(a: &QueryResult, b: &QueryResult, what: &str) {
     let ids = |r: &QueryResult| r.items.iter().map(|i| i.item_id).collect::<Vec<_>>();
@@ -55,15 +42,19 @@ fn an_allow_list_answers_as_a_catalogue_of_the_allowed_items() {
         for exact in [false, true] {
             let filtered = recommend(
                 &cat,
-                &user_of(&cat, &history),
+                &common::user_with(&cat, &history),
                 &QueryOptions {
                     allow: Some(allow.clone()),
                     ..options(layout, exact)
                 },
             )
             .unwrap();
-            let reference =
-                recommend(&only, &user_of(&only, &history), &options(layout, exact)).unwrap();
+            let reference = recommend(
+                &only,
+                &common::user_with(&only, &history),
+                &options(layout, exact),
+            )
+            .unwrap();
             assert_eq!(filtered.items.len(), 6);
             assert_same(&filtered, &reference, &format!("{layout}, exact {exact}"));
         }
@@ -75,7 +66,7 @@ fn a_denied_item_never_appears() {
     let items = common::titles(30);
     let model = common::tiny_model(30);
     let cat = common::catalog(&model, &items);
-    let user = user_of(&cat, &[items[3].0, items[8].0]);
+    let user = common::user_with(&cat, &[items[3].0, items[8].0]);
     let everything = QueryOptions {
         k: 30,
         exact: true,

@@ -9,7 +9,7 @@ use patchrec::history::{Layout, LayoutConfig};
 use patchrec::prompt::build_prompt;
 use patchrec::{
     rank, rank_cached, recommend, Error, Interaction, PromptCache, QueryOptions, RankOptions,
-    RankOrder, UnknownCandidates, UserHistory,
+    RankOrder, UnknownCandidates,
 };
 
 const LAYOUTS: [Layout; 4] = [
@@ -18,19 +18,6 @@ const LAYOUTS: [Layout; 4] = [
     Layout::PftS { l: 2 },
     Layout::StreamS { l: 3 },
 ];
-
-fn user_of(cat: &patchrec::Catalog, ids: &[u64]) -> UserHistory {
-    let mut user = UserHistory::new();
-    let history: Vec<Interaction> = ids
-        .iter()
-        .map(|&item_id| Interaction {
-            item_id,
-            timestamp: None,
-        })
-        .collect();
-    cat.append(&mut user, &history).unwrap();
-    user
-}
 
 fn options(layout: Layout) -> RankOptions {
     RankOptions {
@@ -46,7 +33,7 @@ fn scores_equal_teacher_forced_log_probabilities() {
     let cat = common::catalog(&model, &items);
     let snap = cat.snapshot();
     let history: Vec<u64> = items[2..9].iter().map(|(id, _)| *id).collect();
-    let user = user_of(&cat, &history);
+    let user = common::user_with(&cat, &history);
     // Titles that share prefixes ("The Red ...") and ones that do not, in no order.
     let candidates: Vec<u64> = [17, 0, 8, 16, 24, 1, 9, 29, 3]
         .iter()
@@ -79,7 +66,7 @@ fn scores_equal_recommends_scores_of_the_same_items() {
     let items = common::titles(30);
     let model = common::tiny_model(30);
     let cat = common::catalog(&model, &items);
-    let user = user_of(&cat, &[items[4].0, items[11].0, items[5].0]);
+    let user = common::user_with(&cat, &[items[4].0, items[11].0, items[5].0]);
     let query = QueryOptions {
         k: 8,
         exact: true,
@@ -100,7 +87,7 @@ fn passes_and_chunks_do_not_change_the_scores() {
     let items = common::titles(40);
     let model = common::tiny_model(40);
     let cat = common::catalog(&model, &items);
-    let user = user_of(&cat, &[items[1].0, items[7].0, items[30].0, items[12].0]);
+    let user = common::user_with(&cat, &[items[1].0, items[7].0, items[30].0, items[12].0]);
     let all: Vec<u64> = items.iter().map(|(id, _)| *id).collect();
     let whole = rank(&cat, &user, &all, &options(Layout::PftS { l: 2 })).unwrap();
     // One chunk: the tree's nodes in passes of PASS_ROWS.
@@ -149,7 +136,7 @@ fn duplicates_unknown_ids_and_orders_are_as_documented() {
     let items = common::titles(20);
     let model = common::tiny_model(20);
     let cat = common::catalog(&model, &items);
-    let user = user_of(&cat, &[items[3].0, items[6].0]);
+    let user = common::user_with(&cat, &[items[3].0, items[6].0]);
     let (a, b, c) = (items[5].0, items[9].0, items[14].0);
     let input = RankOptions {
         order: RankOrder::Input,
@@ -220,7 +207,7 @@ fn the_users_prompt_cache_gives_the_same_scores() {
     let items = common::titles(20);
     let model = common::tiny_model(20);
     let cat = common::catalog(&model, &items);
-    let mut user = user_of(&cat, &[items[3].0, items[6].0, items[2].0]);
+    let mut user = common::user_with(&cat, &[items[3].0, items[6].0, items[2].0]);
     let candidates: Vec<u64> = items[8..16].iter().map(|(id, _)| *id).collect();
     let opts = options(Layout::StreamS { l: 2 });
     let mut cache = PromptCache::new();

@@ -563,10 +563,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
                     }
                 })?
             };
-            if let Some(out) = &out {
-                let json = serde_json::to_string_pretty(&report).expect("report serialises");
-                std::fs::write(out, json).map_err(|e| patchrec::Error::io(out, e))?;
-            }
+            write_json(&report, out.as_deref())?;
             let name = name.unwrap_or_else(|| report.layout.clone());
             println!("| model | HR@10 | HR@20 | NDCG@10 | NDCG@20 | CR |");
             println!("|---|---|---|---|---|---|");
@@ -663,10 +660,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             let mut report = patchrec::bench::run_serving_bench(&catalog, &opts)?;
             report.memory = Some(memory);
             print!("{}", report.markdown());
-            if let Some(out) = &out {
-                let json = serde_json::to_string_pretty(&report).expect("report serialises");
-                std::fs::write(out, json).map_err(|e| patchrec::Error::io(out, e))?;
-            }
+            write_json(&report, out.as_deref())?;
         }
         Command::BenchFilters {
             checkpoint,
@@ -678,9 +672,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             fractions,
             out,
         } => {
-            let model = Model::load(&checkpoint, &model_options(None, &None)?)?;
-            let catalog = Catalog::new(Arc::new(model))?;
-            catalog.add_batch(&read_items_tsv(&items)?)?;
+            let catalog = serving_catalogue(&checkpoint, &items)?;
             let opts = patchrec::bench::FiltersBenchOptions {
                 layout: Layout::parse(&layout)?,
                 history,
@@ -691,10 +683,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             };
             let report = patchrec::bench::run_filters_bench(&catalog, &opts)?;
             print!("{}", report.markdown());
-            if let Some(out) = &out {
-                let json = serde_json::to_string_pretty(&report).expect("report serialises");
-                std::fs::write(out, json).map_err(|e| patchrec::Error::io(out, e))?;
-            }
+            write_json(&report, out.as_deref())?;
         }
         Command::BenchCatalogue {
             checkpoint,
@@ -722,10 +711,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             let report =
                 patchrec::bench::run_catalogue_bench(&model, &read_items_tsv(&items)?, &opts)?;
             print!("{}", report.markdown());
-            if let Some(out) = &out {
-                let json = serde_json::to_string_pretty(&report).expect("report serialises");
-                std::fs::write(out, json).map_err(|e| patchrec::Error::io(out, e))?;
-            }
+            write_json(&report, out.as_deref())?;
         }
         Command::BenchUsers {
             checkpoint,
@@ -743,9 +729,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
                     "--budget-fraction {budget_fraction}: must be within (0, 1]"
                 )));
             }
-            let model = Model::load(&checkpoint, &model_options(None, &None)?)?;
-            let catalog = Catalog::new(Arc::new(model))?;
-            catalog.add_batch(&read_items_tsv(&items)?)?;
+            let catalog = serving_catalogue(&checkpoint, &items)?;
             let opts = patchrec::bench::UsersBenchOptions {
                 layout: Layout::parse(&layout)?,
                 users,
@@ -757,10 +741,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             };
             let report = patchrec::bench::run_users_bench(&catalog, &opts)?;
             print!("{}", report.markdown());
-            if let Some(out) = &out {
-                let json = serde_json::to_string_pretty(&report).expect("report serialises");
-                std::fs::write(out, json).map_err(|e| patchrec::Error::io(out, e))?;
-            }
+            write_json(&report, out.as_deref())?;
         }
         Command::BenchRank {
             checkpoint,
@@ -792,10 +773,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             };
             let report = patchrec::bench::run_rank_bench(&catalog, &opts)?;
             print!("{}", report.markdown());
-            if let Some(out) = &out {
-                let json = serde_json::to_string_pretty(&report).expect("report serialises");
-                std::fs::write(out, json).map_err(|e| patchrec::Error::io(out, e))?;
-            }
+            write_json(&report, out.as_deref())?;
         }
         Command::BenchTrain {
             config: Some(config),
@@ -820,10 +798,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
                 );
                 reports.push(r);
             }
-            if let Some(out) = &out {
-                let json = serde_json::to_string_pretty(&reports).expect("report serialises");
-                std::fs::write(out, json).map_err(|e| patchrec::Error::io(out, e))?;
-            }
+            write_json(&reports, out.as_deref())?;
         }
         Command::BenchTrain {
             checkpoint: Some(checkpoint),
@@ -858,10 +833,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
                 report.trained_parameters,
                 report.step_seconds
             );
-            if let Some(out) = &out {
-                let json = serde_json::to_string_pretty(&report).expect("report serialises");
-                std::fs::write(out, json).map_err(|e| patchrec::Error::io(out, e))?;
-            }
+            write_json(&report, out.as_deref())?;
         }
         Command::BenchTrain { .. } => {
             unreachable!("clap requires --checkpoint unless --config is given")
@@ -1021,4 +993,27 @@ fn model_options(
         device,
         quantization: quantize.as_deref().map(str::parse).transpose()?,
     })
+}
+
+/// Writes a report as JSON to `out`, when one is given.
+fn write_json<T: serde::Serialize>(
+    report: &T,
+    out: Option<&std::path::Path>,
+) -> patchrec::Result<()> {
+    if let Some(out) = out {
+        let json = serde_json::to_string_pretty(report).expect("report serialises");
+        std::fs::write(out, json).map_err(|e| patchrec::Error::io(out, e))?;
+    }
+    Ok(())
+}
+
+/// The checkpoint (f32, on the CPU) with the catalogue of `items` registered.
+fn serving_catalogue(
+    checkpoint: &std::path::Path,
+    items: &std::path::Path,
+) -> patchrec::Result<Catalog> {
+    let model = Model::load(checkpoint, &model_options(None, &None)?)?;
+    let catalog = Catalog::new(Arc::new(model))?;
+    catalog.add_batch(&read_items_tsv(items)?)?;
+    Ok(catalog)
 }

@@ -126,3 +126,8 @@ pub fn teacher_forced(
         .map(|(i, &tok)| lp[p - 1 + i][tok as usize])
         .sum()
 }
+
+/// A user whose history is `ids` (oldest first, times unknown).
+pub fn user_with(cat: &Catalog, ids: &[u64]) -> patchrec::UserHistory {
+    cat.history_of(ids).expect("history of catalogue items")
+}
