@@ -8,6 +8,32 @@
 //! [`prompt`] builder turns template + segments into one embedding matrix; the
 //! [`model::Llama`] decoder prefills it and [`decode`] runs beam search constrained to
 //! the catalogue's titles. [`ffi`] exposes all of it as a C ABI.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use patchrec::{recommend, rank, Catalog, QueryOptions, RankOptions};
+//!
+//! # fn main() -> patchrec::Result<()> {
+//! # let titles = ["Toy Story (1995)", "Heat (1995)", "Fargo (1996)", "Alien (1979)"];
+//! # let template = patchrec::text::PromptTemplate::movielens(patchrec::text::ChatFormat::ChatMl);
+//! # let opts = patchrec::init::InitOptions { vocab_size: 400, hidden_size: 32, num_layers: 1, ..Default::default() };
+//! # let model = patchrec::init::init_model(&titles, template, &opts)?;
+//! // A trained checkpoint: Model::load("checkpoint-dir", &ModelOptions::default())?
+//! let catalog = Catalog::new(Arc::new(model))?;
+//! catalog.add_batch(&[(1, "Toy Story (1995)"), (2, "Heat (1995)"), (3, "Fargo (1996)"), (4, "Alien (1979)")])?;
+//! let user = catalog.history_of(&[1, 3])?;
+//!
+//! // The next items, best first; never item 4.
+//! let top = recommend(&catalog, &user, &QueryOptions { k: 2, deny: vec![4], ..Default::default() })?;
+//! assert_eq!(top.items.len(), 2);
+//! assert!(top.items.iter().all(|r| r.item_id != 4));
+//!
+//! // Given candidates, scored on the same scale.
+//! let ranked = rank(&catalog, &user, &[2, 4], &RankOptions::default())?;
+//! assert_eq!(ranked.items.len(), 2);
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod bench;
 pub mod catalog;
