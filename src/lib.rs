@@ -61,7 +61,8 @@ pub use history::{Interaction, Layout, LayoutConfig, UserHistory};
 pub use model::{Model, ModelOptions};
 pub use prompt::PromptCache;
 pub use query::{
-    layout_stats, recommend, recommend_cached, QueryOptions, QueryResult, Recommendation,
+    layout_stats, recommend, recommend_cached, LayoutStats, QueryOptions, QueryResult,
+    Recommendation,
 };
 pub use rank::{
     rank, rank_cached, Candidate, RankOptions, RankOrder, RankResult, UnknownCandidates,

@@ -68,13 +68,23 @@ pub struct QueryResult {
     pub layout: Layout,
 }
 
-/// How the user's history would be laid out for `opts`, without running the model:
-/// `(prompt positions, history items shown, compression ratio)`.
+/// How a user's history is laid out in a prompt ([`layout_stats`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LayoutStats {
+    /// Positions in the prompt (tokens and patches).
+    pub prompt_len: usize,
+    /// History items shown (after truncation to K).
+    pub history_items: usize,
+    /// The paper's compression ratio of the history; 1 for vanilla.
+    pub compression_ratio: f64,
+}
+
+/// How the user's history would be laid out for `opts`, without running the model.
 pub fn layout_stats(
     catalog: &Catalog,
     user: &UserHistory,
     opts: &QueryOptions,
-) -> Result<(usize, usize, f64)> {
+) -> Result<LayoutStats> {
     let model = catalog.model();
     let layout = opts.layout.unwrap_or(model.meta().layout);
     layout.validate()?;
@@ -89,7 +99,11 @@ pub fn layout_stats(
     let segs = history.segments(layout.layout.resolve(&lengths, fixed));
     let len = fixed + history_positions(&segs, &lengths);
     let cr = compression_ratio(&segs, |i| lengths[i]);
-    Ok((len, history.len(), cr))
+    Ok(LayoutStats {
+        prompt_len: len,
+        history_items: history.len(),
+        compression_ratio: cr,
+    })
 }
 
 /// Recommends the next items for `user` from `catalog` (one consistent snapshot of it).

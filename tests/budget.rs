@@ -32,7 +32,7 @@ fn budget_queries_fit_and_agree_with_layout_stats() {
         .map(|l| {
             layout_stats(&cat, &user, &opts(Layout::PftS { l }))
                 .unwrap()
-                .0
+                .prompt_len
         })
         .min()
         .unwrap();
@@ -62,10 +62,13 @@ fn budget_queries_fit_and_agree_with_layout_stats() {
         }
         assert!(r.prompt_len <= last_len);
         last_len = r.prompt_len;
-        let (len, shown, cr) =
-            layout_stats(&cat, &user, &opts(Layout::Budget { tokens: budget })).unwrap();
-        assert_eq!((len, shown), (r.prompt_len, 30), "budget {budget}");
-        assert!((cr - r.compression_ratio).abs() < 1e-12);
+        let stats = layout_stats(&cat, &user, &opts(Layout::Budget { tokens: budget })).unwrap();
+        assert_eq!(
+            (stats.prompt_len, stats.history_items),
+            (r.prompt_len, 30),
+            "budget {budget}"
+        );
+        assert!((stats.compression_ratio - r.compression_ratio).abs() < 1e-12);
         match budget {
             b if b >= vanilla.prompt_len => assert_eq!(r.layout, Layout::Vanilla),
             b if b == vanilla.prompt_len - 1 => {

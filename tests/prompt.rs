@@ -108,7 +108,11 @@ fn stats_match_counted_prompt_positions_and_tokens() {
             layout: Some(LayoutConfig::new(layout, k)),
             ..Default::default()
         };
-        let (len, shown, cr) = layout_stats(&cat, &user, &opts).unwrap();
+        let patchrec::LayoutStats {
+            prompt_len: len,
+            history_items: shown,
+            compression_ratio: cr,
+        } = layout_stats(&cat, &user, &opts).unwrap();
         let history = user.latest(k);
         assert_eq!(shown, k.min(30));
         assert_eq!(

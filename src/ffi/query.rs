@@ -111,12 +111,12 @@ pub unsafe extern "C" fn patchrec_user_layout_stats(
         let history = &arg_ref(user, "user")?.history;
         let catalog = &arg_ref(catalog, "catalog")?.catalog;
         let options = query_options(options, catalog);
-        let (len, _history_items, ratio) = layout_stats(catalog, history, &options)?;
+        let stats = layout_stats(catalog, history, &options)?;
         if let Some(slot) = prompt_len.as_mut() {
-            *slot = len;
+            *slot = stats.prompt_len;
         }
         if let Some(slot) = compression_ratio.as_mut() {
-            *slot = ratio;
+            *slot = stats.compression_ratio;
         }
         Ok(())
     })
