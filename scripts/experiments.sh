@@ -143,9 +143,11 @@ fi
 if [ "$part" = smollm2 ]; then
   # SmolLM2-135M-Instruct from PyPI, converted once, fine-tuned with LoRA: stream-s:5 (the
   # serving layout, packed) as the main run, PFT-I(5) beside it (run them side by side,
-  # one thread each: SMOLLM2_RUN=streams5 and SMOLLM2_RUN=pfti5 with RAYON_NUM_THREADS=1). SMOLLM2_RUNS (default
-  # $exp/smollm2) holds the base checkpoint and each run's config, checkpoints and
-  # evaluations; SMOLLM2_RUN picks one run (streams5 or pfti5; default both, in turn).
+  # one thread each: SMOLLM2_RUN=streams5 and SMOLLM2_RUN=pfti5 with
+  # RAYON_NUM_THREADS=1), then streams5-all (all samples, from the streams5 checkpoint).
+  # SMOLLM2_RUNS (default $exp/smollm2) holds the base checkpoint and each run's config,
+  # checkpoints and evaluations; SMOLLM2_RUN picks one run (streams5, pfti5 or
+  # streams5-all; default all three, in turn).
   # stream-s5 trains 1 epoch over the training samples of 240 seeded users (the paper's
   # rule, K = 100; 16,560 samples), packed; pft-i5 (unpacked: its prompts share only the
   # template's head) over a seeded 6,000 samples. Both: batches of 16, AdamW at 5e-4 peak,
@@ -161,9 +163,12 @@ if [ "$part" = smollm2 ]; then
   if [ -n "${SMOLLM2_EVAL_SAMPLES:-}" ]; then
     eval_subset=(--max-samples "$SMOLLM2_EVAL_SAMPLES")
   fi
-  # smollm2_run NAME KIND KEY VALUE LAYOUT PACK SAMPLES (a [samples] line)
+  # smollm2_run NAME KIND KEY VALUE LAYOUT PACK SAMPLES [BASE] [LR]: SAMPLES is a
+  # [samples] line (empty: all samples), BASE the checkpoint to start from (default the
+  # converted model), LR the peak learning rate (default 5e-4).
   smollm2_run() {
     local name=$1 kind=$2 key=$3 value=$4 layout=$5 pack=$6 samples=$7
+    local base=${8:-$runs/smollm2-base} lr=${9:-5e-4}
     local dir="$runs/smollm2-$name"
     mkdir -p "$dir"
     cat > "$dir/config.toml" <<TOML
@@ -171,7 +176,7 @@ out = "$dir/run"
 data = "$data"
 seed = 42
 [model]
-checkpoint = "$runs/smollm2-base"
+checkpoint = "$base"
 [samples]
 $samples
 [[stage]]
@@ -180,7 +185,7 @@ $key = $value
 max_history = 100
 batch_size = 16
 micro_batch = 1
-learning_rate = 5e-4
+learning_rate = $lr
 warmup_ratio = 0.03
 max_grad_norm = 1.0
 checkpoint_every = 10
@@ -202,8 +207,13 @@ TOML
   }
   case "${SMOLLM2_RUN:-all}" in
     streams5|all) smollm2_run streams5 stream-s l 5 stream-s:5 true "max_users = 240" ;;&
-    pfti5|all) smollm2_run pfti5 pft-i m 5 pft-i:5 false "max_samples = 6000" ;;
-    *) echo "SMOLLM2_RUN: streams5 or pfti5" >&2; exit 2 ;;
+    pfti5|all) smollm2_run pfti5 pft-i m 5 pft-i:5 false "max_samples = 6000" ;;&
+    # All 47,749 samples, continuing from the streams5 run's merged checkpoint with a
+    # second LoRA (about 4.9 hours on 2 threads; --resume picks up where it stopped).
+    streams5-all|all) smollm2_run streams5-all stream-s l 5 stream-s:5 true "" \
+      "$runs/smollm2-streams5/run/01-stream-s5" 3e-4 ;;
+    streams5|pfti5) ;;
+    *) echo "SMOLLM2_RUN: streams5, pfti5 or streams5-all" >&2; exit 2 ;;
   esac
   exit 0
 fi
