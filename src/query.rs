@@ -4,12 +4,10 @@ use crate::catalog::Catalog;
 use std::sync::Arc;
 
 use crate::catalog::CatalogSnapshot;
-use crate::decode::{
-    prefill, search_prefilled, Prefilled, Scored, SearchOptions, DEFAULT_LOOKAHEAD,
-};
+use crate::decode::{search_prefilled, Scored, SearchOptions, DEFAULT_LOOKAHEAD};
 use crate::error::{Error, Result};
 use crate::history::{compression_ratio, history_positions, Layout, LayoutConfig, UserHistory};
-use crate::prompt::{build_prompt_shown, fixed_positions, Prompt, PromptCache};
+use crate::prompt::{build_prompt_shown, fixed_positions, prefill, Prefilled, Prompt, PromptCache};
 
 #[derive(Debug, Clone)]
 pub struct QueryOptions {

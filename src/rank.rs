@@ -15,11 +15,11 @@ use std::collections::{HashMap, HashSet};
 
 use crate::catalog::trie::ROOT;
 use crate::catalog::{CatalogSnapshot, TitleTrie};
-use crate::decode::logprobs::log_probs_of;
-use crate::decode::Prefilled;
 use crate::error::{Error, Result};
 use crate::history::{LayoutConfig, UserHistory};
+use crate::model::logprobs::log_probs_of;
 use crate::model::{DecodeGroup, Model};
+use crate::prompt::Prefilled;
 use crate::prompt::PromptCache;
 use crate::query::{prefill_prepared, prepare, QueryOptions};
 use crate::Catalog;

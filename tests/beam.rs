@@ -192,7 +192,8 @@ fn the_shared_head_cache_changes_no_result() {
 
 #[test]
 fn feeding_forced_tokens_ahead_changes_no_result_and_saves_passes() {
-    use patchrec::decode::{prefill, search_prefilled};
+    use patchrec::decode::search_prefilled;
+    use patchrec::prompt::prefill;
     let items = common::titles(40);
     let model = common::tiny_model(40);
     let cat = common::catalog(&model, &items);

@@ -17,10 +17,11 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::catalog::Catalog;
-use crate::decode::{prefill, search_prefilled, SearchOptions};
+use crate::decode::{search_prefilled, SearchOptions};
 use crate::error::{Error, Result};
 use crate::history::Layout;
 use crate::prompt::build_prompt;
+use crate::prompt::prefill;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ExportedPrompt {

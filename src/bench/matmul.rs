@@ -94,7 +94,7 @@ pub fn decode_stack_ms(
 
 /// Milliseconds to turn a beam step's logits `[rows, 1, vocab]` into per-row
 /// log-probabilities on the host: candle's `log_softmax` and `to_vec2`, then decoding's own
-/// (`decode::logprobs`), best of `repeats` each.
+/// (`model::logprobs`), best of `repeats` each.
 pub fn log_softmax_ms(
     rows: usize,
     vocab: usize,
@@ -116,7 +116,7 @@ pub fn log_softmax_ms(
         let lp = candle_nn::ops::log_softmax(&logits.squeeze(1)?, candle_core::D::Minus1)?;
         Ok(lp.to_vec2::<f32>()?)
     })?;
-    let ours = best(&|| crate::decode::logprobs::log_softmax_rows(&logits))?;
+    let ours = best(&|| crate::model::logprobs::log_softmax_rows(&logits))?;
     Ok((candle, ours))
 }
 

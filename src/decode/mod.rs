@@ -1,9 +1,8 @@
 //! Decoding: ranked catalogue items from a prompt.
 
 pub mod beam;
-pub(crate) mod logprobs;
 
 pub use beam::{
-    beam_search, beam_search_timed, prefill, prefill_from, search_prefilled, BeamState, BeamStep,
-    Prefilled, Scored, SearchCounts, SearchOptions, SearchTiming, DEFAULT_LOOKAHEAD,
+    beam_search, beam_search_timed, search_prefilled, BeamState, BeamStep, Scored, SearchCounts,
+    SearchOptions, SearchTiming, DEFAULT_LOOKAHEAD,
 };

@@ -1,5 +1,5 @@
 //! `e^x` for `x <= 0` in f32, scalar and on eight AVX2 lanes: the exponentials of
-//! log-softmax (`decode::logprobs`) and of SiLU (`swiglu`).
+//! log-softmax (`logprobs`) and of SiLU (`swiglu`).
 //!
 //! Why our own: the standard library's `exp` is a call per element that the compiler does
 //! not vectorise (the crate is built for baseline x86-64); at a beam step's 20 x 49,152

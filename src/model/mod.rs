@@ -11,6 +11,7 @@ mod frozen;
 pub(crate) mod host;
 pub mod kv_cache;
 pub mod llama;
+pub(crate) mod logprobs;
 pub mod lora;
 pub mod meta;
 mod norm;

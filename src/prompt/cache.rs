@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use super::budget::{Held, KvBudget, Slot};
 use super::builder::{PositionKey, Prompt};
+use super::prefill::{prefill, prefill_from, Prefilled};
 use crate::catalog::Catalog;
-use crate::decode::{prefill, prefill_from, Prefilled};
 use crate::error::Result;
 
 /// How the last prefill went: positions taken from the cache and positions computed.

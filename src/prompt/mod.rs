@@ -4,6 +4,7 @@
 pub mod budget;
 pub mod builder;
 pub mod cache;
+pub mod prefill;
 
 pub use budget::{KvBudget, KvStats};
 pub use builder::{
@@ -11,3 +12,4 @@ pub use builder::{
     PatchSource, PositionKey, Prompt,
 };
 pub use cache::{PromptCache, ReuseStats};
+pub use prefill::{prefill, prefill_from, Prefilled};

@@ -26,11 +26,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
 use crate::catalog::{Catalog, CatalogSnapshot};
-use crate::decode::logprobs::log_probs_of;
-use crate::decode::{BeamState, BeamStep, Prefilled, Scored, SearchOptions};
+use crate::decode::{BeamState, BeamStep, Scored, SearchOptions};
 use crate::error::{Error, Result};
 use crate::history::UserHistory;
+use crate::model::logprobs::log_probs_of;
 use crate::model::{DecodeGroup, Model, TreeKv};
+use crate::prompt::Prefilled;
 use crate::prompt::PromptCache;
 use crate::query::{
     into_result, prefill_prepared, prepare, PreparedQuery, QueryOptions, QueryResult,
