@@ -204,7 +204,7 @@ fn tail_aligned_sessions_regroup_and_reuse_little() {
         append(&cat, &mut user, *id);
         recommend_cached(&cat, &user, &mut cache, &opts).unwrap();
     }
-    // Ten items: session 0, items 1-3 as patches, text 4-6... the eleventh shifts every
+    // Ten items: the first as a session patch, items 1-3 as patches, text 4-6... the eleventh shifts every
     // group, so the cache keeps at most the head and the first (changed) session is redone.
     append(&cat, &mut user, items[10].0);
     recommend_cached(&cat, &user, &mut cache, &opts).unwrap();

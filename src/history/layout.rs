@@ -606,12 +606,12 @@ mod tests {
         let cr = compression_ratio(&segments(Layout::PftS { l: 1 }, 4), len);
         assert!(
             (cr - 18.0 / 9.0).abs() < 1e-12,
-            "L = 1: sessions 0, 1, item 2, text 3"
+            "L = 1: items 0 and 1 as session patches, item 2 as a patch, item 3 as text"
         );
         let cr = compression_ratio(&segments(Layout::PftS { l: 2 }, 5), |i| [3, 4, 5, 6, 7][i]);
         assert!(
             (cr - 25.0 / 16.0).abs() < 1e-12,
-            "L = 2: session 0, items 1-2, text 3-4"
+            "L = 2: item 0 as a session patch, items 1-2 as patches, items 3-4 as text"
         );
         assert_eq!(compression_ratio(&[], len), 1.0);
     }
