@@ -261,57 +261,51 @@ fn score_tree(
 ) -> Result<HashMap<u32, f32>> {
     let llama = model.llama();
     // Inner nodes in breadth-first order (parents before children), with the token that
-    // leads to each and its row's ancestors.
-    struct Row {
-        node: u32,
-        token: u32,
-        context: Vec<u32>,
-    }
-    let mut rows: Vec<Row> = Vec::new();
+    // leads to each and its row's ancestors (itself last), each kept once.
+    let (mut nodes, mut tokens, mut contexts): (Vec<u32>, Vec<u32>, Vec<Vec<u32>>) =
+        Default::default();
     let mut row_of: HashMap<u32, u32> = HashMap::new();
-    let mut frontier: Vec<(u32, Vec<u32>)> = vec![(ROOT, Vec::new())];
+    // (trie node, its row; None for the root)
+    let mut frontier: Vec<(u32, Option<u32>)> = vec![(ROOT, None)];
     while !frontier.is_empty() {
         let mut next = Vec::new();
-        for (node, context) in frontier {
+        for (node, parent) in frontier {
             for &(token, child) in trie.children(node) {
                 if trie.children(child).is_empty() {
                     continue; // a title's end: nothing follows it
                 }
-                let row = rows.len() as u32;
-                let mut own = context.clone();
-                own.push(row);
+                let row = nodes.len() as u32;
+                let mut context = parent.map_or_else(Vec::new, |p| contexts[p as usize].clone());
+                context.push(row);
                 row_of.insert(child, row);
-                rows.push(Row {
-                    node: child,
-                    token,
-                    context: own.clone(),
-                });
-                next.push((child, own));
+                nodes.push(child);
+                tokens.push(token);
+                contexts.push(context);
+                next.push((child, Some(row)));
             }
         }
         frontier = next;
     }
     // Log-probabilities of each inner node's children, in `trie.children` order.
-    let mut logp: Vec<Vec<f32>> = Vec::with_capacity(rows.len());
+    let mut logp: Vec<Vec<f32>> = Vec::with_capacity(nodes.len());
     let mut tree = llama.new_tree();
-    for pass in rows.chunks(pass_rows) {
-        let tokens: Vec<u32> = pass.iter().map(|r| r.token).collect();
-        let contexts: Vec<Vec<u32>> = pass.iter().map(|r| r.context.clone()).collect();
-        let wanted: Vec<Vec<u32>> = pass
+    for start in (0..nodes.len()).step_by(pass_rows) {
+        let pass = start..(start + pass_rows).min(nodes.len());
+        let wanted: Vec<Vec<u32>> = nodes[pass.clone()]
             .iter()
-            .map(|r| trie.children(r.node).iter().map(|&(t, _)| t).collect())
+            .map(|&n| trie.children(n).iter().map(|&(t, _)| t).collect())
             .collect();
-        let embeds = llama.embed_ids(&tokens)?.unsqueeze(1)?; // [rows, 1, hidden]
+        let embeds = llama.embed_ids(&tokens[pass.clone()])?.unsqueeze(1)?; // [rows, 1, hidden]
         let mut groups = [DecodeGroup {
             prefix: &prefilled.cache,
             tree: &mut tree,
-            contexts: &contexts,
+            contexts: &contexts[pass],
         }];
         let hidden = llama.forward_groups(&embeds, &mut groups)?;
         logp.extend(log_probs_of(&llama.logits(&hidden)?, &wanted)?);
         counts.passes += 1;
     }
-    counts.nodes += rows.len();
+    counts.nodes += nodes.len();
     // Walk down from the root, summing edge log-probabilities.
     let mut scores = HashMap::new();
     let mut stack: Vec<(u32, f32)> = vec![(ROOT, 0.0)];

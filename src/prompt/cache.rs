@@ -1,14 +1,14 @@
 //! A user's prompt KV cache, kept across queries: the next query prefills only the
 //! positions after the longest prefix its prompt shares with the cached one.
 //!
-//! Correctness rests on [`PositionKey`]: attention is causal and positions absolute, so
-//! the KV of position `i` depends only on the keys of positions `0..=i` (and the
-//! model). Equal keys up to `i` therefore mean an equal cache up to `i`; nothing about
-//! layouts or appends has to be trusted. What the reuse buys depends on the layout:
-//! appending to a vanilla or PFT-I history keeps everything before the previous latest
-//! item (its delimiter changes to `<|item_sep|>`); stream-aligned PFT-S keeps everything
-//! before the open group or, when a group closes, before the last two; tail-aligned
-//! PFT-S regroups the whole history on every append and so reuses only the head.
+//! Correctness rests on [`PositionKey`](super::PositionKey): attention is causal and
+//! positions absolute, so the KV of position `i` depends only on the keys of positions
+//! `0..=i` (and the model). Equal keys up to `i` therefore mean an equal cache up to `i`;
+//! nothing about layouts or appends has to be trusted. What the reuse buys depends on the
+//! layout: appending to a vanilla or PFT-I history keeps everything before the previous
+//! latest item (its delimiter changes to `<|item_sep|>`); stream-aligned PFT-S keeps
+//! everything before the open group or, when a group closes, before the last two; tail-
+//! aligned PFT-S regroups the whole history on every append and so reuses only the head.
 //!
 //! Scores after a partial reuse agree with a fresh query's to float rounding (1e-4, tested),
 //! not bit for bit: the positions are computed in different batches. The same prompt
@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use super::budget::{Held, KvBudget, Slot};
-use super::builder::{PositionKey, Prompt};
+use super::builder::Prompt;
 use super::prefill::{prefill, prefill_from, Prefilled};
 use crate::catalog::Catalog;
 use crate::error::Result;
@@ -105,18 +105,21 @@ impl PromptCache {
         if let Some(b) = &self.budget {
             b.count(held.is_some());
         }
-        if let Some(held) = held.as_ref().filter(|h| h.keys == prompt.keys) {
-            self.last = ReuseStats {
-                reused: prompt.len,
-                computed: 0,
-            };
-            let prefilled = Prefilled {
-                cache: held.kv.clone(),
-                logp: held.logp.clone(),
-            };
-            self.keep(held.keys.clone(), &prefilled);
-            return Ok(prefilled);
-        }
+        let held = match held {
+            Some(h) if h.keys == prompt.keys => {
+                self.last = ReuseStats {
+                    reused: prompt.len,
+                    computed: 0,
+                };
+                let prefilled = Prefilled {
+                    cache: h.kv.clone(),
+                    logp: h.logp.clone(),
+                };
+                self.store(h); // the same state, as the most recent use
+                return Ok(prefilled);
+            }
+            other => other,
+        };
         let shared = held.as_ref().map_or(0, |h| {
             h.keys
                 .iter()
@@ -146,17 +149,16 @@ impl PromptCache {
             reused: start,
             computed: prompt.len - start,
         };
-        self.keep(prompt.keys.clone(), &prefilled);
+        self.store(Held {
+            keys: prompt.keys.clone(),
+            kv: prefilled.cache.clone(),
+            logp: prefilled.logp.clone(),
+        });
         Ok(prefilled)
     }
 
-    /// Keeps a prefilled prompt for the next query, charged to the budget if there is one.
-    fn keep(&mut self, keys: Vec<PositionKey>, prefilled: &Prefilled) {
-        let held = Held {
-            keys,
-            kv: prefilled.cache.clone(),
-            logp: prefilled.logp.clone(),
-        };
+    /// Keeps a prompt's state for the next query, charged to the budget if there is one.
+    fn store(&mut self, held: Held) {
         match &self.budget {
             Some(budget) => budget.store(&self.slot, &mut self.tick, held),
             None => *self.slot.lock() = Some(held),
