@@ -194,6 +194,15 @@ fn the_users_benchmark_keeps_the_budget_and_counts_evictions() {
     assert!(report.rows[1].stats.is_none());
     assert!(report.rows[1].most_bytes_held > report.rows[0].most_bytes_held);
     assert!(cat.kv_stats().is_none(), "the bench lifts its budget");
+    let err = patchrec::bench::run_users_bench(
+        &cat,
+        &patchrec::bench::UsersBenchOptions {
+            budget_fraction: 0.0,
+            ..opts
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("budget fraction 0"), "{err}");
 }
 
 #[test]

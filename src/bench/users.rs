@@ -85,6 +85,12 @@ pub fn run_users_bench(catalog: &Catalog, opts: &UsersBenchOptions) -> Result<Us
             "bench-users needs a non-empty catalogue, users and queries",
         ));
     }
+    if !(opts.budget_fraction > 0.0 && opts.budget_fraction <= 1.0) {
+        return Err(Error::invalid(format!(
+            "bench-users: budget fraction {} is outside (0, 1]",
+            opts.budget_fraction
+        )));
+    }
     let query = QueryOptions {
         k: opts.k,
         layout: Some(LayoutConfig::new(opts.layout, opts.history + opts.queries)),

@@ -659,8 +659,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             };
             let mut report = patchrec::bench::run_serving_bench(&catalog, &opts)?;
             report.memory = Some(memory);
-            print!("{}", report.markdown());
-            write_json(&report, out.as_deref())?;
+            emit(&report.markdown(), &report, out.as_deref())?;
         }
         Command::BenchFilters {
             checkpoint,
@@ -682,8 +681,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
                 seed: 42,
             };
             let report = patchrec::bench::run_filters_bench(&catalog, &opts)?;
-            print!("{}", report.markdown());
-            write_json(&report, out.as_deref())?;
+            emit(&report.markdown(), &report, out.as_deref())?;
         }
         Command::BenchCatalogue {
             checkpoint,
@@ -710,8 +708,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             };
             let report =
                 patchrec::bench::run_catalogue_bench(&model, &read_items_tsv(&items)?, &opts)?;
-            print!("{}", report.markdown());
-            write_json(&report, out.as_deref())?;
+            emit(&report.markdown(), &report, out.as_deref())?;
         }
         Command::BenchUsers {
             checkpoint,
@@ -724,11 +721,6 @@ fn run(cli: Cli) -> patchrec::Result<()> {
             k,
             out,
         } => {
-            if !(budget_fraction > 0.0 && budget_fraction <= 1.0) {
-                return Err(patchrec::Error::invalid(format!(
-                    "--budget-fraction {budget_fraction}: must be within (0, 1]"
-                )));
-            }
             let catalog = serving_catalogue(&checkpoint, &items)?;
             let opts = patchrec::bench::UsersBenchOptions {
                 layout: Layout::parse(&layout)?,
@@ -740,8 +732,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
                 seed: 42,
             };
             let report = patchrec::bench::run_users_bench(&catalog, &opts)?;
-            print!("{}", report.markdown());
-            write_json(&report, out.as_deref())?;
+            emit(&report.markdown(), &report, out.as_deref())?;
         }
         Command::BenchRank {
             checkpoint,
@@ -772,8 +763,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
                 seed: 42,
             };
             let report = patchrec::bench::run_rank_bench(&catalog, &opts)?;
-            print!("{}", report.markdown());
-            write_json(&report, out.as_deref())?;
+            emit(&report.markdown(), &report, out.as_deref())?;
         }
         Command::BenchTrain {
             config: Some(config),
@@ -993,6 +983,16 @@ fn model_options(
         device,
         quantization: quantize.as_deref().map(str::parse).transpose()?,
     })
+}
+
+/// Prints a report's table and writes the report as JSON to `out`, when one is given.
+fn emit<T: serde::Serialize>(
+    markdown: &str,
+    report: &T,
+    out: Option<&std::path::Path>,
+) -> patchrec::Result<()> {
+    print!("{markdown}");
+    write_json(report, out)
 }
 
 /// Writes a report as JSON to `out`, when one is given.

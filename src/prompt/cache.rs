@@ -7,8 +7,9 @@
 //! nothing about layouts or appends has to be trusted. What the reuse buys depends on the
 //! layout: appending to a vanilla or PFT-I history keeps everything before the previous
 //! latest item (its delimiter changes to `<|item_sep|>`); stream-aligned PFT-S keeps
-//! everything before the open group or, when a group closes, before the last two; tail-
-//! aligned PFT-S regroups the whole history on every append and so reuses only the head.
+//! everything before the open group or, when a group closes, before the last two;
+//! tail-aligned PFT-S regroups the whole history on every append and so reuses only the
+//! head.
 //!
 //! Scores after a partial reuse agree with a fresh query's to float rounding (1e-4, tested),
 //! not bit for bit: the positions are computed in different batches. The same prompt
