@@ -228,6 +228,40 @@ typedef uint32_t patchrec_layout_t;
 #endif // __cplusplus
 
 /**
+ * How a catalogue keeps its items' patches. Passed to
+ * `patchrec_catalog_set_patch_storage` as a `uint32_t`, so an out-of-range number is an
+ * error rather than undefined behaviour.
+ */
+enum patchrec_patch_storage_t
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Computed at registration and kept in f32 (the model's hidden size x 4 bytes per
+   * item).
+   */
+  PATCHREC_PATCHES_F32 = 0,
+  /**
+   * Computed at registration and kept in f16: half the bytes; scores move by f16
+   * rounding of the patches.
+   */
+  PATCHREC_PATCHES_F16 = 1,
+  /**
+   * Not kept: computed from the title's tokens when a prompt needs them, with the same
+   * values as `PATCHREC_PATCHES_F32` (answers are identical). The default.
+   */
+  PATCHREC_PATCHES_ON_DEMAND = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum patchrec_patch_storage_t patchrec_patch_storage_t;
+#else
+typedef uint32_t patchrec_patch_storage_t;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * A catalogue of items `(id, title)` for one model, with each title's tokens and item
  * patch computed once, at registration. Internally synchronised: a
  * `const patchrec_catalog_t *` may be used by many threads at once, registrations
@@ -432,6 +466,17 @@ PATCHREC_API
 patchrec_status_t patchrec_catalog_set_kv_budget(const struct patchrec_catalog_t *catalog,
                                                  size_t bytes,
                                                  struct patchrec_error_t **error);
+
+/**
+ * Sets how `catalog` keeps its items' patches (a `patchrec_patch_storage_t`); the items
+ * registered so far are converted once, and queries already running keep the catalogue
+ * they started with. docs/PERFORMANCE.md measures the memory and time of each. An
+ * unknown kind is `PATCHREC_INVALID_ARGUMENT`, and the catalogue is unchanged.
+ */
+PATCHREC_API
+patchrec_status_t patchrec_catalog_set_patch_storage(const struct patchrec_catalog_t *catalog,
+                                                     uint32_t storage,
+                                                     struct patchrec_error_t **error);
 
 /**
  * Fills `*out` with the KV budget's figures (see `patchrec_kv_stats_t`).

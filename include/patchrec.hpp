@@ -153,6 +153,13 @@ public:
     // least recently used users' KV beyond it (answers do not change); SIZE_MAX lifts it.
     void set_kv_budget(std::size_t bytes) const { detail::call(patchrec_catalog_set_kv_budget, raw(), bytes); }
 
+    // How the catalogue keeps its item patches: PATCHREC_PATCHES_ON_DEMAND (the default:
+    // none kept, computed per query with the same values as f32), PATCHREC_PATCHES_F32 or
+    // PATCHREC_PATCHES_F16 (half f32's bytes). The items registered so far are converted once.
+    void set_patch_storage(patchrec_patch_storage_t storage) const {
+        detail::call(patchrec_catalog_set_patch_storage, raw(), static_cast<std::uint32_t>(storage));
+    }
+
     // Bytes held, hits, misses and evictions of the KV budget.
     patchrec_kv_stats_t kv_stats() const {
         patchrec_kv_stats_t stats{};

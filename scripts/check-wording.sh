@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Fails (exit 1) when a tracked file dates or justifies something by how the work was
-# organised (a numbered working period, a ticket, a planner) instead of speaking of the
-# product. Figures are dated by commit and machine instead.
+# Fails (exit 1) when a tracked file dates or justifies something by anything other than
+# the product itself: every figure is dated by its commit and machine, and every reason
+# names what the code does.
 #
 # "Session" is also a domain word (session patches, stream-aligned sessions, a session
 # gap), so only the work-log forms are searched for: the word followed by a number, or

@@ -16,10 +16,11 @@ mkdir -p "$1"
 prefix="$(cd "$1" && pwd)"
 cd "$root"
 
-cargo build --release --lib
+# The library package alone: the command line's crate is not needed to install it.
+cargo build --release -p patchrec
 target="$(cargo metadata --format-version 1 --no-deps |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
-pkgid="$(cargo pkgid)"
+pkgid="$(cargo pkgid -p patchrec)"
 version="${pkgid##*[#@]}"
 
 library="$target/release/libpatchrec.so"

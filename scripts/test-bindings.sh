@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # The Go and Java bindings (bindings/) against the C ABI, on a fresh Debian 12 machine too:
-#  1. installs what the machine lacks with apt-get: Go, JNA, JUnit 5, a JDK, a C compiler;
+#  1. installs what the machine lacks with apt-get: Go, a JDK, Maven with the plugins, JNA
+#     and JUnit 5 that the Java build takes from Debian's Maven repository, a C compiler;
 #  2. builds and installs libpatchrec into .cache/prefix-bindings (scripts/install.sh),
 #     makes a tiny checkpoint with `patchrec init` over examples/cpp/movies.tsv and a tiny
 #     dataset with `patchrec synth` (for the training tests, as tests/c/test_train.c), and
 #     builds bindings/reference/recommend.c, the C program whose rankings the tests must match;
 #  3. Go: gofmt, go vet, go test -race (no network: the module has no dependencies);
-#  4. Java: builds patchrec.jar, runs the JUnit 5 tests, and runs the example.
+#  4. Java: `mvn install` of bindings/java (compile, the JUnit 5 tests, the modular jar) into
+#     a local repository under .cache/bindings, with no network: every plugin and
+#     dependency comes from Debian's /usr/share/maven-repo (bindings/java/debian-settings.xml);
+#     then the example, built as a project that depends on the installed jar, is run.
 # Each README's code block must be its compiled example verbatim.
 # With --latency [N], it then times one query N times (default 500) from C, Go and Java,
 # with the same checkpoint, catalogue, history and options, and 100000 calls of the cheap
@@ -30,6 +34,7 @@ esac
 step() { printf '\n=== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 
 java_lib=/usr/share/java
+maven_repo=/usr/share/maven-repo
 prefix="$root/.cache/prefix-bindings"
 work="$root/.cache/bindings"
 checkpoint="$work/checkpoint"
@@ -49,8 +54,18 @@ command -v javac >/dev/null || missing+=(openjdk-17-jdk-headless)
 command -v cc >/dev/null || missing+=(gcc)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v python3 >/dev/null || missing+=(python3)
-[ -f "$java_lib/jna.jar" ] || missing+=(libjna-java)
-[ -f "$java_lib/junit-platform-console-standalone.jar" ] || missing+=(junit5)
+command -v mvn >/dev/null || missing+=(maven)
+# What bindings/java/pom.xml pins, at the versions Debian 12 packages, and its packages.
+for need in \
+  org/apache/maven/plugins/maven-resources-plugin/3.3.0:libmaven-resources-plugin-java \
+  org/apache/maven/plugins/maven-compiler-plugin/3.10.1:libmaven-compiler-plugin-java \
+  org/apache/maven/plugins/maven-surefire-plugin/2.22.3:libsurefire-java \
+  org/apache/maven/plugins/maven-jar-plugin/3.3.0:libmaven-jar-plugin-java \
+  org/apache/maven/plugins/maven-install-plugin/3.1.0:libmaven-install-plugin-java \
+  net/java/dev/jna/jna/5.13.0:libjna-java \
+  org/junit/jupiter/junit-jupiter-engine/5.9.2:junit5; do
+  [ -d "$maven_repo/${need%%:*}" ] || missing+=("${need##*:}")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"
   apt-get update -qq
@@ -58,6 +73,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 go version
 javac -version
+mvn --batch-mode --version
 
 step "libpatchrec, a tiny checkpoint and dataset, the C reference"
 scripts/install.sh "$prefix"
@@ -110,23 +126,40 @@ step "Java"
 for readme in README.md bindings/java/README.md; do
   readme_shows "$readme" "## Use from Java" bindings/java/example/Example.java
 done
-bindings/java/build.sh "$work/java"
-jar="$work/java/patchrec.jar"
-rm -rf "$work/java/test-classes" "$work/java/programs"
-javac --release 17 -Xlint:all -Werror -encoding UTF-8 -d "$work/java/test-classes" \
-  -cp "$java_lib/jna.jar:$jar:$java_lib/junit-jupiter-api.jar:$java_lib/apiguardian-api.jar:$java_lib/opentest4j.jar" \
-  $(find bindings/java/test -name '*.java')
-javac --release 17 -Xlint:all -Werror -encoding UTF-8 -d "$work/java/programs" -cp "$jar" \
-  bindings/java/example/Example.java bindings/java/bench/Latency.java
+# The jar's version is the crate's, in the binding's pom.xml and in the example's dependency.
+crate_version="$(cargo pkgid)"
+crate_version="${crate_version##*[#@]}"
+python3 - "$crate_version" <<'PY'
+import sys
+import xml.etree.ElementTree as ET
+ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+want = sys.argv[1]
+found = {
+    "bindings/java/pom.xml": ET.parse("bindings/java/pom.xml").getroot().findtext("m:version", namespaces=ns),
+    "bindings/java/example/pom.xml": ET.parse("bindings/java/example/pom.xml").getroot().findtext(
+        "m:dependencies/m:dependency[m:artifactId='patchrec']/m:version", namespaces=ns),
+}
+for path, version in found.items():
+    if version != want:
+        sys.exit(f"{path}: version {version}, but the crate is {want}")
+PY
+mvn_run=(mvn --batch-mode --no-transfer-progress -Dstyle.color=never
+  -s "$root/bindings/java/debian-settings.xml" -Dmaven.repo.local="$work/m2")
+rm -rf bindings/java/target bindings/java/example/target "$work/java"
+"${mvn_run[@]}" -f bindings/java/pom.xml -Djna.library.path="$prefix/lib" install | tee "$work/java-test.log"
+jar="bindings/java/target/patchrec-$crate_version.jar"
+# A modular jar: on the module path it is io.github.patchrec at the crate's version, and
+# exports the API package.
+module="$(jar --describe-module --file "$jar")"
+grep -q "^io\.github\.patchrec@$crate_version " <<<"$module" && grep -qx 'exports io\.github\.patchrec' <<<"$module" ||
+  { echo "$jar is not the module io.github.patchrec@$crate_version exporting its package:" >&2; echo "$module" >&2; exit 1; }
+"${mvn_run[@]}" -f bindings/java/example/pom.xml compile
+javac --release 17 -Xlint:all -Werror -encoding UTF-8 -d "$work/java/programs" -cp "$jar" bindings/java/bench/Latency.java
 java_run=(java -Djna.library.path="$prefix/lib")
-(
-  # The tests find movies.tsv and patchrec.h relative to bindings/java.
-  cd bindings/java
-  "${java_run[@]}" -jar "$java_lib/junit-platform-console-standalone.jar" --disable-banner --disable-ansi-colors \
-    --fail-if-no-tests --details=tree --class-path "$java_lib/jna.jar:$jar:$work/java/test-classes" \
-    --select-package io.github.patchrec
-)
-example_output="$("${java_run[@]}" -cp "$java_lib/jna.jar:$jar:$work/java/programs" Example "$checkpoint")"
+# Surefire's summary of the whole run: its last "Tests run:" line.
+java_tests="$(grep -E '^\[[A-Z]+\] Tests run: ' "$work/java-test.log" | tail -1)"
+echo "Java: ${java_tests#*] }"
+example_output="$("${java_run[@]}" -cp "$java_lib/jna.jar:$jar:bindings/java/example/target/classes" Example "$checkpoint")"
 echo "$example_output"
 # With Toy Story and Heat seen and excluded, the top 2 of 4 are the other two, in some order.
 grep -q 'Fargo (1996)' <<<"$example_output" && grep -q 'Amélie (2001)' <<<"$example_output" ||

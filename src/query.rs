@@ -6,22 +6,28 @@ use std::sync::Arc;
 use crate::catalog::CatalogSnapshot;
 use crate::decode::{search_prefilled, Scored, SearchOptions, DEFAULT_LOOKAHEAD};
 use crate::error::{Error, Result};
-use crate::history::{compression_ratio, history_positions, Layout, LayoutConfig, UserHistory};
+use crate::history::{
+    compression_ratio, history_positions, Layout, LayoutChoice, UserHistory,
+};
 use crate::prompt::{build_prompt_shown, fixed_positions, prefill, Prefilled, Prompt, PromptCache};
 
+/// How to answer a query. `QueryOptions::default()` and the `with_*` setters build one.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct QueryOptions {
     /// Items to return (default 10).
     pub k: usize,
     /// Beam width (default 20, the paper's; raised to `k` if smaller).
     pub beam_width: usize,
-    /// Layout and truncation; `None` uses the checkpoint's default (`patchrec.json`).
-    pub layout: Option<LayoutConfig>,
+    /// Layout, truncation and session gap; what is unset is the checkpoint's
+    /// (`patchrec.json`).
+    pub layout: LayoutChoice,
     /// Never recommend an item already in the user's history (default false, as in the
     /// paper's protocol).
     pub exclude_history: bool,
-    /// Rank the whole catalogue exactly rather than by beam search (default false; see
-    /// [`SearchOptions::exact`]).
+    /// Rank the whole catalogue exactly rather than by beam search (default false): every
+    /// title prefix that can still reach the top k is expanded, so no beam can miss the
+    /// best item.
     pub exact: bool,
     /// When set, recommend only these items (ids the catalogue does not hold are ignored):
     /// the answer equals that of a catalogue holding only them, and the search never
@@ -36,7 +42,7 @@ impl Default for QueryOptions {
         QueryOptions {
             k: 10,
             beam_width: 20,
-            layout: None,
+            layout: LayoutChoice::default(),
             exclude_history: false,
             exact: false,
             allow: None,
@@ -45,14 +51,53 @@ impl Default for QueryOptions {
     }
 }
 
+setters!(QueryOptions {
+    with_k => k: usize,
+    with_beam_width => beam_width: usize,
+    with_exclude_history => exclude_history: bool,
+    with_exact => exact: bool,
+    with_allow => opt allow: Vec<u64>,
+    with_deny => deny: Vec<u64>,
+});
+
+impl QueryOptions {
+    /// Sets the layout: a [`Layout`] (the checkpoint's truncation and gap stay), a whole
+    /// [`crate::LayoutConfig`], or a [`LayoutChoice`].
+    #[must_use]
+    pub fn with_layout(mut self, layout: impl Into<LayoutChoice>) -> Self {
+        self.layout = layout.into();
+        self
+    }
+
+    /// Sets the history truncation K.
+    #[must_use]
+    pub fn with_max_items(mut self, max_items: usize) -> Self {
+        self.layout.max_items = Some(max_items);
+        self
+    }
+
+    /// Sets the session gap of `stream-s:L` in seconds; `None`: sessions close only when
+    /// full, whatever the checkpoint says.
+    #[must_use]
+    pub fn with_session_gap(mut self, gap: Option<u64>) -> Self {
+        self.layout.session_gap = Some(gap);
+        self
+    }
+}
+
+/// One recommended item and its score.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct Recommendation {
+    /// The item's id.
     pub item_id: u64,
     /// Log-probability of the item's title (and the answer-end token) given the prompt.
     pub score: f32,
 }
 
+/// The answer to a query ([`recommend`]): the items, and how the prompt was laid out.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct QueryResult {
     /// Best first; at most `k`, fewer only when the catalogue (less exclusions) is smaller.
     pub items: Vec<Recommendation>,
@@ -68,6 +113,7 @@ pub struct QueryResult {
 
 /// How a user's history is laid out in a prompt ([`layout_stats`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct LayoutStats {
     /// Positions in the prompt (tokens and patches).
     pub prompt_len: usize,
@@ -84,7 +130,7 @@ pub fn layout_stats(
     opts: &QueryOptions,
 ) -> Result<LayoutStats> {
     let model = catalog.model();
-    let layout = opts.layout.unwrap_or(model.meta().layout);
+    let layout = opts.layout.resolve(model.meta().layout);
     layout.validate()?;
     let snap = catalog.snapshot();
     let history = user.shown(&layout);
@@ -141,7 +187,7 @@ pub(crate) fn prepare(
         return Err(Error::invalid("k must be at least 1"));
     }
     let model = catalog.model();
-    let layout = opts.layout.unwrap_or(model.meta().layout);
+    let layout = opts.layout.resolve(model.meta().layout);
     layout.validate()?;
     let snap = catalog.snapshot();
     if snap.is_empty() {

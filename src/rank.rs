@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use crate::catalog::trie::ROOT;
 use crate::catalog::{CatalogSnapshot, TitleTrie};
 use crate::error::{Error, Result};
-use crate::history::{LayoutConfig, UserHistory};
+use crate::history::{LayoutChoice, UserHistory};
 use crate::model::logprobs::log_probs_of;
 use crate::model::{DecodeGroup, Model};
 use crate::prompt::Prefilled;
@@ -50,22 +50,26 @@ pub enum UnknownCandidates {
     Skip,
 }
 
+/// How to score candidates. `RankOptions::default()` and the `with_*` setters build one.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RankOptions {
-    /// Layout and truncation; `None` uses the checkpoint's default.
-    pub layout: Option<LayoutConfig>,
+    /// Layout, truncation and session gap; what is unset is the checkpoint's.
+    pub layout: LayoutChoice,
+    /// The order of the answer's items (default best first).
     pub order: RankOrder,
+    /// What happens to candidate ids the catalogue does not hold (default: the call fails).
     pub unknown: UnknownCandidates,
-    /// Token-tree nodes per forward pass (default [`PASS_ROWS`]).
+    /// Token-tree nodes per forward pass (default 256).
     pub pass_rows: usize,
-    /// Token-tree nodes whose KV is held at once (default [`CHUNK_ROWS`]); bounds memory.
+    /// Token-tree nodes whose KV is held at once (default 4,096); bounds memory.
     pub chunk_rows: usize,
 }
 
 impl Default for RankOptions {
     fn default() -> Self {
         RankOptions {
-            layout: None,
+            layout: LayoutChoice::default(),
             order: RankOrder::Score,
             unknown: UnknownCandidates::Fail,
             pass_rows: PASS_ROWS,
@@ -74,15 +78,37 @@ impl Default for RankOptions {
     }
 }
 
+setters!(RankOptions {
+    with_order => order: RankOrder,
+    with_unknown => unknown: UnknownCandidates,
+    with_pass_rows => pass_rows: usize,
+    with_chunk_rows => chunk_rows: usize,
+});
+
+impl RankOptions {
+    /// Sets the layout: a [`crate::Layout`], a whole [`crate::LayoutConfig`], or a
+    /// [`LayoutChoice`].
+    #[must_use]
+    pub fn with_layout(mut self, layout: impl Into<LayoutChoice>) -> Self {
+        self.layout = layout.into();
+        self
+    }
+}
+
+/// One scored candidate.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct Candidate {
+    /// The candidate's item id.
     pub item_id: u64,
     /// Log-probability of the item's title (and the answer-end token) given the prompt,
     /// as in [`crate::Recommendation::score`].
     pub score: f32,
 }
 
+/// The answer to [`rank`]: the candidates' scores, and what computing them took.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RankResult {
     /// One entry per distinct known candidate: a duplicated id is scored once and appears
     /// once, at its first occurrence when the order is the input's.
@@ -92,8 +118,9 @@ pub struct RankResult {
     pub unknown: Vec<u64>,
     /// Positions in the prompt (tokens and patches).
     pub prompt_len: usize,
-    /// Token-tree nodes computed, and the forward passes that computed them.
+    /// Token-tree nodes computed.
     pub nodes: usize,
+    /// Forward passes that computed them.
     pub passes: usize,
 }
 

@@ -51,12 +51,10 @@ fn library_dir() -> PathBuf {
 /// A tiny random model (tokenizer trained on `TITLES` and the prompt) saved under `dir`.
 fn tiny_checkpoint(dir: &Path) -> PathBuf {
     let template = PromptTemplate::movielens(ChatFormat::ChatMl);
-    let tiny = InitOptions {
-        vocab_size: 1024,
-        hidden_size: 64,
-        num_layers: 2,
-        ..Default::default()
-    };
+    let tiny = InitOptions::default()
+        .with_vocab_size(1024)
+        .with_hidden_size(64)
+        .with_num_layers(2);
     let model = init_model(&TITLES, template, &tiny).expect("init model");
     let checkpoint = dir.join("checkpoint");
     model.save(&checkpoint).expect("save model");

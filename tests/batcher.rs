@@ -40,14 +40,12 @@ fn batched_queries_rank_as_single_ones() {
                 })
                 .collect();
             cat.append(&mut user, &history).unwrap();
-            let opts = QueryOptions {
-                k: 6,
-                beam_width: 4 + u,
-                layout: Some(LayoutConfig::new(layouts[u % 4], 100)),
-                exclude_history: u % 3 == 0,
-                exact: u == 5,
-                ..Default::default()
-            };
+            let opts = QueryOptions::default()
+                .with_k(6)
+                .with_beam_width(4 + u)
+                .with_layout(LayoutConfig::new(layouts[u % 4], 100))
+                .with_exclude_history(u % 3 == 0)
+                .with_exact(u == 5);
             (user, opts)
         })
         .collect();
@@ -101,10 +99,7 @@ fn errors_come_back_and_the_worker_shuts_down() {
     let cat = Arc::new(common::catalog(&model, &items));
     let batcher = Batcher::new(cat.clone(), BatcherConfig::default()).unwrap();
     let user = UserHistory::new();
-    let bad = QueryOptions {
-        k: 0,
-        ..Default::default()
-    };
+    let bad = QueryOptions::default().with_k(0);
     assert!(batcher.recommend(&user, &bad).is_err());
     assert!(batcher.recommend(&user, &QueryOptions::default()).is_ok());
     // In one submission, the bad query fails alone.
@@ -112,13 +107,47 @@ fn errors_come_back_and_the_worker_shuts_down() {
     let answers = batcher.recommend_many(&[(&user, &good), (&user, &bad), (&user, &good)]);
     assert!(answers[0].is_ok() && answers[1].is_err() && answers[2].is_ok());
     assert!(batcher.recommend_many(&[]).is_empty());
-    assert!(Batcher::new(
-        cat,
-        BatcherConfig {
-            max_batch: 0,
-            ..Default::default()
-        }
-    )
-    .is_err());
+    assert!(Batcher::new(cat, BatcherConfig::default().with_max_batch(0)).is_err());
     drop(batcher); // joins the idle worker
+}
+
+#[test]
+fn a_recommender_answers_alike_with_batching_on_and_off() {
+    let items = common::titles(30);
+    let model = common::tiny_model(30);
+    let cat = Arc::new(common::catalog(&model, &items));
+    let service = patchrec::Recommender::new(cat.clone());
+    let user = cat
+        .history_of(&items.iter().take(9).map(|(id, _)| *id).collect::<Vec<_>>())
+        .unwrap();
+    let opts = QueryOptions::default().with_k(5);
+    let alone = recommend(&cat, &user, &opts).unwrap();
+    assert!(service.batcher().is_none());
+    assert_same(&alone, &service.recommend(&user, &opts).unwrap(), "off");
+
+    service
+        .set_batching(Some(BatcherConfig::default().with_max_batch(4)))
+        .unwrap();
+    let batcher = service.batcher().expect("batching is on");
+    let mut cache = PromptCache::new();
+    let on = service.recommend_cached(&user, &mut cache, &opts).unwrap();
+    assert_same(&alone, &on, "on");
+    assert!(
+        batcher.stats().steps > 0,
+        "the query went through the worker"
+    );
+
+    // A bad configuration fails and leaves the worker in force.
+    let bad = BatcherConfig::default().with_max_wait(std::time::Duration::from_secs(5));
+    let err = service.set_batching(Some(bad)).unwrap_err();
+    assert!(err.to_string().contains("max_wait"), "{err}");
+    assert!(Arc::ptr_eq(&service.batcher().unwrap(), &batcher));
+
+    service.set_batching(None).unwrap();
+    assert!(service.batcher().is_none());
+    assert_same(
+        &alone,
+        &service.recommend(&user, &opts).unwrap(),
+        "off again",
+    );
 }

@@ -104,12 +104,10 @@ fn results_are_distinct_catalogue_items_and_exclusions_hold() {
         (25, 5, true),
         (1, 1, false),
     ] {
-        let opts = QueryOptions {
-            k,
-            beam_width: width,
-            exclude_history: exclude,
-            ..Default::default()
-        };
+        let opts = QueryOptions::default()
+            .with_k(k)
+            .with_beam_width(width)
+            .with_exclude_history(exclude);
         let res = patchrec::recommend(&cat, &user, &opts).unwrap();
         assert_eq!(res.items.len(), k, "k={k} width={width}");
         let mut ids: Vec<u64> = res.items.iter().map(|r| r.item_id).collect();

@@ -19,11 +19,11 @@ fn budget_queries_fit_and_agree_with_layout_stats() {
         })
         .collect();
     cat.append(&mut user, &history).unwrap();
-    let opts = |layout| QueryOptions {
-        k: 5,
-        beam_width: 5,
-        layout: Some(LayoutConfig::new(layout, 100)),
-        ..Default::default()
+    let opts = |layout| {
+        QueryOptions::default()
+            .with_k(5)
+            .with_beam_width(5)
+            .with_layout(LayoutConfig::new(layout, 100))
     };
     let vanilla = recommend(&cat, &user, &opts(Layout::Vanilla)).unwrap();
     let fixed = model.head_ids().len() + model.tail_ids().len();

@@ -73,10 +73,7 @@ fn k_zero_and_empty_catalogue_are_errors() {
         Err(Error::InvalidArgument(_))
     ));
     let cat = common::catalog(&model, &items);
-    let opts = QueryOptions {
-        k: 0,
-        ..Default::default()
-    };
+    let opts = QueryOptions::default().with_k(0);
     assert!(matches!(
         patchrec::recommend(&cat, &user, &opts),
         Err(Error::InvalidArgument(_))
@@ -116,18 +113,15 @@ fn queries_see_a_consistent_catalogue_while_items_are_added() {
             // sizes only in whole registration batches.
             for item in snap.items() {
                 let index = snap.live_index_of(item.id).unwrap();
-                assert_eq!(snap.patches_of(&[index]).unwrap().dims(), &[1, 64][..]);
+                assert_eq!(
+                    snap.patches_of(cat.model().llama(), &[index])
+                        .unwrap()
+                        .dims(),
+                    &[1, 64][..]
+                );
             }
             assert_eq!((snap.len() - 8) % 4, 0);
-            let res = patchrec::recommend(
-                &cat,
-                &user,
-                &QueryOptions {
-                    k: 5,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
+            let res = patchrec::recommend(&cat, &user, &QueryOptions::default().with_k(5)).unwrap();
             assert_eq!(res.items.len(), 5);
         }
         writer.join().unwrap();

@@ -20,12 +20,10 @@ fn at(item_id: u64) -> Interaction {
 
 /// Every live item, exactly ranked.
 fn everything(layout: Layout) -> QueryOptions {
-    QueryOptions {
-        k: 1000,
-        exact: true,
-        layout: Some(LayoutConfig::new(layout, 100)),
-        ..Default::default()
-    }
+    QueryOptions::default()
+        .with_k(1000)
+        .with_exact(true)
+        .with_layout(LayoutConfig::new(layout, 100))
 }
 
 fn assert_same(a: &QueryResult, b: &QueryResult, what: &str) {

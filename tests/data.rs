@@ -43,16 +43,10 @@ fn samples_follow_the_paper_rule_on_a_synthetic_dataset() {
     let test = samples(&data, Split::Test, &opts);
     assert_eq!(test[0].history, vec![0, 1, 2, 3, 4, 5]);
     // K truncates to the latest K items before the target.
-    let k2 = SampleOptions {
-        max_history: 2,
-        ..opts
-    };
+    let k2 = opts.with_max_history(2);
     assert_eq!(samples(&data, Split::Test, &k2)[0].history, vec![4, 5]);
     // Subsampling is seeded and keeps order.
-    let sub = SampleOptions {
-        max_samples: Some(2),
-        ..opts
-    };
+    let sub = opts.with_max_samples(Some(2));
     let a = samples(&data, Split::Train, &sub);
     assert_eq!(a, samples(&data, Split::Train, &sub));
     assert_eq!(a.len(), 2);

@@ -16,13 +16,11 @@ fn assert_same(a: &QueryResult, b: &QueryResult, what: &str) {
 }
 
 fn options(layout: Layout, exact: bool) -> QueryOptions {
-    QueryOptions {
-        k: 6,
-        beam_width: 6,
-        exact,
-        layout: Some(LayoutConfig::new(layout, 100)),
-        ..Default::default()
-    }
+    QueryOptions::default()
+        .with_k(6)
+        .with_beam_width(6)
+        .with_exact(exact)
+        .with_layout(LayoutConfig::new(layout, 100))
 }
 
 #[test]
@@ -43,10 +41,7 @@ fn an_allow_list_answers_as_a_catalogue_of_the_allowed_items() {
             let filtered = recommend(
                 &cat,
                 &common::user_with(&cat, &history),
-                &QueryOptions {
-                    allow: Some(allow.clone()),
-                    ..options(layout, exact)
-                },
+                &options(layout, exact).with_allow(Some(allow.clone())),
             )
             .unwrap();
             let reference = recommend(
@@ -67,11 +62,7 @@ fn a_denied_item_never_appears() {
     let model = common::tiny_model(30);
     let cat = common::catalog(&model, &items);
     let user = common::user_with(&cat, &[items[3].0, items[8].0]);
-    let everything = QueryOptions {
-        k: 30,
-        exact: true,
-        ..Default::default()
-    };
+    let everything = QueryOptions::default().with_k(30).with_exact(true);
     let all = recommend(&cat, &user, &everything).unwrap();
     // Deny the best five: the rest move up, in the same order with the same scores.
     let deny: Vec<u64> = all.items[..5]
@@ -79,15 +70,7 @@ fn a_denied_item_never_appears() {
         .map(|r| r.item_id)
         .chain([424_242])
         .collect();
-    let denied = recommend(
-        &cat,
-        &user,
-        &QueryOptions {
-            deny: deny.clone(),
-            ..everything.clone()
-        },
-    )
-    .unwrap();
+    let denied = recommend(&cat, &user, &everything.clone().with_deny(deny.clone())).unwrap();
     assert_eq!(denied.items.len(), 25);
     for (a, b) in denied.items.iter().zip(&all.items[5..]) {
         assert_eq!(a.item_id, b.item_id);
@@ -97,11 +80,7 @@ fn a_denied_item_never_appears() {
     let top = recommend(
         &cat,
         &user,
-        &QueryOptions {
-            k: 5,
-            deny: deny.clone(),
-            ..Default::default()
-        },
+        &QueryOptions::default().with_k(5).with_deny(deny.clone()),
     )
     .unwrap();
     assert!(top.items.iter().all(|r| !deny.contains(&r.item_id)));
@@ -111,24 +90,15 @@ fn a_denied_item_never_appears() {
     let both = recommend(
         &cat,
         &user,
-        &QueryOptions {
-            allow: Some(vec![items[0].0, items[1].0, items[2].0]),
-            deny: vec![items[1].0],
-            ..everything.clone()
-        },
+        &everything
+            .clone()
+            .with_allow(Some(vec![items[0].0, items[1].0, items[2].0]))
+            .with_deny(vec![items[1].0]),
     )
     .unwrap();
     let mut ids: Vec<u64> = both.items.iter().map(|r| r.item_id).collect();
     ids.sort();
     assert_eq!(ids, vec![items[0].0, items[2].0]);
-    let none = recommend(
-        &cat,
-        &user,
-        &QueryOptions {
-            allow: Some(vec![]),
-            ..everything
-        },
-    )
-    .unwrap();
+    let none = recommend(&cat, &user, &everything.with_allow(Some(vec![]))).unwrap();
     assert!(none.items.is_empty());
 }

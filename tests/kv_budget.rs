@@ -53,11 +53,9 @@ fn answers_are_the_same_with_and_without_eviction() {
     let items = common::titles(30);
     let model = common::tiny_model(30);
     let cat = common::catalog(&model, &items);
-    let opts = QueryOptions {
-        k: 8,
-        layout: Some(LayoutConfig::new(Layout::StreamS { l: 3 }, 100)),
-        ..Default::default()
-    };
+    let opts = QueryOptions::default()
+        .with_k(8)
+        .with_layout(LayoutConfig::new(Layout::StreamS { l: 3 }, 100));
     assert!(cat.kv_stats().is_none(), "no budget unless set");
     let (free, _) = serve(&cat, &items, &opts);
 

@@ -4,7 +4,6 @@
 mod common;
 
 use candle_core::{Device, Tensor};
-use patchrec::init::InitOptions;
 
 fn random_embeds(len: usize, d: usize, seed: u64) -> Tensor {
     // A deterministic pseudo-random sequence, scaled like real embeddings.
@@ -19,13 +18,11 @@ fn random_embeds(len: usize, d: usize, seed: u64) -> Tensor {
 
 fn model() -> std::sync::Arc<patchrec::Model> {
     // GQA with 2 query heads per KV head, so the head-grouping path is exercised.
-    let opts = InitOptions {
-        hidden_size: 64,
-        num_layers: 3,
-        num_heads: 4,
-        num_kv_heads: 2,
-        ..common::tiny_options()
-    };
+    let opts = common::tiny_options()
+        .with_hidden_size(64)
+        .with_num_layers(3)
+        .with_num_heads(4)
+        .with_num_kv_heads(2);
     common::tiny_model_with(&opts, &common::titles(10))
 }
 

@@ -49,11 +49,9 @@ fn base_checkpoint(tmp: &Path) -> (std::path::PathBuf, Vec<f32>) {
 }
 
 fn all_targets(rank: usize) -> LoraConfig {
-    LoraConfig {
-        rank,
-        alpha: 2.0 * rank as f64,
-        ..Default::default()
-    }
+    LoraConfig::default()
+        .with_rank(rank)
+        .with_alpha(2.0 * rank as f64)
 }
 
 #[test]
@@ -88,10 +86,8 @@ fn merged_and_unmerged_adapters_agree() {
 
     let mut adapted = load(&dir);
     let range = new_tokens(&adapted);
-    let config = LoraConfig {
-        targets: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()],
-        ..all_targets(3)
-    };
+    let config =
+        all_targets(3).with_targets(vec!["q_proj".into(), "v_proj".into(), "down_proj".into()]);
     let vars = adapted
         .llama_mut()
         .attach_lora(&config, Some(range.clone()), 5, None)
@@ -158,10 +154,7 @@ fn a_lora_stage_trains_only_its_adapters_and_the_new_rows() {
     common::write_dataset(data.path(), 16, 6, 9);
     let out = tempfile::tempdir().unwrap();
     let cfg = config(out.path(), data.path(), LORA_STAGE);
-    let quiet = TrainOptions {
-        resume: false,
-        quiet: true,
-    };
+    let quiet = TrainOptions::default().with_resume(false).with_quiet(true);
     let done = train(&cfg, &quiet, &mut |_| Control::Continue).unwrap();
     let trained = done.checkpoint.unwrap();
     let init = out.path().join("00-init");
@@ -237,10 +230,7 @@ fn a_lora_stage_trains_only_its_adapters_and_the_new_rows() {
 fn a_resumed_lora_stage_equals_an_uninterrupted_one() {
     let data = tempfile::tempdir().unwrap();
     common::write_dataset(data.path(), 16, 6, 9);
-    let quiet = |resume| TrainOptions {
-        resume,
-        quiet: true,
-    };
+    let quiet = |resume| TrainOptions::default().with_resume(resume).with_quiet(true);
     let a = tempfile::tempdir().unwrap();
     let whole = train(
         &config(a.path(), data.path(), LORA_STAGE),

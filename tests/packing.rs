@@ -179,10 +179,7 @@ fn a_stage_trained_packed_ends_at_the_unpacked_weights() {
         let cfg = config(&dir, data.path(), pack);
         let done = train(
             &cfg,
-            &TrainOptions {
-                resume: false,
-                quiet: true,
-            },
+            &TrainOptions::default().with_resume(false).with_quiet(true),
             &mut |_| Control::Continue,
         )
         .unwrap();

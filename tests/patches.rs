@@ -38,7 +38,7 @@ fn item_patch_is_mean_of_title_token_embeddings() {
         );
         let expected = reference_mean(table, &item.tokens);
         let got = snap
-            .patches_of(&[i as u32])
+            .patches_of(model.llama(), &[i as u32])
             .unwrap()
             .i(0)
             .unwrap()
@@ -90,7 +90,7 @@ fn patches_follow_items_registered_later() {
     let snap = cat.snapshot();
     assert_eq!(snap.len(), 6);
     let got = snap
-        .patches_of(&[5])
+        .patches_of(model.llama(), &[5])
         .unwrap()
         .i(0)
         .unwrap()
@@ -101,4 +101,89 @@ fn patches_follow_items_registered_later() {
         &snap.get(items[5].0).unwrap().tokens,
     );
     assert!(close(&got, &want));
+}
+
+/// Each way of keeping patches gives the patches it promises: computed on demand, the
+/// values kept in f32 (bit for bit, so answers are identical); in f16, those values
+/// rounded. Changing the storage converts the items registered so far, and later items
+/// follow it.
+#[test]
+fn patch_storages_agree_with_patches_kept_in_f32() {
+    use patchrec::{PatchStorage, QueryOptions};
+    let model = common::tiny_model(30);
+    let items = common::titles(30);
+    let cat = common::catalog(&model, &items[..20]);
+    assert_eq!(
+        cat.snapshot().patch_storage(),
+        PatchStorage::OnDemand,
+        "the default"
+    );
+    cat.set_patch_storage(PatchStorage::F32).unwrap();
+    let llama = model.llama();
+    let all: Vec<u32> = (0..20).collect();
+    let f32_patches = cat
+        .snapshot()
+        .patches_of(llama, &all)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    let history: Vec<u64> = items[..15].iter().map(|(id, _)| *id).collect();
+    let user = cat.history_of(&history).unwrap();
+    let opts = QueryOptions::default()
+        .with_k(5)
+        .with_layout(Layout::PftS { l: 3 });
+    let f32_answer = patchrec::recommend(&cat, &user, &opts).unwrap();
+
+    cat.set_patch_storage(PatchStorage::OnDemand).unwrap();
+    assert_eq!(cat.snapshot().patch_storage(), PatchStorage::OnDemand);
+    let on_demand = cat
+        .snapshot()
+        .patches_of(llama, &all)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    assert_eq!(
+        on_demand, f32_patches,
+        "on demand: the same values, bit for bit"
+    );
+    let answer = patchrec::recommend(&cat, &user, &opts).unwrap();
+    let scores = |r: &patchrec::QueryResult| {
+        r.items
+            .iter()
+            .map(|i| (i.item_id, i.score))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(scores(&answer), scores(&f32_answer));
+    // An item registered while patches are computed on demand has its true patch.
+    cat.add_batch(&items[20..25]).unwrap();
+    let snap = cat.snapshot();
+    let late = snap.live_index_of(items[22].0).unwrap();
+    let got = snap
+        .patches_of(llama, &[late])
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    let want = reference_mean(llama.embeddings(), &snap.item(late).tokens);
+    assert!(close(&got[0], &want));
+
+    cat.set_patch_storage(PatchStorage::F16).unwrap();
+    let f16 = cat
+        .snapshot()
+        .patches_of(llama, &all)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    for (a, b) in f16.iter().flatten().zip(f32_patches.iter().flatten()) {
+        // f16 keeps 11 significant bits.
+        assert!((a - b).abs() <= b.abs() / 1024.0 + 1e-7, "{a} vs {b}");
+    }
+
+    cat.set_patch_storage(PatchStorage::F32).unwrap();
+    let back = cat
+        .snapshot()
+        .patches_of(llama, &all)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    assert_eq!(back, f32_patches, "computed again in f32");
 }

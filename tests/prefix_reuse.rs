@@ -7,14 +7,12 @@ use patchrec::history::{Layout, LayoutConfig};
 use patchrec::{recommend, recommend_cached, Interaction, PromptCache, QueryOptions, UserHistory};
 
 fn options(layout: Layout, max_items: usize) -> QueryOptions {
-    QueryOptions {
-        k: 8,
-        beam_width: 8,
-        layout: Some(LayoutConfig::new(layout, max_items)),
-        exclude_history: false,
-        exact: false,
-        ..Default::default()
-    }
+    QueryOptions::default()
+        .with_k(8)
+        .with_beam_width(8)
+        .with_layout(LayoutConfig::new(layout, max_items))
+        .with_exclude_history(false)
+        .with_exact(false)
 }
 
 fn append(cat: &patchrec::Catalog, user: &mut UserHistory, id: u64) {
@@ -122,14 +120,8 @@ fn time_gap_sessions_rank_as_fresh_queries_and_reuse_all_but_the_last_two_sessio
     let title_len = |id: u64| snap.get(id).unwrap().tokens.len();
     let tail = model.tail_ids().len();
     let (l, k, gap) = (4, 14, 600);
-    let cfg = LayoutConfig {
-        session_gap: Some(gap),
-        ..LayoutConfig::new(Layout::StreamS { l }, k)
-    };
-    let opts = QueryOptions {
-        layout: Some(cfg),
-        ..options(Layout::Vanilla, k)
-    };
+    let cfg = LayoutConfig::new(Layout::StreamS { l }, k).with_session_gap(Some(gap));
+    let opts = options(Layout::Vanilla, k).with_layout(cfg);
     let mut user = UserHistory::new();
     let mut cache = PromptCache::new();
     // Visits of 1 to 6 items a minute apart, an hour or more between visits.

@@ -104,14 +104,12 @@ fn stats_match_counted_prompt_positions_and_tokens() {
         (Layout::PftS { l: 4 }, 30),
         (Layout::PftS { l: 4 }, 17), // truncated to the latest K
     ] {
-        let opts = QueryOptions {
-            layout: Some(LayoutConfig::new(layout, k)),
-            ..Default::default()
-        };
+        let opts = QueryOptions::default().with_layout(LayoutConfig::new(layout, k));
         let patchrec::LayoutStats {
             prompt_len: len,
             history_items: shown,
             compression_ratio: cr,
+            ..
         } = layout_stats(&cat, &user, &opts).unwrap();
         let history = user.latest(k);
         assert_eq!(shown, k.min(30));

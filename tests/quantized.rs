@@ -7,7 +7,6 @@ mod common;
 use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
-use patchrec::init::InitOptions;
 use patchrec::model::Quantization;
 use patchrec::{recommend, Catalog, Interaction, Model, ModelOptions, QueryOptions, UserHistory};
 
@@ -23,10 +22,7 @@ fn top(model: Arc<Model>, items: &[(u64, String)]) -> Vec<(u64, f32)> {
         })
         .collect();
     cat.append(&mut user, &history).unwrap();
-    let opts = QueryOptions {
-        k: 10,
-        ..Default::default()
-    };
+    let opts = QueryOptions::default().with_k(10);
     recommend(&cat, &user, &opts)
         .unwrap()
         .items
@@ -38,11 +34,9 @@ fn top(model: Arc<Model>, items: &[(u64, String)]) -> Vec<(u64, f32)> {
 /// A tiny model whose every input width is a multiple of 32 (so every weight quantizes),
 /// saved into a temporary checkpoint directory.
 fn saved_quantizable(items: &[(u64, String)]) -> (Arc<Model>, tempfile::TempDir) {
-    let opts = InitOptions {
-        hidden_size: 64,
-        intermediate_size: Some(128),
-        ..common::tiny_options()
-    };
+    let opts = common::tiny_options()
+        .with_hidden_size(64)
+        .with_intermediate_size(Some(128));
     let model = common::tiny_model_with(&opts, items);
     let dir = tempfile::tempdir().unwrap();
     model.save(dir.path()).unwrap();
@@ -55,10 +49,7 @@ fn quantized_scores_stay_close_to_dense_ones() {
     let (dense, dir) = saved_quantizable(&items);
     let want = top(dense, &items);
     for (q, tolerance) in [(Quantization::Q8_0, 0.02), (Quantization::Q4_0, 0.3)] {
-        let options = ModelOptions {
-            quantization: Some(q),
-            ..Default::default()
-        };
+        let options = ModelOptions::default().with_quantization(Some(q));
         let model = Model::load(dir.path(), &options).unwrap();
         assert_eq!(model.llama().quantization(), Some(q));
         let got = top(Arc::new(model), &items);
@@ -79,10 +70,7 @@ fn quantized_scores_stay_close_to_dense_ones() {
 #[test]
 fn a_quantized_model_is_not_saved_or_trained_and_bad_names_fail() {
     let (_, dir) = saved_quantizable(&common::titles(20));
-    let options = ModelOptions {
-        quantization: Some(Quantization::Q8_0),
-        ..Default::default()
-    };
+    let options = ModelOptions::default().with_quantization(Some(Quantization::Q8_0));
     let model = Model::load(dir.path(), &options).unwrap();
     let out = dir.path().join("copy");
     let err = model.save(&out).unwrap_err().to_string();
@@ -112,10 +100,7 @@ fn quantizing_while_loading_equals_quantizing_after_loading() {
         llama.logits(&h).unwrap()
     };
     for q in [Quantization::Q8_0, Quantization::Q4_0] {
-        let options = ModelOptions {
-            quantization: Some(q),
-            ..Default::default()
-        };
+        let options = ModelOptions::default().with_quantization(Some(q));
         let while_loading = Model::load(dir.path(), &options).unwrap();
         let mut after = patchrec::model::Llama::from_named(
             dense.llama().config().clone(),

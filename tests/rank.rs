@@ -20,10 +20,7 @@ const LAYOUTS: [Layout; 4] = [
 ];
 
 fn options(layout: Layout) -> RankOptions {
-    RankOptions {
-        layout: Some(LayoutConfig::new(layout, 100)),
-        ..Default::default()
-    }
+    RankOptions::default().with_layout(LayoutConfig::new(layout, 100))
 }
 
 #[test]
@@ -67,12 +64,10 @@ fn scores_equal_recommends_scores_of_the_same_items() {
     let model = common::tiny_model(30);
     let cat = common::catalog(&model, &items);
     let user = common::user_with(&cat, &[items[4].0, items[11].0, items[5].0]);
-    let query = QueryOptions {
-        k: 8,
-        exact: true,
-        layout: Some(LayoutConfig::new(Layout::PftI { m: 2 }, 100)),
-        ..Default::default()
-    };
+    let query = QueryOptions::default()
+        .with_k(8)
+        .with_exact(true)
+        .with_layout(LayoutConfig::new(Layout::PftI { m: 2 }, 100));
     let top = recommend(&cat, &user, &query).unwrap();
     let ids: Vec<u64> = top.items.iter().map(|r| r.item_id).collect();
     let ranked = rank(&cat, &user, &ids, &options(Layout::PftI { m: 2 })).unwrap();
@@ -100,11 +95,9 @@ fn passes_and_chunks_do_not_change_the_scores() {
             &cat,
             &user,
             &all,
-            &RankOptions {
-                pass_rows,
-                chunk_rows,
-                ..options(Layout::PftS { l: 2 })
-            },
+            &options(Layout::PftS { l: 2 })
+                .with_pass_rows(pass_rows)
+                .with_chunk_rows(chunk_rows),
         )
         .unwrap();
         assert!(
@@ -122,10 +115,7 @@ fn passes_and_chunks_do_not_change_the_scores() {
         &cat,
         &user,
         &all,
-        &RankOptions {
-            chunk_rows: 5,
-            ..options(Layout::PftS { l: 2 })
-        },
+        &options(Layout::PftS { l: 2 }).with_chunk_rows(5),
     )
     .unwrap();
     assert!(chunked.nodes >= whole.nodes);
@@ -138,10 +128,7 @@ fn duplicates_unknown_ids_and_orders_are_as_documented() {
     let cat = common::catalog(&model, &items);
     let user = common::user_with(&cat, &[items[3].0, items[6].0]);
     let (a, b, c) = (items[5].0, items[9].0, items[14].0);
-    let input = RankOptions {
-        order: RankOrder::Input,
-        ..Default::default()
-    };
+    let input = RankOptions::default().with_order(RankOrder::Input);
     // A duplicate is scored once and kept at its first occurrence.
     let ranked = rank(&cat, &user, &[b, a, b, c, a], &input).unwrap();
     let ids: Vec<u64> = ranked.items.iter().map(|c| c.item_id).collect();
@@ -160,11 +147,9 @@ fn duplicates_unknown_ids_and_orders_are_as_documented() {
         &cat,
         &user,
         &[a, 999_999, b, 999_999],
-        &RankOptions {
-            unknown: UnknownCandidates::Skip,
-            order: RankOrder::Input,
-            ..Default::default()
-        },
+        &RankOptions::default()
+            .with_unknown(UnknownCandidates::Skip)
+            .with_order(RankOrder::Input),
     )
     .unwrap();
     assert_eq!(skipped.unknown, vec![999_999]);
@@ -182,16 +167,7 @@ fn duplicates_unknown_ids_and_orders_are_as_documented() {
     let empty = rank(&cat, &user, &[], &RankOptions::default()).unwrap();
     assert!(empty.items.is_empty() && empty.passes == 0);
     // Bounds of zero are refused, naming the option.
-    let err = rank(
-        &cat,
-        &user,
-        &[a],
-        &RankOptions {
-            pass_rows: 0,
-            ..Default::default()
-        },
-    )
-    .unwrap_err();
+    let err = rank(&cat, &user, &[a], &RankOptions::default().with_pass_rows(0)).unwrap_err();
     assert!(err.to_string().contains("pass_rows"), "{err}");
 }
 

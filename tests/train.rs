@@ -163,10 +163,7 @@ checkpoint_every = 2
 "#;
     let a = tempfile::tempdir().unwrap();
     let cfg_a = config(a.path(), data.path(), stages);
-    let quiet = TrainOptions {
-        resume: false,
-        quiet: true,
-    };
+    let quiet = TrainOptions::default().with_resume(false).with_quiet(true);
     let out = train(&cfg_a, &quiet, &mut |_| Control::Continue).unwrap();
     assert!(!out.stopped);
     let final_a = out.checkpoint.unwrap();
@@ -183,10 +180,7 @@ checkpoint_every = 2
     })
     .unwrap();
     assert!(out.stopped && out.checkpoint.is_none());
-    let resume = TrainOptions {
-        resume: true,
-        quiet: true,
-    };
+    let resume = TrainOptions::default().with_resume(true).with_quiet(true);
     let out = train(&cfg_b, &resume, &mut |p| {
         if p.stage_index == 1 && p.step == 3 {
             Control::Stop
@@ -253,10 +247,7 @@ checkpoint_every = 1000
     let mut last = 0.0;
     let res = train(
         &cfg,
-        &TrainOptions {
-            resume: false,
-            quiet: true,
-        },
+        &TrainOptions::default().with_resume(false).with_quiet(true),
         &mut |p| {
             first.get_or_insert(p.loss);
             last = p.loss;
@@ -287,11 +278,7 @@ checkpoint_every = 1000
         let res = patchrec::recommend(
             &cat,
             &user,
-            &QueryOptions {
-                k: 5,
-                beam_width: 5,
-                ..Default::default()
-            },
+            &QueryOptions::default().with_k(5).with_beam_width(5),
         )
         .unwrap();
         hits += usize::from(res.items[0].item_id == s.target);
@@ -325,10 +312,7 @@ batch_size = 2
 micro_batch = 2
 "#,
     );
-    let quiet = TrainOptions {
-        resume: false,
-        quiet: true,
-    };
+    let quiet = TrainOptions::default().with_resume(false).with_quiet(true);
     let res = train(&cfg, &quiet, &mut |p| {
         if p.step == p.total_steps {
             Control::Stop
@@ -345,10 +329,7 @@ micro_batch = 2
         .filter(|e| e.file_name().to_string_lossy().starts_with("02-"))
         .collect();
     assert!(second.is_empty(), "the second stage did not start");
-    let resume = TrainOptions {
-        resume: true,
-        quiet: true,
-    };
+    let resume = TrainOptions::default().with_resume(true).with_quiet(true);
     let res = train(&cfg, &resume, &mut |_| Control::Continue).unwrap();
     assert!(!res.stopped);
     assert!(res.checkpoint.unwrap().ends_with("02-pft-i2"));

@@ -9,12 +9,9 @@
 
 use std::sync::Arc;
 
-use patchrec::history::{Layout, LayoutConfig};
-use patchrec::init::{init_model, InitOptions};
-use patchrec::text::{ChatFormat, PromptTemplate};
 use patchrec::{
-    rank, recommend_cached, Catalog, Interaction, PromptCache, QueryOptions, RankOptions,
-    UserHistory,
+    init_model, rank, recommend_cached, Catalog, ChatFormat, InitOptions, Interaction, Layout,
+    LayoutConfig, PromptCache, PromptTemplate, QueryOptions, RankOptions, UserHistory,
 };
 
 fn main() -> patchrec::Result<()> {
@@ -33,12 +30,10 @@ fn main() -> patchrec::Result<()> {
     let model = init_model(
         &names,
         PromptTemplate::movielens(ChatFormat::ChatMl),
-        &InitOptions {
-            vocab_size: 512,
-            hidden_size: 64,
-            num_layers: 2,
-            ..Default::default()
-        },
+        &InitOptions::default()
+            .with_vocab_size(512)
+            .with_hidden_size(64)
+            .with_num_layers(2),
     )?;
     let catalog = Catalog::new(Arc::new(model))?;
     catalog.add_batch(&titles)?;
@@ -55,13 +50,11 @@ fn main() -> patchrec::Result<()> {
         .collect();
     catalog.append(&mut user, &watched)?;
 
-    let options = QueryOptions {
-        k: 3,
-        layout: Some(LayoutConfig::new(Layout::StreamS { l: 2 }, 100)),
-        exclude_history: true,
-        deny: vec![8], // never recommend item 8 in this query
-        ..Default::default()
-    };
+    let options = QueryOptions::default()
+        .with_k(3)
+        .with_layout(LayoutConfig::new(Layout::StreamS { l: 2 }, 100))
+        .with_exclude_history(true)
+        .with_deny(vec![8]); // never recommend item 8 in this query
     let top = recommend_cached(&catalog, &user, &mut cache, &options)?;
     println!("top {} of {} items:", top.items.len(), catalog.len());
     let snapshot = catalog.snapshot();
@@ -75,10 +68,7 @@ fn main() -> patchrec::Result<()> {
         &catalog,
         &user,
         &[7, 2, 4],
-        &RankOptions {
-            layout: options.layout,
-            ..Default::default()
-        },
+        &RankOptions::default().with_layout(options.layout),
     )?;
     println!("candidates, best first:");
     for c in &ranked.items {

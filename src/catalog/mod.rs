@@ -9,5 +9,5 @@ pub mod tsv;
 
 pub use patch::{item_patches, session_patch};
 pub use registry::Catalog;
-pub use snapshot::{CatalogItem, CatalogSnapshot};
+pub use snapshot::{CatalogItem, CatalogSnapshot, PatchStorage};
 pub use trie::TitleTrie;

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use super::patch::item_patches;
-use super::snapshot::{CatalogItem, CatalogSnapshot};
+use super::snapshot::{CatalogItem, CatalogSnapshot, PatchStorage, StoredPatch};
 use crate::error::{Error, Result};
 use crate::history::{Interaction, UserHistory};
 use crate::model::Model;
@@ -81,6 +81,11 @@ fn preview(title: &str) -> String {
     }
 }
 
+/// A model's catalogue: each registered item's title and tokens (and item patch, as its
+/// [`PatchStorage`] keeps them), and the prefix tree of titles that recommendations are
+/// constrained to. Internally synchronised: share it between threads. An update swaps in
+/// a new [`CatalogSnapshot`], so queries running meanwhile keep the one they started with
+/// and never block on it.
 pub struct Catalog {
     /// Unique per catalogue in this process, so per-user caches holding catalogue
     /// indices can tell catalogues apart.
@@ -94,6 +99,7 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// An empty catalogue for `model`.
     pub fn new(model: Arc<Model>) -> Result<Self> {
         let empty = CatalogSnapshot::empty(model.llama().hidden_size(), model.device().clone());
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -110,6 +116,7 @@ impl Catalog {
         self.id
     }
 
+    /// The model this catalogue's titles were tokenised and embedded with; its queries run it.
     pub fn model(&self) -> &Arc<Model> {
         &self.model
     }
@@ -124,6 +131,7 @@ impl Catalog {
         self.current.read().len()
     }
 
+    /// Whether no item can be recommended.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -150,6 +158,7 @@ impl Catalog {
         self.kv_budget.read().clone()
     }
 
+    /// Registers one item: [`Catalog::add_batch`] of one.
     pub fn add(&self, id: u64, title: &str) -> Result<()> {
         self.add_batch(&[(id, title)])
     }
@@ -165,7 +174,7 @@ impl Catalog {
                     return Err(Error::DuplicateItem(*id));
                 }
             }
-            for item in self.prepare(items)? {
+            for item in self.prepare(items, next.patch_storage)? {
                 insert(next, item, self.model.special().answer_end);
             }
             Ok(())
@@ -187,6 +196,7 @@ impl Catalog {
         })
     }
 
+    /// Removes one item: [`Catalog::remove_batch`] of one.
     pub fn remove(&self, id: u64) -> Result<()> {
         self.remove_batch(&[id])
     }
@@ -207,7 +217,7 @@ impl Catalog {
                 }
             }
             let answer_end = self.model.special().answer_end;
-            for item in self.prepare(items)? {
+            for item in self.prepare(items, next.patch_storage)? {
                 // A new index, so that nothing cached under the old one (a user's prompt
                 // KV) is taken for the new title.
                 let old_index = next.live_index_of(item.id)?;
@@ -218,6 +228,7 @@ impl Catalog {
         })
     }
 
+    /// Retitles one item: [`Catalog::set_titles`] of one.
     pub fn set_title(&self, id: u64, title: &str) -> Result<()> {
         self.set_titles(&[(id, title)])
     }
@@ -236,8 +247,54 @@ impl Catalog {
         Ok(())
     }
 
-    /// Checks and tokenises titles and computes their item patches in one batch.
-    fn prepare<T: AsRef<str>>(&self, items: &[(u64, T)]) -> Result<Vec<CatalogItem>> {
+    /// Keeps the items' patches as `storage` from now on: the patches of the items
+    /// registered so far are computed again (or dropped) once, and queries already
+    /// running keep the catalogue they started with. Answers are unchanged between `F32`
+    /// and `OnDemand`; `F16` rounds the patches.
+    pub fn set_patch_storage(&self, storage: PatchStorage) -> Result<()> {
+        self.update(|old, next| {
+            if old.patch_storage == storage {
+                return Ok(());
+            }
+            next.patch_storage = storage;
+            // In batches, so the embedding rows gathered at once stay bounded.
+            for start in (0..old.items.len()).step_by(4096) {
+                let end = (start + 4096).min(old.items.len());
+                let batch: Vec<&Arc<CatalogItem>> = old.items.iter().skip(start).take(end - start).collect();
+                let patches = match storage {
+                    PatchStorage::OnDemand => vec![None; batch.len()],
+                    _ => {
+                        let titles: Vec<&[u32]> = batch.iter().map(|i| i.tokens.as_slice()).collect();
+                        item_patches(self.model.llama(), &titles)?
+                            .to_vec2::<f32>()?
+                            .into_iter()
+                            .map(Some)
+                            .collect()
+                    }
+                };
+                for (offset, (item, patch)) in batch.into_iter().zip(patches).enumerate() {
+                    next.items.set(
+                        start + offset,
+                        Arc::new(CatalogItem {
+                            id: item.id,
+                            title: item.title.clone(),
+                            tokens: item.tokens.clone(),
+                            patch: StoredPatch::new(patch, storage),
+                        }),
+                    );
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Checks and tokenises titles and computes their item patches in one batch, unless
+    /// `storage` computes them on demand.
+    fn prepare<T: AsRef<str>>(
+        &self,
+        items: &[(u64, T)],
+        storage: PatchStorage,
+    ) -> Result<Vec<CatalogItem>> {
         let mut prepared = Vec::with_capacity(items.len());
         for (id, title) in items {
             let (id, title) = (*id, title.as_ref());
@@ -265,16 +322,16 @@ impl Catalog {
                 id,
                 title: title.to_string(),
                 tokens,
-                patch: Vec::new(),
+                patch: StoredPatch::OnDemand,
             });
         }
-        if prepared.is_empty() {
+        if prepared.is_empty() || storage == PatchStorage::OnDemand {
             return Ok(prepared);
         }
         let token_lists: Vec<&[u32]> = prepared.iter().map(|i| i.tokens.as_slice()).collect();
         let patches = item_patches(self.model.llama(), &token_lists)?.to_vec2::<f32>()?;
         for (item, patch) in prepared.iter_mut().zip(patches) {
-            item.patch = patch;
+            item.patch = StoredPatch::new(Some(patch), storage);
         }
         Ok(prepared)
     }

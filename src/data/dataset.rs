@@ -20,14 +20,19 @@ pub struct UserSequence {
     pub test: Option<[usize; 2]>,
 }
 
+/// A dataset's split: which target positions of each user's sequence are sampled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Split {
+    /// Training targets.
     Train,
+    /// Validation targets.
     Valid,
+    /// Test targets.
     Test,
 }
 
 impl Split {
+    /// Parses `train`, `valid` or `test`.
     pub fn parse(s: &str) -> Result<Self> {
         match s {
             "train" => Ok(Split::Train),
@@ -39,6 +44,7 @@ impl Split {
         }
     }
 
+    /// The split's name, as [`Split::parse`] reads it.
     pub fn name(self) -> &'static str {
         match self {
             Split::Train => "train",
@@ -58,10 +64,15 @@ impl UserSequence {
     }
 }
 
+/// A dataset folder in the shared format (`items.tsv`, `sequences.jsonl`, `prompt.txt`),
+/// read and checked by [`Dataset::open`].
 #[derive(Debug, Clone)]
 pub struct Dataset {
+    /// The folder it was read from.
     pub dir: PathBuf,
+    /// `items.tsv`: every item's id and title, in file order.
     pub items: Vec<(u64, String)>,
+    /// `sequences.jsonl`: each user's interactions in time order and split ranges.
     pub users: Vec<UserSequence>,
     /// `prompt.txt`: system message and instruction.
     pub prompt: String,

@@ -21,6 +21,7 @@ pub struct Sample {
 
 /// How many samples to draw, and how.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct SampleOptions {
     /// History truncation K (the paper's main table: 100).
     pub max_history: usize,
@@ -28,8 +29,16 @@ pub struct SampleOptions {
     pub max_users: Option<usize>,
     /// Keep only this many samples (seeded choice, order kept), if set.
     pub max_samples: Option<usize>,
+    /// Seed of the choices `max_users` and `max_samples` make (default 42).
     pub seed: u64,
 }
+
+setters!(SampleOptions {
+    with_max_history => max_history: usize,
+    with_max_users => opt max_users: usize,
+    with_max_samples => opt max_samples: usize,
+    with_seed => seed: u64,
+});
 
 impl Default for SampleOptions {
     fn default() -> Self {

@@ -21,17 +21,50 @@ use crate::query::{recommend, QueryOptions};
 /// The paper ranks the top 20.
 const TOP: usize = 20;
 
+/// How to evaluate ([`evaluate`]): [`EvalOptions::new`] and the `with_*` setters build one.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct EvalOptions {
+    /// The split whose samples are scored.
     pub split: Split,
+    /// How each sample's history is laid out, and its truncation K.
     pub layout: LayoutConfig,
+    /// Which samples (default: every one, its history truncated to the layout's K).
     pub samples: SampleOptions,
+    /// Beam width (default 20, the paper's).
     pub beam_width: usize,
     /// Exact catalogue ranking instead of beam search.
     pub exact: bool,
     /// Per-sample results (JSON lines); existing lines are reused.
     pub results: Option<PathBuf>,
 }
+
+impl EvalOptions {
+    /// The paper's protocol on `split` with `layout`: every sample (history truncated to
+    /// the layout's K), beam width 20, beam search, no per-sample results file.
+    pub fn new(split: Split, layout: LayoutConfig) -> Self {
+        EvalOptions {
+            split,
+            layout,
+            samples: SampleOptions {
+                max_history: layout.max_items,
+                ..Default::default()
+            },
+            beam_width: 20,
+            exact: false,
+            results: None,
+        }
+    }
+}
+
+setters!(EvalOptions {
+    with_split => split: Split,
+    with_layout => layout: LayoutConfig,
+    with_samples => samples: SampleOptions,
+    with_beam_width => beam_width: usize,
+    with_exact => exact: bool,
+    with_results => opt results: PathBuf,
+});
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SampleResult {
@@ -43,15 +76,23 @@ pub struct SampleResult {
     pub prompt_len: usize,
 }
 
+/// What [`evaluate`] measured over a split. Serialises as one JSON object, with the
+/// metrics' fields at its top level.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct EvalReport {
+    /// The split's name (`train`, `valid` or `test`).
     pub split: String,
+    /// The layout, as [`crate::Layout`] prints it (`pft-s:5`, say).
     pub layout: String,
+    /// HR@10, HR@20, NDCG@10 and NDCG@20 over the samples.
     #[serde(flatten)]
     pub metrics: Metrics,
     /// Total history tokens as text over total compressed, across the split.
     pub compression_ratio: f64,
+    /// Mean prompt length in positions (tokens and patches).
     pub mean_prompt_len: f64,
+    /// Wall-clock seconds this call took; samples read back from the results file cost none.
     pub wall_seconds: f64,
     /// `beam:W` or `exact` (reports written before this field read as empty).
     #[serde(default)]
@@ -117,7 +158,7 @@ pub fn evaluate(
     let query = QueryOptions {
         k: TOP,
         beam_width: opts.beam_width,
-        layout: Some(opts.layout),
+        layout: opts.layout.into(),
         exclude_history: false,
         exact: opts.exact,
         ..Default::default()

@@ -9,16 +9,26 @@ pub fn rank_of(target: u64, ranked: &[u64], absent: usize) -> usize {
     ranked.iter().position(|&i| i == target).unwrap_or(absent)
 }
 
+/// The paper's ranking metrics over a set of samples, each a mean within 0..=1. A
+/// sample's rank is its target's 0-based position among the 20 generated items, 20 when
+/// absent.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Metrics {
+    /// Samples scored.
     pub samples: usize,
+    /// HR@10: the share of samples whose target is in the top 10.
     pub hr10: f64,
+    /// HR@20: the share of samples whose target is in the top 20.
     pub hr20: f64,
+    /// NDCG@10: the mean of 1 / log2(rank + 2) over the samples, 0 for a target not in the top 10.
     pub ndcg10: f64,
+    /// NDCG@20: the mean of 1 / log2(rank + 2) over the samples, 0 for a target not in the top 20.
     pub ndcg20: f64,
 }
 
 impl Metrics {
+    /// The metrics of these ranks (0-based, 20 for a target not generated); all 0 for none.
     pub fn from_ranks(ranks: &[usize]) -> Self {
         let n = ranks.len().max(1) as f64;
         let hr = |k: usize| ranks.iter().filter(|&&r| r < k).count() as f64 / n;

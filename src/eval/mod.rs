@@ -2,7 +2,6 @@
 
 pub mod evaluate;
 pub mod metrics;
-pub mod plot;
 
 pub use evaluate::{evaluate, popularity, EvalOptions, EvalReport};
 pub use metrics::{rank_of, Metrics};

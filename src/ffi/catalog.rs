@@ -4,8 +4,6 @@ use std::ffi::c_char;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::RwLock;
-
 use super::boundary::{
     arg_mut, arg_ref, arg_slice, arg_slice_mut, arg_str, free_handle, guard, guard_value,
     new_handle, Outcome,
@@ -13,10 +11,9 @@ use super::boundary::{
 use super::error::patchrec_error_t;
 use super::model::patchrec_model_t;
 use super::status::patchrec_status_t::{self, PATCHREC_BUFFER_TOO_SMALL};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, PatchStorage};
 use crate::error::Error;
-use crate::serve::batcher::MAX_BATCH_WAIT;
-use crate::serve::{Batcher, BatcherConfig};
+use crate::serve::{BatcherConfig, Recommender};
 
 /// A catalogue of items `(id, title)` for one model, with each title's tokens and item
 /// patch computed once, at registration. Internally synchronised: a
@@ -24,10 +21,14 @@ use crate::serve::{Batcher, BatcherConfig};
 /// included; a query sees the catalogue as it was when the query started. Holds its own
 /// reference to the model, so it may outlive the model handle.
 pub struct patchrec_catalog_t {
-    pub(crate) catalog: Arc<Catalog>,
-    /// Set by `patchrec_catalog_set_batching`: the worker that decodes concurrent queries
-    /// together.
-    pub(crate) batcher: RwLock<Option<Arc<Batcher>>>,
+    /// The catalogue, and the batching `patchrec_catalog_set_batching` switches.
+    pub(crate) recommender: Recommender,
+}
+
+impl patchrec_catalog_t {
+    pub(crate) fn catalog(&self) -> &Arc<Catalog> {
+        self.recommender.catalog()
+    }
 }
 
 /// Makes an empty catalogue for `model`, which it borrows (and keeps alive). On success
@@ -43,8 +44,7 @@ pub unsafe extern "C" fn patchrec_catalog_new(
         new_handle(out, || {
             let model = arg_ref(model, "model")?.model.clone();
             Ok(patchrec_catalog_t {
-                catalog: Arc::new(Catalog::new(model)?),
-                batcher: RwLock::new(None),
+                recommender: Recommender::new(Arc::new(Catalog::new(model)?)),
             })
         })
     })
@@ -63,7 +63,7 @@ pub unsafe extern "C" fn patchrec_catalog_add(
     error: *mut *mut patchrec_error_t,
 ) -> patchrec_status_t {
     guard(error, || {
-        let catalog = &arg_ref(catalog, "catalog")?.catalog;
+        let catalog = arg_ref(catalog, "catalog")?.catalog();
         catalog.add(id, arg_str(title, "title")?)?;
         Ok(())
     })
@@ -81,7 +81,7 @@ pub unsafe extern "C" fn patchrec_catalog_add_batch(
     error: *mut *mut patchrec_error_t,
 ) -> patchrec_status_t {
     guard(error, || {
-        let catalog = &arg_ref(catalog, "catalog")?.catalog;
+        let catalog = arg_ref(catalog, "catalog")?.catalog();
         let ids = arg_slice(ids, n, "ids")?;
         let titles = arg_slice(titles, n, "titles")?;
         let items = ids
@@ -109,7 +109,7 @@ pub unsafe extern "C" fn patchrec_catalog_remove(
     error: *mut *mut patchrec_error_t,
 ) -> patchrec_status_t {
     guard(error, || {
-        let catalog = &arg_ref(catalog, "catalog")?.catalog;
+        let catalog = arg_ref(catalog, "catalog")?.catalog();
         catalog.remove_batch(arg_slice(ids, n, "ids")?)?;
         Ok(())
     })
@@ -127,7 +127,7 @@ pub unsafe extern "C" fn patchrec_catalog_set_title(
     error: *mut *mut patchrec_error_t,
 ) -> patchrec_status_t {
     guard(error, || {
-        let catalog = &arg_ref(catalog, "catalog")?.catalog;
+        let catalog = arg_ref(catalog, "catalog")?.catalog();
         catalog.set_title(id, arg_str(title, "title")?)?;
         Ok(())
     })
@@ -164,8 +164,55 @@ pub unsafe extern "C" fn patchrec_catalog_set_kv_budget(
     error: *mut *mut patchrec_error_t,
 ) -> patchrec_status_t {
     guard(error, || {
-        let catalog = &arg_ref(catalog, "catalog")?.catalog;
+        let catalog = arg_ref(catalog, "catalog")?.catalog();
         catalog.set_kv_budget((bytes != usize::MAX).then_some(bytes));
+        Ok(())
+    })
+}
+
+/// How a catalogue keeps its items' patches. Passed to
+/// `patchrec_catalog_set_patch_storage` as a `uint32_t`, so an out-of-range number is an
+/// error rather than undefined behaviour.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum patchrec_patch_storage_t {
+    /// Computed at registration and kept in f32 (the model's hidden size x 4 bytes per
+    /// item).
+    PATCHREC_PATCHES_F32 = 0,
+    /// Computed at registration and kept in f16: half the bytes; scores move by f16
+    /// rounding of the patches.
+    PATCHREC_PATCHES_F16 = 1,
+    /// Not kept: computed from the title's tokens when a prompt needs them, with the same
+    /// values as `PATCHREC_PATCHES_F32` (answers are identical). The default.
+    PATCHREC_PATCHES_ON_DEMAND = 2,
+}
+
+/// Sets how `catalog` keeps its items' patches (a `patchrec_patch_storage_t`); the items
+/// registered so far are converted once, and queries already running keep the catalogue
+/// they started with. docs/PERFORMANCE.md measures the memory and time of each. An
+/// unknown kind is `PATCHREC_INVALID_ARGUMENT`, and the catalogue is unchanged.
+#[no_mangle]
+pub unsafe extern "C" fn patchrec_catalog_set_patch_storage(
+    catalog: *const patchrec_catalog_t,
+    storage: u32,
+    error: *mut *mut patchrec_error_t,
+) -> patchrec_status_t {
+    use patchrec_patch_storage_t::*;
+    guard(error, || {
+        let catalog = arg_ref(catalog, "catalog")?.catalog();
+        let storage = match storage {
+            s if s == PATCHREC_PATCHES_F32 as u32 => PatchStorage::F32,
+            s if s == PATCHREC_PATCHES_F16 as u32 => PatchStorage::F16,
+            s if s == PATCHREC_PATCHES_ON_DEMAND as u32 => PatchStorage::OnDemand,
+            other => {
+                return Err(Error::invalid(format!(
+                    "patch storage {other}: expected PATCHREC_PATCHES_F32, \
+                     PATCHREC_PATCHES_F16 or PATCHREC_PATCHES_ON_DEMAND"
+                ))
+                .into())
+            }
+        };
+        catalog.set_patch_storage(storage)?;
         Ok(())
     })
 }
@@ -178,7 +225,7 @@ pub unsafe extern "C" fn patchrec_catalog_kv_stats(
     error: *mut *mut patchrec_error_t,
 ) -> patchrec_status_t {
     guard(error, || {
-        let catalog = &arg_ref(catalog, "catalog")?.catalog;
+        let catalog = arg_ref(catalog, "catalog")?.catalog();
         let out = arg_mut(out, "out")?;
         *out = match catalog.kv_stats() {
             Some(s) => patchrec_kv_stats_t {
@@ -206,7 +253,7 @@ pub unsafe extern "C" fn patchrec_catalog_kv_stats(
 /// `catalog` is NULL.
 #[no_mangle]
 pub unsafe extern "C" fn patchrec_catalog_len(catalog: *const patchrec_catalog_t) -> usize {
-    guard_value(0, || catalog.as_ref().map_or(0, |c| c.catalog.len()))
+    guard_value(0, || catalog.as_ref().map_or(0, |c| c.catalog().len()))
 }
 
 /// Copies the title of item `id` into `buf` as NUL-terminated UTF-8 and sets `*len` to its
@@ -226,7 +273,7 @@ pub unsafe extern "C" fn patchrec_catalog_title(
     guard(error, || {
         let len = arg_mut(len, "len")?;
         *len = 0;
-        let snapshot = arg_ref(catalog, "catalog")?.catalog.snapshot();
+        let snapshot = arg_ref(catalog, "catalog")?.catalog().snapshot();
         let title = snapshot
             .get(id)
             .ok_or(Error::UnknownItem(id))?
@@ -267,29 +314,19 @@ pub unsafe extern "C" fn patchrec_catalog_set_batching(
 ) -> patchrec_status_t {
     guard(error, || {
         let handle = arg_ref(catalog, "catalog")?;
-        // Checked even when turning batching off, so a bad value is never silently kept.
-        let max_wait = Duration::from_micros(max_wait_us);
-        if max_wait > MAX_BATCH_WAIT {
-            return Err(Error::invalid(format!(
-                "batcher: max_wait must be at most {} us, not {max_wait_us} us",
-                MAX_BATCH_WAIT.as_micros()
-            ))
-            .into());
-        }
-        let batcher = if max_batch == 0 {
-            None
-        } else {
-            Some(Arc::new(Batcher::new(
-                handle.catalog.clone(),
-                BatcherConfig {
-                    max_batch,
-                    max_wait,
-                    ..Default::default()
-                },
-            )?))
+        let config = BatcherConfig {
+            max_batch,
+            max_wait: Duration::from_micros(max_wait_us),
+            ..Default::default()
         };
-        // The old worker (if any) is joined when its last running query lets go of it.
-        *handle.batcher.write() = batcher;
+        if max_batch == 0 {
+            // Checked even when turning batching off, so a bad value is never silently
+            // kept: only the wait is given then.
+            config.with_max_batch(1).validate()?;
+            handle.recommender.set_batching(None)?;
+        } else {
+            handle.recommender.set_batching(Some(config))?;
+        }
         Ok(())
     })
 }

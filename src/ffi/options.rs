@@ -7,8 +7,8 @@ use super::boundary::{arg_mut, arg_slice, arg_str, free_handle, guard, guard_val
 use super::error::patchrec_error_t;
 use super::status::patchrec_status_t;
 use crate::error::Error;
-use crate::history::{Layout, LayoutConfig};
-use crate::model::{Model, ModelOptions};
+use crate::history::Layout;
+use crate::model::ModelOptions;
 use crate::query::QueryOptions;
 
 /// How to load a model. Made by `patchrec_model_options_new`, freed by
@@ -102,35 +102,9 @@ pub enum patchrec_layout_t {
 /// Independent of every other object.
 #[derive(Default)]
 pub struct patchrec_query_options_t {
-    query: QueryOptions,
-    /// `None` keeps the checkpoint's choice (its `patchrec.json`).
-    layout: Option<Layout>,
-    max_items: Option<usize>,
-    /// `Some(0)`: no session gap, whatever the checkpoint says.
-    session_gap: Option<u64>,
-}
-
-impl patchrec_query_options_t {
-    /// The Rust options for a query on `model`: whatever the caller did not set is the
-    /// checkpoint's.
-    pub(crate) fn resolve(&self, model: &Model) -> QueryOptions {
-        let checkpoint = model.meta().layout;
-        let layout = self.layout.unwrap_or(checkpoint.layout);
-        let session_gap = match self.session_gap {
-            Some(gap) => (gap > 0).then_some(gap),
-            // The checkpoint's gap goes with its stream-aligned layout, not with another
-            // layout the caller chose.
-            None if matches!(layout, Layout::StreamS { .. }) => checkpoint.session_gap,
-            None => None,
-        };
-        QueryOptions {
-            layout: Some(LayoutConfig {
-                session_gap,
-                ..LayoutConfig::new(layout, self.max_items.unwrap_or(checkpoint.max_items))
-            }),
-            ..self.query.clone()
-        }
-    }
+    /// What the caller did not set stays the checkpoint's: the library resolves the
+    /// layout field by field (`LayoutChoice`).
+    pub(crate) query: QueryOptions,
 }
 
 /// A new query options object with the defaults: k = 10, beam width 20, the checkpoint's
@@ -205,7 +179,7 @@ pub unsafe extern "C" fn patchrec_query_options_set_layout(
             }
         };
         layout.validate()?;
-        options.layout = Some(layout);
+        options.query.layout.layout = Some(layout);
         Ok(())
     })
 }
@@ -218,7 +192,7 @@ pub unsafe extern "C" fn patchrec_query_options_set_max_items(
     error: *mut *mut patchrec_error_t,
 ) -> patchrec_status_t {
     guard(error, || {
-        arg_mut(options, "options")?.max_items = Some(max_items);
+        arg_mut(options, "options")?.query.layout.max_items = Some(max_items);
         Ok(())
     })
 }
@@ -237,7 +211,8 @@ pub unsafe extern "C" fn patchrec_query_options_set_session_gap(
     error: *mut *mut patchrec_error_t,
 ) -> patchrec_status_t {
     guard(error, || {
-        arg_mut(options, "options")?.session_gap = Some(seconds);
+        // 0 is "no gap", overriding the checkpoint's.
+        arg_mut(options, "options")?.query.layout.session_gap = Some((seconds > 0).then_some(seconds));
         Ok(())
     })
 }

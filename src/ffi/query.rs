@@ -6,8 +6,7 @@ use super::error::patchrec_error_t;
 use super::options::patchrec_query_options_t;
 use super::status::patchrec_status_t::{self, PATCHREC_BUFFER_TOO_SMALL};
 use super::user::patchrec_user_t;
-use crate::catalog::Catalog;
-use crate::query::{layout_stats, recommend_cached, QueryOptions};
+use crate::query::{layout_stats, QueryOptions};
 
 /// One recommended item. This layout is part of the ABI: it changes only with
 /// `PATCHREC_ABI_VERSION`.
@@ -19,14 +18,11 @@ pub struct patchrec_recommendation_t {
     pub score: f32,
 }
 
-/// The options for a query on `catalog`; NULL means the defaults (the checkpoint's layout).
-unsafe fn query_options(
-    options: *const patchrec_query_options_t,
-    catalog: &Catalog,
-) -> QueryOptions {
+/// The options of a query; NULL means the defaults (the checkpoint's layout).
+unsafe fn query_options(options: *const patchrec_query_options_t) -> QueryOptions {
     options
         .as_ref()
-        .map_or_else(Default::default, |o| o.resolve(catalog.model()))
+        .map_or_else(Default::default, |o| o.query.clone())
 }
 
 fn too_small(needed: usize, cap: usize) -> patchrec_error_t {
@@ -61,9 +57,9 @@ pub unsafe extern "C" fn patchrec_recommend(
         let len = arg_mut(len, "len")?;
         *len = 0;
         let handle = arg_ref(catalog, "catalog")?;
-        let catalog = &handle.catalog;
+        let catalog = handle.catalog();
         let user = arg_mut(user, "user")?;
-        let options = query_options(options, catalog);
+        let options = query_options(options);
         // What the answer can hold: k, or fewer when the catalogue is smaller. A caller
         // that asks for k = 1e9 from 60 items is told 60, not to allocate 1e9 entries.
         let needed = options.k.min(catalog.len());
@@ -72,11 +68,9 @@ pub unsafe extern "C" fn patchrec_recommend(
             return Err(too_small(needed, cap));
         }
         let out = arg_slice_mut(out, cap, "out")?;
-        let batcher = handle.batcher.read().clone();
-        let result = match batcher {
-            Some(b) => b.recommend_cached(&user.history, &mut user.cache, &options)?,
-            None => recommend_cached(catalog, &user.history, &mut user.cache, &options)?,
-        };
+        let result = handle
+            .recommender
+            .recommend_cached(&user.history, &mut user.cache, &options)?;
         // Items registered since the check above may make the answer longer than `cap`.
         if result.items.len() > cap {
             *len = result.items.len();
@@ -109,8 +103,8 @@ pub unsafe extern "C" fn patchrec_user_layout_stats(
 ) -> patchrec_status_t {
     guard(error, || {
         let history = &arg_ref(user, "user")?.history;
-        let catalog = &arg_ref(catalog, "catalog")?.catalog;
-        let options = query_options(options, catalog);
+        let catalog = arg_ref(catalog, "catalog")?.catalog();
+        let options = query_options(options);
         let stats = layout_stats(catalog, history, &options)?;
         if let Some(slot) = prompt_len.as_mut() {
             *slot = stats.prompt_len;

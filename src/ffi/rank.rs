@@ -46,7 +46,7 @@ pub unsafe extern "C" fn patchrec_rank(
     guard(error, || {
         let len = arg_mut(len, "len")?;
         *len = 0;
-        let catalog = &arg_ref(catalog, "catalog")?.catalog;
+        let catalog = arg_ref(catalog, "catalog")?.catalog();
         let user = arg_mut(user, "user")?;
         let known = PATCHREC_RANK_INPUT_ORDER | PATCHREC_RANK_SKIP_UNKNOWN;
         if flags & !known != 0 {
@@ -64,9 +64,7 @@ pub unsafe extern "C" fn patchrec_rank(
         }
         let candidates = arg_slice(candidates, n, "candidates")?;
         let out = arg_slice_mut(out, cap, "out")?;
-        let layout = options
-            .as_ref()
-            .and_then(|o| o.resolve(catalog.model()).layout);
+        let layout = options.as_ref().map(|o| o.query.layout).unwrap_or_default();
         let opts = RankOptions {
             layout,
             order: if flags & PATCHREC_RANK_INPUT_ORDER != 0 {

@@ -68,7 +68,7 @@ pub unsafe extern "C" fn patchrec_user_append_batch(
 ) -> patchrec_status_t {
     guard(error, || {
         let user = arg_mut(user, "user")?;
-        let catalog = &arg_ref(catalog, "catalog")?.catalog;
+        let catalog = arg_ref(catalog, "catalog")?.catalog();
         let ids = arg_slice(ids, n, "ids")?;
         let timestamps = (!timestamps.is_null()).then(|| std::slice::from_raw_parts(timestamps, n));
         let interactions: Vec<Interaction> = ids

@@ -28,26 +28,41 @@ use super::sessions::{counted_starts, session_starts};
 use super::Interaction;
 use crate::error::{Error, Result};
 
+/// How a history's items appear in the prompt: as title text, item patches or session
+/// patches (the paper's section 3.4). Written `vanilla`, `pft-i:M`, `pft-s:L`, `stream-s:L`
+/// or `budget:N` ([`Layout::parse`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Layout {
     /// Every item as its title's text tokens.
     Vanilla,
     /// The latest `m` items as text, older ones as item patches.
-    PftI { m: usize },
+    PftI {
+        /// Latest items shown as text (M).
+        m: usize,
+    },
     /// The latest `l` as text, the `l` before as item patches, older groups of `l` as
     /// session patches.
-    PftS { l: usize },
+    PftS {
+        /// Items per group (L).
+        l: usize,
+    },
     /// Stream-aligned PFT-S: groups of `l` from the start of the stream; the open (newest)
     /// group as text, the one before as item patches, older ones as session patches.
-    StreamS { l: usize },
+    StreamS {
+        /// Items per session (L), unless a session gap closes it sooner.
+        l: usize,
+    },
     /// Adaptive: per history, the layout with the most text whose whole prompt fits in
-    /// `tokens` positions ([`super::budget::fit_budget`]); resolved with
-    /// [`Layout::resolve`] before it is laid out.
-    Budget { tokens: usize },
+    /// `tokens` positions; resolved per history before it is laid out.
+    Budget {
+        /// The most positions (tokens and patches) the whole prompt may take.
+        tokens: usize,
+    },
 }
 
 impl Layout {
+    /// Fails when a group size L is 0.
     pub fn validate(&self) -> Result<()> {
         match *self {
             Layout::PftS { l: 0 } | Layout::StreamS { l: 0 } => Err(Error::invalid(format!(
@@ -123,7 +138,9 @@ impl std::fmt::Display for Layout {
 
 /// A layout and the history truncation K the paper applies before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct LayoutConfig {
+    /// How the shown items are laid out.
     #[serde(flatten)]
     pub layout: Layout,
     /// Only the latest `max_items` interactions are used (K; 100 in the paper's main table).
@@ -133,6 +150,64 @@ pub struct LayoutConfig {
     /// one visit of at most L items. `None`: sessions close only when full.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_gap: Option<u64>,
+}
+
+setters!(LayoutConfig {
+    with_layout => layout: Layout,
+    with_max_items => max_items: usize,
+    with_session_gap => opt session_gap: u64,
+});
+
+/// A query's layout, field by field: what is left unset is the checkpoint's
+/// (`patchrec.json`). A [`Layout`] or a whole [`LayoutConfig`] converts into one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LayoutChoice {
+    /// The layout; unset, the checkpoint's.
+    pub layout: Option<Layout>,
+    /// History truncation K.
+    pub max_items: Option<usize>,
+    /// `Some(None)`: no session gap, whatever the checkpoint says. Unset, the checkpoint's
+    /// gap applies when the layout is its stream-aligned one.
+    pub session_gap: Option<Option<u64>>,
+}
+
+impl LayoutChoice {
+    /// The layout a query on a checkpoint whose default is `checkpoint` uses.
+    pub fn resolve(&self, checkpoint: LayoutConfig) -> LayoutConfig {
+        let layout = self.layout.unwrap_or(checkpoint.layout);
+        let session_gap = match self.session_gap {
+            Some(gap) => gap,
+            // The checkpoint's gap goes with its stream-aligned layout, not with another
+            // layout the caller chose.
+            None if matches!(layout, Layout::StreamS { .. }) => checkpoint.session_gap,
+            None => None,
+        };
+        LayoutConfig {
+            layout,
+            max_items: self.max_items.unwrap_or(checkpoint.max_items),
+            session_gap,
+        }
+    }
+}
+
+impl From<Layout> for LayoutChoice {
+    fn from(layout: Layout) -> Self {
+        LayoutChoice {
+            layout: Some(layout),
+            ..Default::default()
+        }
+    }
+}
+
+impl From<LayoutConfig> for LayoutChoice {
+    fn from(config: LayoutConfig) -> Self {
+        LayoutChoice {
+            layout: Some(config.layout),
+            max_items: Some(config.max_items),
+            session_gap: Some(config.session_gap),
+        }
+    }
 }
 
 /// The part of a stream that a query shows ([`LayoutConfig::window`]).
@@ -146,6 +221,7 @@ pub struct Window {
 }
 
 impl LayoutConfig {
+    /// `layout` on the latest `max_items` interactions (K), with no session gap.
     pub fn new(layout: Layout, max_items: usize) -> Self {
         LayoutConfig {
             layout,
@@ -154,6 +230,8 @@ impl LayoutConfig {
         }
     }
 
+    /// Fails when the layout is invalid, when `stream-s:L` has K below L or a session gap
+    /// of 0, or when another layout has a session gap.
     pub fn validate(&self) -> Result<()> {
         self.layout.validate()?;
         match (self.layout, self.session_gap) {
@@ -344,6 +422,31 @@ pub fn compression_ratio(segments: &[Segment], title_tokens: impl Fn(usize) -> u
 mod tests {
     use super::*;
     use SegmentKind::*;
+
+    /// A choice overrides the checkpoint field by field; the checkpoint's session gap goes
+    /// with its stream-aligned layout only, and `Some(None)` removes it.
+    #[test]
+    fn a_layout_choice_resolves_field_by_field() {
+        let checkpoint = LayoutConfig::new(Layout::StreamS { l: 5 }, 50).with_session_gap(600);
+        assert_eq!(LayoutChoice::default().resolve(checkpoint), checkpoint);
+        let k = LayoutChoice {
+            max_items: Some(20),
+            ..Default::default()
+        };
+        assert_eq!(k.resolve(checkpoint), checkpoint.with_max_items(20));
+        let other = LayoutChoice::from(Layout::PftI { m: 3 });
+        assert_eq!(
+            other.resolve(checkpoint),
+            LayoutConfig::new(Layout::PftI { m: 3 }, 50)
+        );
+        let no_gap = LayoutChoice {
+            session_gap: Some(None),
+            ..Default::default()
+        };
+        assert_eq!(no_gap.resolve(checkpoint).session_gap, None);
+        let whole = LayoutConfig::new(Layout::Vanilla, 7);
+        assert_eq!(LayoutChoice::from(whole).resolve(checkpoint), whole);
+    }
 
     /// A sample whose history begins at item `from` of its stream (K cut the rest off),
     /// trimmed by `stream_skip`, shows what a served user's window shows of the same

@@ -7,7 +7,8 @@ pub mod user;
 
 pub use budget::{fit_budget, history_positions};
 pub use layout::{
-    compression_ratio, history_tokens, per_item, segments, stream_segments, Layout, LayoutConfig,
+    compression_ratio, history_tokens, per_item, segments, stream_segments, Layout, LayoutChoice,
+    LayoutConfig,
     Segment, SegmentKind, Window,
 };
 pub use sessions::session_starts;

@@ -4,8 +4,10 @@ use serde::{Deserialize, Serialize};
 
 use super::layout::{segments, stream_segments, Layout, LayoutConfig, Segment};
 
+/// One entry of a user's history: an item, and when it happened if known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Interaction {
+    /// The item's id in the catalogue.
     pub item_id: u64,
     /// Seconds since the epoch, if the caller knows it (kept for time-gap sessions).
     pub timestamp: Option<i64>,
@@ -20,22 +22,27 @@ pub struct UserHistory {
 }
 
 impl UserHistory {
+    /// An empty history.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Interactions held (all of them: truncation to K happens per query).
     pub fn len(&self) -> usize {
         self.interactions.len()
     }
 
+    /// Whether the history holds no interaction.
     pub fn is_empty(&self) -> bool {
         self.interactions.is_empty()
     }
 
+    /// The interactions, oldest first.
     pub fn interactions(&self) -> &[Interaction] {
         &self.interactions
     }
 
+    /// The item ids, oldest first.
     pub fn item_ids(&self) -> impl Iterator<Item = u64> + '_ {
         self.interactions.iter().map(|i| i.item_id)
     }
@@ -65,6 +72,7 @@ impl UserHistory {
         self.interactions.push(interaction);
     }
 
+    /// Forgets every interaction.
     pub fn clear(&mut self) {
         self.interactions.clear();
     }

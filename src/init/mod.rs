@@ -14,18 +14,34 @@ use crate::text::{PromptTemplate, SpecialTokens, TextTokenizer};
 
 /// The size of a from-scratch model.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct InitOptions {
     /// Target vocabulary size of the trained tokenizer (the byte alphabet and special
     /// tokens included).
     pub vocab_size: usize,
+    /// Width of the hidden state and embeddings (default 128).
     pub hidden_size: usize,
+    /// Decoder layers (default 4).
     pub num_layers: usize,
+    /// Attention heads; they divide `hidden_size` evenly (default 4).
     pub num_heads: usize,
+    /// Key/value heads (grouped-query attention); they divide `num_heads` evenly (default 2).
     pub num_kv_heads: usize,
     /// SwiGLU width; defaults to about 8/3 of `hidden_size`.
     pub intermediate_size: Option<usize>,
+    /// Seed of the random weights (default 42).
     pub seed: u64,
 }
+
+setters!(InitOptions {
+    with_vocab_size => vocab_size: usize,
+    with_hidden_size => hidden_size: usize,
+    with_num_layers => num_layers: usize,
+    with_num_heads => num_heads: usize,
+    with_num_kv_heads => num_kv_heads: usize,
+    with_intermediate_size => opt intermediate_size: usize,
+    with_seed => seed: u64,
+});
 
 /// The defaults of `patchrec init` and of a training configuration's `[model.init]`: the
 /// 4-layer, 128-wide model of docs/RESULTS.md's from-scratch rows.

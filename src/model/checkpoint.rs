@@ -20,6 +20,7 @@ use crate::text::{SpecialIds, TextTokenizer};
 
 /// Where a model runs.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct ModelOptions {
     /// `cpu` (default) or `cuda:N` (needs the `cuda` feature).
     pub device: Option<String>,
@@ -28,7 +29,14 @@ pub struct ModelOptions {
     pub quantization: Option<Quantization>,
 }
 
+setters!(ModelOptions {
+    with_device => opt device: String,
+    with_quantization => opt quantization: Quantization,
+});
+
 impl ModelOptions {
+    /// The device `device` names (`cpu` when unset); an error for an unknown name or a CUDA
+    /// device this build or machine lacks.
     pub fn device(&self) -> Result<Device> {
         parse_device(self.device.as_deref().unwrap_or("cpu"))
     }
@@ -58,6 +66,9 @@ pub fn parse_device(spec: &str) -> Result<Device> {
     }
 }
 
+/// A loaded recommender model: the Llama decoder's weights, its tokenizer and the
+/// checkpoint's `patchrec.json`, plus the prompt's fixed head and tail that every query
+/// shares. Share it between catalogues and threads in an `Arc`.
 pub struct Model {
     llama: Llama,
     tokenizer: TextTokenizer,
@@ -233,26 +244,36 @@ impl Model {
         }
     }
 
+    /// The decoder: its configuration, weights and forward passes.
     pub fn llama(&self) -> &Llama {
         &self.llama
     }
 
+    /// The decoder, to change its weights (training, adapters): only before the first query,
+    /// whose prompt head's KV is cached with the weights of the time ([`Model::head_cache`]).
     pub fn llama_mut(&mut self) -> &mut Llama {
         &mut self.llama
     }
 
+    /// The checkpoint's tokenizer, with PatchRec's special tokens added.
     pub fn tokenizer(&self) -> &TextTokenizer {
         &self.tokenizer
     }
 
+    /// The checkpoint's `patchrec.json`: prompt template, special tokens, default layout,
+    /// training record.
     pub fn meta(&self) -> &PatchrecMeta {
         &self.meta
     }
 
+    /// The checkpoint's `patchrec.json`, to change what queries default to and a save writes
+    /// (the default layout, the training record). The prompt's template and special tokens
+    /// were resolved at load; changing them here changes no prompt.
     pub fn meta_mut(&mut self) -> &mut PatchrecMeta {
         &mut self.meta
     }
 
+    /// The ids of the tokens prompts are built from: the history delimiters and the answer's end.
     pub fn special(&self) -> &SpecialIds {
         &self.special
     }
@@ -292,6 +313,7 @@ impl Model {
         &self.tail_ids
     }
 
+    /// The device the weights are on.
     pub fn device(&self) -> &Device {
         self.llama.device()
     }

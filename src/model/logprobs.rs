@@ -15,7 +15,7 @@ use crate::model::expf::exp_nonpositive;
 
 /// `[rows, 1, vocab]` (or `[rows, vocab]`) logits -> one vector of log-probabilities per
 /// row: `x - max - ln Σ exp(x - max)`, as `log_softmax` computes it.
-pub(crate) fn log_softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
+pub fn log_softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
     let vocab = logits.dim(D::Minus1)?;
     let host = logits.flatten_all()?.to_vec1::<f32>()?;
     host.par_chunks(vocab.max(1))

@@ -31,6 +31,7 @@ pub const TARGETS: [&str; 7] = [
 /// What a stage adapts (`[stage.lora]` in the training configuration).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct LoraConfig {
     /// The adapters' rank r.
     #[serde(default = "default_rank")]
@@ -38,7 +39,8 @@ pub struct LoraConfig {
     /// The update is scaled by alpha / r.
     #[serde(default = "default_alpha")]
     pub alpha: f64,
-    /// Projections to adapt in every layer (names from [`TARGETS`]).
+    /// Projections to adapt in every layer (`q_proj`, `k_proj`, `v_proj`, `o_proj`,
+    /// `gate_proj`, `up_proj`, `down_proj`).
     #[serde(default = "default_targets")]
     pub targets: Vec<String>,
     /// Also train the embedding rows of the tokens PatchRec adds to a pretrained
@@ -47,6 +49,13 @@ pub struct LoraConfig {
     #[serde(default = "yes")]
     pub train_new_tokens: bool,
 }
+
+setters!(LoraConfig {
+    with_rank => rank: usize,
+    with_alpha => alpha: f64,
+    with_targets => targets: Vec<String>,
+    with_train_new_tokens => train_new_tokens: bool,
+});
 
 fn default_rank() -> usize {
     16
@@ -73,6 +82,9 @@ impl Default for LoraConfig {
 }
 
 impl LoraConfig {
+    /// Fails, naming the field, when the rank is outside 1..=4096, alpha is not a positive
+    /// finite number, a target is not one of the projections `targets` lists, or nothing
+    /// would be trained.
     pub fn validate(&self) -> Result<()> {
         if self.rank == 0 || self.rank > 4096 {
             return Err(Error::invalid(format!(
@@ -100,10 +112,12 @@ impl LoraConfig {
         Ok(())
     }
 
+    /// The scale alpha / r of the adapters' product `B A`.
     pub fn scale(&self) -> f64 {
         self.alpha / self.rank as f64
     }
 
+    /// Whether the projection `name` (`q_proj`, say) is adapted.
     pub fn targets(&self, name: &str) -> bool {
         self.targets.iter().any(|t| t == name)
     }

@@ -13,12 +13,20 @@ use crate::text::{ChatFormat, PromptTemplate, SpecialTokens};
 /// public constants end up in the generated C header).
 pub(crate) const FORMAT_VERSION: u32 = 1;
 
+/// A checkpoint's `patchrec.json`: what it adds to a Hugging Face directory, namely the
+/// prompt template, the special tokens, the default layout and how it was trained.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PatchrecMeta {
+    /// The file's format version; a file newer than this library reads is refused.
     pub format_version: u32,
+    /// The prompt template of queries and training.
     pub template: PromptTemplate,
+    /// The history delimiters' token strings (default `<|start_seq|>`, `<|end_seq|>`,
+    /// `<|item_sep|>`).
     #[serde(default)]
     pub special_tokens: SpecialTokens,
+    /// The layout and truncation K a query uses unless it chooses another: by default, the
+    /// one the checkpoint was trained with.
     #[serde(default)]
     pub layout: LayoutConfig,
     /// The original Jinja chat template (from a GGUF or tokenizer_config.json), kept so
@@ -44,6 +52,8 @@ pub struct VocabRecord {
 }
 
 impl PatchrecMeta {
+    /// The metadata of a checkpoint with `template`, the default special tokens and layout,
+    /// and no training record.
     pub fn new(template: PromptTemplate) -> Self {
         PatchrecMeta {
             format_version: FORMAT_VERSION,
@@ -56,6 +66,7 @@ impl PatchrecMeta {
         }
     }
 
+    /// Reads and checks a `patchrec.json`; errors name the file.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = crate::files::read_text(path, crate::files::MAX_JSON_BYTES)?;
         Self::from_json(&text, path)

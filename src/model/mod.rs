@@ -11,14 +11,14 @@ mod frozen;
 pub(crate) mod host;
 pub mod kv_cache;
 pub mod llama;
-pub(crate) mod logprobs;
+pub mod logprobs;
 pub mod lora;
 pub mod meta;
 mod norm;
 pub(crate) mod pool;
 pub mod proj;
 pub mod rope;
-pub(crate) mod skinny;
+pub mod skinny;
 pub mod softmax;
 mod swiglu;
 #[cfg(test)]

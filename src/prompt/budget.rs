@@ -39,8 +39,9 @@ pub(crate) type Slot = Arc<Mutex<Option<Held>>>;
 /// How the budget refers to a slot: it never keeps a dropped cache's slot alive.
 type WeakSlot = Weak<Mutex<Option<Held>>>;
 
-/// [`KvBudget::stats`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The prompt KV a catalogue's users hold under its budget ([`crate::Catalog::kv_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct KvStats {
     /// The budget in bytes.
     pub capacity: usize,
@@ -48,9 +49,9 @@ pub struct KvStats {
     pub bytes_held: usize,
     /// User caches holding KV now.
     pub users_held: usize,
-    /// Prefills that reused a user's cached positions, and ones that found none (a new
-    /// user, or one whose KV was evicted).
+    /// Prefills that reused a user's cached positions.
     pub hits: u64,
+    /// Prefills that found none (a new user, or one whose KV was evicted).
     pub misses: u64,
     /// User caches emptied to make room.
     pub evictions: u64,

@@ -275,7 +275,7 @@ fn patch_rows(
     patches: PatchSource,
 ) -> Result<Tensor> {
     match patches {
-        PatchSource::Cached => catalog.patches_of(items),
+        PatchSource::Cached => catalog.patches_of(model.llama(), items),
         PatchSource::Live => {
             let titles: Vec<&[u32]> = items
                 .iter()

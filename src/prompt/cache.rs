@@ -25,8 +25,11 @@ use crate::error::Result;
 
 /// How the last prefill went: positions taken from the cache and positions computed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ReuseStats {
+    /// Positions taken from the cache.
     pub reused: usize,
+    /// Positions computed by the prefill.
     pub computed: usize,
 }
 
@@ -46,6 +49,7 @@ pub struct PromptCache {
 }
 
 impl PromptCache {
+    /// An empty cache, tied to no catalogue yet.
     pub fn new() -> Self {
         Self::default()
     }
@@ -63,6 +67,7 @@ impl PromptCache {
         self.slot.lock().as_ref().map_or(0, |h| h.keys.len())
     }
 
+    /// Whether no position is cached.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -72,6 +77,7 @@ impl PromptCache {
         self.slot.lock().as_ref().map_or(0, |h| h.kv.memory_bytes())
     }
 
+    /// How the last prefill through this cache went: positions reused and computed.
     pub fn last_reuse(&self) -> ReuseStats {
         self.last
     }
@@ -86,7 +92,8 @@ impl PromptCache {
 
     /// Prefills `prompt` (built from `catalog`'s current snapshot) and keeps its KV for
     /// the next call.
-    pub(crate) fn prefill(&mut self, catalog: &Catalog, prompt: &Prompt) -> Result<Prefilled> {
+    #[doc(hidden)] // Takes an internal `Prompt`: for the benchmarks.
+    pub fn prefill(&mut self, catalog: &Catalog, prompt: &Prompt) -> Result<Prefilled> {
         let model = catalog.model();
         // Catalogue indices in the keys mean something only within one catalogue; an
         // index is never reassigned there (a retitled item takes a new one), so the keys

@@ -37,7 +37,10 @@ use crate::query::{
     into_result, prefill_prepared, prepare, PreparedQuery, QueryOptions, QueryResult,
 };
 
+/// How a [`Batcher`] batches. `BatcherConfig::default()` and the `with_*` setters build
+/// one; [`BatcherConfig::validate`] bounds each field.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct BatcherConfig {
     /// Most queries decoded in one step (default 16).
     pub max_batch: usize,
@@ -49,12 +52,45 @@ pub struct BatcherConfig {
     pub queue: usize,
 }
 
+setters!(BatcherConfig {
+    with_max_batch => max_batch: usize,
+    with_max_wait => max_wait: Duration,
+    with_queue => queue: usize,
+});
+
 /// The longest `max_wait` allowed. A wait is latency added to a lone query; beyond a
 /// second it is a misconfiguration (a wait of `u64::MAX` microseconds would never end).
 pub const MAX_BATCH_WAIT: Duration = Duration::from_secs(1);
 /// The most queries one pass may decode: the pass's rows (beams x queries) are allocated
 /// up front, and 1,024 queries of 20 beams are already far past any speed-up.
 pub const MAX_BATCH_QUERIES: usize = 1024;
+
+impl BatcherConfig {
+    /// Fails, naming the field, when a value is out of range.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_batch == 0 || self.max_batch > MAX_BATCH_QUERIES {
+            return Err(Error::invalid(format!(
+                "batcher: max_batch must be within 1..={MAX_BATCH_QUERIES}, not {}",
+                self.max_batch
+            )));
+        }
+        if self.queue == 0 || self.queue > 1 << 20 {
+            return Err(Error::invalid(format!(
+                "batcher: queue must be within 1..={}, not {}",
+                1 << 20,
+                self.queue
+            )));
+        }
+        if self.max_wait > MAX_BATCH_WAIT {
+            return Err(Error::invalid(format!(
+                "batcher: max_wait must be at most {} us, not {} us",
+                MAX_BATCH_WAIT.as_micros(),
+                self.max_wait.as_micros()
+            )));
+        }
+        Ok(())
+    }
+}
 
 impl Default for BatcherConfig {
     fn default() -> Self {
@@ -96,34 +132,21 @@ struct Stats {
 /// [`Batcher::stats`]: forward passes run, query-steps they served, and the most queries
 /// one pass served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BatcherStats {
+    /// Forward passes run, one decode step each.
     pub steps: usize,
+    /// Query-steps those passes served (their queries summed): over `steps`, the mean batch.
     pub query_steps: usize,
+    /// The most queries one pass served.
     pub widest_batch: usize,
 }
 
 impl Batcher {
+    /// Starts the worker thread for `catalog`. Fails, naming the field, on a bad `config`,
+    /// or when the thread cannot start.
     pub fn new(catalog: Arc<Catalog>, config: BatcherConfig) -> Result<Self> {
-        if config.max_batch == 0 || config.max_batch > MAX_BATCH_QUERIES {
-            return Err(Error::invalid(format!(
-                "batcher: max_batch must be within 1..={MAX_BATCH_QUERIES}, not {}",
-                config.max_batch
-            )));
-        }
-        if config.queue == 0 || config.queue > 1 << 20 {
-            return Err(Error::invalid(format!(
-                "batcher: queue must be within 1..={}, not {}",
-                1 << 20,
-                config.queue
-            )));
-        }
-        if config.max_wait > MAX_BATCH_WAIT {
-            return Err(Error::invalid(format!(
-                "batcher: max_wait must be at most {} us, not {} us",
-                MAX_BATCH_WAIT.as_micros(),
-                config.max_wait.as_micros()
-            )));
-        }
+        config.validate()?;
         let (tx, rx) = bounded(config.queue);
         let model = catalog.model().clone();
         let stats = Arc::new(Stats::default());
@@ -140,6 +163,7 @@ impl Batcher {
         })
     }
 
+    /// What the worker has done so far.
     pub fn stats(&self) -> BatcherStats {
         BatcherStats {
             steps: self.stats.steps.load(Ordering::Relaxed),

@@ -14,10 +14,13 @@ use crate::error::{Error, Result};
 /// Where the history goes inside `instruction`.
 pub const HISTORY_PLACEHOLDER: &str = "[HISTORY_SEQUENCE]";
 
+/// The prompt around a history: system message, instruction with the history's
+/// placeholder, and the model's chat format. Stored in the checkpoint's `patchrec.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PromptTemplate {
+    /// The system message.
     pub system: String,
-    /// Contains [`HISTORY_PLACEHOLDER`] exactly once.
+    /// Contains `[HISTORY_SEQUENCE]` (where the history goes) exactly once.
     pub instruction: String,
     /// The chat format with `{system}` and `{user}`, ending where the answer begins.
     pub chat: String,
@@ -61,6 +64,8 @@ impl PromptTemplate {
         Ok(t)
     }
 
+    /// Fails unless the instruction holds `[HISTORY_SEQUENCE]` exactly once and the chat
+    /// format holds `{system}` and `{user}` once each, in that order.
     pub fn validate(&self) -> Result<()> {
         if self.instruction.matches(HISTORY_PLACEHOLDER).count() != 1 {
             return Err(Error::invalid(format!(

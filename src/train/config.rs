@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::history::Layout;
 
+/// A training run: its dataset and output folders, the model it starts from, and the
+/// stages it runs in order. Read from TOML ([`TrainConfig::from_file`]);
+/// `docs/TRAINING.md` has a documented example.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
@@ -17,11 +20,16 @@ pub struct TrainConfig {
     pub out: PathBuf,
     /// Dataset folder in the shared format.
     pub data: PathBuf,
+    /// Seeds everything random in the run: a from-scratch model, sampling and sample order,
+    /// adapters (default 42).
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// `[model]`: the checkpoint to start from, or a from-scratch model.
     pub model: ModelSource,
+    /// `[samples]`: which training samples to use (default all).
     #[serde(default)]
     pub samples: SampleConfig,
+    /// The `[[stage]]` tables, run in order; each writes a checkpoint.
     #[serde(rename = "stage")]
     pub stages: Vec<StageConfig>,
 }
@@ -343,6 +351,7 @@ impl TrainConfig {
         Ok(cfg)
     }
 
+    /// Reads and checks a TOML file; relative paths are taken from its folder, and errors name it.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = crate::files::read_text(path, crate::files::MAX_JSON_BYTES)?;
         let base = path.parent().unwrap_or(Path::new("."));
@@ -352,6 +361,8 @@ impl TrainConfig {
         })
     }
 
+    /// Fails when there is no stage, when `[model]` has not exactly one of `checkpoint` and
+    /// `init`, or when the model or a stage is invalid (naming it).
     pub fn validate(&self) -> Result<()> {
         if self.stages.is_empty() {
             return Err(Error::invalid("training config has no [[stage]]"));

@@ -1,14 +1,17 @@
-//! Progress reporting: the callback's view of a step, a terminal progress bar or plain
-//! lines, and a JSON-lines metrics file per run.
+//! Progress reporting: the callback's view of a step, plain lines on stderr, and a
+//! JSON-lines metrics file per run. A host that wants a progress bar draws it from the
+//! callback (the command line does), so the library links no terminal code.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::Path;
 
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 
+/// One optimizer step, as the training callback sees it and `metrics.jsonl` records it.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Progress {
     /// Stage name, e.g. `pft-i5`.
     pub stage: String,
@@ -16,10 +19,13 @@ pub struct Progress {
     pub stage_index: usize,
     /// Optimizer steps done in this stage (1-based after the first step).
     pub step: u64,
+    /// Optimizer steps this stage runs in all.
     pub total_steps: u64,
     /// Mean answer-token cross-entropy of the step's batch.
     pub loss: f64,
+    /// The step's learning rate (after warm-up and cosine decay).
     pub learning_rate: f64,
+    /// The gradients' global L2 norm, before clipping.
     pub grad_norm: f64,
     /// Input positions per second over the step (packed: the tree's nodes).
     pub tokens_per_second: f64,
@@ -30,15 +36,15 @@ pub struct Progress {
 /// What the callback asks for after each step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
+    /// Go on training.
     Continue,
     /// Write resume state and stop cleanly.
     Stop,
 }
 
-/// Shows progress on stderr (a bar on a terminal, a line every few seconds otherwise)
-/// and appends every step to `metrics.jsonl`.
+/// Shows progress on stderr (a line every few seconds) and appends every step to
+/// `metrics.jsonl`.
 pub struct Reporter {
-    bar: Option<indicatif::ProgressBar>,
     metrics: std::fs::File,
     metrics_path: std::path::PathBuf,
     last_line: std::time::Instant,
@@ -53,7 +59,6 @@ impl Reporter {
             .open(metrics_path)
             .map_err(|e| Error::io(metrics_path, e))?;
         Ok(Reporter {
-            bar: None,
             metrics,
             metrics_path: metrics_path.to_path_buf(),
             last_line: std::time::Instant::now(),
@@ -99,21 +104,7 @@ impl Reporter {
     }
 
     pub fn stage_started(&mut self, name: &str, done: u64, total: u64) {
-        if self.quiet {
-            return;
-        }
-        if std::io::stderr().is_terminal() {
-            let bar = indicatif::ProgressBar::new(total);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}",
-                )
-                .expect("valid template"),
-            );
-            bar.set_prefix(name.to_string());
-            bar.set_position(done);
-            self.bar = Some(bar);
-        } else {
+        if !self.quiet {
             eprintln!("stage {name}: {total} steps (starting at {done})");
         }
     }
@@ -128,19 +119,10 @@ impl Reporter {
             "loss {:.4} lr {:.2e} {:.0} tok/s",
             p.loss, p.learning_rate, p.tokens_per_second
         );
-        if let Some(bar) = &self.bar {
-            bar.set_position(p.step);
-            bar.set_message(msg);
-        } else if self.last_line.elapsed().as_secs() >= 10 || p.step == p.total_steps {
+        if self.last_line.elapsed().as_secs() >= 10 || p.step == p.total_steps {
             eprintln!("{} step {}/{}: {msg}", p.stage, p.step, p.total_steps);
             self.last_line = std::time::Instant::now();
         }
         Ok(())
-    }
-
-    pub fn stage_finished(&mut self) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish();
-        }
     }
 }

@@ -32,7 +32,9 @@ use crate::init::init_model;
 use crate::model::{Llama, Model, ModelOptions};
 use crate::text::{ChatFormat, PromptTemplate};
 
+/// How to run a training. `TrainOptions::default()` and the `with_*` setters build one.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct TrainOptions {
     /// Continue from the output folder's state instead of refusing to overwrite it.
     pub resume: bool,
@@ -40,7 +42,14 @@ pub struct TrainOptions {
     pub quiet: bool,
 }
 
+setters!(TrainOptions {
+    with_resume => resume: bool,
+    with_quiet => quiet: bool,
+});
+
+/// How a training ended.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct TrainOutcome {
     /// The last completed stage's checkpoint (None if stopped before any finished).
     pub checkpoint: Option<PathBuf>,
@@ -48,6 +57,9 @@ pub struct TrainOutcome {
     pub stopped: bool,
 }
 
+/// Runs the stages of `cfg` in order, each writing a checkpoint under `cfg.out`, and calls
+/// `on_progress` after every optimizer step; [`Control::Stop`] from it writes resume state
+/// and returns. An output folder that is not empty is refused unless `opts.resume`.
 pub fn train(
     cfg: &TrainConfig,
     opts: &TrainOptions,
@@ -196,7 +208,7 @@ pub fn make_trainable(model: &mut Model) -> Result<Vec<(String, Var)>> {
 }
 
 /// AdamW over `params` with the stage's weight decay.
-pub(crate) fn stage_optimizer(params: &[(String, Var)], stage: &StageConfig) -> Result<AdamW> {
+pub fn stage_optimizer(params: &[(String, Var)], stage: &StageConfig) -> Result<AdamW> {
     AdamW::new(
         params.to_vec(),
         AdamWConfig {
@@ -208,7 +220,7 @@ pub(crate) fn stage_optimizer(params: &[(String, Var)], stage: &StageConfig) -> 
 
 /// The variables a stage trains: every weight, or for a LoRA stage fresh adapters
 /// (seeded by `seed`, or `resume`'s) and the new tokens' rows.
-pub(crate) fn trainable(
+pub fn trainable(
     model: &mut Model,
     stage: &StageConfig,
     seed: u64,
@@ -372,11 +384,9 @@ fn run_stage(
             }
         }
         if stop {
-            reporter.stage_finished();
             return Ok(StageEnd::Stopped);
         }
     }
-    reporter.stage_finished();
     drop(catalog);
     let mut model = Arc::try_unwrap(model).map_err(|_| Error::invalid("model still shared"))?;
     model.llama_mut().set_differentiable(false);
@@ -431,7 +441,7 @@ enum Pass<'a> {
 /// The gradients of a step's examples, summed over its passes (padded micro-batches,
 /// or packed trees when the stage packs), of the mean answer-token cross-entropy over
 /// the whole step; with that loss and the positions the passes computed.
-pub(crate) fn step_gradients(
+pub fn step_gradients(
     model: &Model,
     snap: &crate::catalog::CatalogSnapshot,
     stage: &StageConfig,

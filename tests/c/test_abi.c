@@ -543,6 +543,26 @@ static void test_updates(const char *dir) {
                       PATCHREC_NULL_ARGUMENT, &error, "out");
         check_ok("lift the kv budget", patchrec_catalog_set_kv_budget(catalog, SIZE_MAX, &error), &error);
     }
+    {
+        /* Patches computed on demand give the same answer; an unknown kind is refused. */
+        patchrec_recommendation_t again[ITEM_COUNT];
+        size_t again_len = 0;
+        check_ok("patches on demand",
+                 patchrec_catalog_set_patch_storage(catalog, PATCHREC_PATCHES_ON_DEMAND, &error), &error);
+        if (check_ok("recommend with patches on demand",
+                     patchrec_recommend(catalog, user, options, again, ITEM_COUNT, &again_len, &error), &error)) {
+            int same = again_len == len;
+            for (i = 0; same && i < len; i++) {
+                float d = again[i].score - items[i].score;
+                same = again[i].item_id == items[i].item_id && d < 1e-4f && d > -1e-4f;
+            }
+            check(same, "the same answer with patches on demand");
+        }
+        check_failure("unknown patch storage", patchrec_catalog_set_patch_storage(catalog, 7, &error),
+                      PATCHREC_INVALID_ARGUMENT, &error, "patch storage 7");
+        check_ok("patches in f32", patchrec_catalog_set_patch_storage(catalog, PATCHREC_PATCHES_F32, &error),
+                 &error);
+    }
     patchrec_query_options_free(options);
     patchrec_user_free(user);
     patchrec_catalog_free(catalog);

@@ -32,12 +32,10 @@ pub fn tiny_model_with(opts: &InitOptions, catalogue: &[(u64, String)]) -> Arc<M
 
 /// The tests' model sizes: 2 layers, 64 wide, a 1,024-token vocabulary.
 pub fn tiny_options() -> InitOptions {
-    InitOptions {
-        vocab_size: 1024,
-        hidden_size: 64,
-        num_layers: 2,
-        ..Default::default()
-    }
+    InitOptions::default()
+        .with_vocab_size(1024)
+        .with_hidden_size(64)
+        .with_num_layers(2)
 }
 
 /// A 2-layer, 64-wide model whose tokenizer was trained on `titles(n)`.

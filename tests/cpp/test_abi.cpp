@@ -271,6 +271,15 @@ void test_updates(const std::string &dir) {
     check(stats.capacity == 1 && stats.bytes_held == 0 && stats.evictions == 1, "the budget holds nothing");
     catalog.set_kv_budget(SIZE_MAX);
     check(catalog.kv_stats().capacity == SIZE_MAX, "SIZE_MAX lifts the budget");
+
+    catalog.set_patch_storage(PATCHREC_PATCHES_ON_DEMAND);
+    auto on_demand = patchrec::recommend(catalog, user, patchrec::QueryOptions().k(ITEMS.size()));
+    same = on_demand.size() == all.size();
+    for (std::size_t i = 0; same && i < all.size(); i++) {
+        same = on_demand[i].item_id == all[i].item_id && std::fabs(on_demand[i].score - all[i].score) < 1e-4f;
+    }
+    check(same, "the same answer with patches on demand");
+    catalog.set_patch_storage(PATCHREC_PATCHES_F32);
 }
 
 int main(int argc, char **argv) {

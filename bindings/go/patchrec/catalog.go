@@ -195,6 +195,33 @@ func (c *Catalog) SetKVBudget(bytes uint64) error {
 	return takeError(C.patchrec_catalog_set_kv_budget(c.ptr, size, &cError), cError)
 }
 
+// PatchStorage is how a catalogue keeps its items' patches (patchrec_patch_storage_t).
+type PatchStorage uint32
+
+const (
+	// PatchesF32 computes each patch at registration and keeps it in f32 (the model's
+	// hidden size x 4 bytes per item).
+	PatchesF32 PatchStorage = C.PATCHREC_PATCHES_F32
+	// PatchesF16 keeps them in f16: half the bytes; scores move by f16 rounding.
+	PatchesF16 PatchStorage = C.PATCHREC_PATCHES_F16
+	// PatchesOnDemand keeps none: each is computed from its title's tokens when a prompt
+	// needs it, with the values PatchesF32 keeps (answers are identical). The default.
+	PatchesOnDemand PatchStorage = C.PATCHREC_PATCHES_ON_DEMAND
+)
+
+// SetPatchStorage sets how the catalogue keeps its items' patches; the items registered
+// so far are converted once, and queries already running keep the catalogue they started
+// with.
+func (c *Catalog) SetPatchStorage(storage PatchStorage) error {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.ptr == nil {
+		return closedError("Catalog")
+	}
+	var cError *C.patchrec_error_t
+	return takeError(C.patchrec_catalog_set_patch_storage(c.ptr, C.uint32_t(storage), &cError), cError)
+}
+
 // KVStats returns the KV budget's figures: the budget, what the users hold now, and the
 // hits, misses and evictions counted since it was set.
 func (c *Catalog) KVStats() (KVStats, error) {

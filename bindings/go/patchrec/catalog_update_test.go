@@ -1,9 +1,11 @@
 package patchrec_test
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/patchrec/patchrec/bindings/go/patchrec"
@@ -297,6 +299,34 @@ func TestKVBudget(t *testing.T) {
 	}
 	if stats := kvStats(t, catalog); stats.Capacity != patchrec.NoKVBudget {
 		t.Errorf("after lifting the budget: %+v, want capacity NoKVBudget", stats)
+	}
+}
+
+// Patches kept in f16 or computed on demand answer as f32 ones do (on demand: the same
+// values; f16: the same ranking here); an unknown storage is refused.
+func TestPatchStorage(t *testing.T) {
+	catalog := newCatalog(t)
+	options := &patchrec.QueryOptions{K: queryK}
+	user := newUser(t, catalog, queryHistory...)
+	want, err := catalog.Recommend(user, options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, storage := range []patchrec.PatchStorage{patchrec.PatchesOnDemand, patchrec.PatchesF16, patchrec.PatchesF32} {
+		if err := catalog.SetPatchStorage(storage); err != nil {
+			t.Fatal(err)
+		}
+		got, err := catalog.Recommend(user, options)
+		if err != nil {
+			t.Fatal(err)
+		}
+		requireSameRanking(t, fmt.Sprintf("patch storage %d", storage), got, want)
+	}
+	err = catalog.SetPatchStorage(patchrec.PatchStorage(7))
+	var perr *patchrec.Error
+	if !errors.As(err, &perr) || perr.Status != patchrec.StatusInvalidArgument ||
+		!strings.Contains(perr.Message, "patch storage 7") {
+		t.Errorf("SetPatchStorage(7) = %v, want an invalid argument naming it", err)
 	}
 }
 

@@ -144,8 +144,8 @@ pub(crate) fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
 }
 
 /// [`matmul_t`], with the row limits (`row_limits: true`) or without them, for the
-/// benchmarks that measure where the limits should be (`benches/skinny.rs`).
-pub(crate) fn matmul_t_limited(x: &Tensor, w: &Tensor, row_limits: bool) -> Result<Option<Tensor>> {
+/// benchmarks that measure where the limits should be (`cli/benches/skinny.rs`).
+pub fn matmul_t_limited(x: &Tensor, w: &Tensor, row_limits: bool) -> Result<Option<Tensor>> {
     let Some(isa) = isa().filter(|&isa| takes(isa, x, Weight::F32(w), row_limits)) else {
         return Ok(None);
     };

@@ -124,6 +124,15 @@ public final class Catalog extends NativeHandle {
     }
 
     /**
+     * Sets how the catalogue keeps its items' patches; the items registered so far are
+     * converted once, and queries already running keep the catalogue they started with.
+     */
+    public void patchStorage(PatchStorage storage) {
+        java.util.Objects.requireNonNull(storage, "storage");
+        call((catalog, error) -> patchrec_catalog_set_patch_storage(catalog, storage.value, error));
+    }
+
+    /**
      * The KV budget's figures: the budget, what the users hold now, and the hits, misses
      * and evictions counted since it was set; without a budget, {@link #NO_KV_BUDGET} and
      * nothing counted.

@@ -102,6 +102,8 @@ final class LibPatchrec {
 
     static native int patchrec_catalog_set_kv_budget(Pointer catalog, long bytes, PointerByReference error);
 
+    static native int patchrec_catalog_set_patch_storage(Pointer catalog, int storage, PointerByReference error);
+
     static native int patchrec_catalog_kv_stats(Pointer catalog, Pointer out, PointerByReference error);
 
     static native long patchrec_catalog_len(Pointer catalog);

@@ -27,8 +27,10 @@
  * {@link io.github.patchrec.PatchrecException} with the C status. Using a closed handle is
  * {@link io.github.patchrec.Status#NULL_ARGUMENT}, the status C gives a NULL handle.
  *
- * <p>Running: JNA ({@code /usr/share/java/jna.jar} from Debian's {@code libjna-java}) on
- * the class path, and {@code libpatchrec.so} where JNA looks for it, such as
+ * <p>Running: JNA ({@code /usr/share/java/jna.jar} from Debian's {@code libjna-java}) beside
+ * this jar, both on the class path or both on the module path, where this is the module
+ * {@code io.github.patchrec} and JNA the automatic module {@code com.sun.jna}; and
+ * {@code libpatchrec.so} where JNA looks for it, such as
  * {@code -Djna.library.path=PREFIX/lib} for a library installed by
  * {@code scripts/install.sh PREFIX}. Creating the first Model, User or QueryOptions checks
  * that the library implements {@link io.github.patchrec.Patchrec#ABI_VERSION}.

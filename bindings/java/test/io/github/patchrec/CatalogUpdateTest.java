@@ -4,6 +4,7 @@ import static io.github.patchrec.CatalogTest.assertFails;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.ArrayList;
@@ -197,6 +198,22 @@ class CatalogUpdateTest {
             assertSameRanking("with an empty deny-list", all, recommendAll(catalog, user, options.deny()));
             assertFails(Status.NULL_ARGUMENT, "ids", () -> options.allow((long[]) null));
             assertFails(Status.NULL_ARGUMENT, "ids", () -> options.deny((long[]) null));
+        }
+    }
+
+    /** Patches kept in f16 or computed on demand answer as f32 ones do. */
+    @Test
+    void patchStoragesKeepTheAnswer() {
+        try (Fixture fixture = new Fixture();
+                QueryOptions options = new QueryOptions().k(Fixture.QUERY_K)) {
+            Catalog catalog = fixture.catalog;
+            User user = fixture.user(Fixture.QUERY_HISTORY);
+            List<Recommendation> want = catalog.recommend(user, options);
+            for (PatchStorage storage : new PatchStorage[] {PatchStorage.ON_DEMAND, PatchStorage.F16, PatchStorage.F32}) {
+                catalog.patchStorage(storage);
+                assertSameRanking("patches " + storage, want, catalog.recommend(user, options));
+            }
+            assertThrows(NullPointerException.class, () -> catalog.patchStorage(null));
         }
     }
 

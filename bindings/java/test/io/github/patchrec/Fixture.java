@@ -13,8 +13,8 @@ import java.util.List;
 
 /**
  * A model on the test checkpoint with movies.tsv registered, and the users a test makes,
- * all closed together. The paths are relative to bindings/java, where
- * scripts/test-bindings.sh runs the tests.
+ * all closed together. The paths are relative to bindings/java, where Maven runs the tests
+ * (pom.xml's surefire workingDirectory).
  */
 final class Fixture implements AutoCloseable {
     /** The catalogue the checkpoint's tokenizer was trained on (`patchrec init --items`). */

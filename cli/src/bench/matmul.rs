@@ -1,0 +1,143 @@
+//! The machine's measured matrix-multiply rate at the model's shapes: the ceiling that
+//! prefill throughput is compared against (the roofline).
+
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+
+use patchrec::error::Result;
+
+/// GFLOP/s of `[m, k] x [k, n]` f32 matmuls on `device`, best of `repeats` timed runs
+/// after one warm-up.
+pub fn matmul_gflops(m: usize, k: usize, n: usize, repeats: usize, device: &Device) -> Result<f64> {
+    let a = Tensor::rand(0f32, 1.0, (m, k), device)?;
+    let b = Tensor::rand(0f32, 1.0, (k, n), device)?
+        .t()?
+        .contiguous()?
+        .t()?;
+    let rate = best_gflops(m * k * n, repeats, device, || Ok(Some(a.matmul(&b)?)))?;
+    Ok(rate.unwrap_or(0.0))
+}
+
+/// GFLOP/s of a decode-step product `[rows, k] x [n, k]ᵀ` (a weight as stored, e.g. 20
+/// beams through the MLP's gate): candle's matmul, and the in-place kernel decoding uses
+/// where this CPU has it (`None` without; measured whatever its row limits say, since
+/// they are set from this comparison), best of `repeats` each.
+pub fn decode_matmul_gflops(
+    rows: usize,
+    k: usize,
+    n: usize,
+    repeats: usize,
+    device: &Device,
+) -> Result<(f64, Option<f64>)> {
+    let x = Tensor::rand(0f32, 1.0, (rows, k), device)?;
+    let w = Tensor::rand(0f32, 1.0, (n, k), device)?;
+    let macs = rows * k * n;
+    let candle = best_gflops(macs, repeats, device, || Ok(Some(x.matmul(&w.t()?)?)))?;
+    let ours = best_gflops(macs, repeats, device, || {
+        patchrec::model::skinny::matmul_t_limited(&x, &w, false)
+    })?;
+    Ok((candle.unwrap_or(0.0), ours))
+}
+
+/// Milliseconds for `rows` rows through every projection of `layers` layers of SmolLM2's
+/// shapes (q, k, v, o, gate, up, down), each layer's weights its own: a decode step's
+/// products as serving meets them, streamed from memory rather than hot in cache as
+/// [`decode_matmul_gflops`]'s single weight is. candle's matmul, then the in-place kernel
+/// (`None` without it), best of `repeats` each; also the bytes of weights one pass reads.
+pub fn decode_stack_ms(
+    rows: usize,
+    layers: usize,
+    repeats: usize,
+    device: &Device,
+) -> Result<(f64, Option<f64>, usize)> {
+    const SHAPES: [(usize, usize); 7] = [
+        (576, 576),
+        (576, 192),
+        (576, 192),
+        (576, 576),
+        (576, 1536),
+        (576, 1536),
+        (1536, 576),
+    ];
+    let mut weights = Vec::with_capacity(layers * SHAPES.len());
+    for _ in 0..layers {
+        for &(k, n) in &SHAPES {
+            weights.push(Tensor::rand(0f32, 1.0, (n, k), device)?);
+        }
+    }
+    let x576 = Tensor::rand(0f32, 1.0, (rows, 576), device)?;
+    let x1536 = Tensor::rand(0f32, 1.0, (rows, 1536), device)?;
+    let bytes = weights.iter().map(|w| w.elem_count() * 4).sum();
+    let input = |w: &Tensor| if w.dims()[1] == 576 { &x576 } else { &x1536 };
+    let time = |f: &dyn Fn(&Tensor) -> Result<Option<Tensor>>| -> Result<Option<f64>> {
+        let mut best = f64::INFINITY;
+        for round in 0..=repeats.max(1) {
+            let started = Instant::now();
+            for w in &weights {
+                if f(w)?.is_none() {
+                    return Ok(None);
+                }
+            }
+            device.synchronize()?;
+            // Round 0 warms up.
+            if round > 0 {
+                best = best.min(started.elapsed().as_secs_f64());
+            }
+        }
+        Ok(Some(best * 1e3))
+    };
+    let candle = time(&|w| Ok(Some(input(w).matmul(&w.t()?)?)))?;
+    let ours = time(&|w| patchrec::model::skinny::matmul_t_limited(input(w), w, false))?;
+    Ok((candle.unwrap_or(f64::NAN), ours, bytes))
+}
+
+/// Milliseconds to turn a beam step's logits `[rows, 1, vocab]` into per-row
+/// log-probabilities on the host: candle's `log_softmax` and `to_vec2`, then decoding's own
+/// (`model::logprobs`), best of `repeats` each.
+pub fn log_softmax_ms(
+    rows: usize,
+    vocab: usize,
+    repeats: usize,
+    device: &Device,
+) -> Result<(f64, f64)> {
+    let logits = Tensor::randn(0f32, 4.0, (rows, 1, vocab), device)?;
+    let best = |f: &dyn Fn() -> Result<Vec<Vec<f32>>>| -> Result<f64> {
+        std::hint::black_box(f()?);
+        let mut best = f64::INFINITY;
+        for _ in 0..repeats.max(1) {
+            let started = Instant::now();
+            std::hint::black_box(f()?);
+            best = best.min(started.elapsed().as_secs_f64());
+        }
+        Ok(best * 1e3)
+    };
+    let candle = best(&|| {
+        let lp = candle_nn::ops::log_softmax(&logits.squeeze(1)?, candle_core::D::Minus1)?;
+        Ok(lp.to_vec2::<f32>()?)
+    })?;
+    let ours = best(&|| patchrec::model::logprobs::log_softmax_rows(&logits))?;
+    Ok((candle, ours))
+}
+
+/// GFLOP/s of `product` (`macs` multiply-adds), best of `repeats` timed runs after one
+/// warm-up; `None` when `product` declines (returns `None`).
+fn best_gflops(
+    macs: usize,
+    repeats: usize,
+    device: &Device,
+    product: impl Fn() -> Result<Option<Tensor>>,
+) -> Result<Option<f64>> {
+    if product()?.is_none() {
+        return Ok(None);
+    }
+    let mut best = f64::INFINITY;
+    for _ in 0..repeats.max(1) {
+        let started = Instant::now();
+        let y = product()?;
+        device.synchronize()?;
+        drop(y);
+        best = best.min(started.elapsed().as_secs_f64());
+    }
+    Ok(Some(2.0 * macs as f64 / best / 1e9))
+}

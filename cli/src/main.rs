@@ -1,0 +1,102 @@
+//! `patchrec`: the command line over the library's Rust API. One file per subcommand in
+//! `commands/`; the benchmark harness (`bench/`), the SVG plot and the training progress
+//! bar live here, so the C library links none of them.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod args;
+mod commands;
+mod load;
+mod output;
+mod progress;
+
+use patchrec_cli::{bench, plot};
+
+/// mimalloc: training allocates and frees tensors of many MB per step, which glibc maps
+/// and unmaps (a page fault and a zeroed page for every 4 KiB each time).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "patchrec",
+    version,
+    about = "PatchRec LLM sequential recommendation"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a from-scratch checkpoint: a BPE tokenizer trained on the catalogue's
+    /// titles and the prompt text, and a randomly initialised Llama.
+    Init(commands::init::Args),
+    /// Convert a Llama-architecture GGUF file into a checkpoint directory.
+    Convert(commands::convert::Args),
+    /// Train: the stages of a TOML configuration (see docs/TRAINING.md).
+    Train(commands::train::Args),
+    /// Merge LoRA adapters (a stage's `NN-<stage>.adapters/`, or its resume state) into
+    /// their base checkpoint, writing a checkpoint that serves like any other.
+    ApplyAdapters(commands::apply_adapters::Args),
+    /// Score a checkpoint on a dataset split by the paper's protocol.
+    Eval(commands::eval::Args),
+    /// Draw HR@20 against compression ratio for evaluation reports (`eval --out`) as SVG.
+    Plot(commands::plot::Args),
+    /// Time queries per layout and history length on a checkpoint (serving benchmark).
+    Bench(commands::bench::Args),
+    /// Time candidate scoring (`rank`) against `recommend` and against scoring each
+    /// candidate alone, for several candidate counts
+    BenchRank(commands::bench_rank::Args),
+    /// A query's time with allow- and deny-lists covering fractions of the catalogue
+    BenchFilters(commands::bench_filters::Args),
+    /// Registration time, memory per item and query time for catalogues grown with
+    /// synthetic titles to each size
+    BenchCatalogue(commands::bench_catalogue::Args),
+    /// Time appends+queries of many users in random order under a catalogue KV budget
+    /// holding a fraction of their KV, beside the same traffic without a budget
+    BenchUsers(commands::bench_users::Args),
+    /// Time training steps on sequences of a fixed length (full fine-tuning or LoRA), in
+    /// positions per second; `bench/train-speed.sh` runs PyTorch on the same shapes.
+    BenchTrain(commands::bench_train::Args),
+    /// Export prompts (input embeddings), titles and our answers and timings for the peer
+    /// benchmarks in bench/ (`prompts.safetensors`, `prompts.json`).
+    ExportPrompts(commands::export_prompts::Args),
+    /// Write a synthetic dataset in the shared format over a catalogue (demos, tests).
+    Synth(commands::synth::Args),
+    /// Recommend the next items for one history.
+    Recommend(commands::recommend::Args),
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> patchrec::Result<()> {
+    match cli.command {
+        Command::Init(args) => commands::init::run(args),
+        Command::Convert(args) => commands::convert::run(args),
+        Command::Train(args) => commands::train::run(args),
+        Command::ApplyAdapters(args) => commands::apply_adapters::run(args),
+        Command::Eval(args) => commands::eval::run(args),
+        Command::Plot(args) => commands::plot::run(args),
+        Command::Bench(args) => commands::bench::run(args),
+        Command::BenchRank(args) => commands::bench_rank::run(args),
+        Command::BenchFilters(args) => commands::bench_filters::run(args),
+        Command::BenchCatalogue(args) => commands::bench_catalogue::run(args),
+        Command::BenchUsers(args) => commands::bench_users::run(args),
+        Command::BenchTrain(args) => commands::bench_train::run(args),
+        Command::ExportPrompts(args) => commands::export_prompts::run(args),
+        Command::Synth(args) => commands::synth::run(args),
+        Command::Recommend(args) => commands::recommend::run(args),
+    }
+}

@@ -1,0 +1,229 @@
+//! Inference attention in one pass over raw f32 buffers: for each query row and head, the
+//! scores against a shared prefix's keys and the row's own keys, their softmax and the
+//! weighted sum of the values, written straight into the `[rows, heads * head_dim]` layout
+//! the output projection reads.
+//!
+//! Why not candle's ops: composed from them, attention is ~15 ops per layer (transposes to
+//! and from the head-major layout, the scale, the score matmuls against the prefix and the
+//! own keys, a concatenation, a mask, the softmax, two slices, two weighted-sum matmuls, an
+//! addition, a token tree's gather), each a pass over memory and most a parallel dispatch.
+//! On SmolLM2 they took ~73 ms of a query's ~480 ms of decoding and 1.4-1.8 ms per layer of
+//! a ~100-position prefill for ~30 MFLOP of work (docs/PERFORMANCE.md, "Kernels").
+//! Here a row's keys are read in place (a token tree's nodes by index, never gathered),
+//! the masked keys are skipped rather than scored, and each row costs one task.
+//!
+//! `tensors.rs` takes candle tensors and reads their storage in place (or declines them);
+//! this file checks the shapes and splits the rows between threads; `kernels.rs` holds one
+//! head's scores, softmax and weighted sum, and `avx2.rs` their AVX2 versions.
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+mod kernels;
+mod tensors;
+#[cfg(test)]
+mod tests;
+
+use kernels::{score, softmax_scaled, weigh, Seen};
+pub(crate) use tensors::{attend_tensors, KvAxes};
+
+/// Keys and values of one sequence, read in place: element `d` of head `g` at position `j`
+/// is `k[g * head_stride + j * pos_stride + d]` (and the same in `v`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KvSlice<'a> {
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+    /// Positions held.
+    pub len: usize,
+    pub head_stride: usize,
+    pub pos_stride: usize,
+}
+
+/// Which of its own keys each query row sees (after every position of the prefix).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Visible<'a> {
+    /// Row `r` sees own positions `0..=past + r`: a prompt's causal prefill, whose first
+    /// `past` own positions were computed before this call.
+    Causal { past: usize },
+    /// Row `r` sees the own positions its list (the `r`-th) names: a token tree's contexts.
+    Listed(&'a [Vec<u32>]),
+}
+
+/// The attention heads' shape.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Heads {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+}
+
+/// Attention of `rows` query rows `q` (`[rows, heads, head_dim]`, after RoPE, unscaled)
+/// over every position of `prefix` and the positions of `own` that `visible` gives each
+/// row, with grouped-query heads (query head `hh` reads KV head `hh / (heads / kv_heads)`).
+/// Returns `[rows, heads, head_dim]`: per row and head `softmax(q·Kᵀ / √head_dim) V`.
+pub(crate) fn attend(
+    q: &[f32],
+    rows: usize,
+    shape: Heads,
+    prefix: Option<KvSlice>,
+    own: KvSlice,
+    visible: Visible,
+) -> Result<Vec<f32>> {
+    let Heads {
+        heads,
+        kv_heads,
+        head_dim: hd,
+    } = shape;
+    if kv_heads == 0 || heads % kv_heads != 0 || hd == 0 {
+        return Err(Error::invalid(format!(
+            "attend: {heads} heads over {kv_heads} KV heads of {hd} dims"
+        )));
+    }
+    let row_len = heads * hd;
+    if q.len() != rows * row_len {
+        return Err(Error::invalid(format!(
+            "attend: {} query values for {rows} rows of {heads} heads x {hd}",
+            q.len()
+        )));
+    }
+    let prefix = prefix.filter(|p| p.len > 0);
+    if let Some(p) = &prefix {
+        check_slice("prefix", p, kv_heads, hd)?;
+    }
+    check_slice("own", &own, kv_heads, hd)?;
+    match visible {
+        Visible::Causal { past } => {
+            if past + rows > own.len {
+                return Err(Error::invalid(format!(
+                    "attend: rows {past}..{} of a causal prefill, but {} own positions",
+                    past + rows,
+                    own.len
+                )));
+            }
+        }
+        Visible::Listed(lists) => {
+            if lists.len() != rows {
+                return Err(Error::invalid(format!(
+                    "attend: {} context lists for {rows} rows",
+                    lists.len()
+                )));
+            }
+            for (r, list) in lists.iter().enumerate() {
+                if let Some(&bad) = list.iter().find(|&&j| j as usize >= own.len) {
+                    return Err(Error::invalid(format!(
+                        "attend: row {r} sees own position {bad} of {}",
+                        own.len
+                    )));
+                }
+                if list.is_empty() && prefix.is_none() {
+                    return Err(Error::invalid(format!("attend: row {r} sees no key")));
+                }
+            }
+        }
+    }
+    let job = Job {
+        q,
+        shape,
+        prefix,
+        own,
+        visible,
+        scale: 1.0 / (hd as f32).sqrt(),
+    };
+    // Zeros: each row's heads add their weighted values into it.
+    let mut out = vec![0f32; rows * row_len];
+    // Flops, about: every head of every row scores and weighs at most every key.
+    let keys = prefix.map_or(0, |p| p.len) + own.len;
+    let work = rows * heads * keys * hd * 4;
+    let threads = rayon::current_num_threads().max(1);
+    if work < PARALLEL_WORK || threads == 1 || rows == 1 {
+        job.rows(0, &mut out);
+    } else {
+        // A few blocks per thread, so that rows seeing more keys (a causal prefill's last)
+        // balance out.
+        let block = rows.div_ceil(threads * 4).max(1);
+        out.par_chunks_mut(block * row_len)
+            .enumerate()
+            .for_each(|(b, chunk)| job.rows(b * block, chunk));
+    }
+    Ok(out)
+}
+
+/// Below this many flops one thread does it all (a hand-off would cost more).
+const PARALLEL_WORK: usize = 1 << 18;
+
+/// `s`'s largest index must lie inside its buffers.
+fn check_slice(what: &str, s: &KvSlice, kv_heads: usize, hd: usize) -> Result<()> {
+    if s.len == 0 {
+        return Ok(());
+    }
+    if s.len > 1 && s.pos_stride < hd {
+        return Err(Error::invalid(format!(
+            "attend: {what} positions overlap: {} values apart for {hd} dims",
+            s.pos_stride
+        )));
+    }
+    let need = (kv_heads - 1) * s.head_stride + (s.len - 1) * s.pos_stride + hd;
+    if s.k.len() < need || s.v.len() < need {
+        return Err(Error::invalid(format!(
+            "attend: {what} keys ({} values) and values ({}) too short for {} positions of \
+             {kv_heads} heads (stride {} per head, {} per position, {hd} dims)",
+            s.k.len(),
+            s.v.len(),
+            s.len,
+            s.head_stride,
+            s.pos_stride
+        )));
+    }
+    Ok(())
+}
+
+/// One call's inputs, shared by the row blocks.
+struct Job<'a> {
+    q: &'a [f32],
+    shape: Heads,
+    prefix: Option<KvSlice<'a>>,
+    own: KvSlice<'a>,
+    visible: Visible<'a>,
+    scale: f32,
+}
+
+impl Job<'_> {
+    /// Rows `first..` into `out` (whole rows of `heads * head_dim`, zeroed).
+    fn rows(&self, first: usize, out: &mut [f32]) {
+        let Heads {
+            heads,
+            kv_heads,
+            head_dim: hd,
+        } = self.shape;
+        let rep = heads / kv_heads;
+        let pre_len = self.prefix.map_or(0, |p| p.len);
+        let mut scores = Vec::new();
+        for (i, out_row) in out.chunks_mut(heads * hd).enumerate() {
+            let r = first + i;
+            let own_seen = match self.visible {
+                Visible::Causal { past } => Seen::First(past + r + 1),
+                Visible::Listed(lists) => Seen::Listed(&lists[r]),
+            };
+            scores.resize(pre_len + own_seen.count(), 0.0);
+            for hh in 0..heads {
+                let g = hh / rep;
+                let q = &self.q[(r * heads + hh) * hd..][..hd];
+                let (pre_scores, own_scores) = scores.split_at_mut(pre_len);
+                if let Some(p) = &self.prefix {
+                    score(q, p, g, Seen::First(p.len), pre_scores);
+                }
+                score(q, &self.own, g, own_seen, own_scores);
+                softmax_scaled(&mut scores, self.scale);
+                let o = &mut out_row[hh * hd..][..hd];
+                let (pre_probs, own_probs) = scores.split_at(pre_len);
+                if let Some(p) = &self.prefix {
+                    weigh(pre_probs, p, g, Seen::First(p.len), o);
+                }
+                weigh(own_probs, &self.own, g, own_seen, o);
+            }
+        }
+    }
+}

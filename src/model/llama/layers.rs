@@ -1,0 +1,93 @@
+//! What every pass shares: the decoder blocks and the final norm, the MLP, the norms, the
+//! output head.
+
+use candle_core::Tensor;
+
+use super::attention::Via;
+use super::{Llama, Mlp};
+use crate::error::{Error, Result};
+use crate::model::kv_cache::KvCache;
+use crate::model::pool::on_pool;
+use crate::model::proj::Proj;
+use crate::model::swiglu::swiglu;
+
+impl Llama {
+    /// The decoder blocks and the final norm over `embeds`, whose positions are `at`,
+    /// attending `via` the fused op or candle's.
+    pub(super) fn blocks_here(
+        &self,
+        embeds: &Tensor,
+        at: At,
+        prefix: Option<&KvCache>,
+        cache: &mut KvCache,
+        via: Via,
+    ) -> Result<Tensor> {
+        let len = embeds.dim(1)?;
+        let mut x = embeds.clone();
+        for (i, block) in self.blocks.iter().enumerate() {
+            let h = self.rms_norm(&x, &block.input_norm)?;
+            let h = self.attention(i, &block.attn, &h, at, prefix, cache, &via)?;
+            x = (x + h)?;
+            let h = self.rms_norm(&x, &block.post_norm)?;
+            x = (x + self.mlp(&block.mlp, &h)?)?;
+        }
+        cache.set_len(cache.len() + len);
+        self.rms_norm(&x, &self.norm)
+    }
+
+    /// A sequence of `len` positions must fit the RoPE tables.
+    pub(super) fn check_length(&self, len: usize) -> Result<()> {
+        if len > self.rope.max_positions() {
+            return Err(Error::invalid(format!(
+                "sequence of {len} positions exceeds the model's {}",
+                self.rope.max_positions()
+            )));
+        }
+        Ok(())
+    }
+
+    /// SwiGLU: `down(silu(gate(x)) * up(x))`.
+    pub(super) fn mlp(&self, mlp: &Mlp, x: &Tensor) -> Result<Tensor> {
+        let [gate, up] = Proj::forward_each([&mlp.gate, &mlp.up], x)?;
+        mlp.down.forward(&swiglu(&gate, &up)?)
+    }
+
+    /// Output-head logits for hidden states `[.., hidden]` -> `[.., vocab]`.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        on_pool(|| self.logits_here(hidden))
+    }
+
+    /// [`Llama::logits`] on the calling thread.
+    fn logits_here(&self, hidden: &Tensor) -> Result<Tensor> {
+        if let Some(q) = &self.head_q {
+            return q.forward(hidden);
+        }
+        let head = match (&self.lm_head, &self.trained_rows) {
+            (Some(head), _) => head.clone(),
+            (None, Some(rows)) => rows.table(&self.embed)?,
+            (None, None) => self.embed.clone(),
+        };
+        if let Some(y) = crate::model::skinny::matmul_t(hidden, &head)? {
+            return Ok(y);
+        }
+        Ok(hidden.broadcast_matmul(&head.t()?)?)
+    }
+
+    pub(super) fn rms_norm(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        let eps = self.cfg.rms_norm_eps as f32;
+        Ok(if self.differentiable {
+            crate::model::norm::rms_norm_trainable(x, w, eps)?
+        } else {
+            candle_nn::ops::rms_norm(&x.contiguous()?, w, eps)?
+        })
+    }
+}
+
+/// Where a pass's new positions sit.
+#[derive(Clone, Copy)]
+pub(super) enum At<'a> {
+    /// Consecutive, from this position on.
+    Span(usize),
+    /// Each row at its own position: the RoPE tables of the rows, `[t, head_dim / 2]`.
+    Rows(&'a (Tensor, Tensor)),
+}
