@@ -297,9 +297,26 @@ fn odd_files_in_a_checkpoint_get_one_status_per_cause() {
 fn a_newer_format_or_an_absent_device_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let ckpt = saved_checkpoint(tmp.path());
-    // No GPU here (nor a `cuda` build in the default test run): a clear status, no panic.
-    let on_gpu = ModelOptions::default().with_device(Some("cuda:0".into()));
-    fails(Model::load(&ckpt, &on_gpu), PATCHREC_UNSUPPORTED, "cuda:0");
+    // A build without the `cuda` feature, a machine without a driver, or an ordinal no
+    // machine has: a clear status, no panic. On a GPU (scripts/gpu-check.sh sets
+    // PATCHREC_TEST_DEVICE), the device it names loads.
+    let on = |d: &str| ModelOptions::default().with_device(Some(d.into()));
+    match std::env::var("PATCHREC_TEST_DEVICE") {
+        Ok(gpu) if gpu.starts_with("cuda") => {
+            let model = Model::load(&ckpt, &on(&gpu)).unwrap();
+            assert!(model.device().is_cuda());
+        }
+        _ => fails(
+            Model::load(&ckpt, &on("cuda:0")),
+            PATCHREC_UNSUPPORTED,
+            "cuda:0",
+        ),
+    }
+    fails(
+        Model::load(&ckpt, &on("cuda:99")),
+        PATCHREC_UNSUPPORTED,
+        "cuda:99",
+    );
     let on_tpu = ModelOptions::default().with_device(Some("tpu".into()));
     fails(
         Model::load(&ckpt, &on_tpu),

@@ -23,7 +23,7 @@ pub(crate) fn masked_attention(
     mask: &Tensor,
     softmax: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
 ) -> Result<Tensor> {
-    let cpu = q.device().is_cpu() && [q, k, v, mask].iter().all(|t| t.dtype() == DType::F32);
+    let cpu = super::host::kernels_on(q.device()) && [q, k, v, mask].iter().all(|t| t.dtype() == DType::F32);
     if !cpu {
         let scores = q.matmul(&k.t()?)?.broadcast_add(mask)?;
         return Ok(softmax(&scores)?.matmul(v)?);

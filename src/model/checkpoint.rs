@@ -53,16 +53,39 @@ pub fn parse_device(spec: &str) -> Result<Device> {
                 None if s == "cuda" => 0,
                 None => return Err(Error::invalid(format!("unknown device {s:?}"))),
             };
-            Device::new_cuda(ordinal).map_err(|e| {
-                Error::Unsupported(format!(
-                    "device {s:?} is not available: {}",
-                    candle_message(&e)
-                ))
+            cuda_device(ordinal).map_err(|why| {
+                Error::Unsupported(format!("device {s:?} is not available: {why}"))
             })
         }
         s => Err(Error::invalid(format!(
             "unknown device {s:?}: expected cpu or cuda:N"
         ))),
+    }
+}
+
+/// CUDA device `ordinal`, or why not. In the `cuda` build, cudarc opens the driver library
+/// at run time and panics where it is missing, so the library is looked for first, and any
+/// other panic in the device's setup (a CUDA library missing) is caught and reported.
+fn cuda_device(ordinal: usize) -> std::result::Result<Device, String> {
+    #[cfg(feature = "cuda")]
+    {
+        const DRIVER: [&str; 2] = ["libcuda.so.1", "libcuda.so"];
+        // SAFETY: loading the CUDA driver runs only its initialisers, which cudarc would
+        // run on the same library anyway.
+        let found = DRIVER
+            .iter()
+            .any(|name| unsafe { libloading::Library::new(name) }.is_ok());
+        if !found {
+            return Err("no CUDA driver on this machine (libcuda.so.1 not found)".into());
+        }
+    }
+    match std::panic::catch_unwind(|| Device::new_cuda(ordinal)) {
+        Ok(device) => device.map_err(|e| candle_message(&e)),
+        Err(panic) => Err(panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "the CUDA setup failed".into())),
     }
 }
 

@@ -14,7 +14,7 @@ use crate::error::Result;
 
 /// `x` `[.., in]` times the transpose of `w` `[out, in]`, differentiable in `x` only.
 pub(crate) fn frozen_product(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    if !x.device().is_cpu() || x.dtype() != DType::F32 || w.dtype() != DType::F32 {
+    if !super::host::kernels_on(x.device()) || x.dtype() != DType::F32 || w.dtype() != DType::F32 {
         return Ok(x.broadcast_matmul(&w.t()?)?);
     }
     let dims = x.dims().to_vec();
@@ -116,7 +116,7 @@ pub(crate) fn lora_product(
     b: &Tensor,
     scale: f64,
 ) -> Result<Tensor> {
-    let cpu = x.device().is_cpu() && [x, w, a, b].iter().all(|t| t.dtype() == DType::F32);
+    let cpu = super::host::kernels_on(x.device()) && [x, w, a, b].iter().all(|t| t.dtype() == DType::F32);
     if !cpu {
         let low = x.broadcast_matmul(&a.t()?)?;
         return Ok((x.broadcast_matmul(&w.t()?)? + (low.broadcast_matmul(&b.t()?)? * scale)?)?);

@@ -1,22 +1,30 @@
-//! Next-token log-probabilities of each decoding row, on the host.
+//! Next-token log-probabilities of each decoding row.
 //!
-//! Why not candle's `log_softmax` and `to_vec2`: at a beam step (20 rows x 49,152 tokens)
-//! they took 11-13 ms, against ~20 ms for the output head's whole product (AVX2
-//! machine): several full passes with a temporary each, a scalar `expf` call per element,
-//! and a copy into the rows. Here each row is one pass for its maximum and one for the sum
-//! of exponentials through a polynomial `exp` that the compiler vectorises, and the
-//! log-probabilities are written once. Rows go to threads.
+//! On the CPU, on the host: candle's `log_softmax` and `to_vec2` took 11-13 ms at a beam
+//! step (20 rows x 49,152 tokens), against ~20 ms for the output head's whole product
+//! (AVX2 machine): several full passes with a temporary each, a scalar `expf` call per
+//! element, and a copy into the rows. Here each row is one pass for its maximum and one
+//! for the sum of exponentials through a polynomial `exp` that the compiler vectorises,
+//! and the log-probabilities are written once. Rows go to threads.
+//!
+//! On a GPU (or with the generic kernels, `model::host`), the normaliser and the wanted
+//! tokens are computed where the logits are, and only those cross to the host: a beam
+//! step reads a few hundred numbers, not a million.
 
-use candle_core::{Tensor, D};
+use candle_core::{DType, Tensor, D};
 use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::model::expf::exp_nonpositive;
+use crate::model::host::kernels_on;
 
 /// `[rows, 1, vocab]` (or `[rows, vocab]`) logits -> one vector of log-probabilities per
 /// row: `x - max - ln Σ exp(x - max)`, as `log_softmax` computes it.
 pub fn log_softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
     let vocab = logits.dim(D::Minus1)?;
+    if !kernels_on(logits.device()) {
+        return rows_on_device(&logits.reshape(((), vocab))?.to_dtype(DType::F32)?);
+    }
     let host = logits.flatten_all()?.to_vec1::<f32>()?;
     host.par_chunks(vocab.max(1))
         .map(|row| {
@@ -24,6 +32,26 @@ pub fn log_softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
             Ok(row.iter().map(|&x| x - lse).collect())
         })
         .collect()
+}
+
+/// [`log_softmax_rows`] where the logits are, then copied to the host.
+fn rows_on_device(rows: &Tensor) -> Result<Vec<Vec<f32>>> {
+    let lse = checked_log_sum_exp(rows)?;
+    Ok(rows.broadcast_sub(&lse.unsqueeze(1)?)?.to_vec2::<f32>()?)
+}
+
+/// Each row's `ln Σ exp(x)` of `[rows, vocab]` f32 logits, computed on their device, or an
+/// error when one is not finite (a NaN logit makes its row's sum NaN).
+fn checked_log_sum_exp(rows: &Tensor) -> Result<Tensor> {
+    let max = rows.max_keepdim(D::Minus1)?;
+    let lse = (rows.broadcast_sub(&max)?.exp()?.sum_keepdim(D::Minus1)?.log()? + max)?;
+    let lse = lse.squeeze(1)?;
+    let host = lse.to_vec1::<f32>()?;
+    match host.iter().find(|v| !v.is_finite()) {
+        Some(v) if v.is_nan() => Err(non_finite("a next-token logit is NaN".into())),
+        Some(v) => Err(non_finite(format!("the model's next-token scores sum to {v}"))),
+        None => Ok(lse),
+    }
 }
 
 fn non_finite(what: String) -> crate::error::Error {
@@ -54,8 +82,7 @@ fn finite_log_sum_exp(row: &[f32]) -> Result<f32> {
 /// the tokens `wanted[row]` only: what a beam step reads, without writing whole rows.
 pub(crate) fn log_probs_of(logits: &Tensor, wanted: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
     let vocab = logits.dim(D::Minus1)?.max(1);
-    let host = logits.flatten_all()?.to_vec1::<f32>()?;
-    let rows = host.len() / vocab;
+    let rows = logits.elem_count() / vocab;
     if rows != wanted.len() {
         return Err(crate::error::Error::invalid(format!(
             "log-probabilities: {rows} rows of logits for {} wanted",
@@ -67,6 +94,10 @@ pub(crate) fn log_probs_of(logits: &Tensor, wanted: &[Vec<u32>]) -> Result<Vec<V
             "log-probabilities: token {tok} outside the {vocab}-token vocabulary"
         )));
     }
+    if !kernels_on(logits.device()) {
+        return picked_on_device(&logits.reshape((rows, vocab))?.to_dtype(DType::F32)?, wanted);
+    }
+    let host = logits.flatten_all()?.to_vec1::<f32>()?;
     host.par_chunks(vocab)
         .zip(wanted)
         .map(|(row, want)| {
@@ -74,6 +105,28 @@ pub(crate) fn log_probs_of(logits: &Tensor, wanted: &[Vec<u32>]) -> Result<Vec<V
             Ok(want.iter().map(|&t| row[t as usize] - lse).collect())
         })
         .collect()
+}
+
+/// [`log_probs_of`] where the logits are: each row's normaliser, and the wanted tokens
+/// gathered (rows padded to the longest with token 0, dropped again on the host).
+fn picked_on_device(rows: &Tensor, wanted: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+    let lse = checked_log_sum_exp(rows)?.to_vec1::<f32>()?;
+    let width = wanted.iter().map(Vec::len).max().unwrap_or(0);
+    if width == 0 {
+        return Ok(vec![Vec::new(); wanted.len()]);
+    }
+    let mut index = vec![0u32; wanted.len() * width];
+    for (slot, want) in index.chunks_mut(width).zip(wanted) {
+        slot[..want.len()].copy_from_slice(want);
+    }
+    let index = Tensor::from_vec(index, (wanted.len(), width), rows.device())?;
+    let picked = rows.gather(&index, 1)?.to_vec2::<f32>()?;
+    Ok(picked
+        .into_iter()
+        .zip(wanted)
+        .zip(lse)
+        .map(|((row, want), lse)| row[..want.len()].iter().map(|x| x - lse).collect())
+        .collect())
 }
 
 /// `ln Σ exp(x)` over `row`, shifted by its maximum so no term overflows; the sum in AVX2
@@ -162,6 +215,37 @@ mod tests {
         }
         assert!(log_probs_of(&logits, &wanted[..2]).is_err());
         assert!(log_probs_of(&logits, &[vec![517], vec![], vec![]]).is_err());
+        Ok(())
+    }
+
+    /// The path a GPU takes gives the host path's numbers (the switch between them is
+    /// process-wide, so the device functions are called directly).
+    #[test]
+    fn the_device_path_matches_the_host_path() -> Result<()> {
+        let dev = candle_core::Device::Cpu;
+        let logits = (Tensor::randn(0f32, 8.0, (3, 1, 517), &dev)? - 5.0)?;
+        let rows = logits.reshape((3, 517))?;
+        let wanted = vec![vec![0, 516, 7], vec![], vec![3, 3]];
+        let close = |a: &[f32], b: &[f32]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-5 * (1.0 + y.abs()))
+        };
+        for (g, w) in rows_on_device(&rows)?.iter().zip(&log_softmax_rows(&logits)?) {
+            assert!(close(g, w));
+        }
+        for (g, w) in picked_on_device(&rows, &wanted)?.iter().zip(&log_probs_of(&logits, &wanted)?) {
+            assert!(close(g, w), "{g:?} vs {w:?}");
+        }
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut row = vec![0.5f32; 100];
+            match bad {
+                f32::NEG_INFINITY => row.fill(bad),
+                _ => row[50] = bad,
+            }
+            let rows = Tensor::from_vec(row, (1, 100), &dev)?;
+            let e = picked_on_device(&rows, &[vec![7]]).unwrap_err();
+            assert!(matches!(e, crate::error::Error::NonFinite(_)), "{bad}: {e}");
+            assert!(rows_on_device(&rows).is_err(), "{bad}");
+        }
         Ok(())
     }
 

@@ -8,7 +8,7 @@ pub mod checkpoint;
 pub mod config;
 pub(crate) mod expf;
 mod frozen;
-pub(crate) mod host;
+pub mod host;
 pub mod kv_cache;
 pub mod llama;
 pub mod logprobs;

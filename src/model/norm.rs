@@ -17,7 +17,7 @@ use super::host::f32_elements;
 /// RMSNorm of `x` `[.., d]` with weight `w` `[d]`, differentiable in both. Contiguous f32
 /// on the CPU takes the fused passes; anything else candle's composed op.
 pub(crate) fn rms_norm_trainable(x: &Tensor, w: &Tensor, eps: f32) -> candle_core::Result<Tensor> {
-    if !(x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32) {
+    if !(super::host::kernels_on(x.device()) && x.dtype() == DType::F32 && w.dtype() == DType::F32) {
         return candle_nn::ops::rms_norm_slow(x, w, eps);
     }
     let d = w.dims1()?;

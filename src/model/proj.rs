@@ -81,7 +81,7 @@ impl Proj {
         if input % q.block_size() != 0 {
             return Ok(None);
         }
-        if q == Quantization::Q8_0 && w.device().is_cpu() && skinny::isa().is_some() {
+        if q == Quantization::Q8_0 && super::host::kernels_on(w.device()) && skinny::isa().is_some() {
             return Ok(Q8Weight::quantize(w)?.map(Proj::Q8));
         }
         let t = QTensor::quantize(w, q.ggml())?;

@@ -128,7 +128,7 @@ impl Rope {
 /// Why not `rope_slow`: it builds doubled tables, a rotated copy of `x` and two products
 /// per call, and backward as many again, for each of q and k in every layer.
 fn rotate_trainable(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    if !(x.device().is_cpu() && x.dtype() == DType::F32) {
+    if !(super::host::kernels_on(x.device()) && x.dtype() == DType::F32) {
         return Ok(candle_nn::rotary_emb::rope_slow(x, cos, sin)?);
     }
     let (_, _, t, d) = x.dims4()?;

@@ -59,7 +59,7 @@ impl CustomOp1 for SoftmaxLastDim {
 
 /// Softmax over the last dimension, differentiable.
 pub fn softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
+    if super::host::kernels_on(x.device()) && x.dtype() == DType::F32 {
         x.contiguous()?.apply_op1(SoftmaxLastDim)
     } else {
         candle_nn::ops::softmax(x, D::Minus1)

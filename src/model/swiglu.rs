@@ -18,7 +18,7 @@ use crate::error::Result;
 /// is part of training (candle's composed ops write three temporaries forward and more
 /// backward); anything else candle's ops.
 pub(crate) fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
-    let fused = gate.device().is_cpu()
+    let fused = super::host::kernels_on(gate.device())
         && gate.dtype() == DType::F32
         && up.dtype() == DType::F32
         && gate.shape() == up.shape()

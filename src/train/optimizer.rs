@@ -205,7 +205,7 @@ struct Coefficients {
 /// A contiguous f32 CPU tensor's elements (copied out of the storage lock), or `None`
 /// for any other tensor, which takes the composed path.
 fn cpu_f32(t: &Tensor) -> Result<Option<Vec<f32>>> {
-    if !t.device().is_cpu() || t.dtype() != DType::F32 || !t.is_contiguous() {
+    if !crate::model::host::kernels_on(t.device()) || t.dtype() != DType::F32 || !t.is_contiguous() {
         return Ok(None);
     }
     let (storage, layout) = t.storage_and_layout();

@@ -26,7 +26,7 @@ impl Llama {
     /// Whether this pass may take the fused attention (which may still decline the
     /// tensors it is given).
     pub(super) fn fuses_attention(&self) -> bool {
-        self.fused_attention && !self.differentiable && self.device.is_cpu()
+        self.fused_attention && !self.differentiable && crate::model::host::kernels_on(&self.device)
     }
 
     pub(super) fn heads(&self) -> Heads {

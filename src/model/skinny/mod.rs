@@ -159,7 +159,7 @@ pub fn matmul_t_limited(x: &Tensor, w: &Tensor, row_limits: bool) -> Result<Opti
 fn takes(isa: Isa, x: &Tensor, w: Weight, row_limits: bool) -> bool {
     let rows = x.elem_count() / x.dims().last().copied().unwrap_or(0).max(1);
     let x_fits = rows > 0
-        && x.device().is_cpu()
+        && super::host::kernels_on(x.device())
         && x.dtype() == DType::F32
         && x.is_contiguous()
         && !x.track_op();
@@ -173,7 +173,7 @@ fn takes(isa: Isa, x: &Tensor, w: Weight, row_limits: bool) -> bool {
                 let limits = isa.params();
                 let too_many = rows > limits.max_rows || (rows > limits.always_rows && out > input);
                 !(row_limits && too_many)
-                    && w.device().is_cpu()
+                    && super::host::kernels_on(w.device())
                     && w.dtype() == DType::F32
                     && w.is_contiguous()
                     && !w.track_op()
