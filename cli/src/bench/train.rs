@@ -30,11 +30,14 @@ pub struct TrainBenchOptions {
     /// LoRA adapters instead of full fine-tuning.
     pub lora: Option<LoraConfig>,
     pub seed: u64,
+    /// The device: `cpu` or `cuda:N`.
+    pub device: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainBenchReport {
     pub mode: String,
+    pub device: String,
     pub threads: usize,
     pub seq_len: usize,
     pub micro_batch: usize,
@@ -47,7 +50,8 @@ pub struct TrainBenchReport {
 }
 
 pub fn run_train_bench(checkpoint: &Path, opts: &TrainBenchOptions) -> Result<TrainBenchReport> {
-    let mut model = Model::load(checkpoint, &ModelOptions::default())?;
+    let options = ModelOptions::default().with_device(Some(opts.device.clone()));
+    let mut model = Model::load(checkpoint, &options)?;
     let params = match &opts.lora {
         None => patchrec::train::trainer::make_trainable(&mut model)?,
         Some(lora) => {
@@ -88,6 +92,8 @@ pub fn run_train_bench(checkpoint: &Path, opts: &TrainBenchOptions) -> Result<Tr
         let grads = loss.backward()?;
         let scale = clip_scale(grad_norm(&grads, &params)?, 0.3);
         opt.step_scaled(&grads, 1e-4, scale)?;
+        // A GPU runs the step's kernels after they are queued: wait for them.
+        model.device().synchronize()?;
         if step > 0 {
             step_seconds.push(started.elapsed().as_secs_f64());
         }
@@ -98,6 +104,7 @@ pub fn run_train_bench(checkpoint: &Path, opts: &TrainBenchOptions) -> Result<Tr
             None => "full".into(),
             Some(l) => format!("lora-r{}", l.rank),
         },
+        device: opts.device.clone(),
         threads: rayon::current_num_threads(),
         seq_len: opts.seq_len,
         micro_batch: opts.micro_batch,

@@ -38,6 +38,9 @@ pub struct Args {
     /// Serve from quantized weights: q8_0 or q4_0
     #[arg(long)]
     pub quantize: Option<String>,
+    /// The device the model runs on: cpu or cuda:N
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// Decode through the batching worker, so concurrent callers share forward passes
     #[arg(long)]
     pub batched: bool,
@@ -77,7 +80,10 @@ pub fn run(args: Args) -> patchrec::Result<()> {
     }
     let rss = || crate::bench::resident_bytes().unwrap_or(0);
     let before = rss();
-    let mut model = Model::load(&args.checkpoint, &model_options(None, &args.quantize)?)?;
+    let mut model = Model::load(
+        &args.checkpoint,
+        &model_options(Some(args.device.clone()), &args.quantize)?,
+    )?;
     model.llama_mut().set_fused_attention(fused);
     let loaded = rss();
     let catalog = Arc::new(Catalog::new(Arc::new(model))?);

@@ -33,6 +33,9 @@ pub struct Args {
     /// every weight
     #[arg(long)]
     pub lora_rank: Option<usize>,
+    /// The device to train on, with --checkpoint: cpu or cuda:N
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// Write the report as JSON here
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -83,6 +86,7 @@ fn sequences(checkpoint: &std::path::Path, args: &Args) -> patchrec::Result<()> 
                 .with_alpha(2.0 * rank as f64)
         }),
         seed: 42,
+        device: args.device.clone(),
     };
     let report = crate::bench::run_train_bench(checkpoint, &opts)?;
     println!(
