@@ -74,7 +74,7 @@ fn cuda_device(ordinal: usize) -> std::result::Result<Device, String> {
         // run on the same library anyway.
         let found = DRIVER
             .iter()
-            .any(|name| unsafe { libloading::Library::new(name) }.is_ok());
+            .any(|name| unsafe { libloading::Library::new(*name) }.is_ok());
         if !found {
             return Err("no CUDA driver on this machine (libcuda.so.1 not found)".into());
         }
