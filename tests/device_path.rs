@@ -4,9 +4,10 @@
 //! CPU with the generic kernels (`set_generic_kernels`), so every CI run tests the code
 //! a GPU runs; with `PATCHREC_TEST_DEVICE=cuda:N` (scripts/gpu-check.sh) that GPU.
 //!
-//! Compared: the logits of a forward pass and of a cached continuation, the scores and
-//! the order of the top 20 answers in three layouts, every candidate's score, and a
-//! training step's loss and gradients (full fine-tuning and LoRA, packed and per sample).
+//! Compared: the logits of a forward pass and of a cached continuation (f32 and Q8_0
+//! weights), the scores and the order of the top 20 answers in three layouts, every
+//! candidate's score, a training step's loss and gradients (full fine-tuning and LoRA,
+//! packed and per sample), and AdamW.
 
 mod common;
 
@@ -17,7 +18,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 use patchrec::history::{segments, Layout};
 use patchrec::model::host::set_generic_kernels;
-use patchrec::model::{LoraConfig, Model, ModelOptions};
+use patchrec::model::{LoraConfig, Model, ModelOptions, Quantization};
 use patchrec::train::batch::{batch_loss, Example};
 use patchrec::train::optimizer::{AdamW, AdamWConfig};
 use patchrec::train::pack::{pack, tree_loss};
@@ -56,7 +57,13 @@ impl Side {
     }
 
     fn load(self, dir: &Path) -> Model {
-        let opts = ModelOptions::default().with_device(Some(self.device()));
+        self.load_with(dir, None)
+    }
+
+    fn load_with(self, dir: &Path, quantization: Option<Quantization>) -> Model {
+        let opts = ModelOptions::default()
+            .with_device(Some(self.device()))
+            .with_quantization(quantization);
         self.run(|| Model::load(dir, &opts))
             .expect("load the checkpoint")
     }
@@ -160,6 +167,31 @@ fn forward_passes_give_the_same_logits() {
         "cached continuation logits differ by {decode:.2e}"
     );
 }
+
+/// Q8_0 weights: our kernel on the CPU, candle's quantized matmul on the device path. The
+/// two quantize the activations differently, so the bound is looser than f32's.
+#[test]
+fn q8_0_forward_passes_give_close_logits() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (dir, _) = checkpoint(30);
+    let mut got = Vec::new();
+    for side in SIDES {
+        let model = side.load_with(&dir.path().join("model"), Some(Quantization::Q8_0));
+        got.push(pass_logits(side, &model, 37, 5));
+    }
+    let (prefill, decode) = (max_abs(&got[0].0, &got[1].0), max_abs(&got[0].1, &got[1].1));
+    assert!(
+        prefill <= Q8_TOLERANCE,
+        "prefill logits differ by {prefill:.2e}"
+    );
+    assert!(
+        decode <= Q8_TOLERANCE,
+        "cached continuation logits differ by {decode:.2e}"
+    );
+}
+
+// Measured 3.4e-3 between the two on the CPU.
+const Q8_TOLERANCE: f32 = 2e-2;
 
 /// Answers and candidate scores of one side: per user and layout, the top 20 with their
 /// scores and the scores of every catalogue item.
