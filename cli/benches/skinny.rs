@@ -12,7 +12,10 @@
 //! the test run checks that it works without spending minutes on the sweep.
 
 use candle_core::Device;
-use patchrec_cli::bench::matmul::{decode_matmul_gflops, decode_stack_ms, log_softmax_ms};
+use patchrec_cli::bench::matmul::{
+    decode_matmul_gflops, decode_q8_gflops, decode_stack_ms, decode_stack_q8_ms, log_softmax_ms,
+};
+use patchrec_cli::bench::roofline;
 
 /// (name, input width, output width) of SmolLM2-135M's products.
 const SHAPES: &[(&str, usize, usize)] = &[
@@ -27,6 +30,16 @@ const ROWS: &[usize] = &[1, 8, 20, 32, 48, 64, 80, 128];
 fn main() -> patchrec::Result<()> {
     let device = Device::Cpu;
     let full = std::env::args().any(|a| a == "--bench");
+    let roof = roofline::measure();
+    println!(
+        "machine limits, {} threads: read {:.1} GB/s; f32 FMA {}; int8 VNNI {}\n",
+        rayon::current_num_threads(),
+        roof.read_gbps,
+        roof.fma_gflops
+            .map_or("-".into(), |r| format!("{r:.0} GFLOP/s")),
+        roof.vnni_gops
+            .map_or("-".into(), |r| format!("{r:.0} GOP/s")),
+    );
     // Under `cargo test`: q/o at the beam-search shape of 20 rows only.
     let (shapes, rows): (&[_], &[usize]) = if full {
         (SHAPES, ROWS)
@@ -71,6 +84,58 @@ fn main() -> patchrec::Result<()> {
                 candle / ms
             ),
             None => println!("| {rows} | {mib:.0} MiB | {candle:.1} | - | - | - | - |"),
+        }
+    }
+    // Q8_0: the row layout's f32 multiply-adds against the interleaved layout's int8 ones.
+    println!(
+        "\nQ8_0 weights, GFLOP/s (best of 5): row layout (f32 FMAs) vs interleaved (int8 VNNI)"
+    );
+    println!("| product | [in -> out] | rows | row layout | int8 | int8 / row layout |");
+    println!("|---|---|---|---|---|---|");
+    for &(name, k, n) in shapes {
+        for &rows in rows {
+            let repeats = if n > 10_000 { 3 } else { 5 };
+            let (panel, int8) = decode_q8_gflops(rows, k, n, repeats, &device)?;
+            match int8 {
+                Some(int8) => println!(
+                    "| {name} | {k} -> {n} | {rows} | {panel:.1} | {int8:.1} | {:.2}x |",
+                    int8 / panel
+                ),
+                None => println!("| {name} | {k} -> {n} | {rows} | {panel:.1} | - | - |"),
+            }
+        }
+    }
+    println!(
+        "\n{layers} layers of projections in Q8_0, ms per pass (best of 5); limit: the larger of \
+         bytes read over the read bandwidth and multiply-adds over the rate of the \
+         instructions used"
+    );
+    println!(
+        "| rows | row layout | its limit | int8 | its limit | int8 / limit | row layout / int8 |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for &r in if full {
+        &[1, 8, 20, 32, 64, 128][..]
+    } else {
+        &[20][..]
+    } {
+        let t = decode_stack_q8_ms(r, layers, 5, &device)?;
+        let fma = roof.fma_gflops.unwrap_or(f64::NAN);
+        let panel_limit = roof.limit_ms(t.rows_bytes, t.macs, fma);
+        match (t.int8_ms, roof.vnni_gops) {
+            (Some(ms), Some(vnni)) => {
+                let limit = roof.limit_ms(t.int8_bytes, t.macs, vnni);
+                println!(
+                    "| {r} | {:.2} | {panel_limit:.2} | {ms:.2} | {limit:.2} | {:.2}x | {:.2}x |",
+                    t.rows_ms,
+                    ms / limit,
+                    t.rows_ms / ms
+                )
+            }
+            _ => println!(
+                "| {r} | {:.2} | {panel_limit:.2} | - | - | - | - |",
+                t.rows_ms
+            ),
         }
     }
     // What follows the head at each step: its logits to log-probabilities on the host.

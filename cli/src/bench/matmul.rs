@@ -40,6 +40,32 @@ pub fn decode_matmul_gflops(
     Ok((candle.unwrap_or(0.0), ours))
 }
 
+/// GFLOP/s of a decode-step product with a Q8_0 weight `[n, k]` (hot in cache): the row
+/// layout (f32 multiply-adds over weights turned back into f32) and, where this CPU has
+/// AVX-512 VNNI, the interleaved layout (int8 multiply-adds), best of `repeats` each.
+pub fn decode_q8_gflops(
+    rows: usize,
+    k: usize,
+    n: usize,
+    repeats: usize,
+    device: &Device,
+) -> Result<(f64, Option<f64>)> {
+    use patchrec::model::skinny::{q8_matmul_t, Q8Layout, Q8Weight};
+    let x = Tensor::randn(0f32, 1.0, (rows, k), device)?;
+    let w = Tensor::randn(0f32, 1.0, (n, k), device)?;
+    let macs = rows * k * n;
+    let rate = |layout: Q8Layout| -> Result<Option<f64>> {
+        let q = Q8Weight::quantize_as(&w, layout)?.expect("whole blocks");
+        best_gflops(macs, repeats, device, || q8_matmul_t(&x, &q))
+    };
+    let int8 = if patchrec::model::skinny::int8_kernel() {
+        rate(Q8Layout::Interleaved)?
+    } else {
+        None
+    };
+    Ok((rate(Q8Layout::Rows)?.unwrap_or(0.0), int8))
+}
+
 /// Milliseconds for `rows` rows through every projection of `layers` layers of SmolLM2's
 /// shapes (q, k, v, o, gate, up, down), each layer's weights its own: a decode step's
 /// products as serving meets them, streamed from memory rather than hot in cache as
@@ -51,18 +77,9 @@ pub fn decode_stack_ms(
     repeats: usize,
     device: &Device,
 ) -> Result<(f64, Option<f64>, usize)> {
-    const SHAPES: [(usize, usize); 7] = [
-        (576, 576),
-        (576, 192),
-        (576, 192),
-        (576, 576),
-        (576, 1536),
-        (576, 1536),
-        (1536, 576),
-    ];
-    let mut weights = Vec::with_capacity(layers * SHAPES.len());
+    let mut weights = Vec::with_capacity(layers * SMOLLM2_PROJECTIONS.len());
     for _ in 0..layers {
-        for &(k, n) in &SHAPES {
+        for &(k, n) in &SMOLLM2_PROJECTIONS {
             weights.push(Tensor::rand(0f32, 1.0, (n, k), device)?);
         }
     }
@@ -91,6 +108,88 @@ pub fn decode_stack_ms(
     let ours = time(&|w| patchrec::model::skinny::matmul_t_limited(input(w), w, false))?;
     Ok((candle.unwrap_or(f64::NAN), ours, bytes))
 }
+
+/// The Q8_0 counterpart of [`decode_stack_ms`]: milliseconds for `rows` rows through
+/// `layers` layers of SmolLM2's projections in Q8_0, with the weights in the row layout
+/// (turned back into f32 a panel at a time) and, where this CPU has AVX-512 VNNI, in the
+/// interleaved layout (int8 multiply-adds); best of `repeats` each. Also the bytes each
+/// layout's pass reads (values, scales and, interleaved, the per-block sums) and the
+/// multiply-adds of a pass.
+pub fn decode_stack_q8_ms(
+    rows: usize,
+    layers: usize,
+    repeats: usize,
+    device: &Device,
+) -> Result<Q8StackTimes> {
+    use patchrec::model::skinny::{q8_matmul_t, Q8Layout, Q8Weight};
+    let mut dense = Vec::with_capacity(layers * SMOLLM2_PROJECTIONS.len());
+    for _ in 0..layers {
+        for &(k, n) in &SMOLLM2_PROJECTIONS {
+            dense.push(Tensor::randn(0f32, 1.0, (n, k), device)?);
+        }
+    }
+    let macs = dense.iter().map(|w| w.elem_count() * rows).sum();
+    let elems: usize = dense.iter().map(|w| w.elem_count()).sum();
+    let x576 = Tensor::randn(0f32, 1.0, (rows, 576), device)?;
+    let x1536 = Tensor::randn(0f32, 1.0, (rows, 1536), device)?;
+    let time = |layout: Q8Layout| -> Result<Option<f64>> {
+        let weights: Vec<Q8Weight> = dense
+            .iter()
+            .map(|w| Ok(Q8Weight::quantize_as(w, layout)?.expect("whole blocks")))
+            .collect::<Result<_>>()?;
+        let mut best = f64::INFINITY;
+        for round in 0..=repeats.max(1) {
+            let started = Instant::now();
+            for w in &weights {
+                let x = if w.cols() == 576 { &x576 } else { &x1536 };
+                if q8_matmul_t(x, w)?.is_none() {
+                    return Ok(None);
+                }
+            }
+            if round > 0 {
+                best = best.min(started.elapsed().as_secs_f64());
+            }
+        }
+        Ok(Some(best * 1e3))
+    };
+    let int8 = if patchrec::model::skinny::int8_kernel() {
+        time(Q8Layout::Interleaved)?
+    } else {
+        None
+    };
+    Ok(Q8StackTimes {
+        rows_ms: time(Q8Layout::Rows)?.unwrap_or(f64::NAN),
+        int8_ms: int8,
+        rows_bytes: elems + elems / 32 * 4,
+        int8_bytes: elems + elems / 32 * 8,
+        macs,
+    })
+}
+
+/// What [`decode_stack_q8_ms`] measured.
+pub struct Q8StackTimes {
+    /// Row layout, f32 multiply-adds.
+    pub rows_ms: f64,
+    /// Interleaved layout, int8 multiply-adds; `None` without AVX-512 VNNI.
+    pub int8_ms: Option<f64>,
+    /// Bytes a pass reads in the row layout.
+    pub rows_bytes: usize,
+    /// Bytes a pass reads in the interleaved layout.
+    pub int8_bytes: usize,
+    /// Multiply-adds of a pass.
+    pub macs: usize,
+}
+
+/// SmolLM2-135M's projections of one layer, `(in, out)`: q, k, v, o, gate, up, down.
+const SMOLLM2_PROJECTIONS: [(usize, usize); 7] = [
+    (576, 576),
+    (576, 192),
+    (576, 192),
+    (576, 576),
+    (576, 1536),
+    (576, 1536),
+    (1536, 576),
+];
 
 /// Milliseconds to turn a beam step's logits `[rows, 1, vocab]` into per-row
 /// log-probabilities on the host: candle's `log_softmax` and `to_vec2`, then decoding's own

@@ -10,6 +10,7 @@ pub mod filters;
 pub mod matmul;
 pub mod memory;
 pub mod rank;
+pub mod roofline;
 pub mod serving;
 pub mod train;
 pub mod train_stage;

@@ -10,14 +10,16 @@
 //! for every input row, and the output columns are split between threads. It serves
 //! inference only (no backward pass) and needs AVX-512F or AVX2 with FMA, chosen at run
 //! time (`avx512.rs`, `avx2.rs`: the register tiles; `q8.rs`: Q8_0 weights, turned back
-//! into f32 a panel at a time; this file: threads, packing, the walk over tiles);
+//! into f32 a panel at a time, or `vnni.rs`: multiplied in int8 where the CPU has AVX-512
+//! VNNI; this file: threads, packing, the walk over tiles);
 //! everything else goes through candle. Measured in docs/PERFORMANCE.md.
 
 mod avx2;
 mod avx512;
 mod q8;
+mod vnni;
 
-pub(crate) use q8::Q8Weight;
+pub use q8::{Q8Layout, Q8Weight};
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
@@ -112,6 +114,12 @@ pub(crate) fn isa() -> Option<Isa> {
     [Isa::Avx512, Isa::Avx2].into_iter().find(|i| i.runs())
 }
 
+/// Whether this CPU multiplies interleaved Q8_0 weights in int8 (AVX-512 VNNI).
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
+pub fn int8_kernel() -> bool {
+    vnni::runs()
+}
+
 /// A weight `[out, in]` the kernel multiplies by.
 #[derive(Clone, Copy)]
 pub(crate) enum Weight<'a> {
@@ -150,6 +158,14 @@ pub fn matmul_t_limited(x: &Tensor, w: &Tensor, row_limits: bool) -> Result<Opti
         return Ok(None);
     };
     Ok(Some(x.apply_op2_no_bwd(w, &SkinnyMatmul(isa))?))
+}
+
+/// `x` `[.., in]` times the Q8_0 weight `w` `[out, in]` transposed, or `None` where the
+/// kernel does not apply (as [`matmul_t`]), for the benchmarks that compare Q8_0's
+/// layouts (`cli/benches/skinny.rs`).
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
+pub fn q8_matmul_t(x: &Tensor, w: &Q8Weight) -> Result<Option<Tensor>> {
+    Ok(matmul_t_each(x, &[Weight::Q8(w)])?.and_then(|mut ys| ys.pop()))
 }
 
 /// Whether the kernel computes `x` `[.., in]` times `w` `[out, in]` transposed with
@@ -296,15 +312,32 @@ fn rows_times_each(
     }
     let Params { lanes, mr, nr, .. } = isa.params();
     let packed = pack_rows(x, m, k, mr, lanes);
+    // Interleaved Q8_0 weights take the input quantized, once for all of them.
+    let int8 = ws
+        .iter()
+        .any(|w| matches!(w, Rows::Q8(q) if q.layout() == Q8Layout::Interleaved))
+        && vnni::runs();
+    let quantized = if int8 {
+        vnni::QuantizedRows::new(x, m, k)
+    } else {
+        None
+    };
     // Threads take disjoint ranges of weight rows, i.e. of output columns, and write them
     // in place: for the output head (49,152 columns) a transposed buffer and a pass to put
     // it back cost 7 ms of a ~30 ms product (one thread, strided writes).
     let threads = rayon::current_num_threads().max(1);
+    // Ranges of whole register tiles, and of whole groups of an interleaved weight (whose
+    // kernel computes a group that a range cuts on both sides of the cut).
+    let align = if quantized.is_some() {
+        nr * q8::GROUP / gcd(nr, q8::GROUP)
+    } else {
+        nr
+    };
     // Below ~64k multiply-adds per thread the hand-off costs more than it saves.
     let per_thread = if m * total * k < 65_536 * threads {
         total
     } else {
-        total.div_ceil(threads).div_ceil(nr) * nr
+        total.div_ceil(threads).div_ceil(align) * align
     };
     let bases: Vec<OutPtr> = outs.iter_mut().map(|o| OutPtr(o.as_mut_ptr())).collect();
     (0..total.div_ceil(per_thread))
@@ -331,6 +364,13 @@ fn rows_times_each(
                         // SAFETY: `w` holds `cols * k` elements, `o` is as above.
                         unsafe { block_rows(isa, &packed, &w[j0 * k..(j0 + cols) * k], o, m, k, n) }
                     }
+                    Rows::Q8(q) if q.layout() == Q8Layout::Interleaved && quantized.is_some() => {
+                        let xq = quantized.as_ref().expect("just checked");
+                        // SAFETY: `quantized` exists only where `vnni::runs()`; `q` is
+                        // interleaved with `k` columns like `x`; `j0 + cols <= n` rows;
+                        // `o` is as above.
+                        unsafe { vnni::columns(xq, q, j0, j0 + cols, o, n) }
+                    }
                     Rows::Q8(q) => {
                         panel.resize(panel_rows(k, nr) * k, 0.0);
                         let mut j = 0;
@@ -348,6 +388,10 @@ fn rows_times_each(
             }
         });
     outs
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 /// Weight rows per Q8_0 panel: about 16 KiB of f32, so the panel stays in L1 while every
@@ -563,16 +607,27 @@ mod tests {
         Ok(())
     }
 
-    /// Q8_0 weights, alone and beside f32 ones in one pass: each product equals `x` times
-    /// the dequantized weight (an f64 reference), for row counts inside and past the f32
-    /// limits, input widths whose panels hold 9 rows (576) and 3 (1536), and output widths
-    /// that end mid-panel and mid-tile.
+    /// Q8_0 weights, alone and beside f32 ones in one pass, in both layouts: each product
+    /// equals `x` times the dequantized weight (an f64 reference), for row counts inside
+    /// and past the f32 limits, input widths whose panels hold 9 rows (576) and 3 (1536),
+    /// and output widths that end mid-panel, mid-tile and mid-group. Where the int8 kernel
+    /// runs (interleaved weights on a CPU with AVX-512 VNNI), `x` is the input as it
+    /// quantized it; [`int8_products_stay_within_the_input_rounding`] bounds the
+    /// difference that makes.
     #[test]
     fn q8_0_weights_match_their_dequantized_product() -> Result<()> {
         if isa().is_none() {
             return Ok(());
         }
+        for layout in [Q8Layout::Rows, Q8Layout::Interleaved] {
+            check_q8_0_products(layout)?;
+        }
+        Ok(())
+    }
+
+    fn check_q8_0_products(layout: Q8Layout) -> Result<()> {
         let dev = candle_core::Device::Cpu;
+        let int8 = layout == Q8Layout::Interleaved && vnni::runs();
         for (k, outs) in [(576, [130, 64, 1]), (1536, [20, 7, 576])] {
             let dense: Vec<Tensor> = outs
                 .iter()
@@ -580,7 +635,7 @@ mod tests {
                 .collect::<candle_core::Result<_>>()?;
             let q8: Vec<Q8Weight> = dense
                 .iter()
-                .map(|w| Ok(Q8Weight::quantize(w)?.expect("whole blocks")))
+                .map(|w| Ok(Q8Weight::quantize_as(w, layout)?.expect("whole blocks")))
                 .collect::<Result<_>>()?;
             // Each weight as the kernel should see it: the first f32 as it is, the
             // others dequantized.
@@ -612,25 +667,90 @@ mod tests {
                     })
                     .collect();
                 let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
-                let xs = x.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+                let xs = x.flatten_all()?.to_vec1::<f32>()?;
+                let as_f64 = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+                let exact = as_f64(&xs);
+                let rounded = match vnni::QuantizedRows::new(&xs, m, k) {
+                    Some(q) if int8 => as_f64(&(0..m).flat_map(|i| q.dequantize_row(i)).collect::<Vec<_>>()),
+                    _ => exact.clone(),
+                };
                 let got = matmul_t_each(&x, &ws)?.expect("the kernel takes these");
                 assert_eq!(got.len(), 3 - first);
                 for (i, y) in (first..3).zip(&got) {
                     let n = outs[i];
                     let y = y.flatten_all()?.to_vec1::<f32>()?;
                     let w = &reference[i];
+                    // The f32 weight multiplies the input as it is.
+                    let xs = if i == 0 { &exact } else { &rounded };
                     for r in 0..m {
                         for c in 0..n {
                             let want: f64 = (0..k).map(|p| xs[r * k + p] * w[c * k + p]).sum();
                             let g = y[r * n + c] as f64;
                             assert!(
                                 (g - want).abs() <= 1e-4 * (1.0 + want.abs()),
-                                "weight {i} [{m},{k}]x[{n},{k}] at ({r},{c}): {g} vs {want}"
+                                "{layout:?} weight {i} [{m},{k}]x[{n},{k}] at ({r},{c}): {g} vs {want}"
                             );
                         }
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// The int8 kernel against the product of the unrounded input: each output is within
+    /// the bound that rounding the input allows (half a step of its block's scale times
+    /// the weights' magnitudes), and well inside it on average. With input rows that
+    /// hold an outlier, as LLM activations do.
+    #[test]
+    fn int8_products_stay_within_the_input_rounding() -> Result<()> {
+        if !vnni::runs() {
+            eprintln!("no AVX-512 VNNI: the int8 kernel is not exercised");
+            return Ok(());
+        }
+        let dev = candle_core::Device::Cpu;
+        let (m, k, n) = (20, 576, 200);
+        let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
+        let q = Q8Weight::quantize_as(&w, Q8Layout::Interleaved)?.expect("whole blocks");
+        let wd = q.dequantize(&dev)?.flatten_all()?.to_vec1::<f32>()?;
+        let mut xs = Tensor::randn(0f32, 1.0, (m, k), &dev)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        xs[3 * k + 40] = 60.0;
+        let x = Tensor::from_vec(xs.clone(), (m, k), &dev)?;
+        let got = matmul_t_each(&x, &[Weight::Q8(&q)])?.expect("the kernel takes it");
+        let got = got[0].flatten_all()?.to_vec1::<f32>()?;
+        let (mut worst, mut sum_ratio) = (0f64, 0f64);
+        for r in 0..m {
+            for c in 0..n {
+                let (mut want, mut bound) = (0f64, 1e-4);
+                for b in 0..k / 32 {
+                    let block = &xs[r * k + b * 32..][..32];
+                    let step = block.iter().fold(0f32, |a, v| a.max(v.abs())) as f64 / 127.0;
+                    for p in b * 32..(b + 1) * 32 {
+                        let wv = f64::from(wd[c * k + p]);
+                        want += f64::from(xs[r * k + p]) * wv;
+                        bound += step / 2.0 * wv.abs();
+                    }
+                }
+                let err = (f64::from(got[r * n + c]) - want).abs();
+                assert!(err <= bound, "({r},{c}): {} vs {want}, bound {bound}", got[r * n + c]);
+                worst = worst.max(err / bound);
+                sum_ratio += err / bound;
+            }
+        }
+        let mean = sum_ratio / (m * n) as f64;
+        assert!(mean < 0.2, "mean error {mean} of the bound (worst {worst})");
+        // A NaN or an infinity in an input row makes that row's products NaN, as in f32,
+        // and leaves the other rows as they were.
+        for bad in [f32::NAN, f32::INFINITY] {
+            let mut xs = xs.clone();
+            xs[5 * k + 100] = bad;
+            let x = Tensor::from_vec(xs, (m, k), &dev)?;
+            let y = matmul_t_each(&x, &[Weight::Q8(&q)])?.expect("the kernel takes it");
+            let y = y[0].flatten_all()?.to_vec1::<f32>()?;
+            assert!(y[5 * n..6 * n].iter().all(|v| v.is_nan()), "{bad} in row 5");
+            assert_eq!(&y[..5 * n], &got[..5 * n]);
         }
         Ok(())
     }

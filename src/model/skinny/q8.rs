@@ -1,13 +1,20 @@
 //! Q8_0 weights (GGML's format: blocks of 32 signed bytes sharing one scale) as the kernel
-//! reads them: each weight row's bytes contiguous, the scales beside them.
+//! reads them, in one of two layouts chosen when the weight is quantized:
+//!
+//! - *rows*: each weight row's bytes contiguous, the scales beside them. Each thread turns
+//!   a few weight rows at a time back into f32 (a panel that stays in L1) and runs the f32
+//!   register tiles over it, so every input row reuses the panel: the multiply-adds are
+//!   the f32 kernel's, the weights cost a quarter of the memory and of the reads.
+//! - *interleaved* (CPUs with AVX-512 VNNI): groups of 16 weight rows, and within a group
+//!   and a block, 4 consecutive bytes of each of the 16 rows side by side, so one 64-byte
+//!   load feeds `vpdpbusd` with 4 multiply-adds for each of 16 output columns
+//!   (`vnni.rs`). The input rows are quantized too (Q8_0, once per pass), so the
+//!   multiply-adds are int8 and no weight is turned back into f32.
 //!
 //! Why the kernel takes them itself: candle's Q8_0 matmul quantizes the activations too
 //! and runs one dot product per row and column. At a prefill's ~100 rows that reached 16 %
 //! of the f32 matmul rate, and a SmolLM2 query took 3.3-3.8 s against 0.76-0.97 s in f32
-//! (docs/PERFORMANCE.md, "Q8_0 through the kernel"). Here each thread turns a few weight
-//! rows at a time back into f32 (a panel that stays in L1) and runs the f32 register tiles
-//! over it, so every input row reuses the panel: the multiply-adds are the f32 kernel's,
-//! the weights cost a quarter of the memory and of the reads.
+//! (docs/PERFORMANCE.md, "Q8_0 through the kernel").
 //!
 //! The values are candle's own Q8_0 quantization (`QTensor::quantize`), so the rounding is
 //! GGML's; only the layout differs.
@@ -20,19 +27,62 @@ use crate::error::{Error, Result};
 
 /// Elements per Q8_0 block.
 pub(crate) const BLOCK: usize = 32;
+/// Weight rows per group of the interleaved layout: one 512-bit vector of i32 sums.
+pub(crate) const GROUP: usize = 16;
+/// Bytes of one row that sit together in the interleaved layout: one i32 lane of
+/// `vpdpbusd`.
+const QUAD: usize = 4;
 
-/// A `[rows, cols]` weight in Q8_0: `values[r * cols + c]` times `scales[r * cols / 32 + c /
-/// 32]` is the weight.
-pub(crate) struct Q8Weight {
+/// How a [`Q8Weight`] lays its values out (the module's documentation says why two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Q8Layout {
+    /// `values[r * cols + c]`, `scales[r * cols / 32 + c / 32]`.
+    Rows,
+    /// Rows padded to whole groups of [`GROUP`]; group `g`, block `b`, quad `q` of the
+    /// block, row `l` of the group, byte `e` of the quad at
+    /// `((g * blocks + b) * 8 + q) * 64 + l * 4 + e`; `scales` and `sums` at
+    /// `(g * blocks + b) * 16 + l`.
+    Interleaved,
+}
+
+impl Q8Layout {
+    /// The layout the kernel reads fastest on this CPU: interleaved where it has AVX-512
+    /// VNNI, unless `PATCHREC_Q8=rows` asks for the row layout (to compare the two on one
+    /// machine; read once per process).
+    pub(crate) fn best() -> Self {
+        static BEST: std::sync::OnceLock<Q8Layout> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| {
+            let rows = std::env::var("PATCHREC_Q8").is_ok_and(|v| v == "rows");
+            if super::vnni::runs() && !rows {
+                Q8Layout::Interleaved
+            } else {
+                Q8Layout::Rows
+            }
+        })
+    }
+}
+
+/// A `[rows, cols]` weight in Q8_0, laid out as its [`Q8Layout`] says.
+pub struct Q8Weight {
     rows: usize,
     cols: usize,
+    layout: Q8Layout,
     values: Vec<i8>,
     scales: Vec<f32>,
+    /// Interleaved only: 128 times the sum of each row's values in each block, which
+    /// `vpdpbusd` adds too many when it reads the input as `x + 128` (unsigned).
+    sums: Vec<i32>,
 }
 
 impl Q8Weight {
-    /// Quantizes `w` `[rows, cols]`; `None` when `cols` is not a multiple of 32.
+    /// Quantizes `w` `[rows, cols]` in this CPU's best layout; `None` when `cols` is not
+    /// a multiple of 32.
     pub(crate) fn quantize(w: &Tensor) -> Result<Option<Self>> {
+        Self::quantize_as(w, Q8Layout::best())
+    }
+
+    /// [`Q8Weight::quantize`] in the given layout.
+    pub fn quantize_as(w: &Tensor, layout: Q8Layout) -> Result<Option<Self>> {
         let (rows, cols) = w.dims2()?;
         if cols % BLOCK != 0 {
             return Ok(None);
@@ -55,33 +105,97 @@ impl Q8Weight {
             scales.push(f16::from_le_bytes([block[0], block[1]]).to_f32());
             values.extend(block[2..].iter().map(|&b| b as i8));
         }
-        Ok(Some(Q8Weight {
+        let weight = Q8Weight {
             rows,
             cols,
+            layout: Q8Layout::Rows,
             values,
             scales,
+            sums: Vec::new(),
+        };
+        Ok(Some(match layout {
+            Q8Layout::Rows => weight,
+            Q8Layout::Interleaved => weight.interleaved(),
         }))
+    }
+
+    /// This row-layout weight in the interleaved layout.
+    fn interleaved(self) -> Self {
+        let (rows, cols) = (self.rows, self.cols);
+        let blocks = cols / BLOCK;
+        let groups = rows.div_ceil(GROUP);
+        let mut values = vec![0i8; groups * GROUP * cols];
+        let mut scales = vec![0f32; groups * blocks * GROUP];
+        let mut sums = vec![0i32; groups * blocks * GROUP];
+        for r in 0..rows {
+            let (g, l) = (r / GROUP, r % GROUP);
+            for b in 0..blocks {
+                let src = &self.values[r * cols + b * BLOCK..][..BLOCK];
+                let at = (g * blocks + b) * GROUP + l;
+                scales[at] = self.scales[r * blocks + b];
+                sums[at] = 128 * src.iter().map(|&v| i32::from(v)).sum::<i32>();
+                for (q, quad) in src.chunks_exact(QUAD).enumerate() {
+                    let dst = ((g * blocks + b) * (BLOCK / QUAD) + q) * GROUP * QUAD + l * QUAD;
+                    values[dst..dst + QUAD].copy_from_slice(quad);
+                }
+            }
+        }
+        Q8Weight {
+            rows,
+            cols,
+            layout: Q8Layout::Interleaved,
+            values,
+            scales,
+            sums,
+        }
     }
 
     pub(crate) fn rows(&self) -> usize {
         self.rows
     }
 
-    pub(crate) fn cols(&self) -> usize {
+    pub fn cols(&self) -> usize {
         self.cols
+    }
+
+    pub(crate) fn layout(&self) -> Q8Layout {
+        self.layout
+    }
+
+    /// The interleaved layout's values, scales and sums (as [`Q8Layout::Interleaved`]
+    /// describes them); `None` in the row layout.
+    pub(crate) fn groups(&self) -> Option<(&[i8], &[f32], &[i32])> {
+        (self.layout == Q8Layout::Interleaved).then_some((&self.values, &self.scales, &self.sums))
     }
 
     /// Rows `first..first + out.len() / cols` as f32 into `out`.
     pub(crate) fn dequantize_rows(&self, first: usize, out: &mut [f32]) {
-        let start = first * self.cols;
-        let values = &self.values[start..start + out.len()];
-        let scales = &self.scales[start / BLOCK..(start + out.len()).div_ceil(BLOCK)];
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: AVX2 was just detected.
-            return unsafe { dequantize_avx2(values, scales, out) };
+        match self.layout {
+            Q8Layout::Rows => {
+                let start = first * self.cols;
+                let values = &self.values[start..start + out.len()];
+                let scales = &self.scales[start / BLOCK..(start + out.len()).div_ceil(BLOCK)];
+                #[cfg(target_arch = "x86_64")]
+                if std::is_x86_feature_detected!("avx2") {
+                    // SAFETY: AVX2 was just detected.
+                    return unsafe { dequantize_avx2(values, scales, out) };
+                }
+                dequantize(values, scales, out)
+            }
+            // Only the fallbacks and the tests read this layout as f32: a plain loop.
+            Q8Layout::Interleaved => {
+                let blocks = self.cols / BLOCK;
+                for (i, row) in out.chunks_exact_mut(self.cols).enumerate() {
+                    let (g, l) = ((first + i) / GROUP, (first + i) % GROUP);
+                    for (c, o) in row.iter_mut().enumerate() {
+                        let (b, q, e) = (c / BLOCK, c % BLOCK / QUAD, c % QUAD);
+                        let at = ((g * blocks + b) * (BLOCK / QUAD) + q) * GROUP * QUAD;
+                        let v = self.values[at + l * QUAD + e];
+                        *o = f32::from(v) * self.scales[(g * blocks + b) * GROUP + l];
+                    }
+                }
+            }
         }
-        dequantize(values, scales, out)
     }
 
     /// The whole weight as an f32 tensor (the fallback where the kernel does not apply,
@@ -119,28 +233,32 @@ mod tests {
     use super::*;
 
     /// The values are candle's Q8_0: dequantizing gives what candle's dequantization
-    /// gives, for whole weights and for a run of rows from the middle.
+    /// gives, in both layouts (7 rows: a part-filled group), for whole weights and for a
+    /// run of rows from the middle.
     #[test]
     fn matches_candles_q8_0() -> Result<()> {
         let dev = Device::Cpu;
         let w = (Tensor::randn(0f32, 1.0, (7, 96), &dev)? * 3.0)?;
-        let ours = Q8Weight::quantize(&w)?.expect("96 columns are 3 blocks");
         let theirs = QTensor::quantize(&w, GgmlDType::Q8_0)?.dequantize(&dev)?;
-        let diff = (ours.dequantize(&dev)? - &theirs)?
-            .abs()?
-            .max_all()?
-            .to_scalar::<f32>()?;
-        assert_eq!(diff, 0.0);
-        // Quantization did round (the format is not f32 in disguise) ...
+        for layout in [Q8Layout::Rows, Q8Layout::Interleaved] {
+            let ours = Q8Weight::quantize_as(&w, layout)?.expect("96 columns are 3 blocks");
+            assert_eq!(ours.layout(), layout);
+            let diff = (ours.dequantize(&dev)? - &theirs)?
+                .abs()?
+                .max_all()?
+                .to_scalar::<f32>()?;
+            assert_eq!(diff, 0.0, "{layout:?}");
+            // Rows 2..5 alone are those rows of the whole.
+            let mut rows = vec![0f32; 3 * 96];
+            ours.dequantize_rows(2, &mut rows);
+            assert_eq!(
+                rows,
+                theirs.narrow(0, 2, 3)?.flatten_all()?.to_vec1::<f32>()?
+            );
+        }
+        // Quantization did round (the format is not f32 in disguise).
         let err = (&theirs - &w)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert!(err > 0.0 && err < 0.05, "rounding error {err}");
-        // ... and rows 2..5 alone are those rows of the whole.
-        let mut rows = vec![0f32; 3 * 96];
-        ours.dequantize_rows(2, &mut rows);
-        assert_eq!(
-            rows,
-            theirs.narrow(0, 2, 3)?.flatten_all()?.to_vec1::<f32>()?
-        );
         assert!(
             Q8Weight::quantize(&Tensor::zeros((2, 40), candle_core::DType::F32, &dev)?)?.is_none()
         );

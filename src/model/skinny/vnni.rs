@@ -1,0 +1,314 @@
+//! Q8_0 weights times Q8_0 input rows with AVX-512 VNNI: int8 multiply-adds, four per
+//! 32-bit lane, sixteen output columns per instruction.
+//!
+//! Why: with f32 multiply-adds over weights turned back into f32 (`q8.rs`'s row layout),
+//! a 20-row decode pass costs what an f32 pass costs, since it is bound by the multiply-adds
+//! and not by the bytes read. `vpdpbusd` does 64 multiply-adds where an f32 FMA does 16.
+//!
+//! How: the input rows are quantized once per pass as GGML quantizes activations for its
+//! Q8_0 dot products (a scale per block of 32, values rounded to -127..=127), and stored
+//! as `x + 128` since `vpdpbusd` multiplies unsigned by signed bytes; the weight's
+//! interleaved layout (`q8.rs`) carries `128 * Σ w` per block and row to take that offset
+//! back out. A register tile holds the i32 sums of up to 4 input rows against 2 groups of
+//! 16 weight rows; each block of 32 columns ends in one conversion to f32 and one
+//! multiply-add by the two blocks' scales, so the f32 work is a sixteenth of the int8
+//! work's instructions. Lanes are output columns, so no horizontal sums are needed.
+
+use super::q8::{BLOCK, GROUP, Q8Weight};
+
+/// Whether this CPU has the instructions the kernel uses.
+pub(crate) fn runs() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Input rows `[m, k]` quantized to Q8_0 (`k` a multiple of 32): `values[i * k + p]` is
+/// the rounded `x[i, p] / scales[i * k / 32 + p / 32]`, plus 128. A block that holds a NaN
+/// or an infinity gets a NaN scale, so the products it enters are NaN, as they are in
+/// f32, and the model's checks see them.
+pub(crate) struct QuantizedRows {
+    m: usize,
+    k: usize,
+    values: Vec<u8>,
+    scales: Vec<f32>,
+}
+
+impl QuantizedRows {
+    /// Quantizes `x` `[m, k]`; `None` when `k` is not a multiple of 32.
+    pub(crate) fn new(x: &[f32], m: usize, k: usize) -> Option<Self> {
+        if !k.is_multiple_of(BLOCK) || x.len() < m * k {
+            return None;
+        }
+        let mut values = vec![0u8; m * k];
+        let mut scales = vec![0f32; m * k / BLOCK];
+        let x = &x[..m * k];
+        #[cfg(target_arch = "x86_64")]
+        if runs() {
+            // SAFETY: `runs()` includes AVX-512F.
+            unsafe { imp::quantize(x, &mut values, &mut scales) };
+            return Some(QuantizedRows {
+                m,
+                k,
+                values,
+                scales,
+            });
+        }
+        for ((v, s), x) in values
+            .chunks_exact_mut(BLOCK)
+            .zip(&mut scales)
+            .zip(x.chunks_exact(BLOCK))
+        {
+            let (d, inv) = block_scale(x.iter().fold(0f32, |a, &v| a.max(v.abs())));
+            *s = if x.iter().all(|v| v.is_finite()) { d } else { f32::NAN };
+            for (v, &x) in v.iter_mut().zip(x) {
+                *v = ((x * inv).round_ties_even() as i32 + 128) as u8;
+            }
+        }
+        Some(QuantizedRows {
+            m,
+            k,
+            values,
+            scales,
+        })
+    }
+
+    /// Row `i` as f32 again (the tests' reference).
+    #[cfg(test)]
+    pub(crate) fn dequantize_row(&self, i: usize) -> Vec<f32> {
+        (0..self.k)
+            .map(|p| {
+                (f32::from(self.values[i * self.k + p]) - 128.0)
+                    * self.scales[(i * self.k + p) / BLOCK]
+            })
+            .collect()
+    }
+}
+
+/// A block's scale and its inverse, from the largest magnitude in it: GGML's
+/// `quantize_row_q8_0`, with the scale kept in f32 and ties rounded to even (as the
+/// vector conversion does; GGML rounds them away from zero).
+fn block_scale(amax: f32) -> (f32, f32) {
+    let d = amax / 127.0;
+    (d, if d > 0.0 { 1.0 / d } else { 0.0 })
+}
+
+/// `out[i * ld + j - lo] = x[i] · w[j]` for every row `i` of `x` and the weight rows
+/// `lo..hi`.
+///
+/// # Safety
+/// [`runs`] is true; `w` is interleaved with `w.cols() == x`'s `k`; `lo <= hi <=
+/// w.rows()`; `out[i * ld + c]` is writable for `i < x.rows()`, `c < hi - lo`, and no
+/// other thread writes those elements meanwhile.
+pub(crate) unsafe fn columns(
+    x: &QuantizedRows,
+    w: &Q8Weight,
+    lo: usize,
+    hi: usize,
+    out: *mut f32,
+    ld: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the caller's contract.
+    unsafe {
+        imp::columns(x, w, lo, hi, out, ld)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (x, w, lo, hi, out, ld);
+}
+
+#[cfg(target_arch = "x86_64")]
+mod imp {
+    use std::arch::x86_64::*;
+
+    use super::{BLOCK, GROUP, Q8Weight, QuantizedRows, block_scale};
+
+    /// [`QuantizedRows::new`]'s values and scales for `x`, a block of 32 at a time.
+    /// Why vectorized: rounding through `f32::round` calls libm for each element, and
+    /// that took as long as the products themselves.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn quantize(x: &[f32], values: &mut [u8], scales: &mut [f32]) {
+        let offset = _mm512_set1_epi32(128);
+        for ((v, s), x) in values
+            .chunks_exact_mut(BLOCK)
+            .zip(scales.iter_mut())
+            .zip(x.chunks_exact(BLOCK))
+        {
+            unsafe {
+                let (a, b) = (_mm512_loadu_ps(x.as_ptr()), _mm512_loadu_ps(x.as_ptr().add(16)));
+                let (a_abs, b_abs) = (_mm512_abs_ps(a), _mm512_abs_ps(b));
+                let (d, inv) = block_scale(_mm512_reduce_max_ps(_mm512_max_ps(a_abs, b_abs)));
+                let inf = _mm512_set1_ps(f32::INFINITY);
+                let finite = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a_abs, inf)
+                    & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(b_abs, inf);
+                *s = if finite == 0xFFFF { d } else { f32::NAN };
+                let inv = _mm512_set1_ps(inv);
+                for (half, x) in [a, b].into_iter().enumerate() {
+                    // Rounded to the nearest, ties to even (the default rounding mode).
+                    let q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(x, inv)), offset);
+                    _mm_storeu_si128(v.as_mut_ptr().add(half * 16).cast(), _mm512_cvtepi32_epi8(q));
+                }
+            }
+        }
+    }
+
+    /// Input rows per register tile: `MR x 2` accumulators of i32 and as many of f32, two
+    /// weight vectors and a broadcast input stay within the 32 registers.
+    const MR: usize = 4;
+    /// Bytes of one group's block: 8 quads of 16 rows of 4 bytes.
+    const GROUP_BLOCK: usize = GROUP * BLOCK;
+
+    /// As [`super::columns`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn columns(
+        x: &QuantizedRows,
+        w: &Q8Weight,
+        lo: usize,
+        hi: usize,
+        out: *mut f32,
+        ld: usize,
+    ) {
+        let Some((values, scales, sums)) = w.groups() else {
+            return;
+        };
+        if lo >= hi || x.m == 0 {
+            return;
+        }
+        let blocks = x.k / BLOCK;
+        let (g_first, g_last) = (lo / GROUP, (hi - 1) / GROUP);
+        let mut g = g_first;
+        while g <= g_last {
+            let pair = g < g_last;
+            // Output columns of groups `g` (and `g + 1`) that lie in `lo..hi`, as masks.
+            let mask = |g: usize| -> __mmask16 {
+                let first = lo.saturating_sub(g * GROUP).min(GROUP);
+                let end = hi.saturating_sub(g * GROUP).min(GROUP);
+                (((1u32 << end) - 1) & !((1u32 << first) - 1)) as __mmask16
+            };
+            let gs = [g, (g + 1).min(g_last)];
+            // The pair after next, which the first tile of rows pulls towards the core
+            // while it computes (the tiles that follow read this pair from L1 and would
+            // leave the memory bus idle): without it a pass streamed its weights at a
+            // fifth of the read bandwidth.
+            let ahead = g + 2 * AHEAD;
+            let t = Tile {
+                ahead: (ahead < g_last).then(|| {
+                    [ahead, ahead + 1].map(|g| values.as_ptr().add(g * blocks * GROUP_BLOCK))
+                }),
+                w: gs.map(|g| values.as_ptr().add(g * blocks * GROUP_BLOCK)),
+                scales: gs.map(|g| scales.as_ptr().add(g * blocks * GROUP)),
+                sums: gs.map(|g| sums.as_ptr().add(g * blocks * GROUP)),
+                masks: [mask(g), mask(g + 1)],
+                // Column `g * GROUP` of the weight is column `g * GROUP - lo` of `out`,
+                // which may lie before `out` (masked off): offsets, not pointers.
+                col: g as isize * GROUP as isize - lo as isize,
+                blocks,
+                k: x.k,
+                ld,
+            };
+            let mut i = 0;
+            while i < x.m {
+                let r = (x.m - i).min(MR);
+                let xv = x.values.as_ptr().add(i * x.k);
+                let xs = x.scales.as_ptr().add(i * blocks);
+                let o = out.wrapping_add(i * ld);
+                match (r, pair, i == 0 && t.ahead.is_some()) {
+                    (4, true, true) => tile::<4, 2, true>(&t, xv, xs, o),
+                    (4, true, false) => tile::<4, 2, false>(&t, xv, xs, o),
+                    (3, true, true) => tile::<3, 2, true>(&t, xv, xs, o),
+                    (3, true, false) => tile::<3, 2, false>(&t, xv, xs, o),
+                    (2, true, true) => tile::<2, 2, true>(&t, xv, xs, o),
+                    (2, true, false) => tile::<2, 2, false>(&t, xv, xs, o),
+                    (1, true, true) => tile::<1, 2, true>(&t, xv, xs, o),
+                    (1, true, false) => tile::<1, 2, false>(&t, xv, xs, o),
+                    (4, false, _) => tile::<4, 1, false>(&t, xv, xs, o),
+                    (3, false, _) => tile::<3, 1, false>(&t, xv, xs, o),
+                    (2, false, _) => tile::<2, 1, false>(&t, xv, xs, o),
+                    _ => tile::<1, 1, false>(&t, xv, xs, o),
+                }
+                i += r;
+            }
+            g += if pair { 2 } else { 1 };
+        }
+    }
+
+    /// Pairs of groups ahead that the first tile of rows prefetches. One pair ahead left
+    /// the first pass waiting on memory; see the bench in docs/PERFORMANCE.md.
+    const AHEAD: usize = 2;
+
+    /// One or two groups of weight rows, as a tile reads them.
+    struct Tile {
+        /// The groups to prefetch, where they exist.
+        ahead: Option<[*const i8; 2]>,
+        w: [*const i8; 2],
+        scales: [*const f32; 2],
+        sums: [*const i32; 2],
+        masks: [__mmask16; 2],
+        col: isize,
+        blocks: usize,
+        k: usize,
+        ld: usize,
+    }
+
+    /// `R` quantized input rows (`xv`, `xs`; `k` apart) against `G` groups of `t`, written
+    /// to `o[r * ld + col + c]` where the group's mask has column `c`. With `PREFETCH`,
+    /// `t.ahead`'s groups are prefetched into L2, a cache line of each per load.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[inline]
+    unsafe fn tile<const R: usize, const G: usize, const PREFETCH: bool>(
+        t: &Tile,
+        xv: *const u8,
+        xs: *const f32,
+        o: *mut f32,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); G]; R];
+        unsafe {
+            for b in 0..t.blocks {
+                let mut dot = [[_mm512_setzero_si512(); G]; R];
+                for q in 0..BLOCK / 4 {
+                    let at = b * GROUP_BLOCK + q * 64;
+                    let wv: [__m512i; G] =
+                        std::array::from_fn(|g| _mm512_loadu_si512(t.w[g].add(at).cast()));
+                    if PREFETCH {
+                        if let Some(ahead) = t.ahead {
+                            for p in ahead {
+                                _mm_prefetch::<_MM_HINT_T1>(p.add(at));
+                            }
+                        }
+                    }
+                    for (r, dot_r) in dot.iter_mut().enumerate() {
+                        let four = xv.add(r * t.k + b * BLOCK + q * 4).cast::<i32>();
+                        let xb = _mm512_set1_epi32(four.read_unaligned());
+                        for (d, wg) in dot_r.iter_mut().zip(&wv) {
+                            *d = _mm512_dpbusd_epi32(*d, xb, *wg);
+                        }
+                    }
+                }
+                for g in 0..G {
+                    let sw = _mm512_loadu_ps(t.scales[g].add(b * GROUP));
+                    let offset = _mm512_loadu_si512(t.sums[g].add(b * GROUP).cast());
+                    for r in 0..R {
+                        let s = _mm512_mul_ps(sw, _mm512_set1_ps(*xs.add(r * t.blocks + b)));
+                        let d = _mm512_cvtepi32_ps(_mm512_sub_epi32(dot[r][g], offset));
+                        acc[r][g] = _mm512_fmadd_ps(d, s, acc[r][g]);
+                    }
+                }
+            }
+            for (r, acc_r) in acc.iter().enumerate() {
+                for (g, a) in acc_r.iter().enumerate() {
+                    // The first unmasked column lies inside `out`; the masked ones are
+                    // never touched, so the offset may point before it.
+                    let at = o.wrapping_offset(r as isize * t.ld as isize + t.col + (g * GROUP) as isize);
+                    _mm512_mask_storeu_ps(at, t.masks[g], *a);
+                }
+            }
+        }
+    }
+}
