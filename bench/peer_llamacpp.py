@@ -44,7 +44,28 @@ def parse_args():
     p.add_argument("--prompts", default=None, help="export-prompts folder: its prompt lengths and decode steps give the floor")
     p.add_argument("--max-prompts", type=int, default=None)
     p.add_argument("--json", default=None)
+    p.add_argument("--quantize", choices=["q8_0"], default=None,
+                   help="first quantize --gguf (f32) with llama.cpp's own quantizer and measure that")
     return p.parse_args()
+
+
+# llama.cpp's file types (include/llama.h, enum llama_ftype).
+FTYPES = {"q8_0": 7}
+
+
+def quantize(llama_cpp, gguf, kind):
+    """llama.cpp's own quantizer (llama_model_quantize) on `gguf`, written beside it."""
+    out = os.path.splitext(gguf)[0] + f".{kind}.gguf"
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = FTYPES[kind]
+    params.nthread = os.cpu_count() or 1
+    t0 = time.perf_counter()
+    rc = llama_cpp.llama_model_quantize(gguf.encode(), out.encode(), params)
+    if rc != 0:
+        sys.exit(f"llama_model_quantize({gguf}, {kind}) failed with {rc}")
+    print(f"quantized {gguf} to {kind} with llama.cpp's quantizer in {time.perf_counter() - t0:.1f} s: {out}",
+          file=sys.stderr)
+    return out
 
 
 def main():
@@ -56,6 +77,8 @@ def main():
         with open(os.path.join(args.prompts, "prompts.json")) as f:
             manifest = json.load(f)
     threads = args.threads or (manifest or {}).get("threads") or os.cpu_count()
+    if args.quantize:
+        args.gguf = quantize(llama_cpp, args.gguf, args.quantize)
     sizes = sorted({int(t) for t in args.tokens.split(",") if t.strip()})
     prompts = []
     if manifest:
@@ -134,6 +157,7 @@ def main():
     if args.json:
         report = {
             "peer": "llama.cpp",
+            "precision": args.quantize or "as the GGUF holds it",
             "llama_cpp_python": llama_cpp.__version__,
             "gguf": os.path.abspath(args.gguf),
             "threads": threads,

@@ -13,6 +13,9 @@
 #    decode step and the floor P / prefill_tok_s + S * step_ms per prompt;
 # 5. one side-by-side table.
 #
+# PRECISION=q8_0 quantizes both sides: ours with `--quantize q8_0`, llama.cpp's GGUF with
+# llama.cpp's own quantizer from the same f32 weights (transformers stays f32).
+#
 # Defaults: CHECKPOINT = SmolLM2-135M-Instruct converted into .cache/smollm2/ckpt (made if
 # missing), ITEMS = ../shared/data/ml-100k/items.tsv if present else examples/cpp/movies.tsv,
 # LAYOUT = pft-s:5, LENGTH = 100. Environment: USERS (prompts, default 5), THREADS (default
@@ -39,28 +42,27 @@ fi
 layout="${3:-pft-s:5}"
 length="${4:-100}"
 users="${USERS:-5}"
+precision="${PRECISION:-f32}"
+case "$precision" in
+  f32) quantize=() ;;
+  q8_0) quantize=(--quantize q8_0) ;;
+  *) echo "peers: PRECISION must be f32 or q8_0, not $precision" >&2; exit 2 ;;
+esac
 threads="${THREADS:-$(nproc)}"
 budget="${PEER_BUDGET_S:-240}"
-out="${OUT:-$here/results/${layout//:/}-$length}"
+out="${OUT:-$here/results/${layout//:/}-$length-$precision}"
 peers="${PATCHREC_PEERS:-$HOME/.cache/patchrec/peers}"
 py="$peers/venv/bin/python"
 mkdir -p "$out"
 
 say() { echo "peers: $*" >&2; }
 
-# Timings need an otherwise idle machine. On a busy one, OpenMP's spinning workers (torch's
-# and llama.cpp's) wait for descheduled peers at every barrier: llama.cpp with 2 threads on
-# 2 busy cores was measured 1000x slower per step than with OMP_WAIT_POLICY=passive. So on a
-# loaded machine the OpenMP peers run with passive waiting, and the table says so.
-load="$(cut -d' ' -f1 /proc/loadavg)"
-export PEERS_START_LOAD="$load"
-if awk -v l="$load" -v n="$(nproc)" 'BEGIN { exit !(l > n * 0.5) }'; then
-  say "WARNING: load average $load on $(nproc) cores: timings will be noisy"
-  if [ -z "${OMP_WAIT_POLICY:-}" ]; then
-    export OMP_WAIT_POLICY=passive
-    say "OMP_WAIT_POLICY=passive for the peers (busy machine)"
-  fi
-fi
+# Every stack runs with its own default settings (no OpenMP wait policy or thread pinning
+# chosen for it). Each timed run goes through bench/busy.py, which measures the CPU other
+# processes used meanwhile; runs where they kept more than 0.1 of a core busy are marked
+# "under load" in the table ($out/load.jsonl has the figures).
+busy() { python3 "$here/busy.py" --log "$out/load.jsonl" --label "$@"; }
+rm -f "$out/load.jsonl"
 
 # --- 1. peers --------------------------------------------------------------------------
 bash "$here/setup-peers.sh" || say "setup-peers found no working peer; only our own figures follow"
@@ -89,14 +91,15 @@ if [ "$checkpoint" = "$root/.cache/smollm2/ckpt" ]; then
   fi
 fi
 say "exporting $users prompts: $layout, history $length, $threads threads ($out/prompts)"
-RAYON_NUM_THREADS="$threads" "$bin" export-prompts --checkpoint "$checkpoint" --items "$items" \
-  --layout "$layout" --length "$length" --users "$users" --k 20 --beam-width 20 --out "$out/prompts"
+RAYON_NUM_THREADS="$threads" busy ours "$bin" export-prompts --checkpoint "$checkpoint" \
+  --items "$items" --layout "$layout" --length "$length" --users "$users" --k 20 --beam-width 20 \
+  --out "$out/prompts" "${quantize[@]}"
 
 # --- 3. transformers -------------------------------------------------------------------
 rm -f "$out/transformers.json" "$out/llamacpp.json"
 if [ "$have_transformers" = 1 ]; then
   say "transformers peer"
-  "$py" "$here/peer_transformers.py" --checkpoint "$checkpoint" --prompts "$out/prompts" \
+  busy transformers "$py" "$here/peer_transformers.py" --checkpoint "$checkpoint" --prompts "$out/prompts" \
     --threads "$threads" --budget-s "$budget" --json "$out/transformers.json" \
     || say "transformers peer failed (see above)"
 else
@@ -106,11 +109,13 @@ fi
 # --- 4. llama.cpp ----------------------------------------------------------------------
 if [ "$have_llamacpp" = 1 ]; then
   gguf="$out/model.f32.gguf"
-  precision="f32, the same weights as our checkpoint"
+  peer_precision="f32, the same weights as our checkpoint"
+  [ "$precision" = q8_0 ] && peer_precision="Q8_0 by llama.cpp's quantizer from the same f32 weights"
   if ! "$py" "$here/hf_to_gguf.py" --checkpoint "$checkpoint" --out "$gguf"; then
     if [ -n "$q41" ]; then
       gguf="$q41"
-      precision="Q4_1 (NOT our precision: the f32 GGUF could not be written)"
+      peer_precision="Q4_1 (NOT our precision: the f32 GGUF could not be written)"
+      quantize=()
       echo "llama.cpp: falling back to the Q4_1 GGUF $q41 -- NOT the same precision as ours (f32)"
     else
       gguf=""
@@ -118,10 +123,11 @@ if [ "$have_llamacpp" = 1 ]; then
     fi
   fi
   if [ -n "$gguf" ]; then
-    say "llama.cpp peer on $gguf ($precision)"
-    "$py" "$here/peer_llamacpp.py" --gguf "$gguf" --tokens 20,100,500 --threads "$threads" \
-      --prompts "$out/prompts" --json "$out/llamacpp.json" || say "llama.cpp peer failed (see above)"
-    echo "$precision" >"$out/llamacpp.precision"
+    say "llama.cpp peer on $gguf ($peer_precision)"
+    busy llama.cpp "$py" "$here/peer_llamacpp.py" --gguf "$gguf" --tokens 20,100,500 \
+      --threads "$threads" --prompts "$out/prompts" --json "$out/llamacpp.json" "${quantize[@]}" \
+      || say "llama.cpp peer failed (see above)"
+    echo "$peer_precision" >"$out/llamacpp.precision"
   fi
 else
   echo "skipping llama.cpp: not installed (bench/setup-peers.sh said why)"
@@ -141,12 +147,23 @@ print(f"## Peers: {m['layout']}, history {m['history_length']}, top-{m['k']} of 
       f"(median {statistics.median(p['len'] for p in m['prompts'])} positions, "
       f"median {statistics.median(p['decode_steps'] for p in m['prompts'])} decode steps)")
 print()
-notes = [f"load average at start: {os.environ.get('PEERS_START_LOAD', '?')} on {os.cpu_count()} cores"
-         f"; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"]
+load = {}
+lp = os.path.join(out, "load.jsonl")
+if os.path.exists(lp):
+    for line in open(lp):
+        r = json.loads(line)
+        load[r["label"]] = r
+def busy(label):
+    r = load.get(label)
+    if r is None:
+        return "load not measured"
+    mark = "UNDER LOAD, not comparable" if r["under_load"] else "idle"
+    return f"others used {r['others_cores']:.2f} cores ({mark})"
+notes = [f"our weights: {m.get('precision', 'f32')}; every stack with its default settings"]
 print("| stack | median ms/query | ours median ms | ratio | notes |")
 print("|---|---|---|---|---|")
 print(f"| libpatchrec (ours) | {statistics.median(ours):.1f} | {statistics.median(ours):.1f} | 1.00 | "
-      f"prefill {statistics.median(p['prefill_ms'] for p in m['prompts']):.1f} ms + decode |")
+      f"prefill {statistics.median(p['prefill_ms'] for p in m['prompts']):.1f} ms + decode; {busy('ours')} |")
 tj = os.path.join(out, "transformers.json")
 if os.path.exists(tj):
     t = json.load(open(tj))
@@ -158,7 +175,7 @@ if os.path.exists(tj):
                 "beam-lp0": "plain beam search, length_penalty 0 (our algorithm)"}.get(mode, "")
         print(f"| transformers {t['transformers']} {mode} | {r['median_ms']:.1f} | {r['ours_median_ms']:.1f} | "
               f"{r['ratio_median']:.2f}x slower than ours | {note}; overlap@{t['k']} {r['mean_overlap']:.2f}, "
-              f"same order {r['same_order']}/{r['prompts_timed']} |")
+              f"same order {r['same_order']}/{r['prompts_timed']}; f32; {busy('transformers')} |")
     notes.append(f"transformers parity: max |logits - ours| {par['max_abs_diff']:.3g} "
                  f"(relative to max |logit| {par['max_relative']:.3g}), same argmax in "
                  f"{sum(r['same_argmax'] for r in par['per_prompt'])}/{len(par['per_prompt'])} prompts")
@@ -172,7 +189,7 @@ if os.path.exists(lj):
     prec = open(os.path.join(out, "llamacpp.precision")).read().strip()
     print(f"| llama.cpp floor (P/prefill + S*step) | {l['median_floor_ms']:.1f} | {l['median_ours_ms']:.1f} | "
           f"ours {l['median_ours_ms'] / l['median_floor_ms']:.2f}x the floor | batch-1 step {l['step_ms']:.2f} ms; "
-          f"{prec} |")
+          f"{prec}; {busy('llama.cpp')} |")
 else:
     print("| llama.cpp floor | - | - | - | not run |")
 for n in notes:

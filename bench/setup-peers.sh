@@ -76,11 +76,12 @@ else
 fi
 
 # --- llama.cpp peer --------------------------------------------------------------------
-llama_ok() { "$py" -c 'import llama_cpp, gguf' >/dev/null 2>&1; }
+# gguf, safetensors and numpy: bench/hf_to_gguf.py writes the f32 GGUF of our checkpoint.
+llama_ok() { "$py" -c 'import llama_cpp, gguf, safetensors, numpy' >/dev/null 2>&1; }
 if ! want llamacpp; then
   echo "skipping llama.cpp: not in PATCHREC_PEERS_ONLY=$only"
-elif ! "$py" -c 'import gguf' >/dev/null 2>&1; then
-  pip_q gguf numpy || true
+elif ! "$py" -c 'import gguf, safetensors, numpy' >/dev/null 2>&1; then
+  pip_q gguf safetensors numpy || true
 fi
 if want llamacpp && ! "$py" -c 'import llama_cpp' >/dev/null 2>&1; then
   # A fresh machine may have a compiler but no cmake: PyPI's `cmake` wheel puts one in the
@@ -117,7 +118,7 @@ if ! want llamacpp; then
 elif llama_ok; then
   ok_llamacpp=1
 elif "$py" -c 'import llama_cpp' >/dev/null 2>&1; then
-  echo "skipping llama.cpp: the gguf package did not install (needed to write the f32 GGUF)"
+  echo "skipping llama.cpp: gguf, safetensors or numpy did not install (needed to write the f32 GGUF)"
 else
   echo "skipping llama.cpp: llama-cpp-python did not build (see $peers/llama-build.log)"
 fi

@@ -53,6 +53,8 @@ pub struct ExportManifest {
     pub prompts: Vec<ExportedPrompt>,
     /// Threads our side used.
     pub threads: usize,
+    /// The weights' format on our side: "f32", or the quantization (`q8_0`, `q4_0`).
+    pub precision: String,
 }
 
 pub struct ExportOptions {
@@ -138,6 +140,10 @@ pub fn export_prompts(
         title_tokens: snap.items().map(|i| i.tokens.clone()).collect(),
         prompts,
         threads: rayon::current_num_threads(),
+        precision: model
+            .llama()
+            .quantization()
+            .map_or_else(|| "f32".to_string(), |q| q.to_string()),
     };
     let st = out.join("prompts.safetensors");
     candle_core::safetensors::save(&tensors, &st)

@@ -6,7 +6,6 @@ use patchrec::catalog::tsv::read_items_tsv;
 use patchrec::Catalog;
 use patchrec::Layout;
 use patchrec::Model;
-use patchrec::ModelOptions;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -29,10 +28,15 @@ pub struct Args {
     pub beam_width: usize,
     #[arg(long)]
     pub out: PathBuf,
+    /// Serve from quantized weights: q8_0 or q4_0 (the exported embeddings stay f32, as
+    /// the embedding table does)
+    #[arg(long)]
+    pub quantize: Option<String>,
 }
 
 pub fn run(args: Args) -> patchrec::Result<()> {
-    let model = Arc::new(Model::load(&args.checkpoint, &ModelOptions::default())?);
+    let options = crate::load::model_options(None, &args.quantize)?;
+    let model = Arc::new(Model::load(&args.checkpoint, &options)?);
     let catalog = Catalog::new(model)?;
     catalog.add_batch(&read_items_tsv(&args.items)?)?;
     let opts = crate::bench::ExportOptions {
