@@ -40,8 +40,8 @@ pub enum Q8Layout {
     Rows,
     /// Rows padded to whole groups of [`GROUP`]; group `g`, block `b`, quad `q` of the
     /// block, row `l` of the group, byte `e` of the quad at
-    /// `((g * blocks + b) * 8 + q) * 64 + l * 4 + e`; `scales` and `sums` at
-    /// `(g * blocks + b) * 16 + l`.
+    /// `((g * blocks + b) * 8 + q) * 64 + l * 4 + e`, as `w + 128` (an unsigned byte, for
+    /// `vpdpbusd`); `scales` at `(g * blocks + b) * 16 + l`.
     Interleaved,
 }
 
@@ -69,9 +69,6 @@ pub struct Q8Weight {
     layout: Q8Layout,
     values: Vec<i8>,
     scales: Vec<f32>,
-    /// Interleaved only: 128 times the sum of each row's values in each block, which
-    /// `vpdpbusd` adds too many when it reads the input as `x + 128` (unsigned).
-    sums: Vec<i32>,
 }
 
 impl Q8Weight {
@@ -111,7 +108,6 @@ impl Q8Weight {
             layout: Q8Layout::Rows,
             values,
             scales,
-            sums: Vec::new(),
         };
         Ok(Some(match layout {
             Q8Layout::Rows => weight,
@@ -126,17 +122,17 @@ impl Q8Weight {
         let groups = rows.div_ceil(GROUP);
         let mut values = vec![0i8; groups * GROUP * cols];
         let mut scales = vec![0f32; groups * blocks * GROUP];
-        let mut sums = vec![0i32; groups * blocks * GROUP];
         for r in 0..rows {
             let (g, l) = (r / GROUP, r % GROUP);
             for b in 0..blocks {
                 let src = &self.values[r * cols + b * BLOCK..][..BLOCK];
                 let at = (g * blocks + b) * GROUP + l;
                 scales[at] = self.scales[r * blocks + b];
-                sums[at] = 128 * src.iter().map(|&v| i32::from(v)).sum::<i32>();
                 for (q, quad) in src.chunks_exact(QUAD).enumerate() {
                     let dst = ((g * blocks + b) * (BLOCK / QUAD) + q) * GROUP * QUAD + l * QUAD;
-                    values[dst..dst + QUAD].copy_from_slice(quad);
+                    for (d, &v) in values[dst..dst + QUAD].iter_mut().zip(quad) {
+                        *d = unsigned(v);
+                    }
                 }
             }
         }
@@ -146,7 +142,6 @@ impl Q8Weight {
             layout: Q8Layout::Interleaved,
             values,
             scales,
-            sums,
         }
     }
 
@@ -162,10 +157,17 @@ impl Q8Weight {
         self.layout
     }
 
-    /// The interleaved layout's values, scales and sums (as [`Q8Layout::Interleaved`]
-    /// describes them); `None` in the row layout.
-    pub(crate) fn groups(&self) -> Option<(&[i8], &[f32], &[i32])> {
-        (self.layout == Q8Layout::Interleaved).then_some((&self.values, &self.scales, &self.sums))
+    /// The interleaved layout's values (`w + 128`, as unsigned bytes) and scales (as
+    /// [`Q8Layout::Interleaved`] describes them); `None` in the row layout.
+    pub(crate) fn groups(&self) -> Option<(&[u8], &[f32])> {
+        (self.layout == Q8Layout::Interleaved).then(|| {
+            // SAFETY: i8 and u8 have the same size and alignment, and every bit pattern
+            // is valid for both.
+            let bytes = unsafe {
+                std::slice::from_raw_parts(self.values.as_ptr().cast::<u8>(), self.values.len())
+            };
+            (bytes, &self.scales[..])
+        })
     }
 
     /// Rows `first..first + out.len() / cols` as f32 into `out`.
@@ -190,7 +192,7 @@ impl Q8Weight {
                     for (c, o) in row.iter_mut().enumerate() {
                         let (b, q, e) = (c / BLOCK, c % BLOCK / QUAD, c % QUAD);
                         let at = ((g * blocks + b) * (BLOCK / QUAD) + q) * GROUP * QUAD;
-                        let v = self.values[at + l * QUAD + e];
+                        let v = signed(self.values[at + l * QUAD + e]);
                         *o = f32::from(v) * self.scales[(g * blocks + b) * GROUP + l];
                     }
                 }
@@ -205,6 +207,17 @@ impl Q8Weight {
         self.dequantize_rows(0, &mut out);
         Ok(Tensor::from_vec(out, (self.rows, self.cols), device)?)
     }
+}
+
+/// `w + 128` as the byte `vpdpbusd` reads unsigned (stored in an `i8`): the sign bit
+/// flipped.
+fn unsigned(w: i8) -> i8 {
+    w ^ i8::MIN
+}
+
+/// The weight back from [`unsigned`]'s byte.
+fn signed(b: i8) -> i8 {
+    b ^ i8::MIN
 }
 
 /// Written as a plain loop over whole blocks so that the compiler vectorizes it (sign

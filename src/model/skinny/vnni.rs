@@ -6,13 +6,15 @@
 //! and not by the bytes read. `vpdpbusd` does 64 multiply-adds where an f32 FMA does 16.
 //!
 //! How: the input rows are quantized once per pass as GGML quantizes activations for its
-//! Q8_0 dot products (a scale per block of 32, values rounded to -127..=127), and stored
-//! as `x + 128` since `vpdpbusd` multiplies unsigned by signed bytes; the weight's
-//! interleaved layout (`q8.rs`) carries `128 * Σ w` per block and row to take that offset
-//! back out. A register tile holds the i32 sums of up to 4 input rows against 2 groups of
-//! 16 weight rows; each block of 32 columns ends in one conversion to f32 and one
-//! multiply-add by the two blocks' scales, so the f32 work is a sixteenth of the int8
-//! work's instructions. Lanes are output columns, so no horizontal sums are needed.
+//! Q8_0 dot products (a scale per block of 32, values rounded to -127..=127). `vpdpbusd`
+//! multiplies unsigned bytes by signed ones: the weight's interleaved layout (`q8.rs`)
+//! stores `w + 128`, and the input stays signed, so that four input bytes can be
+//! broadcast from memory as part of the instruction (`{1to16}`) rather than by one
+//! instruction of their own. Each row's block also keeps `-128 * Σ x`, which the i32 sums
+//! start from to take the offset back out. A register tile holds the i32 sums of up to 4
+//! input rows against 2 groups of 16 weight rows; each block of 32 columns ends in one
+//! conversion to f32, one product of the two blocks' scales and one multiply-add. Lanes
+//! are output columns, so no horizontal sums are needed.
 
 use super::q8::{BLOCK, GROUP, Q8Weight};
 
@@ -31,14 +33,16 @@ pub(crate) fn runs() -> bool {
 }
 
 /// Input rows `[m, k]` quantized to Q8_0 (`k` a multiple of 32): `values[i * k + p]` is
-/// the rounded `x[i, p] / scales[i * k / 32 + p / 32]`, plus 128. A block that holds a NaN
-/// or an infinity gets a NaN scale, so the products it enters are NaN, as they are in
-/// f32, and the model's checks see them.
+/// the rounded `x[i, p] / scales[i * k / 32 + p / 32]`, and `offsets[i * k / 32 + p / 32]`
+/// is -128 times the sum of its block's values. A block that holds a NaN or an infinity
+/// gets a NaN scale, so the products it enters are NaN, as they are in f32, and the
+/// model's checks see them.
 pub(crate) struct QuantizedRows {
     m: usize,
     k: usize,
-    values: Vec<u8>,
+    values: Vec<i8>,
     scales: Vec<f32>,
+    offsets: Vec<i32>,
 }
 
 impl QuantizedRows {
@@ -47,36 +51,42 @@ impl QuantizedRows {
         if !k.is_multiple_of(BLOCK) || x.len() < m * k {
             return None;
         }
-        let mut values = vec![0u8; m * k];
+        let mut values = vec![0i8; m * k];
         let mut scales = vec![0f32; m * k / BLOCK];
         let x = &x[..m * k];
         #[cfg(target_arch = "x86_64")]
-        if runs() {
+        let vectorized = runs();
+        #[cfg(not(target_arch = "x86_64"))]
+        let vectorized = false;
+        if vectorized {
             // SAFETY: `runs()` includes AVX-512F.
-            unsafe { imp::quantize(x, &mut values, &mut scales) };
-            return Some(QuantizedRows {
-                m,
-                k,
-                values,
-                scales,
-            });
-        }
-        for ((v, s), x) in values
-            .chunks_exact_mut(BLOCK)
-            .zip(&mut scales)
-            .zip(x.chunks_exact(BLOCK))
-        {
-            let (d, inv) = block_scale(x.iter().fold(0f32, |a, &v| a.max(v.abs())));
-            *s = if x.iter().all(|v| v.is_finite()) { d } else { f32::NAN };
-            for (v, &x) in v.iter_mut().zip(x) {
-                *v = ((x * inv).round_ties_even() as i32 + 128) as u8;
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                imp::quantize(x, &mut values, &mut scales)
+            };
+        } else {
+            for ((v, s), x) in values
+                .chunks_exact_mut(BLOCK)
+                .zip(&mut scales)
+                .zip(x.chunks_exact(BLOCK))
+            {
+                let (d, inv) = block_scale(x.iter().fold(0f32, |a, &v| a.max(v.abs())));
+                *s = if x.iter().all(|v| v.is_finite()) { d } else { f32::NAN };
+                for (v, &x) in v.iter_mut().zip(x) {
+                    *v = (x * inv).round_ties_even() as i8;
+                }
             }
         }
+        let offsets = values
+            .chunks_exact(BLOCK)
+            .map(|b| -128 * b.iter().map(|&v| i32::from(v)).sum::<i32>())
+            .collect();
         Some(QuantizedRows {
             m,
             k,
             values,
             scales,
+            offsets,
         })
     }
 
@@ -84,10 +94,7 @@ impl QuantizedRows {
     #[cfg(test)]
     pub(crate) fn dequantize_row(&self, i: usize) -> Vec<f32> {
         (0..self.k)
-            .map(|p| {
-                (f32::from(self.values[i * self.k + p]) - 128.0)
-                    * self.scales[(i * self.k + p) / BLOCK]
-            })
+            .map(|p| f32::from(self.values[i * self.k + p]) * self.scales[(i * self.k + p) / BLOCK])
             .collect()
     }
 }
@@ -134,8 +141,7 @@ mod imp {
     /// Why vectorized: rounding through `f32::round` calls libm for each element, and
     /// that took as long as the products themselves.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn quantize(x: &[f32], values: &mut [u8], scales: &mut [f32]) {
-        let offset = _mm512_set1_epi32(128);
+    pub(super) unsafe fn quantize(x: &[f32], values: &mut [i8], scales: &mut [f32]) {
         for ((v, s), x) in values
             .chunks_exact_mut(BLOCK)
             .zip(scales.iter_mut())
@@ -152,7 +158,7 @@ mod imp {
                 let inv = _mm512_set1_ps(inv);
                 for (half, x) in [a, b].into_iter().enumerate() {
                     // Rounded to the nearest, ties to even (the default rounding mode).
-                    let q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(x, inv)), offset);
+                    let q = _mm512_cvtps_epi32(_mm512_mul_ps(x, inv));
                     _mm_storeu_si128(v.as_mut_ptr().add(half * 16).cast(), _mm512_cvtepi32_epi8(q));
                 }
             }
@@ -175,7 +181,7 @@ mod imp {
         out: *mut f32,
         ld: usize,
     ) {
-        let Some((values, scales, sums)) = w.groups() else {
+        let Some((values, scales)) = w.groups() else {
             return;
         };
         if lo >= hi || x.m == 0 {
@@ -204,7 +210,6 @@ mod imp {
                 }),
                 w: gs.map(|g| values.as_ptr().add(g * blocks * GROUP_BLOCK)),
                 scales: gs.map(|g| scales.as_ptr().add(g * blocks * GROUP)),
-                sums: gs.map(|g| sums.as_ptr().add(g * blocks * GROUP)),
                 masks: [mask(g), mask(g + 1)],
                 // Column `g * GROUP` of the weight is column `g * GROUP - lo` of `out`,
                 // which may lie before `out` (masked off): offsets, not pointers.
@@ -218,20 +223,21 @@ mod imp {
                 let r = (x.m - i).min(MR);
                 let xv = x.values.as_ptr().add(i * x.k);
                 let xs = x.scales.as_ptr().add(i * blocks);
+                let xo = x.offsets.as_ptr().add(i * blocks);
                 let o = out.wrapping_add(i * ld);
                 match (r, pair, i == 0 && t.ahead.is_some()) {
-                    (4, true, true) => tile::<4, 2, true>(&t, xv, xs, o),
-                    (4, true, false) => tile::<4, 2, false>(&t, xv, xs, o),
-                    (3, true, true) => tile::<3, 2, true>(&t, xv, xs, o),
-                    (3, true, false) => tile::<3, 2, false>(&t, xv, xs, o),
-                    (2, true, true) => tile::<2, 2, true>(&t, xv, xs, o),
-                    (2, true, false) => tile::<2, 2, false>(&t, xv, xs, o),
-                    (1, true, true) => tile::<1, 2, true>(&t, xv, xs, o),
-                    (1, true, false) => tile::<1, 2, false>(&t, xv, xs, o),
-                    (4, false, _) => tile::<4, 1, false>(&t, xv, xs, o),
-                    (3, false, _) => tile::<3, 1, false>(&t, xv, xs, o),
-                    (2, false, _) => tile::<2, 1, false>(&t, xv, xs, o),
-                    _ => tile::<1, 1, false>(&t, xv, xs, o),
+                    (4, true, true) => tile::<4, 2, true>(&t, (xv, xs, xo), o),
+                    (4, true, false) => tile::<4, 2, false>(&t, (xv, xs, xo), o),
+                    (3, true, true) => tile::<3, 2, true>(&t, (xv, xs, xo), o),
+                    (3, true, false) => tile::<3, 2, false>(&t, (xv, xs, xo), o),
+                    (2, true, true) => tile::<2, 2, true>(&t, (xv, xs, xo), o),
+                    (2, true, false) => tile::<2, 2, false>(&t, (xv, xs, xo), o),
+                    (1, true, true) => tile::<1, 2, true>(&t, (xv, xs, xo), o),
+                    (1, true, false) => tile::<1, 2, false>(&t, (xv, xs, xo), o),
+                    (4, false, _) => tile::<4, 1, false>(&t, (xv, xs, xo), o),
+                    (3, false, _) => tile::<3, 1, false>(&t, (xv, xs, xo), o),
+                    (2, false, _) => tile::<2, 1, false>(&t, (xv, xs, xo), o),
+                    _ => tile::<1, 1, false>(&t, (xv, xs, xo), o),
                 }
                 i += r;
             }
@@ -246,10 +252,9 @@ mod imp {
     /// One or two groups of weight rows, as a tile reads them.
     struct Tile {
         /// The groups to prefetch, where they exist.
-        ahead: Option<[*const i8; 2]>,
-        w: [*const i8; 2],
+        ahead: Option<[*const u8; 2]>,
+        w: [*const u8; 2],
         scales: [*const f32; 2],
-        sums: [*const i32; 2],
         masks: [__mmask16; 2],
         col: isize,
         blocks: usize,
@@ -257,21 +262,24 @@ mod imp {
         ld: usize,
     }
 
-    /// `R` quantized input rows (`xv`, `xs`; `k` apart) against `G` groups of `t`, written
+    /// `R` quantized input rows (values, scales and offsets; `k` apart) against `G` groups of `t`, written
     /// to `o[r * ld + col + c]` where the group's mask has column `c`. With `PREFETCH`,
     /// `t.ahead`'s groups are prefetched into L2, a cache line of each per load.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     #[inline]
     unsafe fn tile<const R: usize, const G: usize, const PREFETCH: bool>(
         t: &Tile,
-        xv: *const u8,
-        xs: *const f32,
+        (xv, xs, xo): (*const i8, *const f32, *const i32),
         o: *mut f32,
     ) {
         let mut acc = [[_mm512_setzero_ps(); G]; R];
         unsafe {
             for b in 0..t.blocks {
-                let mut dot = [[_mm512_setzero_si512(); G]; R];
+                // The i32 sums start from `-128 * Σ x`, which takes out what reading the
+                // weights as `w + 128` adds.
+                let mut dot: [[__m512i; G]; R] = std::array::from_fn(|r| {
+                    [_mm512_set1_epi32(*xo.add(r * t.blocks + b)); G]
+                });
                 for q in 0..BLOCK / 4 {
                     let at = b * GROUP_BLOCK + q * 64;
                     let wv: [__m512i; G] =
@@ -279,7 +287,7 @@ mod imp {
                     if PREFETCH {
                         if let Some(ahead) = t.ahead {
                             for p in ahead {
-                                _mm_prefetch::<_MM_HINT_T1>(p.add(at));
+                                _mm_prefetch::<_MM_HINT_T1>(p.add(at).cast());
                             }
                         }
                     }
@@ -287,17 +295,15 @@ mod imp {
                         let four = xv.add(r * t.k + b * BLOCK + q * 4).cast::<i32>();
                         let xb = _mm512_set1_epi32(four.read_unaligned());
                         for (d, wg) in dot_r.iter_mut().zip(&wv) {
-                            *d = _mm512_dpbusd_epi32(*d, xb, *wg);
+                            *d = _mm512_dpbusd_epi32(*d, *wg, xb);
                         }
                     }
                 }
                 for g in 0..G {
                     let sw = _mm512_loadu_ps(t.scales[g].add(b * GROUP));
-                    let offset = _mm512_loadu_si512(t.sums[g].add(b * GROUP).cast());
                     for r in 0..R {
                         let s = _mm512_mul_ps(sw, _mm512_set1_ps(*xs.add(r * t.blocks + b)));
-                        let d = _mm512_cvtepi32_ps(_mm512_sub_epi32(dot[r][g], offset));
-                        acc[r][g] = _mm512_fmadd_ps(d, s, acc[r][g]);
+                        acc[r][g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r][g]), s, acc[r][g]);
                     }
                 }
             }
