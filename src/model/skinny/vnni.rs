@@ -8,10 +8,10 @@
 //! How: the input rows are quantized once per pass as GGML quantizes activations for its
 //! Q8_0 dot products (a scale per block of 32, values rounded to -127..=127). `vpdpbusd`
 //! multiplies unsigned bytes by signed ones: the weight's interleaved layout (`q8.rs`)
-//! stores `w + 128`, and the input stays signed, so that four input bytes can be
-//! broadcast from memory as part of the instruction (`{1to16}`) rather than by one
-//! instruction of their own. Each row's block also keeps `-128 * Σ x`, which the i32 sums
-//! start from to take the offset back out. A register tile holds the i32 sums of up to 4
+//! stores `w + 128`, and the input stays signed. Each input row's block keeps
+//! `-128 * Σ x`, which the i32 sums start from to take the offset back out: computed once
+//! per pass for the few input rows, where the same correction on the weights' side would
+//! cost 4 bytes per block of every weight row. A register tile holds the i32 sums of up to 4
 //! input rows against 2 groups of 16 weight rows; each block of 32 columns ends in one
 //! conversion to f32, one product of the two blocks' scales and one multiply-add. Lanes
 //! are output columns, so no horizontal sums are needed.
