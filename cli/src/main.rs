@@ -23,10 +23,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// 10 ms later (its default `purge_delay`), for the training commands: a training step
 /// frees and allocates the same tensors of many MB again and again, and each return made
 /// the next allocation fault in zeroed pages again. `perf` put 19 % of a packed LoRA step
-/// on 2 threads in the kernel's page clearing, and keeping the memory took SmolLM2's
-/// stream-s:5 stage from 1.98 to 3.30 samples/s (docs/PERFORMANCE.md, "Training
+/// on 2 threads in the kernel's page clearing; keeping the memory made SmolLM2's
+/// stream-s:5 stage 1.07-1.30x faster in paired runs (docs/PERFORMANCE.md, "Training
 /// throughput"). The cost is that the process keeps its peak footprint.
+/// `PATCHREC_KEEP_FREED=0` leaves mimalloc's default, to compare the two.
 fn keep_freed_memory() {
+    if std::env::var("PATCHREC_KEEP_FREED").is_ok_and(|v| v == "0") {
+        return;
+    }
     // `mi_option_set` and `mi_option_purge_delay` (15 in the `mi_option_t` enum of the
     // mimalloc v2 and v3 headers that libmimalloc-sys 0.1.49 builds), declared here since
     // libmimalloc-sys exports neither without its `extended` feature.
