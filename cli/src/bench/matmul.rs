@@ -87,34 +87,45 @@ pub fn decode_stack_ms(
     let x1536 = Tensor::rand(0f32, 1.0, (rows, 1536), device)?;
     let bytes = weights.iter().map(|w| w.elem_count() * 4).sum();
     let input = |w: &Tensor| if w.dims()[1] == 576 { &x576 } else { &x1536 };
-    let time = |f: &dyn Fn(&Tensor) -> Result<Option<Tensor>>| -> Result<Option<f64>> {
-        let mut best = f64::INFINITY;
-        for round in 0..=repeats.max(1) {
-            let started = Instant::now();
-            for w in &weights {
-                if f(w)?.is_none() {
-                    return Ok(None);
-                }
-            }
-            device.synchronize()?;
-            // Round 0 warms up.
-            if round > 0 {
-                best = best.min(started.elapsed().as_secs_f64());
+    let candle = best_pass_ms(&weights, repeats, device, |w| {
+        Ok(Some(input(w).matmul(&w.t()?)?))
+    })?;
+    let ours = best_pass_ms(&weights, repeats, device, |w| {
+        patchrec::model::skinny::matmul_t_limited(input(w), w, false)
+    })?;
+    Ok((candle.unwrap_or(f64::NAN), ours, bytes))
+}
+
+/// Milliseconds for one pass of `product` over every weight of `weights`, best of
+/// `repeats` timed passes after one warm-up; `None` when `product` declines any weight.
+fn best_pass_ms<W>(
+    weights: &[W],
+    repeats: usize,
+    device: &Device,
+    product: impl Fn(&W) -> Result<Option<Tensor>>,
+) -> Result<Option<f64>> {
+    let mut best = f64::INFINITY;
+    for round in 0..=repeats.max(1) {
+        let started = Instant::now();
+        for w in weights {
+            if product(w)?.is_none() {
+                return Ok(None);
             }
         }
-        Ok(Some(best * 1e3))
-    };
-    let candle = time(&|w| Ok(Some(input(w).matmul(&w.t()?)?)))?;
-    let ours = time(&|w| patchrec::model::skinny::matmul_t_limited(input(w), w, false))?;
-    Ok((candle.unwrap_or(f64::NAN), ours, bytes))
+        device.synchronize()?;
+        // Round 0 warms up.
+        if round > 0 {
+            best = best.min(started.elapsed().as_secs_f64());
+        }
+    }
+    Ok(Some(best * 1e3))
 }
 
 /// The Q8_0 counterpart of [`decode_stack_ms`]: milliseconds for `rows` rows through
 /// `layers` layers of SmolLM2's projections in Q8_0, with the weights in the row layout
 /// (turned back into f32 a panel at a time) and, where this CPU has AVX-512 VNNI, in the
 /// interleaved layout (int8 multiply-adds); best of `repeats` each. Also the bytes each
-/// layout's pass reads (values, scales and, interleaved, the per-block sums) and the
-/// multiply-adds of a pass.
+/// layout's pass reads (values and scales) and the multiply-adds of a pass.
 pub fn decode_stack_q8_ms(
     rows: usize,
     layers: usize,
@@ -129,39 +140,30 @@ pub fn decode_stack_q8_ms(
         }
     }
     let macs = dense.iter().map(|w| w.elem_count() * rows).sum();
-    let elems: usize = dense.iter().map(|w| w.elem_count()).sum();
     let x576 = Tensor::randn(0f32, 1.0, (rows, 576), device)?;
     let x1536 = Tensor::randn(0f32, 1.0, (rows, 1536), device)?;
-    let time = |layout: Q8Layout| -> Result<Option<f64>> {
+    // (milliseconds, bytes read) of a pass with the weights in `layout`.
+    let time = |layout: Q8Layout| -> Result<(Option<f64>, usize)> {
         let weights: Vec<Q8Weight> = dense
             .iter()
             .map(|w| Ok(Q8Weight::quantize_as(w, layout)?.expect("whole blocks")))
             .collect::<Result<_>>()?;
-        let mut best = f64::INFINITY;
-        for round in 0..=repeats.max(1) {
-            let started = Instant::now();
-            for w in &weights {
-                let x = if w.cols() == 576 { &x576 } else { &x1536 };
-                if q8_matmul_t(x, w)?.is_none() {
-                    return Ok(None);
-                }
-            }
-            if round > 0 {
-                best = best.min(started.elapsed().as_secs_f64());
-            }
-        }
-        Ok(Some(best * 1e3))
+        let ms = best_pass_ms(&weights, repeats, device, |w| {
+            q8_matmul_t(if w.cols() == 576 { &x576 } else { &x1536 }, w)
+        })?;
+        Ok((ms, weights.iter().map(Q8Weight::bytes).sum()))
     };
-    let int8 = if patchrec::model::skinny::int8_kernel() {
+    let (int8_ms, int8_bytes) = if patchrec::model::skinny::int8_kernel() {
         time(Q8Layout::Interleaved)?
     } else {
-        None
+        (None, 0)
     };
+    let (rows_ms, rows_bytes) = time(Q8Layout::Rows)?;
     Ok(Q8StackTimes {
-        rows_ms: time(Q8Layout::Rows)?.unwrap_or(f64::NAN),
-        int8_ms: int8,
-        rows_bytes: elems + elems / 32 * 4,
-        int8_bytes: elems + elems / 32 * 8,
+        rows_ms: rows_ms.unwrap_or(f64::NAN),
+        int8_ms,
+        rows_bytes,
+        int8_bytes,
         macs,
     })
 }
@@ -174,7 +176,7 @@ pub struct Q8StackTimes {
     pub int8_ms: Option<f64>,
     /// Bytes a pass reads in the row layout.
     pub rows_bytes: usize,
-    /// Bytes a pass reads in the interleaved layout.
+    /// Bytes a pass reads in the interleaved layout (0 without AVX-512 VNNI).
     pub int8_bytes: usize,
     /// Multiply-adds of a pass.
     pub macs: usize,

@@ -312,16 +312,13 @@ fn rows_times_each(
     }
     let Params { lanes, mr, nr, .. } = isa.params();
     let packed = pack_rows(x, m, k, mr, lanes);
-    // Interleaved Q8_0 weights take the input quantized, once for all of them.
-    let int8 = ws
+    // Interleaved Q8_0 weights take the input quantized, once for all of them (where the
+    // CPU runs the int8 kernel; elsewhere they go through the panels like the row layout).
+    let quantized = ws
         .iter()
         .any(|w| matches!(w, Rows::Q8(q) if q.layout() == Q8Layout::Interleaved))
-        && vnni::runs();
-    let quantized = if int8 {
-        vnni::QuantizedRows::new(x, m, k)
-    } else {
-        None
-    };
+        .then(|| vnni::QuantizedRows::new(x, m, k))
+        .flatten();
     // Threads take disjoint ranges of weight rows, i.e. of output columns, and write them
     // in place: for the output head (49,152 columns) a transposed buffer and a pass to put
     // it back cost 7 ms of a ~30 ms product (one thread, strided writes).
@@ -390,6 +387,7 @@ fn rows_times_each(
     outs
 }
 
+/// The greatest common divisor (for the least common multiple of a tile and a group).
 fn gcd(a: usize, b: usize) -> usize {
     if b == 0 { a } else { gcd(b, a % b) }
 }

@@ -153,6 +153,11 @@ impl Q8Weight {
         self.cols
     }
 
+    /// Bytes of values and scales a product reads (padding rows included).
+    pub fn bytes(&self) -> usize {
+        self.values.len() + self.scales.len() * std::mem::size_of::<f32>()
+    }
+
     pub(crate) fn layout(&self) -> Q8Layout {
         self.layout
     }

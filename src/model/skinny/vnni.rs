@@ -46,37 +46,19 @@ pub(crate) struct QuantizedRows {
 }
 
 impl QuantizedRows {
-    /// Quantizes `x` `[m, k]`; `None` when `k` is not a multiple of 32.
+    /// Quantizes `x` `[m, k]`; `None` when `k` is not a multiple of 32 or the CPU lacks
+    /// the kernel's instructions ([`runs`]), as only the kernel reads these rows.
     pub(crate) fn new(x: &[f32], m: usize, k: usize) -> Option<Self> {
-        if !k.is_multiple_of(BLOCK) || x.len() < m * k {
+        if !k.is_multiple_of(BLOCK) || x.len() < m * k || !runs() {
             return None;
         }
         let mut values = vec![0i8; m * k];
         let mut scales = vec![0f32; m * k / BLOCK];
-        let x = &x[..m * k];
         #[cfg(target_arch = "x86_64")]
-        let vectorized = runs();
-        #[cfg(not(target_arch = "x86_64"))]
-        let vectorized = false;
-        if vectorized {
-            // SAFETY: `runs()` includes AVX-512F.
-            #[cfg(target_arch = "x86_64")]
-            unsafe {
-                imp::quantize(x, &mut values, &mut scales)
-            };
-        } else {
-            for ((v, s), x) in values
-                .chunks_exact_mut(BLOCK)
-                .zip(&mut scales)
-                .zip(x.chunks_exact(BLOCK))
-            {
-                let (d, inv) = block_scale(x.iter().fold(0f32, |a, &v| a.max(v.abs())));
-                *s = if x.iter().all(|v| v.is_finite()) { d } else { f32::NAN };
-                for (v, &x) in v.iter_mut().zip(x) {
-                    *v = (x * inv).round_ties_even() as i8;
-                }
-            }
-        }
+        // SAFETY: `runs()` includes AVX-512F.
+        unsafe {
+            imp::quantize(&x[..m * k], &mut values, &mut scales)
+        };
         let offsets = values
             .chunks_exact(BLOCK)
             .map(|b| -128 * b.iter().map(|&v| i32::from(v)).sum::<i32>())
@@ -97,14 +79,6 @@ impl QuantizedRows {
             .map(|p| f32::from(self.values[i * self.k + p]) * self.scales[(i * self.k + p) / BLOCK])
             .collect()
     }
-}
-
-/// A block's scale and its inverse, from the largest magnitude in it: GGML's
-/// `quantize_row_q8_0`, with the scale kept in f32 and ties rounded to even (as the
-/// vector conversion does; GGML rounds them away from zero).
-fn block_scale(amax: f32) -> (f32, f32) {
-    let d = amax / 127.0;
-    (d, if d > 0.0 { 1.0 / d } else { 0.0 })
 }
 
 /// `out[i * ld + j - lo] = x[i] · w[j]` for every row `i` of `x` and the weight rows
@@ -135,7 +109,15 @@ pub(crate) unsafe fn columns(
 mod imp {
     use std::arch::x86_64::*;
 
-    use super::{BLOCK, GROUP, Q8Weight, QuantizedRows, block_scale};
+    use super::{BLOCK, GROUP, Q8Weight, QuantizedRows};
+
+    /// A block's scale and its inverse, from the largest magnitude in it: GGML's
+    /// `quantize_row_q8_0`, with the scale kept in f32 and ties rounded to even (as the
+    /// vector conversion does; GGML rounds them away from zero).
+    fn block_scale(amax: f32) -> (f32, f32) {
+        let d = amax / 127.0;
+        (d, if d > 0.0 { 1.0 / d } else { 0.0 })
+    }
 
     /// [`QuantizedRows::new`]'s values and scales for `x`, a block of 32 at a time.
     /// Why vectorized: rounding through `f32::round` calls libm for each element, and
