@@ -43,6 +43,22 @@ fn keep_freed_memory() {
     unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
 }
 
+/// Stops candle's element-wise worker pool from spinning after each operation, for the
+/// training commands. Between element-wise operations the pool's workers spin (25,000
+/// pauses by default) before they sleep, while the matrix products run on rayon's
+/// threads: on 2 cores the spinning worker takes a core from them. Paired runs of
+/// `RAYON_NUM_THREADS=2 patchrec bench-train --config bench/smollm2-stream-s5.toml`
+/// measured 1.49 -> 1.82 samples/s unpacked and 3.55 -> 3.75 packed with no spinning
+/// (docs/PERFORMANCE.md, "Training throughput"). A value already set is kept, so
+/// `CANDLE_BARRIER_POOL_SPIN_LIMIT=25000` compares the two.
+fn no_pool_spinning() {
+    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        // Set before the pool starts (on the first large element-wise operation) and
+        // while `main` is the only thread.
+        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "0");
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "patchrec",
@@ -111,6 +127,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
         Command::Convert(args) => commands::convert::run(args),
         Command::Train(args) => {
             keep_freed_memory();
+            no_pool_spinning();
             commands::train::run(args)
         }
         Command::ApplyAdapters(args) => commands::apply_adapters::run(args),
@@ -123,6 +140,7 @@ fn run(cli: Cli) -> patchrec::Result<()> {
         Command::BenchUsers(args) => commands::bench_users::run(args),
         Command::BenchTrain(args) => {
             keep_freed_memory();
+            no_pool_spinning();
             commands::bench_train::run(args)
         }
         Command::ExportPrompts(args) => commands::export_prompts::run(args),
