@@ -37,6 +37,20 @@ pub(crate) fn exp_nonpositive(x: f32) -> f32 {
     e_r * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
+/// `row[i] = scale * e^(row[i] - shift)` for a `shift` no smaller than any element: a
+/// row of softmax probabilities from its log-sum-exp, scaled. Eight lanes at a time where
+/// the CPU has AVX2.
+pub(crate) fn scaled_exp_in_place(row: &mut [f32], shift: f32, scale: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features the function is compiled for.
+        return unsafe { avx2::scaled_exp_in_place(row, shift, scale) };
+    }
+    for x in row {
+        *x = scale * exp_nonpositive(*x - shift);
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
     use std::arch::x86_64::*;
@@ -46,7 +60,8 @@ pub(crate) mod avx2 {
     pub(crate) fn exp8(x: __m256) -> __m256 {
         let c = _mm256_set1_ps;
         let under = _mm256_cmp_ps::<_CMP_LT_OQ>(x, c(-87.0));
-        let x = _mm256_max_ps(x, c(-87.0));
+        // `max` returns its second operand when either is NaN: a NaN stays NaN.
+        let x = _mm256_max_ps(c(-87.0), x);
         let n = _mm256_floor_ps(_mm256_fmadd_ps(x, c(super::LOG2_E), c(0.5)));
         let r = _mm256_fnmadd_ps(n, c(super::LN2_HI), x);
         let r = _mm256_fnmadd_ps(n, c(super::LN2_LO), r);
@@ -58,6 +73,24 @@ pub(crate) mod avx2 {
         let biased = _mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127));
         let two_n = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(biased));
         _mm256_andnot_ps(under, _mm256_mul_ps(e_r, two_n))
+    }
+
+    /// [`super::scaled_exp_in_place`] on eight lanes.
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) fn scaled_exp_in_place(row: &mut [f32], shift: f32, scale: f32) {
+        let (vshift, vscale) = (_mm256_set1_ps(shift), _mm256_set1_ps(scale));
+        let mut chunks = row.chunks_exact_mut(8);
+        for c in &mut chunks {
+            // SAFETY: each chunk holds 8 floats.
+            unsafe {
+                let x = _mm256_loadu_ps(c.as_ptr());
+                let e = exp8(_mm256_sub_ps(x, vshift));
+                _mm256_storeu_ps(c.as_mut_ptr(), _mm256_mul_ps(e, vscale));
+            }
+        }
+        for x in chunks.into_remainder() {
+            *x = scale * super::exp_nonpositive(*x - shift);
+        }
     }
 }
 
@@ -84,6 +117,7 @@ mod tests {
         // Subnormal results are flushed: 0, as for -inf.
         assert_eq!(exp_nonpositive(-100.0), 0.0);
         assert_eq!(exp_nonpositive(f32::NEG_INFINITY), 0.0);
+        assert!(exp_nonpositive(f32::NAN).is_nan());
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             use std::arch::x86_64::*;
@@ -99,6 +133,17 @@ mod tests {
             }
             let vector = &vector[..xs.len()];
             assert!(worst(vector) < 2.4e-7, "AVX2: {:e}", worst(vector));
+            // NaN stays NaN (a NaN logit must not turn into a probability of 0).
+            let mut nan = [0f32; 8];
+            // SAFETY: as above.
+            unsafe {
+                let e = avx2::exp8(_mm256_set1_ps(f32::NAN));
+                _mm256_storeu_ps(nan.as_mut_ptr(), e);
+            }
+            assert!(nan.iter().all(|x| x.is_nan()), "{nan:?}");
+            let mut row = [0.0, f32::NAN, -1.0];
+            scaled_exp_in_place(&mut row, 0.0, 1.0);
+            assert!(row[1].is_nan() && row[0] == 1.0, "{row:?}");
         }
     }
 }

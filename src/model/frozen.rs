@@ -10,6 +10,8 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Tensor};
 
+use super::host::with_elements;
+use super::product::{product, Mat};
 use crate::error::Result;
 
 /// `x` `[.., in]` times the transpose of `w` `[out, in]`, differentiable in `x` only.
@@ -57,37 +59,7 @@ impl CustomOp1 for FrozenProduct {
             candle_core::bail!("{}: x has {input} columns, W {w_in}", self.name());
         }
         let mut y = vec![0f32; rows * out];
-        let threads = rayon::current_num_threads();
-        let parallelism = match threads {
-            1 => gemm::Parallelism::None,
-            n => gemm::Parallelism::Rayon(n),
-        };
-        // SAFETY: `x` holds rows x input, `w` out x input, `y` rows x out elements, each
-        // row-major and contiguous, as the strides below read and write them; W^T is read
-        // through swapped strides (rows of W are W^T's columns).
-        unsafe {
-            gemm::gemm(
-                rows,
-                out,
-                input,
-                y.as_mut_ptr(),
-                1,
-                out as isize,
-                false,
-                x.as_ptr(),
-                1,
-                input as isize,
-                w.as_ptr(),
-                input as isize,
-                1,
-                0f32,
-                1f32,
-                false,
-                false,
-                false,
-                parallelism,
-            );
-        }
+        product(&mut y, Mat::new(x, rows, input), Mat::new(w, out, input).t(), false, 1.0);
         Ok((CpuStorage::F32(y), Shape::from((rows, out))))
     }
 
@@ -145,53 +117,6 @@ struct LoraProduct {
     scale: f64,
 }
 
-/// `dst = (dst if accumulate) + beta * lhs rhs^T` for row-major `lhs` `[m, k]`, `rhs`
-/// `[n, k]` and `dst` `[m, n]`.
-///
-/// Panics unless the slices hold at least `m * k`, `n * k` and `m * n` elements.
-#[allow(clippy::too_many_arguments)]
-fn product_nt(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [f32],
-    lhs: &[f32],
-    rhs: &[f32],
-    accumulate: bool,
-    beta: f32,
-) {
-    assert!(lhs.len() >= m * k && rhs.len() >= n * k && dst.len() >= m * n);
-    let parallelism = match rayon::current_num_threads() {
-        1 => gemm::Parallelism::None,
-        t => gemm::Parallelism::Rayon(t),
-    };
-    // SAFETY: the lengths are checked above; every operand is row-major and contiguous,
-    // and rhs^T is read through swapped strides.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.as_ptr(),
-            1,
-            k as isize,
-            rhs.as_ptr(),
-            k as isize,
-            1,
-            1f32,
-            beta,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
-}
-
 impl CustomOp3 for LoraProduct {
     fn name(&self) -> &'static str {
         "lora-product"
@@ -227,11 +152,13 @@ impl CustomOp3 for LoraProduct {
                 bl.dims()
             );
         }
+        let xm = Mat::new(x, rows, input);
         let mut low = vec![0f32; rows * rank];
-        product_nt(rows, rank, input, &mut low, x, a, false, 1.0);
+        product(&mut low, xm, Mat::new(a, rank, input).t(), false, 1.0);
         let mut y = vec![0f32; rows * out];
-        product_nt(rows, out, input, &mut y, x, w, false, 1.0);
-        product_nt(rows, out, rank, &mut y, &low, b, true, self.scale as f32);
+        product(&mut y, xm, Mat::new(w, out, input).t(), false, 1.0);
+        let low = Mat::new(&low, rows, rank);
+        product(&mut y, low, Mat::new(b, out, rank).t(), true, self.scale as f32);
         Ok((CpuStorage::F32(y), Shape::from((rows, out))))
     }
 
@@ -243,14 +170,45 @@ impl CustomOp3 for LoraProduct {
         _res: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (x, a, b) = (x.detach(), a.detach(), b.detach());
-        let dy = dy.contiguous()?;
-        let dy_b = dy.matmul(&b)?; // [rows, r]
-        let dx = (dy.matmul(&self.w)? + (dy_b.matmul(&a)? * self.scale)?)?;
-        let da = (dy_b.t()?.matmul(&x)? * self.scale)?;
-        let low = x.matmul(&a.t()?)?;
-        let db = (dy.t()?.matmul(&low)? * self.scale)?;
-        Ok((Some(dx), Some(da), Some(db)))
+        let [x, a, b, dy] = [x, a, b, dy].map(|t| t.detach().contiguous());
+        let (x, a, b, dy) = (x?, a?, b?, dy?);
+        let (rows, input) = x.dims2()?;
+        let (out, rank) = b.dims2()?;
+        let scale = self.scale as f32;
+        let name = self.name();
+        // Each gradient written once into its own buffer, the adapter's share of dx
+        // accumulated into it (composed, that was four tensors of dx's size).
+        let (dx, da, db) = with_elements(name, &x, |xv| {
+            with_elements(name, &a, |av| {
+                with_elements(name, &b, |bv| {
+                    with_elements(name, &dy, |dyv| {
+                        with_elements(name, &self.w, |wv| {
+                            let (xm, am) = (Mat::new(xv, rows, input), Mat::new(av, rank, input));
+                            let dym = Mat::new(dyv, rows, out);
+                            let mut dy_b = vec![0f32; rows * rank];
+                            product(&mut dy_b, dym, Mat::new(bv, out, rank), false, 1.0);
+                            let dy_b = Mat::new(&dy_b, rows, rank);
+                            let mut dx = vec![0f32; rows * input];
+                            product(&mut dx, dym, Mat::new(wv, out, input), false, 1.0);
+                            product(&mut dx, dy_b, am, true, scale);
+                            let mut da = vec![0f32; rank * input];
+                            product(&mut da, dy_b.t(), xm, false, scale);
+                            let mut low = vec![0f32; rows * rank];
+                            product(&mut low, xm, am.t(), false, 1.0);
+                            let mut db = vec![0f32; out * rank];
+                            product(&mut db, dym.t(), Mat::new(&low, rows, rank), false, scale);
+                            Ok((dx, da, db))
+                        })
+                    })
+                })
+            })
+        })?;
+        let device = x.device();
+        Ok((
+            Some(Tensor::from_vec(dx, (rows, input), device)?),
+            Some(Tensor::from_vec(da, (rank, input), device)?),
+            Some(Tensor::from_vec(db, (out, rank), device)?),
+        ))
     }
 }
 

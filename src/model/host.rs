@@ -56,3 +56,17 @@ pub(crate) fn f32_elements<'a>(
     };
     Ok(&v[start..end])
 }
+
+/// The host elements of a contiguous f32 tensor, borrowed for `f`; an error naming `op`
+/// when it is not on the CPU, not f32 or not contiguous.
+pub(crate) fn with_elements<R>(
+    op: &str,
+    t: &candle_core::Tensor,
+    f: impl FnOnce(&[f32]) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("{op}: a tensor is not on the CPU");
+    };
+    f(f32_elements(op, cpu, layout)?)
+}

@@ -132,7 +132,7 @@ fn picked_on_device(rows: &Tensor, wanted: &[Vec<u32>]) -> Result<Vec<Vec<f32>>>
 /// `ln Σ exp(x)` over `row`, shifted by its maximum so no term overflows; the sum in AVX2
 /// where the CPU has it (the crate is built for baseline x86-64, and the compiler did not
 /// vectorise the portable loop even inside an AVX2 function).
-fn log_sum_exp(row: &[f32]) -> f32 {
+pub(crate) fn log_sum_exp(row: &[f32]) -> f32 {
     let max = max_of(row);
     if max == f32::NEG_INFINITY {
         // Nothing possible: every `x - lse` is NaN, as in `log_softmax`.

@@ -214,6 +214,11 @@ pub(crate) struct TrainedRows {
 }
 
 impl TrainedRows {
+    /// The rows as this mode uses them: the variable while training, detached otherwise.
+    pub(crate) fn current(&self) -> Tensor {
+        self.tracked.view(&self.rows)
+    }
+
     /// Rows of `ids` from the frozen `table`, with the trained rows in place of theirs;
     /// differentiable with respect to the trained rows.
     pub(crate) fn lookup(&self, table: &Tensor, ids: &[u32]) -> Result<Tensor> {

@@ -135,10 +135,7 @@ pub fn batch_loss(
     }
     let flat = hidden.reshape((batch.len() * t_max, d))?;
     let picked = flat.index_select(&Tensor::new(rows.as_slice(), x.device())?, 0)?;
-    let logits = llama.logits(&picked)?;
-    let targets_t = Tensor::new(targets.as_slice(), x.device())?;
-    let logp = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?;
-    let nll_sum = logp.gather(&targets_t.unsqueeze(1)?, 1)?.sum_all()?.neg()?;
+    let nll_sum = llama.target_nll_sum(&picked, &targets)?;
     Ok(BatchLoss {
         nll_sum,
         answer_tokens: targets.len(),

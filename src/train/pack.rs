@@ -156,10 +156,7 @@ pub fn tree_loss(model: &Model, catalog: &CatalogSnapshot, tree: &PackedTree) ->
     let hidden = llama.forward_tree(&x, &tree.parents)?.squeeze(0)?;
     let device = x.device();
     let picked = hidden.index_select(&Tensor::new(tree.rows.as_slice(), device)?, 0)?;
-    let logits = llama.logits(&picked)?;
-    let targets = Tensor::new(tree.targets.as_slice(), device)?;
-    let logp = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?;
-    let nll_sum = logp.gather(&targets.unsqueeze(1)?, 1)?.sum_all()?.neg()?;
+    let nll_sum = llama.target_nll_sum(&picked, &tree.targets)?;
     Ok(BatchLoss {
         nll_sum,
         answer_tokens: tree.targets.len(),

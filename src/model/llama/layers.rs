@@ -6,6 +6,7 @@ use candle_core::Tensor;
 use super::attention::Via;
 use super::{Llama, Mlp};
 use crate::error::{Error, Result};
+use crate::model::head_loss::{target_nll, HeadTable};
 use crate::model::kv_cache::KvCache;
 use crate::model::pool::on_pool;
 use crate::model::proj::Proj;
@@ -71,6 +72,41 @@ impl Llama {
             return Ok(y);
         }
         Ok(hidden.broadcast_matmul(&head.t()?)?)
+    }
+
+    /// `Σ -ln p(target)` over the rows of `hidden` `[targets.len(), hidden]` under the
+    /// output head: a training loss, as one node of the autograd graph that trains what of
+    /// the head trains (`model::head_loss`).
+    pub fn target_nll_sum(&self, hidden: &Tensor, targets: &[u32]) -> Result<Tensor> {
+        on_pool(|| {
+            if self.head_q.is_some() {
+                let logits = self.logits_here(hidden)?;
+                let logp = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?;
+                let targets = Tensor::new(targets, hidden.device())?.unsqueeze(1)?;
+                return Ok(logp.gather(&targets, 1)?.sum_all()?.neg()?);
+            }
+            let rows;
+            let whole_or_frozen = |t| {
+                if Tensor::track_op(t) {
+                    HeadTable::Whole(t)
+                } else {
+                    HeadTable::Frozen(t)
+                }
+            };
+            let table = match (&self.lm_head, &self.trained_rows) {
+                (Some(head), _) => whole_or_frozen(head),
+                (None, Some(trained)) => {
+                    rows = trained.current();
+                    HeadTable::Rows {
+                        base: &self.embed,
+                        rows: &rows,
+                        start: trained.start,
+                    }
+                }
+                (None, None) => whole_or_frozen(&self.embed),
+            };
+            Ok(target_nll(hidden, table, targets)?.sum_all()?)
+        })
     }
 
     pub(super) fn rms_norm(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
