@@ -1,6 +1,7 @@
 //! Masked attention as one autograd node, for training: `softmax(q k^T + mask) v` whose
 //! backward pass returns the gradients of `q`, `k` and `v`, recomputing the probabilities
-//! instead of keeping them.
+//! instead of keeping them. Products, masking and softmax run on host slices, block by
+//! block (`[batch, kv heads]`), rows in parallel.
 //!
 //! Why one node: composed, it is a product, a masked sum, a softmax and a second product,
 //! each with a score-sized result (`[batch, kv_heads, rep * t, s]`: 1.4 M values per layer
@@ -8,9 +9,13 @@
 //! gradient into a fresh zero tensor of that size. Here the backward pass computes its
 //! score-sized temporaries once, outside the autograd graph.
 
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, D};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
+use rayon::prelude::*;
 
-use super::host::f32_elements;
+use super::expf::scaled_exp_in_place;
+use super::host::{f32_elements, with_elements};
+use super::logprobs::log_sum_exp;
+use super::product::{product, Mat};
 use crate::error::Result;
 
 /// `softmax(q k^T + mask) v` for `q` `[b, kvh, r, hd]` (already scaled), `k`, `v`
@@ -40,26 +45,70 @@ struct MaskedAttention {
     mask: Tensor,
 }
 
-impl MaskedAttention {
-    /// The attention probabilities `softmax(q k^T + mask)`.
-    fn probabilities(&self, q: &Tensor, k: &Tensor) -> candle_core::Result<Tensor> {
-        let scores = q.matmul(&k.t()?)?.broadcast_add(&self.mask)?;
-        candle_nn::ops::softmax_last_dim(&scores)
+/// `[batch, kv heads, rows, width]` of a contiguous operand, as its host elements.
+struct Blocks<'a> {
+    data: &'a [f32],
+    count: usize,
+    rows: usize,
+    width: usize,
+}
+
+impl<'a> Blocks<'a> {
+    fn of(name: &str, storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<Self> {
+        let (b, h, rows, width) = layout.shape().dims4()?;
+        Ok(Self {
+            data: f32_elements(name, storage, layout)?,
+            count: b * h,
+            rows,
+            width,
+        })
+    }
+
+    fn block(&self, i: usize) -> Mat<'a> {
+        let n = self.rows * self.width;
+        Mat::new(&self.data[i * n..(i + 1) * n], self.rows, self.width)
     }
 }
 
-/// A tensor over a copy of `storage`'s elements, outside any autograd graph.
-fn tensor_of(name: &str, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<Tensor> {
-    Tensor::from_slice(
-        f32_elements(name, storage, layout)?,
-        layout.shape(),
-        &candle_core::Device::Cpu,
-    )
+impl MaskedAttention {
+    const NAME: &'static str = "masked-attention";
+
+    /// The attention probabilities `softmax(q k^T + mask)` of every block, `[blocks, r, s]`.
+    fn probabilities(&self, q: &Blocks, k: &Blocks) -> candle_core::Result<Vec<f32>> {
+        let (r, s) = (q.rows, k.rows);
+        if q.count != k.count || q.width != k.width || self.mask.dims2()? != (r, s) {
+            candle_core::bail!(
+                "{}: q {}x{}x{}, k {}x{}x{}, mask {:?}",
+                Self::NAME,
+                q.count,
+                r,
+                q.width,
+                k.count,
+                s,
+                k.width,
+                self.mask.dims()
+            );
+        }
+        let mut p = vec![0f32; q.count * r * s];
+        for (i, dst) in p.chunks_exact_mut(r * s).enumerate() {
+            product(dst, q.block(i), k.block(i).t(), false, 1.0);
+        }
+        with_elements(Self::NAME, &self.mask, |mask| {
+            p.par_chunks_mut(s).enumerate().for_each(|(row, x)| {
+                let m = &mask[(row % r) * s..(row % r + 1) * s];
+                x.iter_mut().zip(m).for_each(|(x, m)| *x += m);
+                let lse = log_sum_exp(x);
+                scaled_exp_in_place(x, lse, 1.0);
+            });
+            Ok(())
+        })?;
+        Ok(p)
+    }
 }
 
 impl CustomOp3 for MaskedAttention {
     fn name(&self) -> &'static str {
-        "masked-attention"
+        Self::NAME
     }
 
     fn cpu_fwd(
@@ -71,12 +120,21 @@ impl CustomOp3 for MaskedAttention {
         vs: &CpuStorage,
         vl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let q = tensor_of(self.name(), qs, ql)?;
-        let k = tensor_of(self.name(), ks, kl)?;
-        let v = tensor_of(self.name(), vs, vl)?;
-        let y = self.probabilities(&q, &k)?.matmul(&v)?;
-        let shape = y.shape().clone();
-        Ok((CpuStorage::F32(y.flatten_all()?.to_vec1()?), shape))
+        let q = Blocks::of(Self::NAME, qs, ql)?;
+        let k = Blocks::of(Self::NAME, ks, kl)?;
+        let v = Blocks::of(Self::NAME, vs, vl)?;
+        if v.count != k.count || v.rows != k.rows {
+            candle_core::bail!("{}: k {:?}, v {:?}", Self::NAME, kl.dims(), vl.dims());
+        }
+        let p = self.probabilities(&q, &k)?;
+        let (r, s) = (q.rows, k.rows);
+        let mut y = vec![0f32; q.count * r * v.width];
+        for (i, dst) in y.chunks_exact_mut(r * v.width).enumerate() {
+            let pi = Mat::new(&p[i * r * s..(i + 1) * r * s], r, s);
+            product(dst, pi, v.block(i), false, 1.0);
+        }
+        let (b, h, _, _) = ql.shape().dims4()?;
+        Ok((CpuStorage::F32(y), Shape::from((b, h, r, v.width))))
     }
 
     fn bwd(
@@ -87,16 +145,55 @@ impl CustomOp3 for MaskedAttention {
         _res: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (q, k, v) = (q.detach(), k.detach(), v.detach());
-        let dy = dy.detach().contiguous()?;
-        let p = self.probabilities(&q, &k)?;
-        let dv = p.t()?.matmul(&dy)?;
-        let dp = dy.matmul(&v.t()?)?;
-        // Softmax's backward pass: ds = p * (dp - sum(dp * p)) along each row.
-        let ds = (&p * dp.broadcast_sub(&(&dp * &p)?.sum_keepdim(D::Minus1)?)?)?;
-        let dq = ds.matmul(&k)?;
-        let dk = ds.t()?.matmul(&q)?;
-        Ok((Some(dq), Some(dk), Some(dv)))
+        let [q, k, v, dy] = [q, k, v, dy].map(|t| t.detach().contiguous());
+        let (q, k, v, dy) = (q?, k?, v?, dy?);
+        let blocks = |t: &Tensor, f: &mut dyn FnMut(Blocks) -> candle_core::Result<()>| {
+            let (storage, layout) = t.storage_and_layout();
+            let candle_core::Storage::Cpu(cpu) = &*storage else {
+                candle_core::bail!("{}: a tensor is not on the CPU", Self::NAME);
+            };
+            f(Blocks::of(Self::NAME, cpu, layout)?)
+        };
+        let (mut dq, mut dk, mut dv) = (Vec::new(), Vec::new(), Vec::new());
+        blocks(&q, &mut |qb| {
+            blocks(&k, &mut |kb| {
+                blocks(&v, &mut |vb| {
+                    blocks(&dy, &mut |dyb| {
+                        let (r, s, hd) = (qb.rows, kb.rows, qb.width);
+                        let mut p = self.probabilities(&qb, &kb)?;
+                        let mut dp = vec![0f32; p.len()];
+                        dv = vec![0f32; vb.data.len()];
+                        for i in 0..qb.count {
+                            let pi = Mat::new(&p[i * r * s..(i + 1) * r * s], r, s);
+                            let dvi = &mut dv[i * s * vb.width..(i + 1) * s * vb.width];
+                            product(dvi, pi.t(), dyb.block(i), false, 1.0);
+                            let dpi = &mut dp[i * r * s..(i + 1) * r * s];
+                            product(dpi, dyb.block(i), vb.block(i).t(), false, 1.0);
+                        }
+                        // Softmax's backward pass, in place: ds = p * (dp - sum(dp * p)).
+                        p.par_chunks_mut(s).zip(dp.par_chunks(s)).for_each(|(p, dp)| {
+                            let dot: f32 = p.iter().zip(dp).map(|(p, d)| p * d).sum();
+                            p.iter_mut().zip(dp).for_each(|(p, d)| *p *= d - dot);
+                        });
+                        let ds = p;
+                        dq = vec![0f32; qb.data.len()];
+                        dk = vec![0f32; kb.data.len()];
+                        for i in 0..qb.count {
+                            let dsi = Mat::new(&ds[i * r * s..(i + 1) * r * s], r, s);
+                            product(&mut dq[i * r * hd..(i + 1) * r * hd], dsi, kb.block(i), false, 1.0);
+                            product(&mut dk[i * s * hd..(i + 1) * s * hd], dsi.t(), qb.block(i), false, 1.0);
+                        }
+                        Ok(())
+                    })
+                })
+            })
+        })?;
+        let device = q.device();
+        Ok((
+            Some(Tensor::from_vec(dq, q.shape(), device)?),
+            Some(Tensor::from_vec(dk, k.shape(), device)?),
+            Some(Tensor::from_vec(dv, v.shape(), device)?),
+        ))
     }
 }
 
@@ -110,8 +207,15 @@ mod tests {
     /// causal mask.
     #[test]
     fn matches_the_composed_attention_and_its_gradients() {
+        for (b, kvh) in [(1, 2), (2, 3)] {
+            matches_for(b, kvh);
+        }
+    }
+
+    /// One shape: `b` sequences of `kvh` key/value heads.
+    fn matches_for(b: usize, kvh: usize) {
         let dev = Device::Cpu;
-        let (b, kvh, rep, t, hd) = (1, 2, 3, 5, 8);
+        let (rep, t, hd) = (3, 5, 8);
         let var = |shape: (usize, usize, usize, usize)| {
             Var::from_tensor(&Tensor::randn(0f32, 1.0, shape, &dev).unwrap()).unwrap()
         };

@@ -121,15 +121,7 @@ impl CustomOp3 for SwiGluBwd {
                     .zip(u.par_chunks(chunk))
                     .zip(dy.par_chunks(chunk)),
             )
-            .for_each(|((dg, du), ((g, u), dy))| {
-                for i in 0..g.len() {
-                    let e = exp_nonpositive(-g[i].abs());
-                    let s = 1.0 / (1.0 + e);
-                    let s = if g[i] >= 0.0 { s } else { e * s };
-                    dg[i] = dy[i] * u[i] * (s + g[i] * s * (1.0 - s));
-                    du[i] = dy[i] * g[i] * s;
-                }
-            });
+            .for_each(|((dg, du), ((g, u), dy))| gate_grads(g, u, dy, dg, du));
         let mut dims = vec![2];
         dims.extend_from_slice(gl.dims());
         Ok((CpuStorage::F32(out), Shape::from(dims)))
@@ -148,13 +140,38 @@ fn gate_rows(g: &[f32], u: &[f32], o: &mut [f32]) {
     }
 }
 
+/// [`SwiGluBwd`]'s gradients over equal-length slices.
+fn gate_grads(g: &[f32], u: &[f32], dy: &[f32], dg: &mut [f32], du: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features the function is compiled for.
+        return unsafe { avx2::gate_grads(g, u, dy, dg, du) };
+    }
+    for i in 0..g.len() {
+        let s = sigmoid(g[i]);
+        dg[i] = dy[i] * u[i] * (s + g[i] * s * (1.0 - s));
+        du[i] = dy[i] * g[i] * s;
+    }
+}
+
+/// `1 / (1 + e^-g)`, with the exponential of `-|g|` (never overflows): `1 / (1 + e)` for
+/// `g >= 0` and `e / (1 + e)` below.
+#[inline]
+fn sigmoid(g: f32) -> f32 {
+    let e = exp_nonpositive(-g.abs());
+    let s = 1.0 / (1.0 + e);
+    if g >= 0.0 {
+        s
+    } else {
+        e * s
+    }
+}
+
 /// `g * sigmoid(g)`, with the exponential of `-|g|` (never overflows): sigmoid is
 /// `1 / (1 + e)` for `g >= 0` and `e / (1 + e)` below.
 #[inline]
 fn silu(g: f32) -> f32 {
-    let e = exp_nonpositive(-g.abs());
-    let s = 1.0 / (1.0 + e);
-    g * if g >= 0.0 { s } else { e * s }
+    g * sigmoid(g)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -167,25 +184,56 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn gate_rows(g: &[f32], u: &[f32], o: &mut [f32]) {
         let n = g.len().min(u.len()).min(o.len());
-        let sign = _mm256_set1_ps(-0.0);
-        let one = _mm256_set1_ps(1.0);
         let mut i = 0;
         while i + 8 <= n {
             // SAFETY: `i + 8 <= n` elements lie in all three slices.
             unsafe {
                 let gv = _mm256_loadu_ps(g.as_ptr().add(i));
                 let uv = _mm256_loadu_ps(u.as_ptr().add(i));
-                let e = exp8(_mm256_or_ps(gv, sign)); // e^-|g|
-                let s = _mm256_div_ps(one, _mm256_add_ps(one, e));
-                let neg = _mm256_cmp_ps::<_CMP_LT_OQ>(gv, _mm256_setzero_ps());
-                let sig = _mm256_blendv_ps(s, _mm256_mul_ps(e, s), neg);
-                let r = _mm256_mul_ps(_mm256_mul_ps(gv, sig), uv);
+                let r = _mm256_mul_ps(_mm256_mul_ps(gv, sigmoid8(gv)), uv);
                 _mm256_storeu_ps(o.as_mut_ptr().add(i), r);
             }
             i += 8;
         }
         for j in i..n {
             o[j] = super::silu(g[j]) * u[j];
+        }
+    }
+
+    /// `sigmoid(g)` on eight lanes, as [`super::sigmoid`] computes it.
+    #[target_feature(enable = "avx2,fma")]
+    fn sigmoid8(g: __m256) -> __m256 {
+        let one = _mm256_set1_ps(1.0);
+        let e = exp8(_mm256_or_ps(g, _mm256_set1_ps(-0.0))); // e^-|g|
+        let s = _mm256_div_ps(one, _mm256_add_ps(one, e));
+        let neg = _mm256_cmp_ps::<_CMP_LT_OQ>(g, _mm256_setzero_ps());
+        _mm256_blendv_ps(s, _mm256_mul_ps(e, s), neg)
+    }
+
+    /// [`super::gate_grads`] eight lanes at a time.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn gate_grads(g: &[f32], u: &[f32], dy: &[f32], dg: &mut [f32], du: &mut [f32]) {
+        let n = g.len().min(u.len()).min(dy.len()).min(dg.len()).min(du.len());
+        let one = _mm256_set1_ps(1.0);
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: `i + 8 <= n` elements lie in all five slices.
+            unsafe {
+                let gv = _mm256_loadu_ps(g.as_ptr().add(i));
+                let uv = _mm256_loadu_ps(u.as_ptr().add(i));
+                let dyv = _mm256_loadu_ps(dy.as_ptr().add(i));
+                let s = sigmoid8(gv);
+                // s + g s (1 - s)
+                let slope = _mm256_fmadd_ps(_mm256_mul_ps(gv, s), _mm256_sub_ps(one, s), s);
+                _mm256_storeu_ps(dg.as_mut_ptr().add(i), _mm256_mul_ps(_mm256_mul_ps(dyv, uv), slope));
+                _mm256_storeu_ps(du.as_mut_ptr().add(i), _mm256_mul_ps(dyv, _mm256_mul_ps(gv, s)));
+            }
+            i += 8;
+        }
+        for j in i..n {
+            let s = super::sigmoid(g[j]);
+            dg[j] = dy[j] * u[j] * (s + g[j] * s * (1.0 - s));
+            du[j] = dy[j] * g[j] * s;
         }
     }
 }
