@@ -25,6 +25,7 @@ pub mod softmax;
 mod swiglu;
 #[cfg(test)]
 mod testing;
+mod trained_product;
 pub mod tree_kv;
 pub mod weights;
 

@@ -197,6 +197,11 @@ impl Proj {
             Proj::Dense(l) if x.track_op() && !l.weight().track_op() => {
                 super::frozen::frozen_product(x, l.weight())?
             }
+            // Full fine-tuning: the weight trains, one node for the product and both
+            // gradients.
+            Proj::Dense(l) if l.weight().track_op() && l.bias().is_none() => {
+                super::trained_product::trained_product(x, l.weight())?
+            }
             Proj::Dense(l) => dense(l)?,
             // Training: the frozen base and the adapter in one node whose backward pass
             // skips the weight's gradient.
