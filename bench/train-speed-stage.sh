@@ -34,20 +34,33 @@ full="$(dirname "$config")/.full-$$.toml"
 trap 'rm -f "$full"' EXIT
 sed '/^\[stage.lora\]/,/^\[/{/^\[stage.lora\]/d;/^[a-z_]* *=/d}' "$config" > "$full"
 
+# Each timed run goes through bench/busy.py, which records the CPU other processes used
+# meanwhile (in $out/load.jsonl); the table's last column is the larger of a pair's two.
+busy() { python3 "$root/bench/busy.py" --log "$out/load.jsonl" --label "$@"; }
+others() {
+  python3 - "$out/load.jsonl" "$@" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+last = {r["label"]: r for r in rows}
+worst = max(last[label]["others_cores"] for label in sys.argv[2:])
+print(f"{worst:.2f} cores" + (" (under load)" if worst > 0.1 else ""))
+PY
+}
+
 field() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%.2f" % r[int(sys.argv[2])][sys.argv[3]])' "$@"; }
 
-echo "| mode | threads | passes | ours (samples/s) | PyTorch (samples/s) | ours / PyTorch | ours (positions/s) | load |"
+echo "| mode | threads | passes | ours (samples/s) | PyTorch (samples/s) | ours / PyTorch | ours (positions/s) | others used |"
 echo "|---|---|---|---|---|---|---|---|"
 for mode in ${MODES:-lora full}; do
   for threads in 1 2; do
     tag="$mode-t$threads"
     cfg="$config" lora=(--lora-rank "$rank") label="LoRA r$rank"
     if [ "$mode" = full ]; then cfg="$full" lora=() label="full"; fi
-    RAYON_NUM_THREADS=$threads "$bin" bench-train --config "$cfg" --steps "$steps" \
-      --out "$out/ours-$tag.json" >/dev/null
-    "$py" "$root/bench/peer_train_torch.py" --checkpoint "$checkpoint" --threads "$threads" \
-      "${lora[@]}" --shapes "$out/ours-$tag.json" >"$out/torch-$tag.json"
-    load="$(cut -d' ' -f1 /proc/loadavg)"
+    RAYON_NUM_THREADS=$threads busy "ours-$tag" "$bin" bench-train --config "$cfg" \
+      --steps "$steps" --out "$out/ours-$tag.json" >/dev/null
+    busy "torch-$tag" "$py" "$root/bench/peer_train_torch.py" --checkpoint "$checkpoint" \
+      --threads "$threads" "${lora[@]}" --shapes "$out/ours-$tag.json" >"$out/torch-$tag.json"
+    load="$(others "ours-$tag" "torch-$tag")"
     for i in 0 1; do
       ours="$(field "$out/ours-$tag.json" $i samples_per_second)"
       torch="$(field "$out/torch-$tag.json" $i samples_per_second)"
