@@ -24,7 +24,7 @@ pub mod skinny;
 pub mod softmax;
 mod swiglu;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 mod trained_product;
 pub mod tree_kv;
 pub mod weights;

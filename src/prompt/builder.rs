@@ -11,6 +11,7 @@
 
 use candle_core::Tensor;
 
+use crate::catalog::patch::segment_means;
 use crate::catalog::{item_patches, session_patch, CatalogSnapshot};
 use crate::error::Result;
 use crate::history::{compression_ratio, Layout, Segment, SegmentKind, Shown};
@@ -95,10 +96,9 @@ pub fn build_prompt_shown(
         .collect();
     let layout = layout.resolve(&lens, fixed_positions(model, indices.len()));
     let segs = history.segments(layout);
-    let pieces = pieces(model, catalog, &indices, &segs);
-    let embeds = embed_pieces(model, catalog, &pieces, PatchSource::Cached)?;
+    let keys = keys_of(&pieces(model, catalog, &indices, &segs));
+    let embeds = embed_keys(model, catalog, &keys, PatchSource::Cached)?;
     let len = embeds.dim(0)?;
-    let keys = keys_of(&pieces);
     debug_assert_eq!(keys.len(), len);
     let cr = compression_ratio(&segs, |i| catalog.item(indices[i]).tokens.len());
     Ok(Prompt {
@@ -127,12 +127,8 @@ pub fn prompt_embeddings(
     segs: &[Segment],
     patches: PatchSource,
 ) -> Result<Tensor> {
-    embed_pieces(
-        model,
-        catalog,
-        &pieces(model, catalog, indices, segs),
-        patches,
-    )
+    let keys = keys_of(&pieces(model, catalog, indices, segs));
+    embed_keys(model, catalog, &keys, patches)
 }
 
 /// What each position of the prompt for `indices` laid out as `segs` holds, in order.
@@ -176,14 +172,19 @@ pub fn embed_keys(
         }
     }
     let mut parts = Vec::new();
-    if !tokens.is_empty() {
-        parts.push(model.llama().embed_ids(&tokens)?);
-    }
-    if !items.is_empty() {
-        parts.push(patch_rows(model, catalog, &items, patches)?);
-    }
-    for s in &sessions {
-        parts.push(session_patch(&patch_rows(model, catalog, s, patches)?)?);
+    match patches {
+        PatchSource::Live => parts = live_rows(model, catalog, &tokens, &items, &sessions)?,
+        PatchSource::Cached => {
+            if !tokens.is_empty() {
+                parts.push(model.llama().embed_ids(&tokens)?);
+            }
+            if !items.is_empty() {
+                parts.push(patch_rows(model, catalog, &items, patches)?);
+            }
+            for s in &sessions {
+                parts.push(session_patch(&patch_rows(model, catalog, s, patches)?)?);
+            }
+        }
     }
     let offset = [0, tokens.len(), tokens.len() + items.len()];
     let order: Vec<u32> = at
@@ -192,6 +193,51 @@ pub fn embed_keys(
         .collect();
     let all = Tensor::cat(&parts, 0)?;
     Ok(all.index_select(&Tensor::new(order.as_slice(), model.device())?, 0)?)
+}
+
+/// The rows of `tokens`, the item patches of `items` and the session patches of
+/// `sessions`, in that order, from one lookup of every token they use.
+///
+/// Why one lookup: where the embedding table trains (full fine-tuning), the backward pass
+/// of each lookup is a table-sized gradient (49,152 x 576 for SmolLM2), written and summed
+/// per lookup; a packed pass of stream-aligned sessions made one per session.
+fn live_rows(
+    model: &Model,
+    catalog: &CatalogSnapshot,
+    tokens: &[u32],
+    items: &[u32],
+    sessions: &[&[u32]],
+) -> Result<Vec<Tensor>> {
+    let session_items: Vec<u32> = sessions.iter().flat_map(|s| s.iter().copied()).collect();
+    let mut ids = tokens.to_vec();
+    let mut lens = Vec::with_capacity(items.len() + session_items.len());
+    for &i in items.iter().chain(&session_items) {
+        let title = &catalog.item(i).tokens;
+        ids.extend_from_slice(title);
+        lens.push(title.len());
+    }
+    let mut parts = Vec::new();
+    if ids.is_empty() {
+        return Ok(parts);
+    }
+    let rows = model.llama().embed_ids(&ids)?;
+    if !tokens.is_empty() {
+        parts.push(rows.narrow(0, 0, tokens.len())?);
+    }
+    if lens.is_empty() {
+        return Ok(parts);
+    }
+    let titles = rows.narrow(0, tokens.len(), ids.len() - tokens.len())?;
+    let patches = segment_means(&titles, &lens)?;
+    if !items.is_empty() {
+        parts.push(patches.narrow(0, 0, items.len())?);
+    }
+    if !sessions.is_empty() {
+        let sizes: Vec<usize> = sessions.iter().map(|s| s.len()).collect();
+        let members = patches.narrow(0, items.len(), session_items.len())?;
+        parts.push(segment_means(&members, &sizes)?);
+    }
+    Ok(parts)
 }
 
 fn keys_of(pieces: &[Piece]) -> Vec<PositionKey> {
@@ -248,23 +294,6 @@ fn pieces<'a>(
     run.extend_from_slice(model.tail_ids());
     pieces.push(Piece::Tokens(run));
     pieces
-}
-
-fn embed_pieces(
-    model: &Model,
-    catalog: &CatalogSnapshot,
-    pieces: &[Piece],
-    patches: PatchSource,
-) -> Result<Tensor> {
-    let rows = pieces
-        .iter()
-        .map(|p| match p {
-            Piece::Tokens(ids) => model.llama().embed_ids(ids),
-            Piece::Patch(i) => patch_rows(model, catalog, std::slice::from_ref(i), patches),
-            Piece::Session(items) => session_patch(&patch_rows(model, catalog, items, patches)?),
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Tensor::cat(&rows, 0)?)
 }
 
 /// The item patches of catalogue indices `items`, `[items.len(), hidden]`.
