@@ -15,7 +15,7 @@ use crate::catalog::CatalogSnapshot;
 use crate::error::Result;
 use crate::history::{per_item, segments, Layout, Segment, SegmentKind};
 use crate::model::Model;
-use crate::prompt::{prompt_embeddings, PatchSource};
+use crate::prompt::{embed_keys, prompt_keys, PatchSource, PositionKey};
 
 #[derive(Debug, Clone)]
 pub struct Example {
@@ -94,17 +94,25 @@ pub fn batch_loss(
 ) -> Result<BatchLoss> {
     let llama = model.llama();
     let d = llama.hidden_size();
-    let mut inputs = Vec::with_capacity(batch.len());
     let mut targets: Vec<u32> = Vec::new();
     let mut spans = Vec::with_capacity(batch.len()); // (prompt len, answer len)
+    // Every example's prompt and fed answer tokens, embedded through one lookup (where the
+    // table trains, each lookup's backward pass is a table-sized gradient).
+    let mut keys = Vec::new();
     for ex in batch {
-        let prompt =
-            prompt_embeddings(model, catalog, &ex.history, &ex.segments, PatchSource::Live)?;
+        let prompt = prompt_keys(model, catalog, &ex.history, &ex.segments);
         let answer = answer_ids(model, catalog, ex.target);
-        let fed = llama.embed_ids(&answer[..answer.len() - 1])?;
-        spans.push((prompt.dim(0)?, answer.len()));
-        inputs.push(Tensor::cat(&[&prompt, &fed], 0)?);
+        spans.push((prompt.len(), answer.len()));
+        keys.extend(prompt);
+        keys.extend(answer[..answer.len() - 1].iter().map(|&t| PositionKey::Token(t)));
         targets.extend_from_slice(&answer);
+    }
+    let all = embed_keys(model, catalog, &keys, PatchSource::Live)?;
+    let mut inputs = Vec::with_capacity(batch.len());
+    let mut at = 0;
+    for &(p, a) in &spans {
+        inputs.push(all.narrow(0, at, p + a - 1)?);
+        at += p + a - 1;
     }
     let t_max = inputs
         .iter()
