@@ -209,7 +209,7 @@ TOML
     streams5|all) smollm2_run streams5 stream-s l 5 stream-s:5 true "max_users = 240" ;;&
     pfti5|all) smollm2_run pfti5 pft-i m 5 pft-i:5 false "max_samples = 6000" ;;&
     # All 47,749 samples, continuing from the streams5 run's merged checkpoint with a
-    # second LoRA (about 4.9 hours on 2 threads; --resume picks up where it stopped).
+    # second LoRA (about 3 hours on 2 threads; --resume picks up where it stopped).
     streams5-all|all) smollm2_run streams5-all stream-s l 5 stream-s:5 true "" \
       "$runs/smollm2-streams5/run/01-stream-s5" 3e-4 ;;
     streams5|pfti5) ;;
