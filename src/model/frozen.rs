@@ -49,17 +49,15 @@ impl CustomOp1 for FrozenProduct {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (rows, input) = layout.shape().dims2()?;
         let x = super::host::f32_elements(self.name(), storage, layout)?;
-        let (w_storage, w_layout) = self.w.storage_and_layout();
-        let candle_core::Storage::Cpu(w_cpu) = &*w_storage else {
-            candle_core::bail!("{}: the weight is not on the CPU", self.name());
-        };
-        let w = super::host::f32_elements(self.name(), w_cpu, w_layout)?;
-        let (out, w_in) = w_layout.shape().dims2()?;
+        let (out, w_in) = self.w.dims2()?;
         if w_in != input {
             candle_core::bail!("{}: x has {input} columns, W {w_in}", self.name());
         }
         let mut y = vec![0f32; rows * out];
-        product(&mut y, Mat::new(x, rows, input), Mat::new(w, out, input).t(), false, 1.0);
+        with_elements(self.name(), &self.w, |w| {
+            product(&mut y, Mat::new(x, rows, input), Mat::new(w, out, input).t(), false, 1.0);
+            Ok(())
+        })?;
         Ok((CpuStorage::F32(y), Shape::from((rows, out))))
     }
 
