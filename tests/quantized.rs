@@ -10,6 +10,20 @@ use candle_core::{Device, Tensor};
 use patchrec::model::Quantization;
 use patchrec::{recommend, Catalog, Interaction, Model, ModelOptions, QueryOptions, UserHistory};
 
+/// bf16 weights need the CPU kernel (x86-64 with AVX2 or AVX-512); elsewhere loading
+/// them is an error and the tests of that format are skipped.
+fn kernel_formats_run(q: Quantization) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    let cpu = std::is_x86_feature_detected!("avx2") || std::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    let cpu = false;
+    let runs = q != Quantization::Bf16 || cpu;
+    if !runs {
+        eprintln!("{q} needs AVX2 or AVX-512: not exercised");
+    }
+    runs
+}
+
 fn top(model: Arc<Model>, items: &[(u64, String)]) -> Vec<(u64, f32)> {
     let cat = Catalog::new(model).unwrap();
     cat.add_batch(items).unwrap();
@@ -48,7 +62,14 @@ fn quantized_scores_stay_close_to_dense_ones() {
     let items = common::titles(40);
     let (dense, dir) = saved_quantizable(&items);
     let want = top(dense, &items);
-    for (q, tolerance) in [(Quantization::Q8_0, 0.02), (Quantization::Q4_0, 0.3)] {
+    for (q, tolerance) in [
+        (Quantization::Q8_0, 0.02),
+        (Quantization::Q4_0, 0.3),
+        (Quantization::Bf16, 0.02),
+    ] {
+        if !kernel_formats_run(q) {
+            continue;
+        }
         let options = ModelOptions::default().with_quantization(Some(q));
         let model = Model::load(dir.path(), &options).unwrap();
         assert_eq!(model.llama().quantization(), Some(q));
@@ -99,7 +120,10 @@ fn quantizing_while_loading_equals_quantizing_after_loading() {
         let h = llama.forward(&x, None, &mut cache).unwrap();
         llama.logits(&h).unwrap()
     };
-    for q in [Quantization::Q8_0, Quantization::Q4_0] {
+    for q in [Quantization::Q8_0, Quantization::Q4_0, Quantization::Bf16] {
+        if !kernel_formats_run(q) {
+            continue;
+        }
         let options = ModelOptions::default().with_quantization(Some(q));
         let while_loading = Model::load(dir.path(), &options).unwrap();
         let mut after = patchrec::model::Llama::from_named(

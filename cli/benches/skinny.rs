@@ -7,13 +7,15 @@
 //! logits to per-row log-probabilities, candle against `decode::logprobs`.
 //!
 //!   cargo bench --bench skinny            # threads: RAYON_NUM_THREADS, default all cores
+//!   cargo bench --bench skinny -- panels  # only the tables whose title holds "panels"
 //!
 //! Under `cargo test --all-targets` (no `--bench` argument) it times one shape only, so
 //! the test run checks that it works without spending minutes on the sweep.
 
 use candle_core::Device;
 use patchrec_cli::bench::matmul::{
-    decode_matmul_gflops, decode_q8_gflops, decode_stack_ms, decode_stack_q8_ms, log_softmax_ms,
+    decode_matmul_gflops, decode_panel_gflops, decode_q8_gflops, decode_stack_ms,
+    decode_stack_panels_ms, decode_stack_q8_ms, log_softmax_ms,
 };
 use patchrec_cli::bench::roofline;
 
@@ -30,10 +32,13 @@ const ROWS: &[usize] = &[1, 8, 20, 32, 48, 64, 80, 128];
 fn main() -> patchrec::Result<()> {
     let device = Device::Cpu;
     let full = std::env::args().any(|a| a == "--bench");
+    // A word that picks the tables to run (by their titles); all without one.
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let wanted = |title: &str| only.as_deref().is_none_or(|w| title.contains(w));
+    let threads = rayon::current_num_threads();
     let roof = roofline::measure();
     println!(
-        "machine limits, {} threads: read {:.1} GB/s; f32 FMA {}; int8 VNNI {}\n",
-        rayon::current_num_threads(),
+        "machine limits, {threads} threads: read {:.1} GB/s; f32 FMA {}; int8 VNNI {}\n",
         roof.read_gbps,
         roof.fma_gflops
             .map_or("-".into(), |r| format!("{r:.0} GFLOP/s")),
@@ -46,109 +51,185 @@ fn main() -> patchrec::Result<()> {
     } else {
         (&SHAPES[..1], &[20])
     };
-    println!(
-        "decode kernel vs candle matmul, GFLOP/s (best of 5), {} threads",
-        rayon::current_num_threads()
-    );
-    println!("| product | [in -> out] | rows | candle | kernel | kernel / candle |");
-    println!("|---|---|---|---|---|---|");
-    for &(name, k, n) in shapes {
-        for &rows in rows {
-            // The head is 113 MB of f32: fewer repeats keep the sweep short.
-            let repeats = if n > 10_000 { 3 } else { 5 };
-            let (candle, kernel) = decode_matmul_gflops(rows, k, n, repeats, &device)?;
-            match kernel {
-                Some(ours) => println!(
-                    "| {name} | {k} -> {n} | {rows} | {candle:.1} | {ours:.1} | {:.2}x |",
-                    ours / candle
-                ),
-                None => println!("| {name} | {k} -> {n} | {rows} | {candle:.1} | - | - |"),
+    // The head is 113 MB of f32: fewer repeats keep the sweep short.
+    let repeats = |n: usize| if n > 10_000 { 3 } else { 5 };
+    let layers = if full { 30 } else { 2 };
+    let stack_rows: &[usize] = if full { &[1, 8, 20, 32] } else { &[20] };
+
+    let title = format!("decode kernel vs candle matmul, GFLOP/s (best of 5), {threads} threads");
+    if wanted(&title) {
+        println!("{title}");
+        println!("| product | [in -> out] | rows | candle | kernel | kernel / candle |");
+        println!("|---|---|---|---|---|---|");
+        for &(name, k, n) in shapes {
+            for &rows in rows {
+                let (candle, kernel) = decode_matmul_gflops(rows, k, n, repeats(n), &device)?;
+                match kernel {
+                    Some(ours) => println!(
+                        "| {name} | {k} -> {n} | {rows} | {candle:.1} | {ours:.1} | {:.2}x |",
+                        ours / candle
+                    ),
+                    None => println!("| {name} | {k} -> {n} | {rows} | {candle:.1} | - | - |"),
+                }
             }
         }
     }
     // The same products as a decode step meets them: 30 layers' weights, read from memory.
-    let layers = if full { 30 } else { 2 };
-    println!("\n{layers} layers of projections, each its own weights, ms per pass (best of 5)");
-    println!(
-        "| rows | weights | candle | kernel | kernel GB/s | kernel GFLOP/s | candle / kernel |"
+    let title =
+        format!("{layers} layers of projections, each its own weights, ms per pass (best of 5)");
+    if wanted(&title) {
+        println!("\n{title}");
+        println!(
+            "| rows | weights | candle | kernel | kernel GB/s | kernel GFLOP/s | candle / kernel |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+        for &rows in stack_rows {
+            let (candle, kernel, bytes) = decode_stack_ms(rows, layers, 5, &device)?;
+            let mib = bytes as f64 / (1 << 20) as f64;
+            match kernel {
+                Some(ms) => println!(
+                    "| {rows} | {mib:.0} MiB | {candle:.1} | {ms:.1} | {:.1} | {:.1} | {:.2}x |",
+                    bytes as f64 / ms / 1e6,
+                    2.0 * (bytes / 4 * rows) as f64 / ms / 1e6,
+                    candle / ms
+                ),
+                None => println!("| {rows} | {mib:.0} MiB | {candle:.1} | - | - | - | - |"),
+            }
+        }
+    }
+    // f32 weights as stored against the same weights in panels, and bf16 panels.
+    let title = "f32 weights in rows vs in panels, and bf16 panels, GFLOP/s (best of 5)";
+    if wanted(title) {
+        println!("\n{title}");
+        println!(
+            "| product | [in -> out] | rows | rows (f32) | panels (f32) | panels (bf16) | f32 panels / rows | bf16 / f32 panels |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
+        for &(name, k, n) in shapes {
+            for &rows in rows {
+                let r = decode_panel_gflops(rows, k, n, repeats(n), &device)?;
+                println!(
+                    "| {name} | {k} -> {n} | {rows} | {} | {} | {} | {} | {} |",
+                    cell(r.rows),
+                    cell(r.f32),
+                    cell(r.bf16),
+                    ratio(r.f32, r.rows),
+                    ratio(r.bf16, r.f32)
+                );
+            }
+        }
+    }
+    let title = format!(
+        "{layers} layers of projections in rows and in panels, ms per pass (best of 5); limit: \
+         the larger of bytes over the read bandwidth and multiply-adds over the f32 FMA rate \
+         (bf16: twice it)"
     );
-    println!("|---|---|---|---|---|---|---|");
-    for &rows in if full { &[1, 8, 20, 32][..] } else { &[20][..] } {
-        let (candle, kernel, bytes) = decode_stack_ms(rows, layers, 5, &device)?;
-        let mib = bytes as f64 / (1 << 20) as f64;
-        match kernel {
-            Some(ms) => println!(
-                "| {rows} | {mib:.0} MiB | {candle:.1} | {ms:.1} | {:.1} | {:.1} | {:.2}x |",
-                bytes as f64 / ms / 1e6,
-                2.0 * (bytes / 4 * rows) as f64 / ms / 1e6,
-                candle / ms
-            ),
-            None => println!("| {rows} | {mib:.0} MiB | {candle:.1} | - | - | - | - |"),
+    if wanted(&title) {
+        println!("\n{title}");
+        println!(
+            "| rows | rows (f32) | panels (f32) | f32 limit | panels / limit | panels (bf16) | bf16 limit | bf16 / limit | rows / f32 panels | f32 / bf16 panels |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|");
+        let fma = roof.fma_gflops.unwrap_or(f64::NAN);
+        for &r in stack_rows {
+            let (t, bytes, macs) = decode_stack_panels_ms(r, layers, 5, &device)?;
+            let f32_limit = roof.limit_ms(bytes, macs, fma);
+            let bf16_limit = roof.limit_ms(bytes / 2, macs, 2.0 * fma);
+            println!(
+                "| {r} | {} | {} | {f32_limit:.2} | {} | {} | {bf16_limit:.2} | {} | {} | {} |",
+                cell(t.rows),
+                cell(t.f32),
+                ratio(t.f32, Some(f32_limit)),
+                cell(t.bf16),
+                ratio(t.bf16, Some(bf16_limit)),
+                ratio(t.rows, t.f32),
+                ratio(t.f32, t.bf16)
+            );
         }
     }
     // Q8_0: the row layout's f32 multiply-adds against the interleaved layout's int8 ones.
-    println!(
-        "\nQ8_0 weights, GFLOP/s (best of 5): row layout (f32 FMAs) vs interleaved (int8 VNNI)"
-    );
-    println!("| product | [in -> out] | rows | row layout | int8 | int8 / row layout |");
-    println!("|---|---|---|---|---|---|");
-    for &(name, k, n) in shapes {
-        for &rows in rows {
-            let repeats = if n > 10_000 { 3 } else { 5 };
-            let (panel, int8) = decode_q8_gflops(rows, k, n, repeats, &device)?;
-            match int8 {
-                Some(int8) => println!(
-                    "| {name} | {k} -> {n} | {rows} | {panel:.1} | {int8:.1} | {:.2}x |",
-                    int8 / panel
-                ),
-                None => println!("| {name} | {k} -> {n} | {rows} | {panel:.1} | - | - |"),
+    let title =
+        "Q8_0 weights, GFLOP/s (best of 5): row layout (f32 FMAs) vs interleaved (int8 VNNI)";
+    if wanted(title) {
+        println!("\n{title}");
+        println!("| product | [in -> out] | rows | row layout | int8 | int8 / row layout |");
+        println!("|---|---|---|---|---|---|");
+        for &(name, k, n) in shapes {
+            for &rows in rows {
+                let (panel, int8) = decode_q8_gflops(rows, k, n, repeats(n), &device)?;
+                match int8 {
+                    Some(int8) => println!(
+                        "| {name} | {k} -> {n} | {rows} | {panel:.1} | {int8:.1} | {:.2}x |",
+                        int8 / panel
+                    ),
+                    None => println!("| {name} | {k} -> {n} | {rows} | {panel:.1} | - | - |"),
+                }
             }
         }
     }
-    println!(
-        "\n{layers} layers of projections in Q8_0, ms per pass (best of 5); limit: the larger of \
+    let title = format!(
+        "{layers} layers of projections in Q8_0, ms per pass (best of 5); limit: the larger of \
          bytes read over the read bandwidth and multiply-adds over the rate of the \
          instructions used"
     );
-    println!(
-        "| rows | row layout | its limit | int8 | its limit | int8 / limit | row layout / int8 |"
-    );
-    println!("|---|---|---|---|---|---|---|");
-    for &r in if full {
-        &[1, 8, 20, 32, 64, 128][..]
-    } else {
-        &[20][..]
-    } {
-        let t = decode_stack_q8_ms(r, layers, 5, &device)?;
-        let fma = roof.fma_gflops.unwrap_or(f64::NAN);
-        let panel_limit = roof.limit_ms(t.rows_bytes, t.macs, fma);
-        match (t.int8_ms, roof.vnni_gops) {
-            (Some(ms), Some(vnni)) => {
-                let limit = roof.limit_ms(t.int8_bytes, t.macs, vnni);
-                println!(
-                    "| {r} | {:.2} | {panel_limit:.2} | {ms:.2} | {limit:.2} | {:.2}x | {:.2}x |",
-                    t.rows_ms,
-                    ms / limit,
-                    t.rows_ms / ms
-                )
+    if wanted(&title) {
+        println!("\n{title}");
+        println!(
+            "| rows | row layout | its limit | int8 | its limit | int8 / limit | row layout / int8 |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+        for &r in if full {
+            &[1, 8, 20, 32, 64, 128][..]
+        } else {
+            &[20][..]
+        } {
+            let t = decode_stack_q8_ms(r, layers, 5, &device)?;
+            let fma = roof.fma_gflops.unwrap_or(f64::NAN);
+            let panel_limit = roof.limit_ms(t.rows_bytes, t.macs, fma);
+            match (t.int8_ms, roof.vnni_gops) {
+                (Some(ms), Some(vnni)) => {
+                    let limit = roof.limit_ms(t.int8_bytes, t.macs, vnni);
+                    println!(
+                        "| {r} | {:.2} | {panel_limit:.2} | {ms:.2} | {limit:.2} | {:.2}x | {:.2}x |",
+                        t.rows_ms,
+                        ms / limit,
+                        t.rows_ms / ms
+                    )
+                }
+                _ => println!(
+                    "| {r} | {:.2} | {panel_limit:.2} | - | - | - | - |",
+                    t.rows_ms
+                ),
             }
-            _ => println!(
-                "| {r} | {:.2} | {panel_limit:.2} | - | - | - | - |",
-                t.rows_ms
-            ),
         }
     }
     // What follows the head at each step: its logits to log-probabilities on the host.
-    let vocab = SHAPES.last().expect("the head").2;
-    println!("\nlog-softmax of a step's logits to host rows, ms (best of 5)");
-    println!("| rows | vocab | candle | ours | candle / ours |");
-    println!("|---|---|---|---|---|");
-    for &rows in if full { &[1, 20, 80][..] } else { &[20][..] } {
-        let (candle, ours) = log_softmax_ms(rows, vocab, 5, &device)?;
-        println!(
-            "| {rows} | {vocab} | {candle:.2} | {ours:.2} | {:.2}x |",
-            candle / ours
-        );
+    let title = "log-softmax of a step's logits to host rows, ms (best of 5)";
+    if wanted(title) {
+        let vocab = SHAPES.last().expect("the head").2;
+        println!("\n{title}");
+        println!("| rows | vocab | candle | ours | candle / ours |");
+        println!("|---|---|---|---|---|");
+        for &rows in if full { &[1, 20, 80][..] } else { &[20][..] } {
+            let (candle, ours) = log_softmax_ms(rows, vocab, 5, &device)?;
+            println!(
+                "| {rows} | {vocab} | {candle:.2} | {ours:.2} | {:.2}x |",
+                candle / ours
+            );
+        }
     }
     Ok(())
+}
+
+/// A rate or a time with one decimal, or "-" where it was not measured.
+fn cell(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.1}"))
+}
+
+/// `a / b` as "1.23x", or "-" where either is missing.
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) => format!("{:.2}x", a / b),
+        _ => "-".into(),
+    }
 }

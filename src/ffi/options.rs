@@ -43,13 +43,15 @@ pub unsafe extern "C" fn patchrec_model_options_set_device(
 }
 
 /// Serves the model from quantized weights: `"q8_0"` or `"q4_0"` (GGML block formats;
-/// every projection and the output head whose input width is a multiple of 32), or `""`
-/// for none (the default). The projections are quantized as they are read, so the dense
-/// weights are never all in memory. `"q8_0"` holds them in about a quarter of f32's memory
-/// and, on a CPU with AVX2 or AVX-512, answers faster than f32; `"q4_0"` goes through
-/// candle's quantized matmul. Scores change slightly (both measured in
-/// docs/PERFORMANCE.md); a quantized model cannot be trained. Copies `quantization`; an
-/// unknown name is `PATCHREC_INVALID_ARGUMENT` and leaves the options unchanged.
+/// every projection and the output head whose input width is a multiple of 32), `"bf16"`
+/// (every projection and the head), or `""` for none (the default). The projections are
+/// quantized as they are read, so the dense weights are never all in memory. `"q8_0"`
+/// holds them in about a quarter of f32's memory and, on a CPU with AVX2 or AVX-512,
+/// answers faster than f32; `"bf16"` holds them in half and needs such a CPU (the
+/// products use bf16 instructions where it has AVX512_BF16); `"q4_0"` goes through
+/// candle's quantized matmul. Scores change slightly (measured in docs/PERFORMANCE.md); a
+/// quantized model cannot be trained. Copies `quantization`; an unknown name is
+/// `PATCHREC_INVALID_ARGUMENT` and leaves the options unchanged.
 #[no_mangle]
 pub unsafe extern "C" fn patchrec_model_options_set_quantization(
     options: *mut patchrec_model_options_t,

@@ -1,6 +1,7 @@
 //! A linear projection without bias, held dense (f32, trainable, savable) or quantized
-//! (GGML block formats, for serving only): Q8_0 through our CPU kernel where it runs
-//! (`skinny::Q8Weight`), other formats and devices through candle's quantized matmul.
+//! (for serving only): Q8_0 through our CPU kernel where it runs (`skinny::Q8Weight`),
+//! bf16 in panels through the kernel (`skinny::Panels`; CPUs with AVX2 or AVX-512), other
+//! GGML formats and devices through candle's quantized matmul.
 //!
 //! Quantized serving trades a small change in scores for less memory and, where the
 //! matmuls are bound by reading weights (batch-1 and beam decoding), speed.
@@ -12,7 +13,7 @@ use candle_core::{Module, Tensor};
 use candle_nn::Linear;
 
 use super::lora::Adapter;
-use super::skinny::{self, Q8Weight, Weight};
+use super::skinny::{self, PanelFormat, Panels, Q8Weight, Weight};
 use crate::error::{Error, Result};
 
 /// Weight formats a model can be served in.
@@ -22,19 +23,24 @@ pub enum Quantization {
     Q8_0,
     /// 4-bit blocks of 32 with an f16 scale (GGML Q4_0).
     Q4_0,
+    /// bfloat16 (f32's exponent, 8 significant bits), multiplied with the input rounded
+    /// to bf16 and the sums in f32; in bf16 instructions where the CPU has AVX512_BF16.
+    Bf16,
 }
 
 impl Quantization {
-    fn ggml(self) -> GgmlDType {
+    /// candle's block format; `None` for bf16, which our kernel holds itself.
+    fn ggml(self) -> Option<GgmlDType> {
         match self {
-            Quantization::Q8_0 => GgmlDType::Q8_0,
-            Quantization::Q4_0 => GgmlDType::Q4_0,
+            Quantization::Q8_0 => Some(GgmlDType::Q8_0),
+            Quantization::Q4_0 => Some(GgmlDType::Q4_0),
+            Quantization::Bf16 => None,
         }
     }
 
     /// Elements per block: a weight quantizes only when its input width is a multiple.
     pub fn block_size(self) -> usize {
-        self.ggml().block_size()
+        self.ggml().map_or(1, |g| g.block_size())
     }
 }
 
@@ -44,8 +50,9 @@ impl FromStr for Quantization {
         match s.to_ascii_lowercase().as_str() {
             "q8_0" => Ok(Quantization::Q8_0),
             "q4_0" => Ok(Quantization::Q4_0),
+            "bf16" => Ok(Quantization::Bf16),
             _ => Err(Error::invalid(format!(
-                "quantization {s:?}: expected q8_0 or q4_0"
+                "quantization {s:?}: expected q8_0, q4_0 or bf16"
             ))),
         }
     }
@@ -56,6 +63,7 @@ impl std::fmt::Display for Quantization {
         f.write_str(match self {
             Quantization::Q8_0 => "q8_0",
             Quantization::Q4_0 => "q4_0",
+            Quantization::Bf16 => "bf16",
         })
     }
 }
@@ -66,6 +74,8 @@ pub(crate) enum Proj {
     Adapted(Linear, Adapter),
     /// Q8_0 as the CPU kernel reads it.
     Q8(Q8Weight),
+    /// bf16 panels as the CPU kernel reads them.
+    Panels(Panels),
     /// candle's quantized matmul, and the format it holds.
     Quantized(QMatMul, Quantization),
 }
@@ -81,10 +91,19 @@ impl Proj {
         if input % q.block_size() != 0 {
             return Ok(None);
         }
-        if q == Quantization::Q8_0 && super::host::kernels_on(w.device()) && skinny::isa().is_some() {
-            return Ok(Q8Weight::quantize(w)?.map(Proj::Q8));
-        }
-        let t = QTensor::quantize(w, q.ggml())?;
+        let kernel = super::host::kernels_on(w.device()) && skinny::isa().is_some();
+        let ggml = match q.ggml() {
+            _ if q == Quantization::Q8_0 && kernel => return Ok(Q8Weight::quantize(w)?.map(Proj::Q8)),
+            None if kernel => return Ok(Some(Proj::Panels(Panels::pack(w, PanelFormat::Bf16)?))),
+            None => {
+                return Err(Error::invalid(format!(
+                    "{q} weights are multiplied by the CPU kernel, which needs an x86-64 CPU with AVX2 or AVX-512 (the model is on {:?})",
+                    w.device()
+                )));
+            }
+            Some(ggml) => ggml,
+        };
+        let t = QTensor::quantize(w, ggml)?;
         Ok(Some(Proj::Quantized(QMatMul::from_qtensor(t)?, q)))
     }
 
@@ -93,7 +112,7 @@ impl Proj {
     pub(crate) fn weight(&self) -> Option<&Tensor> {
         match self {
             Proj::Dense(l) | Proj::Adapted(l, _) => Some(l.weight()),
-            Proj::Q8(_) | Proj::Quantized(..) => None,
+            Proj::Q8(_) | Proj::Panels(_) | Proj::Quantized(..) => None,
         }
     }
 
@@ -103,7 +122,7 @@ impl Proj {
         Ok(match self {
             Proj::Dense(l) => Some(l.weight().clone()),
             Proj::Adapted(l, adapter) => Some(adapter.merge(l.weight())?),
-            Proj::Q8(_) | Proj::Quantized(..) => None,
+            Proj::Q8(_) | Proj::Panels(_) | Proj::Quantized(..) => None,
         })
     }
 
@@ -139,6 +158,7 @@ impl Proj {
         match self {
             Proj::Dense(_) | Proj::Adapted(..) => None,
             Proj::Q8(_) => Some(Quantization::Q8_0),
+            Proj::Panels(_) => Some(Quantization::Bf16),
             Proj::Quantized(_, q) => Some(*q),
         }
     }
@@ -149,6 +169,7 @@ impl Proj {
         match self {
             Proj::Dense(l) | Proj::Adapted(l, _) => Some(Weight::F32(l.weight())),
             Proj::Q8(w) => Some(Weight::Q8(w)),
+            Proj::Panels(w) => Some(Weight::Panels(w)),
             Proj::Quantized(..) => None,
         }
     }
@@ -209,13 +230,19 @@ impl Proj {
                 super::frozen::lora_product(x, l.weight(), &adapter.a, &adapter.b, adapter.scale)?
             }
             Proj::Adapted(l, adapter) => (dense(l)? + adapter.delta(x)?)?,
-            Proj::Q8(w) => {
+            Proj::Q8(_) | Proj::Panels(_) => {
                 let x = x.contiguous()?;
-                match skinny::matmul_t_each(&x, &[Weight::Q8(w)])? {
+                let w = self.kernel_weight().expect("the kernel reads Q8_0 and panels");
+                match skinny::matmul_t_each(&x, &[w])? {
                     Some(mut ys) => ys.pop().expect("one product"),
                     // Not f32, or gradients wanted: the dequantized weight, through candle.
                     None => {
-                        x.broadcast_matmul(&w.dequantize(x.device())?.to_dtype(x.dtype())?.t()?)?
+                        let dense = match self {
+                            Proj::Q8(w) => w.dequantize(x.device())?,
+                            Proj::Panels(w) => w.dequantize(x.device())?,
+                            _ => unreachable!("matched above"),
+                        };
+                        x.broadcast_matmul(&dense.to_dtype(x.dtype())?.t()?)?
                     }
                 }
             }

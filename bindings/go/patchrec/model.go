@@ -25,8 +25,8 @@ type ModelOptions struct {
 	// Device is "cpu" or "cuda:N" (a library built with the cuda feature); empty means
 	// "cpu". LoadModel checks the name.
 	Device string
-	// Quantization serves the model from quantized weights: "q8_0" or "q4_0"; empty
-	// means the checkpoint's f32 weights. Scores change slightly; such a model cannot be
+	// Quantization serves the model from quantized weights: "q8_0", "q4_0" or "bf16";
+	// empty means the checkpoint's f32 weights. Scores change slightly; such a model cannot be
 	// trained.
 	Quantization string
 }

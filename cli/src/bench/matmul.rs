@@ -182,6 +182,93 @@ pub struct Q8StackTimes {
     pub macs: usize,
 }
 
+/// GFLOP/s of a decode-step product `[rows, k] x [n, k]ᵀ` (hot in cache) with the weight
+/// in the row layout (the f32 kernel, whatever its row limits say) and in panels of f32
+/// and of bf16 (`None` where this CPU lacks that panel kernel), best of `repeats` each.
+pub fn decode_panel_gflops(
+    rows: usize,
+    k: usize,
+    n: usize,
+    repeats: usize,
+    device: &Device,
+) -> Result<PanelRates> {
+    use patchrec::model::skinny::{panel_kernel, panel_matmul_t, PanelFormat, Panels};
+    let x = Tensor::randn(0f32, 1.0, (rows, k), device)?;
+    let w = Tensor::randn(0f32, 1.0, (n, k), device)?;
+    let macs = rows * k * n;
+    let rows_layout = best_gflops(macs, repeats, device, || {
+        patchrec::model::skinny::matmul_t_limited(&x, &w, false)
+    })?;
+    let panels = |format: PanelFormat| -> Result<Option<f64>> {
+        if !panel_kernel(format) {
+            return Ok(None);
+        }
+        let p = Panels::pack(&w, format)?;
+        best_gflops(macs, repeats, device, || panel_matmul_t(&x, &p))
+    };
+    Ok(PanelRates {
+        rows: rows_layout,
+        f32: panels(PanelFormat::F32)?,
+        bf16: panels(PanelFormat::Bf16)?,
+    })
+}
+
+/// Rates or times of one product or pass in the row layout and in f32 and bf16 panels;
+/// `None` where this CPU lacks the kernel.
+pub struct PanelRates {
+    /// The f32 kernel over the weight as stored.
+    pub rows: Option<f64>,
+    /// f32 panels.
+    pub f32: Option<f64>,
+    /// bf16 panels.
+    pub bf16: Option<f64>,
+}
+
+/// Milliseconds for `rows` rows through every projection of `layers` layers of SmolLM2's
+/// shapes (as [`decode_stack_ms`]) with the weights in the row layout and in f32 and bf16
+/// panels, best of `repeats` each; also the bytes of an f32 pass (bf16 reads half) and its
+/// multiply-adds.
+pub fn decode_stack_panels_ms(
+    rows: usize,
+    layers: usize,
+    repeats: usize,
+    device: &Device,
+) -> Result<(PanelRates, usize, usize)> {
+    use patchrec::model::skinny::{panel_kernel, panel_matmul_t, PanelFormat, Panels};
+    let mut dense = Vec::with_capacity(layers * SMOLLM2_PROJECTIONS.len());
+    for _ in 0..layers {
+        for &(k, n) in &SMOLLM2_PROJECTIONS {
+            dense.push(Tensor::randn(0f32, 1.0, (n, k), device)?);
+        }
+    }
+    let x576 = Tensor::randn(0f32, 1.0, (rows, 576), device)?;
+    let x1536 = Tensor::randn(0f32, 1.0, (rows, 1536), device)?;
+    let input = |k: usize| if k == 576 { &x576 } else { &x1536 };
+    let bytes = dense.iter().map(|w| w.elem_count() * 4).sum();
+    let macs = dense.iter().map(|w| w.elem_count() * rows).sum();
+    let rows_layout = best_pass_ms(&dense, repeats, device, |w| {
+        patchrec::model::skinny::matmul_t_limited(input(w.dims()[1]), w, false)
+    })?;
+    let panels = |format: PanelFormat| -> Result<Option<f64>> {
+        if !panel_kernel(format) {
+            return Ok(None);
+        }
+        let packed: Vec<Panels> = dense
+            .iter()
+            .map(|w| Panels::pack(w, format))
+            .collect::<Result<_>>()?;
+        best_pass_ms(&packed, repeats, device, |p| {
+            panel_matmul_t(input(p.cols()), p)
+        })
+    };
+    let rates = PanelRates {
+        rows: rows_layout,
+        f32: panels(PanelFormat::F32)?,
+        bf16: panels(PanelFormat::Bf16)?,
+    };
+    Ok((rates, bytes, macs))
+}
+
 /// SmolLM2-135M's projections of one layer, `(in, out)`: q, k, v, o, gate, up, down.
 const SMOLLM2_PROJECTIONS: [(usize, usize); 7] = [
     (576, 576),

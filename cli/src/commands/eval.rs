@@ -37,7 +37,7 @@ pub struct Args {
     /// Rank the whole catalogue exactly instead of by beam search
     #[arg(long)]
     pub exact: bool,
-    /// Serve from quantized weights: q8_0 or q4_0
+    /// Serve from quantized weights: q8_0, q4_0 or bf16
     #[arg(long)]
     pub quantize: Option<String>,
     /// The popularity baseline instead of a model

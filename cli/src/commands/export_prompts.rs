@@ -28,7 +28,7 @@ pub struct Args {
     pub beam_width: usize,
     #[arg(long)]
     pub out: PathBuf,
-    /// Serve from quantized weights: q8_0 or q4_0 (the exported embeddings stay f32, as
+    /// Serve from quantized weights: q8_0, q4_0 or bf16 (the exported embeddings stay f32, as
     /// the embedding table does)
     #[arg(long)]
     pub quantize: Option<String>,

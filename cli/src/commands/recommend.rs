@@ -43,7 +43,7 @@ pub struct Args {
     /// Rank the whole catalogue exactly instead of by beam search
     #[arg(long)]
     pub exact: bool,
-    /// Serve from quantized weights: q8_0 or q4_0
+    /// Serve from quantized weights: q8_0, q4_0 or bf16
     #[arg(long)]
     pub quantize: Option<String>,
     /// cpu or cuda:N

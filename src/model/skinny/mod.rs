@@ -16,9 +16,12 @@
 
 mod avx2;
 mod avx512;
+mod broadcast;
+mod panels;
 mod q8;
 mod vnni;
 
+pub use panels::{PanelFormat, Panels};
 pub use q8::{Q8Layout, Q8Weight};
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Storage, Tensor};
@@ -125,6 +128,7 @@ pub fn int8_kernel() -> bool {
 pub(crate) enum Weight<'a> {
     F32(&'a Tensor),
     Q8(&'a Q8Weight),
+    Panels(&'a Panels),
 }
 
 impl Weight<'_> {
@@ -133,6 +137,7 @@ impl Weight<'_> {
         match self {
             Weight::F32(w) => w.dims2().ok(),
             Weight::Q8(w) => Some((w.rows(), w.cols())),
+            Weight::Panels(w) => Some((w.rows(), w.cols())),
         }
     }
 }
@@ -142,6 +147,7 @@ impl Weight<'_> {
 enum Rows<'a> {
     F32(&'a [f32]),
     Q8(&'a Q8Weight),
+    Panels(&'a Panels),
 }
 
 /// `x` `[.., in]` times `w` `[out, in]` transposed, or `None` when the kernel does not
@@ -168,10 +174,25 @@ pub fn q8_matmul_t(x: &Tensor, w: &Q8Weight) -> Result<Option<Tensor>> {
     Ok(matmul_t_each(x, &[Weight::Q8(w)])?.and_then(|mut ys| ys.pop()))
 }
 
+/// `x` `[.., in]` times the panel weight `w` `[out, in]` transposed, or `None` where the
+/// kernel does not apply (as [`matmul_t`]), for the benchmarks that compare the layouts.
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
+pub fn panel_matmul_t(x: &Tensor, w: &Panels) -> Result<Option<Tensor>> {
+    Ok(matmul_t_each(x, &[Weight::Panels(w)])?.and_then(|mut ys| ys.pop()))
+}
+
+/// Whether this CPU multiplies panel weights of `format` in their own kernel (AVX-512;
+/// bf16 also needs AVX512_BF16).
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
+pub fn panel_kernel(format: PanelFormat) -> bool {
+    broadcast::runs(format)
+}
+
 /// Whether the kernel computes `x` `[.., in]` times `w` `[out, in]` transposed with
 /// `isa`: `x` contiguous f32 on the CPU without gradients; an f32 `w` likewise and within
 /// `isa`'s row limits (when `row_limits`). A Q8_0 `w` has no row limit: candle's Q8_0
-/// matmul, the alternative, is slower at every row count measured (`q8.rs`).
+/// matmul, the alternative, is slower at every row count measured (`q8.rs`); nor has a
+/// panel weight, which nothing else multiplies.
 fn takes(isa: Isa, x: &Tensor, w: Weight, row_limits: bool) -> bool {
     let rows = x.elem_count() / x.dims().last().copied().unwrap_or(0).max(1);
     let x_fits = rows > 0
@@ -184,7 +205,7 @@ fn takes(isa: Isa, x: &Tensor, w: Weight, row_limits: bool) -> bool {
     };
     x_fits
         && match w {
-            Weight::Q8(_) => true,
+            Weight::Q8(_) | Weight::Panels(_) => true,
             Weight::F32(w) => {
                 let limits = isa.params();
                 let too_many = rows > limits.max_rows || (rows > limits.always_rows && out > input);
@@ -221,7 +242,7 @@ pub(crate) fn matmul_t_each(x: &Tensor, ws: &[Weight]) -> Result<Option<Vec<Tens
         .iter()
         .map(|w| match w {
             Weight::F32(t) => Some(t.storage_and_layout()),
-            Weight::Q8(_) => None,
+            Weight::Q8(_) | Weight::Panels(_) => None,
         })
         .collect();
     let mut rows = Vec::with_capacity(ws.len());
@@ -229,6 +250,7 @@ pub(crate) fn matmul_t_each(x: &Tensor, ws: &[Weight]) -> Result<Option<Vec<Tens
     for (w, guard) in ws.iter().zip(&guards) {
         rows.push(match (w, guard) {
             (Weight::Q8(q), _) => Rows::Q8(q),
+            (Weight::Panels(p), _) => Rows::Panels(p),
             (Weight::F32(_), Some((st, l))) => {
                 let Storage::Cpu(st) = &**st else {
                     return Ok(None);
@@ -241,7 +263,7 @@ pub(crate) fn matmul_t_each(x: &Tensor, ws: &[Weight]) -> Result<Option<Vec<Tens
     }
     let m = x.elem_count() / k.max(1);
     let x = f32_elements("skinny-matmul", xs, xl)?;
-    let products = rows_times_each(isa, x, &rows, m, k, &outs);
+    let products = rows_times_each(isa, x, &rows, m, k, &outs, true);
     let lead = &xl.dims()[..xl.dims().len() - 1];
     products
         .into_iter()
@@ -289,14 +311,16 @@ impl CustomOp2 for SkinnyMatmul {
 /// `out[i, j] = Σ_p x[i, p] · w[j, p]` for `x` `[m, k]`, `w` `[n, k]`, row-major, with
 /// `isa`'s tiles. The caller has checked that this CPU runs `isa`.
 fn rows_times_weights(isa: Isa, x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
-    rows_times_each(isa, x, &[Rows::F32(w)], m, k, &[n])
+    rows_times_each(isa, x, &[Rows::F32(w)], m, k, &[n], true)
         .pop()
         .expect("one product")
 }
 
 /// [`rows_times_weights`] for several weights `ws[i]` `[ns[i], k]` at once: their output
 /// columns, laid end to end, are split between the threads as one range, so each thread
-/// makes one pass over its share of the weights and the caller waits once.
+/// makes one pass over its share of the weights and the caller waits once. Panel weights
+/// take their own kernel where the CPU runs it and `panel_kernel` allows it (false: the
+/// fallback that CPUs without it take, for the tests).
 fn rows_times_each(
     isa: Isa,
     x: &[f32],
@@ -304,6 +328,7 @@ fn rows_times_each(
     m: usize,
     k: usize,
     ns: &[usize],
+    panel_kernel: bool,
 ) -> Vec<Vec<f32>> {
     let mut outs: Vec<Vec<f32>> = ns.iter().map(|&n| vec![0f32; m * n]).collect();
     let total: usize = ns.iter().sum();
@@ -319,17 +344,31 @@ fn rows_times_each(
         .any(|w| matches!(w, Rows::Q8(q) if q.layout() == Q8Layout::Interleaved))
         .then(|| vnni::QuantizedRows::new(x, m, k))
         .flatten();
+    // Panel weights take the input as it is, and bf16 ones its bf16 pairs (made once),
+    // where the CPU runs their kernel; elsewhere they go through f32 panels like Q8_0's
+    // row layout.
+    let panel_runs =
+        |w: &Rows| panel_kernel && matches!(w, Rows::Panels(p) if broadcast::runs(p.format()));
+    let panel_input = ws.iter().any(panel_runs).then(|| {
+        let bf16 = ws
+            .iter()
+            .any(|w| matches!(w, Rows::Panels(p) if p.format() == PanelFormat::Bf16));
+        broadcast::PanelInput::new(x, m, k, bf16)
+    });
     // Threads take disjoint ranges of weight rows, i.e. of output columns, and write them
     // in place: for the output head (49,152 columns) a transposed buffer and a pass to put
     // it back cost 7 ms of a ~30 ms product (one thread, strided writes).
     let threads = rayon::current_num_threads().max(1);
     // Ranges of whole register tiles, and of whole groups of an interleaved weight (whose
     // kernel computes a group that a range cuts on both sides of the cut).
-    let align = if quantized.is_some() {
-        nr * q8::GROUP / gcd(nr, q8::GROUP)
-    } else {
-        nr
-    };
+    let lcm = |a: usize, b: usize| a * b / gcd(a, b);
+    let mut align = nr;
+    if quantized.is_some() {
+        align = lcm(align, q8::GROUP);
+    }
+    if panel_input.is_some() {
+        align = lcm(align, broadcast::COLUMNS);
+    }
     // Below ~64k multiply-adds per thread the hand-off costs more than it saves.
     let per_thread = if m * total * k < 65_536 * threads {
         total
@@ -368,13 +407,24 @@ fn rows_times_each(
                         // `o` is as above.
                         unsafe { vnni::columns(xq, q, j0, j0 + cols, o, n) }
                     }
-                    Rows::Q8(q) => {
+                    Rows::Panels(p) if panel_runs(&w) && panel_input.is_some() => {
+                        let xp = panel_input.as_ref().expect("just checked");
+                        // SAFETY: the kernel runs for `p`'s format; `xp` has bf16 pairs
+                        // where any weight is bf16; `p` has `k` columns like `x`; `j0 +
+                        // cols <= n` rows; `o` is as above.
+                        unsafe { broadcast::columns(xp, p, j0, j0 + cols, o, n) }
+                    }
+                    Rows::Q8(_) | Rows::Panels(_) => {
                         panel.resize(panel_rows(k, nr) * k, 0.0);
                         let mut j = 0;
                         while j < cols {
                             let r = (cols - j).min(panel.len() / k);
                             let panel = &mut panel[..r * k];
-                            q.dequantize_rows(j0 + j, panel);
+                            match w {
+                                Rows::Q8(q) => q.dequantize_rows(j0 + j, panel),
+                                Rows::Panels(p) => p.dequantize_rows(j0 + j, panel),
+                                Rows::F32(_) => unreachable!("f32 rows take their own arm"),
+                            }
                             // SAFETY: `panel` holds `r * k` elements; `o + j` is column
                             // `j0 + j`, of which this call writes `r` columns.
                             unsafe { block_rows(isa, &packed, panel, o.add(j), m, k, n) };
@@ -749,6 +799,149 @@ mod tests {
             let y = y[0].flatten_all()?.to_vec1::<f32>()?;
             assert!(y[5 * n..6 * n].iter().all(|v| v.is_nan()), "{bad} in row 5");
             assert_eq!(&y[..5 * n], &got[..5 * n]);
+        }
+        Ok(())
+    }
+
+    /// Panel weights, f32 and bf16, alone and in one pass beside an f32 and a Q8_0 weight:
+    /// each product equals the f64 product of what the kernel multiplies (the input as it
+    /// is, or rounded to bf16, times the weight as its panels hold it), for row counts
+    /// that fill tiles unevenly (1, 7, 9, 20, 104), widths that are odd (a padded bf16
+    /// pair) or several steps long, and output widths that end mid-panel and mid-tile;
+    /// the larger products split their columns between threads.
+    #[test]
+    fn panel_weights_match_their_product() -> Result<()> {
+        if isa().is_none() {
+            return Ok(());
+        }
+        let dev = candle_core::Device::Cpu;
+        for format in [PanelFormat::F32, PanelFormat::Bf16] {
+            let runs = broadcast::runs(format);
+            for (k, n) in [(576, 130), (37, 49), (1536, 576), (64, 1)] {
+                let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
+                let p = Panels::pack(&w, format)?;
+                let held = p.dequantize(&dev)?.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+                for m in [1, 7, 9, 20, 104] {
+                    let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
+                    let xs = x.flatten_all()?.to_vec1::<f32>()?;
+                    let input = broadcast::PanelInput::new(&xs, m, k, true);
+                    let xr: Vec<f64> = if runs && format == PanelFormat::Bf16 {
+                        (0..m).flat_map(|i| input.bf16_row(i)).map(f64::from).collect()
+                    } else {
+                        xs.iter().map(|&v| f64::from(v)).collect()
+                    };
+                    let y = panel_matmul_t(&x, &p)?.expect("the kernel takes panels");
+                    assert_eq!(y.dims(), &[m, n]);
+                    let y = y.flatten_all()?.to_vec1::<f32>()?;
+                    for r in 0..m {
+                        for c in 0..n {
+                            let want: f64 = (0..k).map(|q| xr[r * k + q] * held[c * k + q]).sum();
+                            let g = f64::from(y[r * n + c]);
+                            assert!(
+                                (g - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                                "{format:?} [{m},{k}]x[{n},{k}] at ({r},{c}): {g} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+            // One pass with an f32 weight, a Q8_0 weight and the panels: each as alone.
+            let (m, k) = (20, 576);
+            let dense: Vec<Tensor> = [96, 200, 100]
+                .iter()
+                .map(|&n| Tensor::randn(0f32, 1.0, (n, k), &dev))
+                .collect::<candle_core::Result<_>>()?;
+            let q = Q8Weight::quantize(&dense[1])?.expect("whole blocks");
+            let p = Panels::pack(&dense[2], format)?;
+            let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
+            let ws = [Weight::F32(&dense[0]), Weight::Q8(&q), Weight::Panels(&p)];
+            let got = matmul_t_each(&x, &ws)?.expect("the kernel takes all three");
+            let alone = [
+                matmul_t(&x, &dense[0])?.expect("within the row limits"),
+                q8_matmul_t(&x, &q)?.expect("Q8_0"),
+                panel_matmul_t(&x, &p)?.expect("panels"),
+            ];
+            for (i, (g, a)) in got.iter().zip(&alone).enumerate() {
+                let diff = (g - a)?.abs()?.max_all()?.to_scalar::<f32>()?;
+                assert_eq!(diff, 0.0, "{format:?}: weight {i} differs in a shared pass");
+            }
+        }
+        Ok(())
+    }
+
+    /// bf16 against the product of the unrounded input and weight: each output within
+    /// the bound that rounding both to bf16 allows (2^-8 of `Σ |x| |w|`), and well inside
+    /// it on average; a NaN in an input row makes that row NaN and leaves the others.
+    #[test]
+    fn bf16_products_stay_within_the_rounding() -> Result<()> {
+        if !broadcast::runs(PanelFormat::Bf16) {
+            eprintln!("no AVX512_BF16: the bf16 kernel is not exercised");
+            return Ok(());
+        }
+        let dev = candle_core::Device::Cpu;
+        let (m, k, n) = (20, 576, 200);
+        let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
+        let ws = w.flatten_all()?.to_vec1::<f32>()?;
+        let p = Panels::pack(&w, PanelFormat::Bf16)?;
+        let mut xs = Tensor::randn(0f32, 1.0, (m, k), &dev)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        xs[3 * k + 40] = 60.0;
+        let x = Tensor::from_vec(xs.clone(), (m, k), &dev)?;
+        let got = panel_matmul_t(&x, &p)?.expect("the kernel takes it");
+        let got = got.flatten_all()?.to_vec1::<f32>()?;
+        let mut sum_ratio = 0f64;
+        for r in 0..m {
+            for c in 0..n {
+                let (mut want, mut bound) = (0f64, 1e-5);
+                for q in 0..k {
+                    let (a, b) = (f64::from(xs[r * k + q]), f64::from(ws[c * k + q]));
+                    want += a * b;
+                    bound += (a * b).abs() / 256.0;
+                }
+                let err = (f64::from(got[r * n + c]) - want).abs();
+                assert!(err <= bound, "({r},{c}): {} vs {want}, bound {bound}", got[r * n + c]);
+                sum_ratio += err / bound;
+            }
+        }
+        let mean = sum_ratio / (m * n) as f64;
+        assert!(mean < 0.1, "mean error {mean} of the bound");
+        let mut bad = xs;
+        bad[5 * k + 100] = f32::NAN;
+        let y = panel_matmul_t(&Tensor::from_vec(bad, (m, k), &dev)?, &p)?.expect("kernel");
+        let y = y.flatten_all()?.to_vec1::<f32>()?;
+        assert!(y[5 * n..6 * n].iter().all(|v| v.is_nan()));
+        assert_eq!(&y[..5 * n], &got[..5 * n]);
+        Ok(())
+    }
+
+    /// Where the CPU lacks the panel kernel, panel weights go through the f32 tiles a
+    /// few rows at a time: the product of the unrounded input and the weight as the
+    /// panels hold it, for f32 and bf16 and every instruction set this CPU runs.
+    #[test]
+    fn panel_weights_without_their_kernel_match_their_product() -> Result<()> {
+        let dev = candle_core::Device::Cpu;
+        let (m, k, n) = (9, 1536, 70);
+        let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?.flatten_all()?.to_vec1::<f32>()?;
+        let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
+        for isa in [Isa::Avx512, Isa::Avx2].into_iter().filter(|i| i.runs()) {
+            for format in [PanelFormat::F32, PanelFormat::Bf16] {
+                let p = Panels::pack(&w, format)?;
+                let held = p.dequantize(&dev)?.flatten_all()?.to_vec1::<f32>()?;
+                let got = rows_times_each(isa, &x, &[Rows::Panels(&p)], m, k, &[n], false);
+                for r in 0..m {
+                    for c in 0..n {
+                        let want: f64 = (0..k)
+                            .map(|q| f64::from(x[r * k + q]) * f64::from(held[c * k + q]))
+                            .sum();
+                        let g = f64::from(got[0][r * n + c]);
+                        assert!(
+                            (g - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                            "{isa:?} {format:?} at ({r},{c}): {g} vs {want}"
+                        );
+                    }
+                }
+            }
         }
         Ok(())
     }

@@ -35,7 +35,7 @@ public final class Model extends NativeHandle {
 
     /**
      * {@link #load(Path, String)} serving from quantized weights: {@code quantization} is
-     * {@code "q8_0"}, {@code "q4_0"}, or {@code ""} for the checkpoint's f32 weights (an unknown
+     * {@code "q8_0"}, {@code "q4_0"}, {@code "bf16"}, or {@code ""} for the checkpoint's f32 weights (an unknown
      * name is {@link Status#INVALID_ARGUMENT}). Scores change slightly; such a model cannot be
      * trained.
      */
