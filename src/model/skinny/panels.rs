@@ -50,8 +50,20 @@ enum Values {
 impl Panels {
     /// `w` `[rows, cols]` (f32) in panels of `format`.
     pub fn pack(w: &Tensor, format: PanelFormat) -> Result<Self> {
-        let (rows, cols) = w.dims2()?;
-        let dense = w.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let w = w.to_dtype(DType::F32)?.contiguous()?;
+        if super::super::host::kernels_on(w.device()) {
+            // Read in place: a copy per weight while loading left the heap fragmented
+            // (the model's resident memory stayed near f32's).
+            return Ok(super::super::host::with_elements("panels", &w, |dense| {
+                Ok(Self::from_rows(dense, w.dims2()?, format))
+            })?);
+        }
+        let dense = w.flatten_all()?.to_vec1::<f32>()?;
+        Ok(Self::from_rows(&dense, w.dims2()?, format))
+    }
+
+    /// The panels of the row-major weight `dense` `[rows, cols]`.
+    fn from_rows(dense: &[f32], (rows, cols): (usize, usize), format: PanelFormat) -> Self {
         let groups = rows.div_ceil(GROUP);
         let values = match format {
             PanelFormat::F32 => {
@@ -77,7 +89,7 @@ impl Panels {
                 Values::Bf16(v)
             }
         };
-        Ok(Panels { rows, cols, values })
+        Panels { rows, cols, values }
     }
 
     pub fn rows(&self) -> usize {
