@@ -30,8 +30,10 @@ fn logits(model: &Model) -> Vec<f32> {
         .unwrap()
 }
 
+/// Loaded to be trained: the weights as stored (LoRA puts panels back into this layout,
+/// so the base logits must come from it to compare bit for bit).
 fn load(dir: &Path) -> Model {
-    Model::load(dir, &ModelOptions::default()).unwrap()
+    Model::load(dir, &ModelOptions::default().with_panels(Some(false))).unwrap()
 }
 
 fn new_tokens(model: &Model) -> std::ops::Range<usize> {

@@ -88,7 +88,7 @@ pub fn load(dir: &Path) -> Result<(AdapterConfig, HashMap<String, Tensor>)> {
 pub fn apply(base: &Path, adapters: &Path, layout: Option<LayoutConfig>, out: &Path) -> Result<()> {
     let (config, tensors) = load(adapters)?;
     let lora = config.lora();
-    let mut model = Model::load(base, &ModelOptions::default())?;
+    let mut model = Model::load(base, &ModelOptions::default().with_panels(Some(false)))?;
     let rows = model.prompt_token_rows();
     if let Some(start) = config.new_token_rows_start.filter(|&s| s != rows.start) {
         return Err(Error::invalid(format!(

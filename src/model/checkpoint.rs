@@ -27,11 +27,17 @@ pub struct ModelOptions {
     /// Serve from quantized weights (`Llama::quantize`); such a model cannot be trained
     /// or saved.
     pub quantization: Option<Quantization>,
+    /// Hold the f32 projections in the kernel's panel layout (`Llama::pack_panels`):
+    /// faster decoding, the same values. Unset: yes, where the CPU runs the panel kernel
+    /// (AVX-512). A model loaded to be trained sets `false` to skip the round trip
+    /// (training puts the weights back into tensors either way).
+    pub panels: Option<bool>,
 }
 
 setters!(ModelOptions {
     with_device => opt device: String,
     with_quantization => opt quantization: Quantization,
+    with_panels => opt panels: bool,
 });
 
 impl ModelOptions {
@@ -138,6 +144,8 @@ impl Model {
         let mut model = Self::from_parts(llama, tokenizer, meta)?;
         if let Some(q) = options.quantization {
             model.llama.quantize(q)?;
+        } else if options.panels != Some(false) {
+            model.llama.pack_panels()?;
         }
         Ok(model)
     }

@@ -122,8 +122,40 @@ impl Proj {
         Ok(match self {
             Proj::Dense(l) => Some(l.weight().clone()),
             Proj::Adapted(l, adapter) => Some(adapter.merge(l.weight())?),
+            // f32 panels hold the weight exactly.
+            Proj::Panels(p) if p.format() == PanelFormat::F32 => {
+                Some(p.dequantize(&candle_core::Device::Cpu)?)
+            }
             Proj::Q8(_) | Proj::Panels(_) | Proj::Quantized(..) => None,
         })
+    }
+
+    /// A dense, unadapted f32 weight moves into f32 panels where the CPU runs their
+    /// kernel; returns whether it moved.
+    pub(crate) fn pack_panels(&mut self) -> Result<bool> {
+        let Proj::Dense(l) = self else {
+            return Ok(false);
+        };
+        let w = l.weight();
+        if l.bias().is_some()
+            || w.track_op()
+            || !super::host::kernels_on(w.device())
+            || !skinny::panel_kernel(PanelFormat::F32)
+        {
+            return Ok(false);
+        }
+        *self = Proj::Panels(Panels::pack(w, PanelFormat::F32)?);
+        Ok(true)
+    }
+
+    /// f32 panels back to the dense weight they hold (exactly); anything else is left.
+    pub(crate) fn unpack_panels(&mut self) -> Result<()> {
+        if let Proj::Panels(p) = self {
+            if p.format() == PanelFormat::F32 {
+                *self = Proj::dense(p.dequantize(&candle_core::Device::Cpu)?);
+            }
+        }
+        Ok(())
     }
 
     /// Attaches `adapter` beside a dense weight (whose shape it must fit).
@@ -158,7 +190,10 @@ impl Proj {
         match self {
             Proj::Dense(_) | Proj::Adapted(..) => None,
             Proj::Q8(_) => Some(Quantization::Q8_0),
-            Proj::Panels(_) => Some(Quantization::Bf16),
+            Proj::Panels(p) => match p.format() {
+                PanelFormat::F32 => None,
+                PanelFormat::Bf16 => Some(Quantization::Bf16),
+            },
             Proj::Quantized(_, q) => Some(*q),
         }
     }

@@ -38,7 +38,7 @@ pub fn plan(cfg: &TrainConfig) -> Result<Vec<StagePlan>> {
     // Every stage shares the first one's tokenizer and template, which is all the plan
     // reads of the model.
     let model = match (&cfg.model.checkpoint, &cfg.model.init) {
-        (Some(ckpt), _) => Model::load(ckpt, &ModelOptions::default())?,
+        (Some(ckpt), _) => Model::load(ckpt, &ModelOptions::default().with_panels(Some(false)))?,
         (None, Some(init)) => super::trainer::from_scratch(&data, init, cfg.seed)?,
         (None, None) => unreachable!("validated: checkpoint or init"),
     };

@@ -287,7 +287,7 @@ fn run_stage(
         Error::OutOfMemory(m) => Error::OutOfMemory(format!("training {}: {m}", from.display())),
         e => e,
     })?;
-    let mut model = Model::load(from, &ModelOptions::default())?;
+    let mut model = Model::load(from, &ModelOptions::default().with_panels(Some(false)))?;
     let resume = match (resuming, &stage.lora) {
         (true, Some(_)) => Some(crate::model::adapters::load(resume_dir)?.1),
         _ => None,

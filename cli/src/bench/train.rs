@@ -50,7 +50,9 @@ pub struct TrainBenchReport {
 }
 
 pub fn run_train_bench(checkpoint: &Path, opts: &TrainBenchOptions) -> Result<TrainBenchReport> {
-    let options = ModelOptions::default().with_device(Some(opts.device.clone()));
+    let options = ModelOptions::default()
+        .with_device(Some(opts.device.clone()))
+        .with_panels(Some(false));
     let mut model = Model::load(checkpoint, &options)?;
     let params = match &opts.lora {
         None => patchrec::train::trainer::make_trainable(&mut model)?,

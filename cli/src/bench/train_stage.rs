@@ -60,7 +60,10 @@ pub fn run_stage_bench(cfg: &TrainConfig, steps: usize, packed: bool) -> Result<
     let mut stage: StageConfig = cfg.stages[0].clone();
     stage.pack = packed;
     let data = Dataset::open(&cfg.data)?;
-    let mut model = Model::load(checkpoint, &ModelOptions::default())?;
+    let mut model = Model::load(
+        checkpoint,
+        &ModelOptions::default().with_panels(Some(false)),
+    )?;
     let params = trainable(&mut model, &stage, cfg.seed, None)?;
     let mut opt = stage_optimizer(&params, &stage)?;
     let model = Arc::new(model);

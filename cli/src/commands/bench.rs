@@ -57,6 +57,10 @@ pub struct Args {
     /// default) or `candle` (composed from candle's ops), to compare the two
     #[arg(long, default_value = "fused")]
     pub attention: String,
+    /// f32 projections on the CPU: `panels` (the kernel's panel layout, the default
+    /// where the CPU runs it) or `rows` (the weights as stored), to compare the two
+    #[arg(long, default_value = "panels")]
+    pub weights: String,
     /// Write the report as JSON here
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -80,9 +84,18 @@ pub fn run(args: Args) -> patchrec::Result<()> {
     }
     let rss = || crate::bench::resident_bytes().unwrap_or(0);
     let before = rss();
+    let panels = match args.weights.as_str() {
+        "panels" => None,
+        "rows" => Some(false),
+        other => {
+            return Err(patchrec::Error::invalid(format!(
+                "--weights {other:?}: expected panels or rows"
+            )))
+        }
+    };
     let mut model = Model::load(
         &args.checkpoint,
-        &model_options(Some(args.device.clone()), &args.quantize)?,
+        &model_options(Some(args.device.clone()), &args.quantize)?.with_panels(panels),
     )?;
     model.llama_mut().set_fused_attention(fused);
     let loaded = rss();

@@ -25,6 +25,7 @@ impl Llama {
                 "a quantized model cannot take LoRA adapters",
             ));
         }
+        self.unpack_panels()?;
         let device = self.device.clone();
         let from_resume = |name: &str, shape: &[usize]| -> Result<Option<candle_core::Var>> {
             let Some(t) = resume.and_then(|r| r.get(name)) else {
