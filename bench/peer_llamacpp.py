@@ -44,13 +44,13 @@ def parse_args():
     p.add_argument("--prompts", default=None, help="export-prompts folder: its prompt lengths and decode steps give the floor")
     p.add_argument("--max-prompts", type=int, default=None)
     p.add_argument("--json", default=None)
-    p.add_argument("--quantize", choices=["q8_0"], default=None,
+    p.add_argument("--quantize", choices=sorted(FTYPES), default=None,
                    help="first quantize --gguf (f32) with llama.cpp's own quantizer and measure that")
     return p.parse_args()
 
 
 # llama.cpp's file types (include/llama.h, enum llama_ftype).
-FTYPES = {"q8_0": 7}
+FTYPES = {"q8_0": 7, "bf16": 32}
 
 
 def quantize(llama_cpp, gguf, kind):

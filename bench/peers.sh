@@ -13,8 +13,8 @@
 #    decode step and the floor P / prefill_tok_s + S * step_ms per prompt;
 # 5. one side-by-side table.
 #
-# PRECISION=q8_0 quantizes both sides: ours with `--quantize q8_0`, llama.cpp's GGUF with
-# llama.cpp's own quantizer from the same f32 weights (transformers stays f32).
+# PRECISION=q8_0 or bf16 quantizes both sides: ours with `--quantize`, llama.cpp's GGUF
+# with llama.cpp's own quantizer from the same f32 weights (transformers stays f32).
 #
 # Defaults: CHECKPOINT = SmolLM2-135M-Instruct converted into .cache/smollm2/ckpt (made if
 # missing), ITEMS = ../shared/data/ml-100k/items.tsv if present else examples/cpp/movies.tsv,
@@ -45,8 +45,8 @@ users="${USERS:-5}"
 precision="${PRECISION:-f32}"
 case "$precision" in
   f32) quantize=() ;;
-  q8_0) quantize=(--quantize q8_0) ;;
-  *) echo "peers: PRECISION must be f32 or q8_0, not $precision" >&2; exit 2 ;;
+  q8_0|bf16) quantize=(--quantize "$precision") ;;
+  *) echo "peers: PRECISION must be f32, q8_0 or bf16, not $precision" >&2; exit 2 ;;
 esac
 threads="${THREADS:-$(nproc)}"
 budget="${PEER_BUDGET_S:-240}"
@@ -110,7 +110,7 @@ fi
 if [ "$have_llamacpp" = 1 ]; then
   gguf="$out/model.f32.gguf"
   peer_precision="f32, the same weights as our checkpoint"
-  [ "$precision" = q8_0 ] && peer_precision="Q8_0 by llama.cpp's quantizer from the same f32 weights"
+  [ "$precision" != f32 ] && peer_precision="$precision by llama.cpp's quantizer from the same f32 weights"
   if ! "$py" "$here/hf_to_gguf.py" --checkpoint "$checkpoint" --out "$gguf"; then
     if [ -n "$q41" ]; then
       gguf="$q41"
