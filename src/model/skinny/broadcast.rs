@@ -9,7 +9,8 @@
 //! outputs (no horizontal sums). The rows of a pass are split into tiles of near-equal
 //! size, since a part-filled tile pays for its weight loads like a full one. The first
 //! tile of rows over a set of panels prefetches the panels two sets later into L2, as the
-//! other kernels do.
+//! other kernels do. A pass of one tile whose input rows do not fit in L1 walks the input
+//! width in chunks (below).
 //!
 //! In bf16 the input rows are rounded to bf16 once per pass (`PanelInput`), two columns
 //! per 32-bit lane, as GGML's bf16 dot products do; the sums stay f32.
@@ -118,6 +119,11 @@ mod imp {
     /// accumulators, the weight vectors and a broadcast input within 32 registers.
     const ROWS_OF_WIDE: usize = 8;
     const ROWS_OF_NARROW: usize = 28;
+    /// Bytes of input rows a chunk of the input width may take (of L1's 32-48 KiB; the
+    /// weights streaming past need the rest).
+    const L1_INPUT_BYTES: usize = 16 * 1024;
+    /// Steps a chunk keeps at least.
+    const MIN_CHUNK: usize = 64;
     /// Sets of panels ahead that the first tile of rows prefetches.
     const AHEAD: usize = 2;
     /// Bytes of one panel per step along the input width (16 f32, or 16 bf16 pairs).
@@ -184,6 +190,8 @@ mod imp {
         /// 32-bit elements between input rows.
         x_stride: usize,
         ld: usize,
+        /// Add to the output (a later chunk of the input width) rather than write it.
+        add: bool,
     }
 
     /// As [`super::columns`].
@@ -213,7 +221,7 @@ mod imp {
                 (v.as_ptr().cast(), x.k.div_ceil(2), x.pairs.as_ptr().cast(), x.stride)
             }
         };
-        let panel = |g: usize| base.wrapping_add(g * depth * STEP);
+        let panel = |g: usize, d0: usize| base.wrapping_add((g * depth + d0) * STEP);
         // Up to 8 rows: one tile of 3 panels. More: tiles of one panel and up to 28 rows,
         // so that each panel is read once per 28 rows; of near-equal size (20 rows: one
         // tile; 32: two of 16). Against 3 panels of up to 8 rows (7, 7, 6) and 2 of up to
@@ -222,7 +230,21 @@ mod imp {
         let (width, mr) = if x.m <= ROWS_OF_WIDE { (G, ROWS_OF_WIDE) } else { (1, ROWS_OF_NARROW) };
         let tiles = x.m.div_ceil(mr);
         let tile_rows = x.m.div_ceil(tiles);
+        // One tile of rows whose input does not fit in L1 beside the streaming weights
+        // (20 f32 rows of 576 columns are 46 KB): the input width is walked in chunks
+        // whose rows stay in L1 while every panel's piece of that chunk streams past,
+        // each chunk's sums added to the output. Several tiles (prefill) keep the walk
+        // over whole panels, so that a panel is read from memory once for all of them.
+        let chunk = if tiles == 1 && tile_rows * depth * 4 > L1_INPUT_BYTES {
+            (L1_INPUT_BYTES / (4 * tile_rows) / 16 * 16).max(MIN_CHUNK)
+        } else {
+            depth
+        };
         let (g_first, g_last) = (lo / GROUP, (hi - 1) / GROUP);
+        let mut d0 = 0;
+        while d0 < depth {
+        let len = chunk.min(depth - d0);
+        let add = d0 > 0;
         let mut g = g_first;
         while g <= g_last {
             let count = (g_last + 1 - g).min(width);
@@ -233,19 +255,20 @@ mod imp {
             };
             let ahead = g + AHEAD * width;
             let t = Tile {
-                w: std::array::from_fn(|i| panel(g + i.min(count - 1))),
+                w: std::array::from_fn(|i| panel(g + i.min(count - 1), d0)),
                 ahead: (ahead + width <= g_last + 1)
-                    .then(|| std::array::from_fn(|i| panel(ahead + i.min(width - 1)))),
+                    .then(|| std::array::from_fn(|i| panel(ahead + i.min(width - 1), d0))),
                 masks: std::array::from_fn(|i| if i < count { mask(g + i) } else { 0 }),
                 col: g as isize * GROUP as isize - lo as isize,
-                depth,
+                depth: len,
                 x_stride,
                 ld,
+                add,
             };
             let mut i = 0;
             while i < x.m {
                 let r = (x.m - i).min(tile_rows);
-                let xi = x_ptr.wrapping_add(i * x_stride);
+                let xi = x_ptr.wrapping_add(i * x_stride + d0);
                 let o = out.wrapping_add(i * ld);
                 let prefetch = i == 0 && t.ahead.is_some();
                 // SAFETY: the caller's contract; `runs(format)` covers each tile's
@@ -259,6 +282,8 @@ mod imp {
                 i += r;
             }
             g += count;
+        }
+        d0 += len;
         }
     }
 
@@ -303,7 +328,12 @@ mod imp {
                             let at = o.wrapping_offset(
                                 r as isize * t.ld as isize + t.col + (c * GROUP) as isize,
                             );
-                            _mm512_mask_storeu_ps(at, t.masks[c], *a);
+                            let sum = if t.add {
+                                _mm512_add_ps(_mm512_maskz_loadu_ps(t.masks[c], at), *a)
+                            } else {
+                                *a
+                            };
+                            _mm512_mask_storeu_ps(at, t.masks[c], sum);
                         }
                     }
                 }

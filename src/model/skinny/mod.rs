@@ -807,8 +807,9 @@ mod tests {
     /// each product equals the f64 product of what the kernel multiplies (the input as it
     /// is, or rounded to bf16, times the weight as its panels hold it), for row counts
     /// that fill tiles unevenly (1, 7, 9, 20, 104), widths that are odd (a padded bf16
-    /// pair) or several steps long, and output widths that end mid-panel and mid-tile;
-    /// the larger products split their columns between threads.
+    /// pair) or walked in chunks (7, 9 and 20 rows of 576 or 1,536), and output widths
+    /// that end mid-panel and mid-tile; the larger products split their columns between
+    /// threads.
     #[test]
     fn panel_weights_match_their_product() -> Result<()> {
         if isa().is_none() {
