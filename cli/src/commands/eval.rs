@@ -43,8 +43,9 @@ pub struct Args {
     /// The popularity baseline instead of a model
     #[arg(long)]
     pub popularity: bool,
-    /// Write the report as JSON here; per-sample results go beside it
-    /// (`<out>.samples.jsonl`) and let an interrupted run resume
+    /// Write the report as JSON here; per-sample results go beside it (`<out>` with the
+    /// extension `.samples.jsonl`: `report.json` -> `report.samples.jsonl`) and let an
+    /// interrupted run resume
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Row name in the Markdown line
