@@ -91,17 +91,21 @@ impl Proj {
         if input % q.block_size() != 0 {
             return Ok(None);
         }
-        let kernel = super::host::kernels_on(w.device()) && skinny::isa().is_some();
-        let ggml = match q.ggml() {
-            _ if q == Quantization::Q8_0 && kernel => return Ok(Q8Weight::quantize(w)?.map(Proj::Q8)),
-            None if kernel => return Ok(Some(Proj::Panels(Panels::pack(w, PanelFormat::Bf16)?))),
-            None => {
-                return Err(Error::invalid(format!(
-                    "{q} weights are multiplied by the CPU kernel, which needs an x86-64 CPU with AVX2 or AVX-512 (the model is on {:?})",
-                    w.device()
-                )));
+        if super::host::kernels_on(w.device()) && skinny::isa().is_some() {
+            match q {
+                Quantization::Q8_0 => return Ok(Q8Weight::quantize(w)?.map(Proj::Q8)),
+                Quantization::Bf16 => {
+                    return Ok(Some(Proj::Panels(Panels::pack(w, PanelFormat::Bf16)?)));
+                }
+                Quantization::Q4_0 => {}
             }
-            Some(ggml) => ggml,
+        }
+        let Some(ggml) = q.ggml() else {
+            return Err(Error::invalid(format!(
+                "{q} weights are multiplied by the CPU kernel, which needs an x86-64 CPU \
+                 with AVX2 or AVX-512 (the model is on {:?})",
+                w.device()
+            )));
         };
         let t = QTensor::quantize(w, ggml)?;
         Ok(Some(Proj::Quantized(QMatMul::from_qtensor(t)?, q)))
@@ -272,12 +276,8 @@ impl Proj {
                     Some(mut ys) => ys.pop().expect("one product"),
                     // Not f32, or gradients wanted: the dequantized weight, through candle.
                     None => {
-                        let dense = match self {
-                            Proj::Q8(w) => w.dequantize(x.device())?,
-                            Proj::Panels(w) => w.dequantize(x.device())?,
-                            _ => unreachable!("matched above"),
-                        };
-                        x.broadcast_matmul(&dense.to_dtype(x.dtype())?.t()?)?
+                        let dense = w.dense(x.device())?.to_dtype(x.dtype())?;
+                        x.broadcast_matmul(&dense.t()?)?
                     }
                 }
             }

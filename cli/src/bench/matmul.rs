@@ -77,20 +77,14 @@ pub fn decode_stack_ms(
     repeats: usize,
     device: &Device,
 ) -> Result<(f64, Option<f64>, usize)> {
-    let mut weights = Vec::with_capacity(layers * SMOLLM2_PROJECTIONS.len());
-    for _ in 0..layers {
-        for &(k, n) in &SMOLLM2_PROJECTIONS {
-            weights.push(Tensor::rand(0f32, 1.0, (n, k), device)?);
-        }
-    }
-    let x576 = Tensor::rand(0f32, 1.0, (rows, 576), device)?;
-    let x1536 = Tensor::rand(0f32, 1.0, (rows, 1536), device)?;
+    let stack = Stack::new(rows, layers, device)?;
+    let weights = &stack.weights;
     let bytes = weights.iter().map(|w| w.elem_count() * 4).sum();
-    let input = |w: &Tensor| if w.dims()[1] == 576 { &x576 } else { &x1536 };
-    let candle = best_pass_ms(&weights, repeats, device, |w| {
+    let input = |w: &Tensor| stack.input(w.dims()[1]);
+    let candle = best_pass_ms(weights, repeats, device, |w| {
         Ok(Some(input(w).matmul(&w.t()?)?))
     })?;
-    let ours = best_pass_ms(&weights, repeats, device, |w| {
+    let ours = best_pass_ms(weights, repeats, device, |w| {
         patchrec::model::skinny::matmul_t_limited(input(w), w, false)
     })?;
     Ok((candle.unwrap_or(f64::NAN), ours, bytes))
@@ -133,15 +127,9 @@ pub fn decode_stack_q8_ms(
     device: &Device,
 ) -> Result<Q8StackTimes> {
     use patchrec::model::skinny::{q8_matmul_t, Q8Layout, Q8Weight};
-    let mut dense = Vec::with_capacity(layers * SMOLLM2_PROJECTIONS.len());
-    for _ in 0..layers {
-        for &(k, n) in &SMOLLM2_PROJECTIONS {
-            dense.push(Tensor::randn(0f32, 1.0, (n, k), device)?);
-        }
-    }
+    let stack = Stack::new(rows, layers, device)?;
+    let dense = &stack.weights;
     let macs = dense.iter().map(|w| w.elem_count() * rows).sum();
-    let x576 = Tensor::randn(0f32, 1.0, (rows, 576), device)?;
-    let x1536 = Tensor::randn(0f32, 1.0, (rows, 1536), device)?;
     // (milliseconds, bytes read) of a pass with the weights in `layout`.
     let time = |layout: Q8Layout| -> Result<(Option<f64>, usize)> {
         let weights: Vec<Q8Weight> = dense
@@ -149,7 +137,7 @@ pub fn decode_stack_q8_ms(
             .map(|w| Ok(Q8Weight::quantize_as(w, layout)?.expect("whole blocks")))
             .collect::<Result<_>>()?;
         let ms = best_pass_ms(&weights, repeats, device, |w| {
-            q8_matmul_t(if w.cols() == 576 { &x576 } else { &x1536 }, w)
+            q8_matmul_t(stack.input(w.cols()), w)
         })?;
         Ok((ms, weights.iter().map(Q8Weight::bytes).sum()))
     };
@@ -235,18 +223,12 @@ pub fn decode_stack_panels_ms(
     device: &Device,
 ) -> Result<(PanelRates, usize, usize)> {
     use patchrec::model::skinny::{panel_kernel, panel_matmul_t, PanelFormat, Panels};
-    let mut dense = Vec::with_capacity(layers * SMOLLM2_PROJECTIONS.len());
-    for _ in 0..layers {
-        for &(k, n) in &SMOLLM2_PROJECTIONS {
-            dense.push(Tensor::randn(0f32, 1.0, (n, k), device)?);
-        }
-    }
-    let x576 = Tensor::randn(0f32, 1.0, (rows, 576), device)?;
-    let x1536 = Tensor::randn(0f32, 1.0, (rows, 1536), device)?;
-    let input = |k: usize| if k == 576 { &x576 } else { &x1536 };
+    let stack = Stack::new(rows, layers, device)?;
+    let dense = &stack.weights;
+    let input = |k: usize| stack.input(k);
     let bytes = dense.iter().map(|w| w.elem_count() * 4).sum();
     let macs = dense.iter().map(|w| w.elem_count() * rows).sum();
-    let rows_layout = best_pass_ms(&dense, repeats, device, |w| {
+    let rows_layout = best_pass_ms(dense, repeats, device, |w| {
         patchrec::model::skinny::matmul_t_limited(input(w.dims()[1]), w, false)
     })?;
     let panels = |format: PanelFormat| -> Result<Option<f64>> {
@@ -267,6 +249,39 @@ pub fn decode_stack_panels_ms(
         bf16: panels(PanelFormat::Bf16)?,
     };
     Ok((rates, bytes, macs))
+}
+
+/// `layers` layers of SmolLM2's projections, each with its own random weights, and
+/// `rows` random input rows of each width they take: what the stacked passes multiply.
+struct Stack {
+    weights: Vec<Tensor>,
+    x576: Tensor,
+    x1536: Tensor,
+}
+
+impl Stack {
+    fn new(rows: usize, layers: usize, device: &Device) -> Result<Self> {
+        let mut weights = Vec::with_capacity(layers * SMOLLM2_PROJECTIONS.len());
+        for _ in 0..layers {
+            for &(k, n) in &SMOLLM2_PROJECTIONS {
+                weights.push(Tensor::randn(0f32, 1.0, (n, k), device)?);
+            }
+        }
+        Ok(Stack {
+            weights,
+            x576: Tensor::randn(0f32, 1.0, (rows, 576), device)?,
+            x1536: Tensor::randn(0f32, 1.0, (rows, 1536), device)?,
+        })
+    }
+
+    /// The input rows for a weight of `k` columns.
+    fn input(&self, k: usize) -> &Tensor {
+        if k == 576 {
+            &self.x576
+        } else {
+            &self.x1536
+        }
+    }
 }
 
 /// SmolLM2-135M's projections of one layer, `(in, out)`: q, k, v, o, gate, up, down.

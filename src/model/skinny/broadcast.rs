@@ -143,12 +143,13 @@ mod imp {
                 // of 16 lanes (`stride` is a multiple of 16) and `c / 2` is a multiple of
                 // 16.
                 unsafe {
-                    let lo = _mm512_maskz_loadu_ps(mask(c), row.as_ptr().add(c));
-                    let hi = _mm512_maskz_loadu_ps(mask(c + 16), row.as_ptr().add(c).wrapping_add(16));
+                    let at = row.as_ptr().wrapping_add(c);
+                    let lo = _mm512_maskz_loadu_ps(mask(c), at);
+                    let hi = _mm512_maskz_loadu_ps(mask(c + 16), at.wrapping_add(16));
                     // Elements 0..16 of the result are `lo`'s, 16..32 `hi`'s: 32
                     // consecutive columns, two per 32-bit lane.
-                    let v = _mm512_cvtne2ps_pbh(hi, lo);
-                    _mm512_storeu_si512(dst.as_mut_ptr().add(c / 2).cast(), std::mem::transmute::<__m512bh, __m512i>(v));
+                    let v = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo));
+                    _mm512_storeu_si512(dst.as_mut_ptr().add(c / 2).cast(), v);
                 }
                 c += 32;
             }
@@ -208,6 +209,8 @@ mod imp {
             return;
         }
         let format = w.format();
+        // The panels' bytes, the steps along the input width (columns, or column pairs),
+        // and the input rows as 32-bit elements.
         let (base, depth, x_ptr, x_stride): (*const u8, usize, *const i32, usize) = match format {
             PanelFormat::F32 => {
                 let Some(v) = w.f32_values() else { return };
@@ -218,16 +221,20 @@ mod imp {
                 if x.pairs.is_empty() {
                     return;
                 }
-                (v.as_ptr().cast(), x.k.div_ceil(2), x.pairs.as_ptr().cast(), x.stride)
+                let pairs = x.pairs.as_ptr().cast();
+                (v.as_ptr().cast(), x.k.div_ceil(2), pairs, x.stride)
             }
         };
-        let panel = |g: usize, d0: usize| base.wrapping_add((g * depth + d0) * STEP);
         // Up to 8 rows: one tile of 3 panels. More: tiles of one panel and up to 28 rows,
         // so that each panel is read once per 28 rows; of near-equal size (20 rows: one
         // tile; 32: two of 16). Against 3 panels of up to 8 rows (7, 7, 6) and 2 of up to
         // 12, 30 layers' projections streamed from memory at 20 and 32 rows were within
         // the run-to-run spread in f32 and 0-15 % faster in bf16 (docs/PERFORMANCE.md).
-        let (width, mr) = if x.m <= ROWS_OF_WIDE { (G, ROWS_OF_WIDE) } else { (1, ROWS_OF_NARROW) };
+        let (width, mr) = if x.m <= ROWS_OF_WIDE {
+            (G, ROWS_OF_WIDE)
+        } else {
+            (1, ROWS_OF_NARROW)
+        };
         let tiles = x.m.div_ceil(mr);
         let tile_rows = x.m.div_ceil(tiles);
         // One tile of rows whose input does not fit in L1 beside the streaming weights
@@ -240,53 +247,99 @@ mod imp {
         } else {
             depth
         };
-        let (g_first, g_last) = (lo / GROUP, (hi - 1) / GROUP);
+        let pass = Pass {
+            format,
+            base,
+            depth,
+            x: x_ptr,
+            x_stride,
+            m: x.m,
+            width,
+            tile_rows,
+            lo,
+            hi,
+            out,
+            ld,
+        };
         let mut d0 = 0;
         while d0 < depth {
-        let len = chunk.min(depth - d0);
-        let add = d0 > 0;
-        let mut g = g_first;
-        while g <= g_last {
-            let count = (g_last + 1 - g).min(width);
-            let mask = |g: usize| -> __mmask16 {
-                let first = lo.saturating_sub(g * GROUP).min(GROUP);
-                let end = hi.saturating_sub(g * GROUP).min(GROUP);
-                (((1u32 << end) - 1) & !((1u32 << first) - 1)) as __mmask16
-            };
-            let ahead = g + AHEAD * width;
-            let t = Tile {
-                w: std::array::from_fn(|i| panel(g + i.min(count - 1), d0)),
-                ahead: (ahead + width <= g_last + 1)
-                    .then(|| std::array::from_fn(|i| panel(ahead + i.min(width - 1), d0))),
-                masks: std::array::from_fn(|i| if i < count { mask(g + i) } else { 0 }),
-                col: g as isize * GROUP as isize - lo as isize,
-                depth: len,
-                x_stride,
-                ld,
-                add,
-            };
-            let mut i = 0;
-            while i < x.m {
-                let r = (x.m - i).min(tile_rows);
-                let xi = x_ptr.wrapping_add(i * x_stride + d0);
-                let o = out.wrapping_add(i * ld);
-                let prefetch = i == 0 && t.ahead.is_some();
-                // SAFETY: the caller's contract; `runs(format)` covers each tile's
-                // features.
-                unsafe {
-                    match format {
-                        PanelFormat::F32 => by_shape!(tile_f32, r, count, (&t, xi, o, prefetch)),
-                        PanelFormat::Bf16 => by_shape!(tile_bf16, r, count, (&t, xi, o, prefetch)),
-                    }
-                }
-                i += r;
-            }
-            g += count;
-        }
-        d0 += len;
+            let len = chunk.min(depth - d0);
+            // SAFETY: the caller's contract.
+            unsafe { pass.chunk(d0, len) };
+            d0 += len;
         }
     }
 
+    /// What stays the same over the chunks of one call of [`columns`].
+    struct Pass {
+        format: PanelFormat,
+        /// The panels' first byte; panel `g` starts `g * depth * STEP` bytes on.
+        base: *const u8,
+        depth: usize,
+        /// The input rows' first 32-bit element, rows `x_stride` apart.
+        x: *const i32,
+        x_stride: usize,
+        m: usize,
+        /// Panels per tile, and input rows per tile (the last may have fewer).
+        width: usize,
+        tile_rows: usize,
+        lo: usize,
+        hi: usize,
+        out: *mut f32,
+        ld: usize,
+    }
+
+    impl Pass {
+        /// Steps `d0..d0 + len` of the input width for every panel in `lo..hi` and every
+        /// tile of rows, written to the output (`d0 == 0`) or added to it.
+        ///
+        /// # Safety
+        /// As [`columns`], whose arguments `self` holds.
+        #[target_feature(enable = "avx512f")]
+        unsafe fn chunk(&self, d0: usize, len: usize) {
+            let panel = |g: usize| self.base.wrapping_add((g * self.depth + d0) * STEP);
+            let (g_first, g_last) = (self.lo / GROUP, (self.hi - 1) / GROUP);
+            let width = self.width;
+            let mut g = g_first;
+            while g <= g_last {
+                let count = (g_last + 1 - g).min(width);
+                let mask = |g: usize| super::super::group_mask(g * GROUP, self.lo, self.hi);
+                let ahead = g + AHEAD * width;
+                let t = Tile {
+                    w: std::array::from_fn(|i| panel(g + i.min(count - 1))),
+                    ahead: (ahead + width <= g_last + 1)
+                        .then(|| std::array::from_fn(|i| panel(ahead + i.min(width - 1)))),
+                    masks: std::array::from_fn(|i| if i < count { mask(g + i) } else { 0 }),
+                    col: g as isize * GROUP as isize - self.lo as isize,
+                    depth: len,
+                    x_stride: self.x_stride,
+                    ld: self.ld,
+                    add: d0 > 0,
+                };
+                let mut i = 0;
+                while i < self.m {
+                    let r = (self.m - i).min(self.tile_rows);
+                    let xi = self.x.wrapping_add(i * self.x_stride + d0);
+                    let o = self.out.wrapping_add(i * self.ld);
+                    let prefetch = i == 0 && t.ahead.is_some();
+                    // SAFETY: the caller's contract; `runs(format)` covers each tile's
+                    // features.
+                    unsafe {
+                        match self.format {
+                            PanelFormat::F32 => {
+                                by_shape!(tile_f32, r, count, (&t, xi, o, prefetch))
+                            }
+                            PanelFormat::Bf16 => {
+                                by_shape!(tile_bf16, r, count, (&t, xi, o, prefetch))
+                            }
+                        }
+                    }
+                    i += r;
+                }
+                g += count;
+            }
+        }
+    }
 
     /// Defines a tile: `R` input rows (32-bit elements `t.x_stride` apart from `x`)
     /// against `C` panels of `t`, written to `o[r * ld + col + c]` where the panel's mask
@@ -304,8 +357,9 @@ mod imp {
                 let mut acc = [[_mm512_setzero_ps(); C]; R];
                 unsafe {
                     for d in 0..t.depth {
-                        let wv: [__m512i; C] =
-                            std::array::from_fn(|c| _mm512_loadu_si512(t.w[c].add(d * STEP).cast()));
+                        let wv: [__m512i; C] = std::array::from_fn(|c| {
+                            _mm512_loadu_si512(t.w[c].add(d * STEP).cast())
+                        });
                         if prefetch {
                             if let Some(ahead) = t.ahead {
                                 for p in &ahead[..C] {

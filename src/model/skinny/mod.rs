@@ -140,6 +140,16 @@ impl Weight<'_> {
             Weight::Panels(w) => Some((w.rows(), w.cols())),
         }
     }
+
+    /// The weight as a dense f32 tensor `[out, in]` on `device`: where the kernel does
+    /// not apply, candle multiplies by this.
+    pub(crate) fn dense(&self, device: &candle_core::Device) -> Result<Tensor> {
+        match self {
+            Weight::F32(w) => Ok(w.to_device(device)?),
+            Weight::Q8(w) => w.dequantize(device),
+            Weight::Panels(w) => w.dequantize(device),
+        }
+    }
 }
 
 /// A weight's elements as the threads read them.
@@ -183,7 +193,6 @@ pub fn panel_matmul_t(x: &Tensor, w: &Panels) -> Result<Option<Tensor>> {
 
 /// Whether this CPU multiplies panel weights of `format` in their own kernel (AVX-512;
 /// bf16 also needs AVX512_BF16).
-#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub fn panel_kernel(format: PanelFormat) -> bool {
     broadcast::runs(format)
 }
@@ -336,7 +345,6 @@ fn rows_times_each(
         return outs;
     }
     let Params { lanes, mr, nr, .. } = isa.params();
-    let packed = pack_rows(x, m, k, mr, lanes);
     // Interleaved Q8_0 weights take the input quantized, once for all of them (where the
     // CPU runs the int8 kernel; elsewhere they go through the panels like the row layout).
     let quantized = ws
@@ -355,6 +363,18 @@ fn rows_times_each(
             .any(|w| matches!(w, Rows::Panels(p) if p.format() == PanelFormat::Bf16));
         broadcast::PanelInput::new(x, m, k, bf16)
     });
+    // The f32 tiles read the input packed: packed only where a weight goes through them
+    // (a pass of panel weights alone, as an f32 model serves on AVX-512, does not).
+    let tiled = |w: &Rows| match w {
+        Rows::F32(_) => true,
+        Rows::Q8(q) => !(q.layout() == Q8Layout::Interleaved && quantized.is_some()),
+        Rows::Panels(_) => !panel_runs(w),
+    };
+    let packed = if ws.iter().any(tiled) {
+        pack_rows(x, m, k, mr, lanes)
+    } else {
+        Vec::new()
+    };
     // Threads take disjoint ranges of weight rows, i.e. of output columns, and write them
     // in place: for the output head (49,152 columns) a transposed buffer and a pass to put
     // it back cost 7 ms of a ~30 ms product (one thread, strided writes).
@@ -435,6 +455,15 @@ fn rows_times_each(
             }
         });
     outs
+}
+
+/// The columns of a group of 16 weight rows starting at row `first` that lie in
+/// `lo..hi`, as a lane mask (bit `c`: row `first + c`). The int8 and panel kernels write a
+/// thread's range of output columns with it, whose ends may cut a group.
+fn group_mask(first: usize, lo: usize, hi: usize) -> u16 {
+    let start = lo.saturating_sub(first).min(16);
+    let end = hi.saturating_sub(first).min(16);
+    (((1u32 << end) - 1) & !((1u32 << start) - 1)) as u16
 }
 
 /// The greatest common divisor (for the least common multiple of a tile and a group).
@@ -821,7 +850,8 @@ mod tests {
             for (k, n) in [(576, 130), (37, 49), (1536, 576), (64, 1)] {
                 let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
                 let p = Panels::pack(&w, format)?;
-                let held = p.dequantize(&dev)?.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+                let held = p.dequantize(&dev)?.to_dtype(DType::F64)?;
+                let held = held.flatten_all()?.to_vec1::<f64>()?;
                 for m in [1, 7, 9, 20, 104] {
                     let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
                     let xs = x.flatten_all()?.to_vec1::<f32>()?;

@@ -51,7 +51,7 @@ impl Panels {
     /// `w` `[rows, cols]` (f32) in panels of `format`.
     pub fn pack(w: &Tensor, format: PanelFormat) -> Result<Self> {
         let w = w.to_dtype(DType::F32)?.contiguous()?;
-        if super::super::host::kernels_on(w.device()) {
+        if w.device().is_cpu() {
             // Read in place: a copy per weight while loading left the heap fragmented
             // (the model's resident memory stayed near f32's).
             return Ok(super::super::host::with_elements("panels", &w, |dense| {

@@ -175,11 +175,7 @@ mod imp {
         while g <= g_last {
             let pair = g < g_last;
             // Output columns of groups `g` (and `g + 1`) that lie in `lo..hi`, as masks.
-            let mask = |g: usize| -> __mmask16 {
-                let first = lo.saturating_sub(g * GROUP).min(GROUP);
-                let end = hi.saturating_sub(g * GROUP).min(GROUP);
-                (((1u32 << end) - 1) & !((1u32 << first) - 1)) as __mmask16
-            };
+            let mask = |g: usize| super::super::group_mask(g * GROUP, lo, hi);
             let gs = [g, (g + 1).min(g_last)];
             // The pair after next, which the first tile of rows pulls towards the core
             // while it computes (the tiles that follow read this pair from L1 and would
