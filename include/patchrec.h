@@ -587,9 +587,10 @@ patchrec_status_t patchrec_model_options_set_device(struct patchrec_model_option
  * (every projection and the head), or `""` for none (the default). The projections are
  * quantized as they are read, so the dense weights are never all in memory. `"q8_0"`
  * holds them in about a quarter of f32's memory and, on a CPU with AVX2 or AVX-512,
- * answers faster than f32; `"bf16"` holds them in half and needs such a CPU (the
- * products use bf16 instructions where it has AVX512_BF16); `"q4_0"` goes through
- * candle's quantized matmul. Scores change slightly (measured in docs/PERFORMANCE.md); a
+ * answers faster than f32 (in int8 multiply-adds where it has AVX-512 VNNI); `"q4_0"`
+ * likewise, in about a sixth of f32's memory where the CPU has AVX-512 VNNI (a quarter
+ * elsewhere); `"bf16"` holds them in half and needs such a CPU (the products use bf16
+ * instructions where it has AVX512_BF16). Scores change slightly (measured in docs/PERFORMANCE.md); a
  * quantized model cannot be trained. Copies `quantization`; an unknown name is
  * `PATCHREC_INVALID_ARGUMENT` and leaves the options unchanged.
  */

@@ -86,7 +86,7 @@ inline void check_abi() {
 class Model {
 public:
     // `device` is "cpu", "cuda:N", or empty for the default (cpu); `quantization` is
-    // "q8_0", "q4_0", or empty for the checkpoint's f32 weights.
+    // "q8_0", "q4_0", "bf16", or empty for the checkpoint's f32 weights.
     static Model load(const std::string &checkpoint_dir, const std::string &device = "",
                       const std::string &quantization = "") {
         check_abi();

@@ -13,9 +13,10 @@
 //! the test run checks that it works without spending minutes on the sweep.
 
 use candle_core::Device;
+use patchrec::model::skinny::BlockFormat;
 use patchrec_cli::bench::matmul::{
-    decode_matmul_gflops, decode_panel_gflops, decode_q8_gflops, decode_stack_ms,
-    decode_stack_panels_ms, decode_stack_q8_ms, log_softmax_ms,
+    decode_block_gflops, decode_matmul_gflops, decode_panel_gflops, decode_stack_blocks_ms,
+    decode_stack_ms, decode_stack_panels_ms, log_softmax_ms,
 };
 use patchrec_cli::bench::roofline;
 
@@ -147,59 +148,62 @@ fn main() -> patchrec::Result<()> {
             );
         }
     }
-    // Q8_0: the row layout's f32 multiply-adds against the interleaved layout's int8 ones.
-    let title =
-        "Q8_0 weights, GFLOP/s (best of 5): row layout (f32 FMAs) vs interleaved (int8 VNNI)";
-    if wanted(title) {
-        println!("\n{title}");
-        println!("| product | [in -> out] | rows | row layout | int8 | int8 / row layout |");
-        println!("|---|---|---|---|---|---|");
-        for &(name, k, n) in shapes {
-            for &rows in rows {
-                let (panel, int8) = decode_q8_gflops(rows, k, n, repeats(n), &device)?;
-                match int8 {
-                    Some(int8) => println!(
-                        "| {name} | {k} -> {n} | {rows} | {panel:.1} | {int8:.1} | {:.2}x |",
-                        int8 / panel
-                    ),
-                    None => println!("| {name} | {k} -> {n} | {rows} | {panel:.1} | - | - |"),
+    // Q8_0 and Q4_0: the row layout's f32 multiply-adds against the interleaved layout's
+    // int8 ones.
+    for (format, name) in [(BlockFormat::Q8_0, "Q8_0"), (BlockFormat::Q4_0, "Q4_0")] {
+        let title = format!(
+            "{name} weights, GFLOP/s (best of 5): row layout (f32 FMAs) vs interleaved (int8 VNNI)"
+        );
+        if wanted(&title) {
+            println!("\n{title}");
+            println!("| product | [in -> out] | rows | row layout | int8 | int8 / row layout |");
+            println!("|---|---|---|---|---|---|");
+            for &(product, k, n) in shapes {
+                for &rows in rows {
+                    let (panel, int8) =
+                        decode_block_gflops(format, rows, k, n, repeats(n), &device)?;
+                    let int8_cells = match int8 {
+                        Some(int8) => format!("{int8:.1} | {:.2}x", int8 / panel),
+                        None => "- | -".into(),
+                    };
+                    println!("| {product} | {k} -> {n} | {rows} | {panel:.1} | {int8_cells} |");
                 }
             }
         }
-    }
-    let title = format!(
-        "{layers} layers of projections in Q8_0, ms per pass (best of 5); limit: the larger of \
-         bytes read over the read bandwidth and multiply-adds over the rate of the \
-         instructions used"
-    );
-    if wanted(&title) {
-        println!("\n{title}");
-        println!(
-            "| rows | row layout | its limit | int8 | its limit | int8 / limit | row layout / int8 |"
+        let title = format!(
+            "{layers} layers of projections in {name}, ms per pass (best of 5); limit: the \
+             larger of bytes read over the read bandwidth and multiply-adds over the rate of \
+             the instructions used"
         );
-        println!("|---|---|---|---|---|---|---|");
-        for &r in if full {
-            &[1, 8, 20, 32, 64, 128][..]
-        } else {
-            &[20][..]
-        } {
-            let t = decode_stack_q8_ms(r, layers, 5, &device)?;
-            let fma = roof.fma_gflops.unwrap_or(f64::NAN);
-            let panel_limit = roof.limit_ms(t.rows_bytes, t.macs, fma);
-            match (t.int8_ms, roof.vnni_gops) {
-                (Some(ms), Some(vnni)) => {
-                    let limit = roof.limit_ms(t.int8_bytes, t.macs, vnni);
-                    println!(
-                        "| {r} | {:.2} | {panel_limit:.2} | {ms:.2} | {limit:.2} | {:.2}x | {:.2}x |",
-                        t.rows_ms,
-                        ms / limit,
-                        t.rows_ms / ms
-                    )
-                }
-                _ => println!(
-                    "| {r} | {:.2} | {panel_limit:.2} | - | - | - | - |",
+        if wanted(&title) {
+            println!("\n{title}");
+            println!(
+                "| rows | row layout | its limit | int8 | its limit | int8 / limit | row layout / int8 |"
+            );
+            println!("|---|---|---|---|---|---|---|");
+            for &r in if full {
+                &[1, 8, 20, 32, 64, 128][..]
+            } else {
+                &[20][..]
+            } {
+                let t = decode_stack_blocks_ms(format, r, layers, 5, &device)?;
+                let fma = roof.fma_gflops.unwrap_or(f64::NAN);
+                let panel_limit = roof.limit_ms(t.rows_bytes, t.macs, fma);
+                let int8_cells = match (t.int8_ms, roof.vnni_gops) {
+                    (Some(ms), Some(vnni)) => {
+                        let limit = roof.limit_ms(t.int8_bytes, t.macs, vnni);
+                        format!(
+                            "{ms:.2} | {limit:.2} | {:.2}x | {:.2}x",
+                            ms / limit,
+                            t.rows_ms / ms
+                        )
+                    }
+                    _ => "- | - | - | -".into(),
+                };
+                println!(
+                    "| {r} | {:.2} | {panel_limit:.2} | {int8_cells} |",
                     t.rows_ms
-                ),
+                );
             }
         }
     }

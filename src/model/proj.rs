@@ -1,7 +1,7 @@
 //! A linear projection without bias, held dense (f32, trainable, savable) or quantized
-//! (for serving only): Q8_0 through our CPU kernel where it runs (`skinny::Q8Weight`),
-//! bf16 in panels through the kernel (`skinny::Panels`; CPUs with AVX2 or AVX-512), other
-//! GGML formats and devices through candle's quantized matmul.
+//! (for serving only): Q8_0 and Q4_0 through our CPU kernel where it runs
+//! (`skinny::BlockWeight`), bf16 in panels through the kernel (`skinny::Panels`) on CPUs
+//! with AVX2 or AVX-512, other devices through candle's quantized matmul.
 //!
 //! Quantized serving trades a small change in scores for less memory and, where the
 //! matmuls are bound by reading weights (batch-1 and beam decoding), speed.
@@ -13,7 +13,7 @@ use candle_core::{Module, Tensor};
 use candle_nn::Linear;
 
 use super::lora::Adapter;
-use super::skinny::{self, PanelFormat, Panels, Q8Weight, Weight};
+use super::skinny::{self, BlockFormat, BlockWeight, PanelFormat, Panels, Weight};
 use crate::error::{Error, Result};
 
 /// Weight formats a model can be served in.
@@ -72,8 +72,8 @@ pub(crate) enum Proj {
     Dense(Linear),
     /// A frozen dense weight with a LoRA adapter beside it (`lora.rs`).
     Adapted(Linear, Adapter),
-    /// Q8_0 as the CPU kernel reads it.
-    Q8(Q8Weight),
+    /// Q8_0 or Q4_0 as the CPU kernel reads it.
+    Blocks(BlockWeight),
     /// bf16 panels as the CPU kernel reads them.
     Panels(Panels),
     /// candle's quantized matmul, and the format it holds.
@@ -93,11 +93,16 @@ impl Proj {
         }
         if super::host::kernels_on(w.device()) && skinny::isa().is_some() {
             match q {
-                Quantization::Q8_0 => return Ok(Q8Weight::quantize(w)?.map(Proj::Q8)),
+                Quantization::Q8_0 | Quantization::Q4_0 => {
+                    let format = match q {
+                        Quantization::Q4_0 => BlockFormat::Q4_0,
+                        _ => BlockFormat::Q8_0,
+                    };
+                    return Ok(BlockWeight::quantize(w, format)?.map(Proj::Blocks));
+                }
                 Quantization::Bf16 => {
                     return Ok(Some(Proj::Panels(Panels::pack(w, PanelFormat::Bf16)?)));
                 }
-                Quantization::Q4_0 => {}
             }
         }
         let Some(ggml) = q.ggml() else {
@@ -116,7 +121,7 @@ impl Proj {
     pub(crate) fn weight(&self) -> Option<&Tensor> {
         match self {
             Proj::Dense(l) | Proj::Adapted(l, _) => Some(l.weight()),
-            Proj::Q8(_) | Proj::Panels(_) | Proj::Quantized(..) => None,
+            Proj::Blocks(_) | Proj::Panels(_) | Proj::Quantized(..) => None,
         }
     }
 
@@ -130,7 +135,7 @@ impl Proj {
             Proj::Panels(p) if p.format() == PanelFormat::F32 => {
                 Some(p.dequantize(&candle_core::Device::Cpu)?)
             }
-            Proj::Q8(_) | Proj::Panels(_) | Proj::Quantized(..) => None,
+            Proj::Blocks(_) | Proj::Panels(_) | Proj::Quantized(..) => None,
         })
     }
 
@@ -193,7 +198,10 @@ impl Proj {
     pub(crate) fn quantization(&self) -> Option<Quantization> {
         match self {
             Proj::Dense(_) | Proj::Adapted(..) => None,
-            Proj::Q8(_) => Some(Quantization::Q8_0),
+            Proj::Blocks(w) => Some(match w.format() {
+                BlockFormat::Q8_0 => Quantization::Q8_0,
+                BlockFormat::Q4_0 => Quantization::Q4_0,
+            }),
             Proj::Panels(p) => match p.format() {
                 PanelFormat::F32 => None,
                 PanelFormat::Bf16 => Some(Quantization::Bf16),
@@ -207,7 +215,7 @@ impl Proj {
     fn kernel_weight(&self) -> Option<Weight<'_>> {
         match self {
             Proj::Dense(l) | Proj::Adapted(l, _) => Some(Weight::F32(l.weight())),
-            Proj::Q8(w) => Some(Weight::Q8(w)),
+            Proj::Blocks(w) => Some(Weight::Blocks(w)),
             Proj::Panels(w) => Some(Weight::Panels(w)),
             Proj::Quantized(..) => None,
         }
@@ -269,9 +277,9 @@ impl Proj {
                 super::frozen::lora_product(x, l.weight(), &adapter.a, &adapter.b, adapter.scale)?
             }
             Proj::Adapted(l, adapter) => (dense(l)? + adapter.delta(x)?)?,
-            Proj::Q8(_) | Proj::Panels(_) => {
+            Proj::Blocks(_) | Proj::Panels(_) => {
                 let x = x.contiguous()?;
-                let w = self.kernel_weight().expect("the kernel reads Q8_0 and panels");
+                let w = self.kernel_weight().expect("the kernel reads blocks and panels");
                 match skinny::matmul_t_each(&x, &[w])? {
                     Some(mut ys) => ys.pop().expect("one product"),
                     // Not f32, or gradients wanted: the dequantized weight, through candle.

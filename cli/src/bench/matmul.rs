@@ -6,6 +6,7 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 
 use patchrec::error::Result;
+use patchrec::model::skinny::{block_matmul_t, BlockFormat, BlockLayout, BlockWeight};
 
 /// GFLOP/s of `[m, k] x [k, n]` f32 matmuls on `device`, best of `repeats` timed runs
 /// after one warm-up.
@@ -40,30 +41,31 @@ pub fn decode_matmul_gflops(
     Ok((candle.unwrap_or(0.0), ours))
 }
 
-/// GFLOP/s of a decode-step product with a Q8_0 weight `[n, k]` (hot in cache): the row
-/// layout (f32 multiply-adds over weights turned back into f32) and, where this CPU has
-/// AVX-512 VNNI, the interleaved layout (int8 multiply-adds), best of `repeats` each.
-pub fn decode_q8_gflops(
+/// GFLOP/s of a decode-step product with a block weight `[n, k]` in `format` (hot in
+/// cache): the row layout (f32 multiply-adds over weights turned back into f32) and,
+/// where this CPU has AVX-512 VNNI, the interleaved layout (int8 multiply-adds), best of
+/// `repeats` each.
+pub fn decode_block_gflops(
+    format: BlockFormat,
     rows: usize,
     k: usize,
     n: usize,
     repeats: usize,
     device: &Device,
 ) -> Result<(f64, Option<f64>)> {
-    use patchrec::model::skinny::{q8_matmul_t, Q8Layout, Q8Weight};
     let x = Tensor::randn(0f32, 1.0, (rows, k), device)?;
     let w = Tensor::randn(0f32, 1.0, (n, k), device)?;
     let macs = rows * k * n;
-    let rate = |layout: Q8Layout| -> Result<Option<f64>> {
-        let q = Q8Weight::quantize_as(&w, layout)?.expect("whole blocks");
-        best_gflops(macs, repeats, device, || q8_matmul_t(&x, &q))
+    let rate = |layout: BlockLayout| -> Result<Option<f64>> {
+        let q = BlockWeight::quantize_as(&w, format, layout)?.expect("whole blocks");
+        best_gflops(macs, repeats, device, || block_matmul_t(&x, &q))
     };
     let int8 = if patchrec::model::skinny::int8_kernel() {
-        rate(Q8Layout::Interleaved)?
+        rate(BlockLayout::Interleaved)?
     } else {
         None
     };
-    Ok((rate(Q8Layout::Rows)?.unwrap_or(0.0), int8))
+    Ok((rate(BlockLayout::Rows)?.unwrap_or(0.0), int8))
 }
 
 /// Milliseconds for `rows` rows through every projection of `layers` layers of SmolLM2's
@@ -115,39 +117,39 @@ fn best_pass_ms<W>(
     Ok(Some(best * 1e3))
 }
 
-/// The Q8_0 counterpart of [`decode_stack_ms`]: milliseconds for `rows` rows through
-/// `layers` layers of SmolLM2's projections in Q8_0, with the weights in the row layout
+/// The block-format counterpart of [`decode_stack_ms`]: milliseconds for `rows` rows
+/// through `layers` layers of SmolLM2's projections in `format`, with the weights in the row layout
 /// (turned back into f32 a panel at a time) and, where this CPU has AVX-512 VNNI, in the
 /// interleaved layout (int8 multiply-adds); best of `repeats` each. Also the bytes each
 /// layout's pass reads (values and scales) and the multiply-adds of a pass.
-pub fn decode_stack_q8_ms(
+pub fn decode_stack_blocks_ms(
+    format: BlockFormat,
     rows: usize,
     layers: usize,
     repeats: usize,
     device: &Device,
-) -> Result<Q8StackTimes> {
-    use patchrec::model::skinny::{q8_matmul_t, Q8Layout, Q8Weight};
+) -> Result<BlockStackTimes> {
     let stack = Stack::new(rows, layers, device)?;
     let dense = &stack.weights;
     let macs = dense.iter().map(|w| w.elem_count() * rows).sum();
     // (milliseconds, bytes read) of a pass with the weights in `layout`.
-    let time = |layout: Q8Layout| -> Result<(Option<f64>, usize)> {
-        let weights: Vec<Q8Weight> = dense
+    let time = |layout: BlockLayout| -> Result<(Option<f64>, usize)> {
+        let weights: Vec<BlockWeight> = dense
             .iter()
-            .map(|w| Ok(Q8Weight::quantize_as(w, layout)?.expect("whole blocks")))
+            .map(|w| Ok(BlockWeight::quantize_as(w, format, layout)?.expect("whole blocks")))
             .collect::<Result<_>>()?;
         let ms = best_pass_ms(&weights, repeats, device, |w| {
-            q8_matmul_t(stack.input(w.cols()), w)
+            block_matmul_t(stack.input(w.cols()), w)
         })?;
-        Ok((ms, weights.iter().map(Q8Weight::bytes).sum()))
+        Ok((ms, weights.iter().map(BlockWeight::bytes).sum()))
     };
     let (int8_ms, int8_bytes) = if patchrec::model::skinny::int8_kernel() {
-        time(Q8Layout::Interleaved)?
+        time(BlockLayout::Interleaved)?
     } else {
         (None, 0)
     };
-    let (rows_ms, rows_bytes) = time(Q8Layout::Rows)?;
-    Ok(Q8StackTimes {
+    let (rows_ms, rows_bytes) = time(BlockLayout::Rows)?;
+    Ok(BlockStackTimes {
         rows_ms: rows_ms.unwrap_or(f64::NAN),
         int8_ms,
         rows_bytes,
@@ -156,8 +158,8 @@ pub fn decode_stack_q8_ms(
     })
 }
 
-/// What [`decode_stack_q8_ms`] measured.
-pub struct Q8StackTimes {
+/// What [`decode_stack_blocks_ms`] measured.
+pub struct BlockStackTimes {
     /// Row layout, f32 multiply-adds.
     pub rows_ms: f64,
     /// Interleaved layout, int8 multiply-adds; `None` without AVX-512 VNNI.

@@ -9,8 +9,9 @@
 //! (both contiguous along `in`), register-blocked so a block of weight rows is loaded once
 //! for every input row, and the output columns are split between threads. It serves
 //! inference only (no backward pass) and needs AVX-512F or AVX2 with FMA, chosen at run
-//! time (`avx512.rs`, `avx2.rs`: the register tiles; `q8.rs`: Q8_0 weights, turned back
-//! into f32 a panel at a time, or `vnni.rs`: multiplied in int8 where the CPU has AVX-512
+//! time (`avx512.rs`, `avx2.rs`: the register tiles; `blocks.rs`: Q8_0 and Q4_0 weights,
+//! turned back into f32 a panel at a time, or `vnni.rs`: multiplied in int8 where the CPU
+//! has AVX-512
 //! VNNI; this file: threads, packing, the walk over tiles);
 //! everything else goes through candle. Measured in docs/PERFORMANCE.md.
 
@@ -18,11 +19,11 @@ mod avx2;
 mod avx512;
 mod broadcast;
 mod panels;
-mod q8;
+mod blocks;
 mod vnni;
 
 pub use panels::{PanelFormat, Panels};
-pub use q8::{Q8Layout, Q8Weight};
+pub use blocks::{BlockFormat, BlockLayout, BlockWeight};
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
@@ -117,7 +118,8 @@ pub(crate) fn isa() -> Option<Isa> {
     [Isa::Avx512, Isa::Avx2].into_iter().find(|i| i.runs())
 }
 
-/// Whether this CPU multiplies interleaved Q8_0 weights in int8 (AVX-512 VNNI).
+/// Whether this CPU multiplies interleaved block weights (Q8_0, Q4_0) in int8 (AVX-512
+/// VNNI).
 #[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub fn int8_kernel() -> bool {
     vnni::runs()
@@ -127,7 +129,7 @@ pub fn int8_kernel() -> bool {
 #[derive(Clone, Copy)]
 pub(crate) enum Weight<'a> {
     F32(&'a Tensor),
-    Q8(&'a Q8Weight),
+    Blocks(&'a BlockWeight),
     Panels(&'a Panels),
 }
 
@@ -136,7 +138,7 @@ impl Weight<'_> {
     fn dims(&self) -> Option<(usize, usize)> {
         match self {
             Weight::F32(w) => w.dims2().ok(),
-            Weight::Q8(w) => Some((w.rows(), w.cols())),
+            Weight::Blocks(w) => Some((w.rows(), w.cols())),
             Weight::Panels(w) => Some((w.rows(), w.cols())),
         }
     }
@@ -146,7 +148,7 @@ impl Weight<'_> {
     pub(crate) fn dense(&self, device: &candle_core::Device) -> Result<Tensor> {
         match self {
             Weight::F32(w) => Ok(w.to_device(device)?),
-            Weight::Q8(w) => w.dequantize(device),
+            Weight::Blocks(w) => w.dequantize(device),
             Weight::Panels(w) => w.dequantize(device),
         }
     }
@@ -156,7 +158,7 @@ impl Weight<'_> {
 #[derive(Clone, Copy)]
 enum Rows<'a> {
     F32(&'a [f32]),
-    Q8(&'a Q8Weight),
+    Blocks(&'a BlockWeight),
     Panels(&'a Panels),
 }
 
@@ -176,12 +178,12 @@ pub fn matmul_t_limited(x: &Tensor, w: &Tensor, row_limits: bool) -> Result<Opti
     Ok(Some(x.apply_op2_no_bwd(w, &SkinnyMatmul(isa))?))
 }
 
-/// `x` `[.., in]` times the Q8_0 weight `w` `[out, in]` transposed, or `None` where the
-/// kernel does not apply (as [`matmul_t`]), for the benchmarks that compare Q8_0's
-/// layouts (`cli/benches/skinny.rs`).
+/// `x` `[.., in]` times the block weight `w` `[out, in]` transposed, or `None` where the
+/// kernel does not apply (as [`matmul_t`]), for the benchmarks that compare the block
+/// formats and layouts (`cli/benches/skinny.rs`).
 #[cfg_attr(not(feature = "internals"), allow(dead_code))]
-pub fn q8_matmul_t(x: &Tensor, w: &Q8Weight) -> Result<Option<Tensor>> {
-    Ok(matmul_t_each(x, &[Weight::Q8(w)])?.and_then(|mut ys| ys.pop()))
+pub fn block_matmul_t(x: &Tensor, w: &BlockWeight) -> Result<Option<Tensor>> {
+    Ok(matmul_t_each(x, &[Weight::Blocks(w)])?.and_then(|mut ys| ys.pop()))
 }
 
 /// `x` `[.., in]` times the panel weight `w` `[out, in]` transposed, or `None` where the
@@ -199,8 +201,9 @@ pub fn panel_kernel(format: PanelFormat) -> bool {
 
 /// Whether the kernel computes `x` `[.., in]` times `w` `[out, in]` transposed with
 /// `isa`: `x` contiguous f32 on the CPU without gradients; an f32 `w` likewise and within
-/// `isa`'s row limits (when `row_limits`). A Q8_0 `w` has no row limit: candle's Q8_0
-/// matmul, the alternative, is slower at every row count measured (`q8.rs`); nor has a
+/// `isa`'s row limits (when `row_limits`). A block `w` has no row limit: candle's
+/// quantized matmul, the alternative, is slower at every row count measured
+/// (`blocks.rs`); nor has a
 /// panel weight, which nothing else multiplies.
 fn takes(isa: Isa, x: &Tensor, w: Weight, row_limits: bool) -> bool {
     let rows = x.elem_count() / x.dims().last().copied().unwrap_or(0).max(1);
@@ -214,7 +217,7 @@ fn takes(isa: Isa, x: &Tensor, w: Weight, row_limits: bool) -> bool {
     };
     x_fits
         && match w {
-            Weight::Q8(_) | Weight::Panels(_) => true,
+            Weight::Blocks(_) | Weight::Panels(_) => true,
             Weight::F32(w) => {
                 let limits = isa.params();
                 let too_many = rows > limits.max_rows || (rows > limits.always_rows && out > input);
@@ -251,14 +254,14 @@ pub(crate) fn matmul_t_each(x: &Tensor, ws: &[Weight]) -> Result<Option<Vec<Tens
         .iter()
         .map(|w| match w {
             Weight::F32(t) => Some(t.storage_and_layout()),
-            Weight::Q8(_) | Weight::Panels(_) => None,
+            Weight::Blocks(_) | Weight::Panels(_) => None,
         })
         .collect();
     let mut rows = Vec::with_capacity(ws.len());
     let mut outs = Vec::with_capacity(ws.len());
     for (w, guard) in ws.iter().zip(&guards) {
         rows.push(match (w, guard) {
-            (Weight::Q8(q), _) => Rows::Q8(q),
+            (Weight::Blocks(q), _) => Rows::Blocks(q),
             (Weight::Panels(p), _) => Rows::Panels(p),
             (Weight::F32(_), Some((st, l))) => {
                 let Storage::Cpu(st) = &**st else {
@@ -345,11 +348,11 @@ fn rows_times_each(
         return outs;
     }
     let Params { lanes, mr, nr, .. } = isa.params();
-    // Interleaved Q8_0 weights take the input quantized, once for all of them (where the
+    // Interleaved block weights take the input quantized, once for all of them (where the
     // CPU runs the int8 kernel; elsewhere they go through the panels like the row layout).
     let quantized = ws
         .iter()
-        .any(|w| matches!(w, Rows::Q8(q) if q.layout() == Q8Layout::Interleaved))
+        .any(|w| matches!(w, Rows::Blocks(q) if q.layout() == BlockLayout::Interleaved))
         .then(|| vnni::QuantizedRows::new(x, m, k))
         .flatten();
     // Panel weights take the input as it is, and bf16 ones its bf16 pairs (made once),
@@ -367,7 +370,7 @@ fn rows_times_each(
     // (a pass of panel weights alone, as an f32 model serves on AVX-512, does not).
     let tiled = |w: &Rows| match w {
         Rows::F32(_) => true,
-        Rows::Q8(q) => !(q.layout() == Q8Layout::Interleaved && quantized.is_some()),
+        Rows::Blocks(q) => !(q.layout() == BlockLayout::Interleaved && quantized.is_some()),
         Rows::Panels(_) => !panel_runs(w),
     };
     let packed = if ws.iter().any(tiled) {
@@ -384,7 +387,7 @@ fn rows_times_each(
     let lcm = |a: usize, b: usize| a * b / gcd(a, b);
     let mut align = nr;
     if quantized.is_some() {
-        align = lcm(align, q8::GROUP);
+        align = lcm(align, blocks::GROUP);
     }
     if panel_input.is_some() {
         align = lcm(align, broadcast::COLUMNS);
@@ -402,7 +405,7 @@ fn rows_times_each(
             // This thread's global columns `lo..hi`, cut at the weights' boundaries.
             let (lo, hi) = (c * per_thread, ((c + 1) * per_thread).min(total));
             let mut first = 0;
-            // Q8_0 rows turned back into f32, `panel_rows(k, nr)` at a time.
+            // Block and panel rows turned back into f32, `panel_rows(k, nr)` at a time.
             let mut panel = Vec::new();
             for ((&w, &n), &base) in ws.iter().zip(ns).zip(&bases) {
                 let (a, b) = (lo.max(first), hi.min(first + n));
@@ -420,7 +423,9 @@ fn rows_times_each(
                         // SAFETY: `w` holds `cols * k` elements, `o` is as above.
                         unsafe { block_rows(isa, &packed, &w[j0 * k..(j0 + cols) * k], o, m, k, n) }
                     }
-                    Rows::Q8(q) if q.layout() == Q8Layout::Interleaved && quantized.is_some() => {
+                    Rows::Blocks(q)
+                        if q.layout() == BlockLayout::Interleaved && quantized.is_some() =>
+                    {
                         let xq = quantized.as_ref().expect("just checked");
                         // SAFETY: `quantized` exists only where `vnni::runs()`; `q` is
                         // interleaved with `k` columns like `x`; `j0 + cols <= n` rows;
@@ -434,14 +439,14 @@ fn rows_times_each(
                         // cols <= n` rows; `o` is as above.
                         unsafe { broadcast::columns(xp, p, j0, j0 + cols, o, n) }
                     }
-                    Rows::Q8(_) | Rows::Panels(_) => {
+                    Rows::Blocks(_) | Rows::Panels(_) => {
                         panel.resize(panel_rows(k, nr) * k, 0.0);
                         let mut j = 0;
                         while j < cols {
                             let r = (cols - j).min(panel.len() / k);
                             let panel = &mut panel[..r * k];
                             match w {
-                                Rows::Q8(q) => q.dequantize_rows(j0 + j, panel),
+                                Rows::Blocks(q) => q.dequantize_rows(j0 + j, panel),
                                 Rows::Panels(p) => p.dequantize_rows(j0 + j, panel),
                                 Rows::F32(_) => unreachable!("f32 rows take their own arm"),
                             }
@@ -471,8 +476,8 @@ fn gcd(a: usize, b: usize) -> usize {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
-/// Weight rows per Q8_0 panel: about 16 KiB of f32, so the panel stays in L1 while every
-/// packed input row passes by, rounded up to whole register tiles.
+/// Weight rows turned back into f32 at a time: about 16 KiB of f32, so the panel stays in
+/// L1 while every packed input row passes by, rounded up to whole register tiles.
 fn panel_rows(k: usize, nr: usize) -> usize {
     (4096 / k.max(1)).max(1).div_ceil(nr) * nr
 }
@@ -594,6 +599,20 @@ unsafe fn for_each_tile(
 mod tests {
     use super::*;
 
+    /// `Σ a[p]·b[p]` in f64, and `Σ |a[p]·b[p]|`.
+    fn dot(a: &[f64], b: &[f64]) -> (f64, f64) {
+        a.iter()
+            .zip(b)
+            .fold((0.0, 0.0), |(s, abs), (a, b)| (s + a * b, abs + (a * b).abs()))
+    }
+
+    /// Whether the kernel's f32 sum `got` is within f32 summation's error of `want`:
+    /// 1e-4 relative, plus a little per unit of the terms' absolute sum (a long sum whose
+    /// terms cancel ends near zero carrying the rounding of its large partial sums).
+    fn f32_sum_close(got: f64, want: f64, abs: f64) -> bool {
+        (got - want).abs() <= 1e-4 * (1.0 + want.abs()) + 1e-6 * abs
+    }
+
     /// Against a plain triple loop, for every instruction set this CPU runs, over shapes
     /// that exercise every tile remainder (rows 1..=13 and more, weight rows not a multiple
     /// of 3 or 4, `k` not a multiple of 8 or 16, `k` in several chunks).
@@ -684,35 +703,40 @@ mod tests {
         Ok(())
     }
 
-    /// Q8_0 weights, alone and beside f32 ones in one pass, in both layouts: each product
-    /// equals `x` times the dequantized weight (an f64 reference), for row counts inside
+    /// Q8_0 and Q4_0 weights, alone and beside f32 ones and each other in one pass, in both
+    /// layouts: each product equals `x` times the dequantized weight (an f64 reference),
+    /// for row counts inside
     /// and past the f32 limits, input widths whose panels hold 9 rows (576) and 3 (1536),
     /// and output widths that end mid-panel, mid-tile and mid-group. Where the int8 kernel
     /// runs (interleaved weights on a CPU with AVX-512 VNNI), `x` is the input as it
     /// quantized it; [`int8_products_stay_within_the_input_rounding`] bounds the
     /// difference that makes.
     #[test]
-    fn q8_0_weights_match_their_dequantized_product() -> Result<()> {
+    fn block_weights_match_their_dequantized_product() -> Result<()> {
         if isa().is_none() {
             return Ok(());
         }
-        for layout in [Q8Layout::Rows, Q8Layout::Interleaved] {
-            check_q8_0_products(layout)?;
+        for layout in [BlockLayout::Rows, BlockLayout::Interleaved] {
+            check_block_products(layout, [BlockFormat::Q8_0, BlockFormat::Q4_0])?;
+            check_block_products(layout, [BlockFormat::Q4_0, BlockFormat::Q8_0])?;
         }
         Ok(())
     }
 
-    fn check_q8_0_products(layout: Q8Layout) -> Result<()> {
+    /// The products of an f32 weight and two block weights in `formats`.
+    fn check_block_products(layout: BlockLayout, formats: [BlockFormat; 2]) -> Result<()> {
         let dev = candle_core::Device::Cpu;
-        let int8 = layout == Q8Layout::Interleaved && vnni::runs();
+        let int8 = layout == BlockLayout::Interleaved && vnni::runs();
         for (k, outs) in [(576, [130, 64, 1]), (1536, [20, 7, 576])] {
             let dense: Vec<Tensor> = outs
                 .iter()
                 .map(|&n| Tensor::randn(0f32, 1.0, (n, k), &dev))
                 .collect::<candle_core::Result<_>>()?;
-            let q8: Vec<Q8Weight> = dense
+            // The first is never read as a block weight.
+            let blocks: Vec<BlockWeight> = dense
                 .iter()
-                .map(|w| Ok(Q8Weight::quantize_as(w, layout)?.expect("whole blocks")))
+                .zip([formats[0], formats[0], formats[1]])
+                .map(|(w, f)| Ok(BlockWeight::quantize_as(w, f, layout)?.expect("whole blocks")))
                 .collect::<Result<_>>()?;
             // Each weight as the kernel should see it: the first f32 as it is, the
             // others dequantized.
@@ -721,13 +745,13 @@ mod tests {
                     let t = if i == 0 {
                         dense[0].clone()
                     } else {
-                        q8[i].dequantize(&dev)?
+                        blocks[i].dequantize(&dev)?
                     };
                     Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
                 })
                 .collect::<Result<_>>()?;
             // The first weight stays f32: a mixed pass, while the f32 weight is within
-            // its row limit; past it (104 rows) the Q8_0 weights alone.
+            // its row limit; past it (104 rows) the block weights alone.
             for m in [1, 7, 32, 104] {
                 let first = if m <= isa().expect("available").params().always_rows {
                     0
@@ -739,7 +763,7 @@ mod tests {
                         if i == 0 {
                             Weight::F32(&dense[0])
                         } else {
-                            Weight::Q8(&q8[i])
+                            Weight::Blocks(&blocks[i])
                         }
                     })
                     .collect();
@@ -748,7 +772,10 @@ mod tests {
                 let as_f64 = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
                 let exact = as_f64(&xs);
                 let rounded = match vnni::QuantizedRows::new(&xs, m, k) {
-                    Some(q) if int8 => as_f64(&(0..m).flat_map(|i| q.dequantize_row(i)).collect::<Vec<_>>()),
+                    Some(q) if int8 => {
+                        let rows: Vec<f32> = (0..m).flat_map(|i| q.dequantize_row(i)).collect();
+                        as_f64(&rows)
+                    }
                     _ => exact.clone(),
                 };
                 let got = matmul_t_each(&x, &ws)?.expect("the kernel takes these");
@@ -761,11 +788,12 @@ mod tests {
                     let xs = if i == 0 { &exact } else { &rounded };
                     for r in 0..m {
                         for c in 0..n {
-                            let want: f64 = (0..k).map(|p| xs[r * k + p] * w[c * k + p]).sum();
+                            let (want, abs) = dot(&xs[r * k..][..k], &w[c * k..][..k]);
                             let g = y[r * n + c] as f64;
                             assert!(
-                                (g - want).abs() <= 1e-4 * (1.0 + want.abs()),
-                                "{layout:?} weight {i} [{m},{k}]x[{n},{k}] at ({r},{c}): {g} vs {want}"
+                                f32_sum_close(g, want, abs),
+                                "{layout:?} {formats:?} weight {i} [{m},{k}]x[{n},{k}] \
+                                 at ({r},{c}): {g} vs {want}"
                             );
                         }
                     }
@@ -785,17 +813,25 @@ mod tests {
             eprintln!("no AVX-512 VNNI: the int8 kernel is not exercised");
             return Ok(());
         }
+        for format in [BlockFormat::Q8_0, BlockFormat::Q4_0] {
+            check_int8_rounding(format)?;
+        }
+        Ok(())
+    }
+
+    fn check_int8_rounding(format: BlockFormat) -> Result<()> {
         let dev = candle_core::Device::Cpu;
         let (m, k, n) = (20, 576, 200);
         let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
-        let q = Q8Weight::quantize_as(&w, Q8Layout::Interleaved)?.expect("whole blocks");
+        let q = BlockWeight::quantize_as(&w, format, BlockLayout::Interleaved)?
+            .expect("whole blocks");
         let wd = q.dequantize(&dev)?.flatten_all()?.to_vec1::<f32>()?;
         let mut xs = Tensor::randn(0f32, 1.0, (m, k), &dev)?
             .flatten_all()?
             .to_vec1::<f32>()?;
         xs[3 * k + 40] = 60.0;
         let x = Tensor::from_vec(xs.clone(), (m, k), &dev)?;
-        let got = matmul_t_each(&x, &[Weight::Q8(&q)])?.expect("the kernel takes it");
+        let got = matmul_t_each(&x, &[Weight::Blocks(&q)])?.expect("the kernel takes it");
         let got = got[0].flatten_all()?.to_vec1::<f32>()?;
         let (mut worst, mut sum_ratio) = (0f64, 0f64);
         for r in 0..m {
@@ -811,20 +847,21 @@ mod tests {
                     }
                 }
                 let err = (f64::from(got[r * n + c]) - want).abs();
-                assert!(err <= bound, "({r},{c}): {} vs {want}, bound {bound}", got[r * n + c]);
+                let g = got[r * n + c];
+                assert!(err <= bound, "{format:?} ({r},{c}): {g} vs {want}, bound {bound}");
                 worst = worst.max(err / bound);
                 sum_ratio += err / bound;
             }
         }
         let mean = sum_ratio / (m * n) as f64;
-        assert!(mean < 0.2, "mean error {mean} of the bound (worst {worst})");
+        assert!(mean < 0.2, "{format:?}: mean error {mean} of the bound (worst {worst})");
         // A NaN or an infinity in an input row makes that row's products NaN, as in f32,
         // and leaves the other rows as they were.
         for bad in [f32::NAN, f32::INFINITY] {
             let mut xs = xs.clone();
             xs[5 * k + 100] = bad;
             let x = Tensor::from_vec(xs, (m, k), &dev)?;
-            let y = matmul_t_each(&x, &[Weight::Q8(&q)])?.expect("the kernel takes it");
+            let y = matmul_t_each(&x, &[Weight::Blocks(&q)])?.expect("the kernel takes it");
             let y = y[0].flatten_all()?.to_vec1::<f32>()?;
             assert!(y[5 * n..6 * n].iter().all(|v| v.is_nan()), "{bad} in row 5");
             assert_eq!(&y[..5 * n], &got[..5 * n]);
@@ -866,10 +903,10 @@ mod tests {
                     let y = y.flatten_all()?.to_vec1::<f32>()?;
                     for r in 0..m {
                         for c in 0..n {
-                            let want: f64 = (0..k).map(|q| xr[r * k + q] * held[c * k + q]).sum();
+                            let (want, abs) = dot(&xr[r * k..][..k], &held[c * k..][..k]);
                             let g = f64::from(y[r * n + c]);
                             assert!(
-                                (g - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                                f32_sum_close(g, want, abs),
                                 "{format:?} [{m},{k}]x[{n},{k}] at ({r},{c}): {g} vs {want}"
                             );
                         }
@@ -882,14 +919,14 @@ mod tests {
                 .iter()
                 .map(|&n| Tensor::randn(0f32, 1.0, (n, k), &dev))
                 .collect::<candle_core::Result<_>>()?;
-            let q = Q8Weight::quantize(&dense[1])?.expect("whole blocks");
+            let q = BlockWeight::quantize(&dense[1], BlockFormat::Q8_0)?.expect("whole blocks");
             let p = Panels::pack(&dense[2], format)?;
             let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
-            let ws = [Weight::F32(&dense[0]), Weight::Q8(&q), Weight::Panels(&p)];
+            let ws = [Weight::F32(&dense[0]), Weight::Blocks(&q), Weight::Panels(&p)];
             let got = matmul_t_each(&x, &ws)?.expect("the kernel takes all three");
             let alone = [
                 matmul_t(&x, &dense[0])?.expect("within the row limits"),
-                q8_matmul_t(&x, &q)?.expect("Q8_0"),
+                block_matmul_t(&x, &q)?.expect("Q8_0"),
                 panel_matmul_t(&x, &p)?.expect("panels"),
             ];
             for (i, (g, a)) in got.iter().zip(&alone).enumerate() {

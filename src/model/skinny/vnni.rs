@@ -1,22 +1,23 @@
-//! Q8_0 weights times Q8_0 input rows with AVX-512 VNNI: int8 multiply-adds, four per
-//! 32-bit lane, sixteen output columns per instruction.
+//! Q8_0 and Q4_0 weights times Q8_0 input rows with AVX-512 VNNI: int8 multiply-adds,
+//! four per 32-bit lane, sixteen output columns per instruction.
 //!
-//! Why: with f32 multiply-adds over weights turned back into f32 (`q8.rs`'s row layout),
+//! Why: with f32 multiply-adds over weights turned back into f32 (`blocks.rs`'s row layout),
 //! a 20-row decode pass costs what an f32 pass costs, since it is bound by the multiply-adds
 //! and not by the bytes read. `vpdpbusd` does 64 multiply-adds where an f32 FMA does 16.
 //!
 //! How: the input rows are quantized once per pass as GGML quantizes activations for its
 //! Q8_0 dot products (a scale per block of 32, values rounded to -127..=127). `vpdpbusd`
-//! multiplies unsigned bytes by signed ones: the weight's interleaved layout (`q8.rs`)
-//! stores `w + 128`, and the input stays signed. Each input row's block keeps
-//! `-128 * Σ x`, which the i32 sums start from to take the offset back out: computed once
-//! per pass for the few input rows, where the same correction on the weights' side would
-//! cost 4 bytes per block of every weight row. A register tile holds the i32 sums of up to 4
+//! multiplies unsigned bytes by signed ones: the weight's interleaved layout (`blocks.rs`)
+//! stores `w + 128` (Q8_0) or `w + 8` (Q4_0's nibbles, spread to bytes by a mask and a
+//! shift), and the input stays signed. Each input row's block keeps `Σ x`, and the i32
+//! sums start from `-bias * Σ x` to take the offset back out: computed once per pass for
+//! the few input rows, where the same correction on the weights' side would cost 4 bytes
+//! per block of every weight row. A register tile holds the i32 sums of up to 4
 //! input rows against 2 groups of 16 weight rows; each block of 32 columns ends in one
 //! conversion to f32, one product of the two blocks' scales and one multiply-add. Lanes
 //! are output columns, so no horizontal sums are needed.
 
-use super::q8::{BLOCK, GROUP, Q8Weight};
+use super::blocks::{BlockFormat, BlockWeight, BLOCK, GROUP};
 
 /// Whether this CPU has the instructions the kernel uses.
 pub(crate) fn runs() -> bool {
@@ -33,8 +34,8 @@ pub(crate) fn runs() -> bool {
 }
 
 /// Input rows `[m, k]` quantized to Q8_0 (`k` a multiple of 32): `values[i * k + p]` is
-/// the rounded `x[i, p] / scales[i * k / 32 + p / 32]`, and `offsets[i * k / 32 + p / 32]`
-/// is -128 times the sum of its block's values. A block that holds a NaN or an infinity
+/// the rounded `x[i, p] / scales[i * k / 32 + p / 32]`, and `sums[i * k / 32 + p / 32]`
+/// is the sum of its block's values. A block that holds a NaN or an infinity
 /// gets a NaN scale, so the products it enters are NaN, as they are in f32, and the
 /// model's checks see them.
 pub(crate) struct QuantizedRows {
@@ -42,7 +43,7 @@ pub(crate) struct QuantizedRows {
     k: usize,
     values: Vec<i8>,
     scales: Vec<f32>,
-    offsets: Vec<i32>,
+    sums: Vec<i32>,
 }
 
 impl QuantizedRows {
@@ -59,16 +60,16 @@ impl QuantizedRows {
         unsafe {
             imp::quantize(&x[..m * k], &mut values, &mut scales)
         };
-        let offsets = values
+        let sums = values
             .chunks_exact(BLOCK)
-            .map(|b| -128 * b.iter().map(|&v| i32::from(v)).sum::<i32>())
+            .map(|b| b.iter().map(|&v| i32::from(v)).sum::<i32>())
             .collect();
         Some(QuantizedRows {
             m,
             k,
             values,
             scales,
-            offsets,
+            sums,
         })
     }
 
@@ -90,7 +91,7 @@ impl QuantizedRows {
 /// other thread writes those elements meanwhile.
 pub(crate) unsafe fn columns(
     x: &QuantizedRows,
-    w: &Q8Weight,
+    w: &BlockWeight,
     lo: usize,
     hi: usize,
     out: *mut f32,
@@ -109,7 +110,7 @@ pub(crate) unsafe fn columns(
 mod imp {
     use std::arch::x86_64::*;
 
-    use super::{BLOCK, GROUP, Q8Weight, QuantizedRows};
+    use super::{BlockFormat, BlockWeight, QuantizedRows, BLOCK, GROUP};
 
     /// A block's scale and its inverse, from the largest magnitude in it: GGML's
     /// `quantize_row_q8_0`, with the scale kept in f32 and ties rounded to even (as the
@@ -148,16 +149,35 @@ mod imp {
     }
 
     /// Input rows per register tile: `MR x 2` accumulators of i32 and as many of f32, two
-    /// weight vectors and a broadcast input stay within the 32 registers.
+    /// weight vectors (four from Q4_0's nibbles) and a broadcast input stay within the 32
+    /// registers.
     const MR: usize = 4;
-    /// Bytes of one group's block: 8 quads of 16 rows of 4 bytes.
-    const GROUP_BLOCK: usize = GROUP * BLOCK;
 
     /// As [`super::columns`].
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub(super) unsafe fn columns(
         x: &QuantizedRows,
-        w: &Q8Weight,
+        w: &BlockWeight,
+        lo: usize,
+        hi: usize,
+        out: *mut f32,
+        ld: usize,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            match w.format() {
+                BlockFormat::Q8_0 => walk::<false>(x, w, lo, hi, out, ld),
+                BlockFormat::Q4_0 => walk::<true>(x, w, lo, hi, out, ld),
+            }
+        }
+    }
+
+    /// [`columns`] for a weight whose values are bytes (`NIBBLES: false`, Q8_0) or
+    /// nibbles (Q4_0).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn walk<const NIBBLES: bool>(
+        x: &QuantizedRows,
+        w: &BlockWeight,
         lo: usize,
         hi: usize,
         out: *mut f32,
@@ -170,6 +190,7 @@ mod imp {
             return;
         }
         let blocks = x.k / BLOCK;
+        let group_bytes = blocks * w.format().group_block_bytes();
         let (g_first, g_last) = (lo / GROUP, (hi - 1) / GROUP);
         let mut g = g_first;
         while g <= g_last {
@@ -183,16 +204,16 @@ mod imp {
             // fifth of the read bandwidth.
             let ahead = g + 2 * AHEAD;
             let t = Tile {
-                ahead: (ahead < g_last).then(|| {
-                    [ahead, ahead + 1].map(|g| values.as_ptr().add(g * blocks * GROUP_BLOCK))
-                }),
-                w: gs.map(|g| values.as_ptr().add(g * blocks * GROUP_BLOCK)),
+                ahead: (ahead < g_last)
+                    .then(|| [ahead, ahead + 1].map(|g| values.as_ptr().add(g * group_bytes))),
+                w: gs.map(|g| values.as_ptr().add(g * group_bytes)),
                 scales: gs.map(|g| scales.as_ptr().add(g * blocks * GROUP)),
                 masks: [mask(g), mask(g + 1)],
                 // Column `g * GROUP` of the weight is column `g * GROUP - lo` of `out`,
                 // which may lie before `out` (masked off): offsets, not pointers.
                 col: g as isize * GROUP as isize - lo as isize,
                 blocks,
+                bias: w.format().bias(),
                 k: x.k,
                 ld,
             };
@@ -201,21 +222,22 @@ mod imp {
                 let r = (x.m - i).min(MR);
                 let xv = x.values.as_ptr().add(i * x.k);
                 let xs = x.scales.as_ptr().add(i * blocks);
-                let xo = x.offsets.as_ptr().add(i * blocks);
+                let xo = x.sums.as_ptr().add(i * blocks);
                 let o = out.wrapping_add(i * ld);
+                let rows = (xv, xs, xo);
                 match (r, pair, i == 0 && t.ahead.is_some()) {
-                    (4, true, true) => tile::<4, 2, true>(&t, (xv, xs, xo), o),
-                    (4, true, false) => tile::<4, 2, false>(&t, (xv, xs, xo), o),
-                    (3, true, true) => tile::<3, 2, true>(&t, (xv, xs, xo), o),
-                    (3, true, false) => tile::<3, 2, false>(&t, (xv, xs, xo), o),
-                    (2, true, true) => tile::<2, 2, true>(&t, (xv, xs, xo), o),
-                    (2, true, false) => tile::<2, 2, false>(&t, (xv, xs, xo), o),
-                    (1, true, true) => tile::<1, 2, true>(&t, (xv, xs, xo), o),
-                    (1, true, false) => tile::<1, 2, false>(&t, (xv, xs, xo), o),
-                    (4, false, _) => tile::<4, 1, false>(&t, (xv, xs, xo), o),
-                    (3, false, _) => tile::<3, 1, false>(&t, (xv, xs, xo), o),
-                    (2, false, _) => tile::<2, 1, false>(&t, (xv, xs, xo), o),
-                    _ => tile::<1, 1, false>(&t, (xv, xs, xo), o),
+                    (4, true, true) => tile::<4, 2, true, NIBBLES>(&t, rows, o),
+                    (4, true, false) => tile::<4, 2, false, NIBBLES>(&t, rows, o),
+                    (3, true, true) => tile::<3, 2, true, NIBBLES>(&t, rows, o),
+                    (3, true, false) => tile::<3, 2, false, NIBBLES>(&t, rows, o),
+                    (2, true, true) => tile::<2, 2, true, NIBBLES>(&t, rows, o),
+                    (2, true, false) => tile::<2, 2, false, NIBBLES>(&t, rows, o),
+                    (1, true, true) => tile::<1, 2, true, NIBBLES>(&t, rows, o),
+                    (1, true, false) => tile::<1, 2, false, NIBBLES>(&t, rows, o),
+                    (4, false, _) => tile::<4, 1, false, NIBBLES>(&t, rows, o),
+                    (3, false, _) => tile::<3, 1, false, NIBBLES>(&t, rows, o),
+                    (2, false, _) => tile::<2, 1, false, NIBBLES>(&t, rows, o),
+                    _ => tile::<1, 1, false, NIBBLES>(&t, rows, o),
                 }
                 i += r;
             }
@@ -236,30 +258,37 @@ mod imp {
         masks: [__mmask16; 2],
         col: isize,
         blocks: usize,
+        /// What the unsigned values add to the weights.
+        bias: i32,
         k: usize,
         ld: usize,
     }
 
-    /// `R` quantized input rows (values, scales and offsets; `k` apart) against `G` groups of `t`, written
-    /// to `o[r * ld + col + c]` where the group's mask has column `c`. With `PREFETCH`,
-    /// `t.ahead`'s groups are prefetched into L2, a cache line of each per load.
+    /// `R` quantized input rows (values, scales and sums; `k` apart) against `G` groups
+    /// of `t`, written to `o[r * ld + col + c]` where the group's mask has column `c`.
+    /// With `PREFETCH`, `t.ahead`'s groups are prefetched into L2, a cache line of each
+    /// per load. `NIBBLES`: each 64 bytes of a group hold two quads' values (Q4_0), the
+    /// low nibbles quad `q`'s and the high ones quad `q + 4`'s.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     #[inline]
-    unsafe fn tile<const R: usize, const G: usize, const PREFETCH: bool>(
+    unsafe fn tile<const R: usize, const G: usize, const PREFETCH: bool, const NIBBLES: bool>(
         t: &Tile,
         (xv, xs, xo): (*const i8, *const f32, *const i32),
         o: *mut f32,
     ) {
         let mut acc = [[_mm512_setzero_ps(); G]; R];
+        // 64-byte loads per group and block (`BlockFormat::group_block_bytes` / 64).
+        let loads = if NIBBLES { BLOCK / 8 } else { BLOCK / 4 };
         unsafe {
+            let low = _mm512_set1_epi8(0x0F);
             for b in 0..t.blocks {
-                // The i32 sums start from `-128 * Σ x`, which takes out what reading the
-                // weights as `w + 128` adds.
+                // The i32 sums start from `-bias * Σ x`, which takes out what reading the
+                // weights as unsigned values adds.
                 let mut dot: [[__m512i; G]; R] = std::array::from_fn(|r| {
-                    [_mm512_set1_epi32(*xo.add(r * t.blocks + b)); G]
+                    [_mm512_set1_epi32(-t.bias * *xo.add(r * t.blocks + b)); G]
                 });
-                for q in 0..BLOCK / 4 {
-                    let at = b * GROUP_BLOCK + q * 64;
+                for q in 0..loads {
+                    let at = (b * loads + q) * 64;
                     let wv: [__m512i; G] =
                         std::array::from_fn(|g| _mm512_loadu_si512(t.w[g].add(at).cast()));
                     if PREFETCH {
@@ -269,11 +298,27 @@ mod imp {
                             }
                         }
                     }
-                    for (r, dot_r) in dot.iter_mut().enumerate() {
+                    // The input's quad `q` (and `q + 4` for nibbles), as one i32 each.
+                    let quad = |r: usize, q: usize| {
                         let four = xv.add(r * t.k + b * BLOCK + q * 4).cast::<i32>();
-                        let xb = _mm512_set1_epi32(four.read_unaligned());
-                        for (d, wg) in dot_r.iter_mut().zip(&wv) {
-                            *d = _mm512_dpbusd_epi32(*d, *wg, xb);
+                        _mm512_set1_epi32(four.read_unaligned())
+                    };
+                    if NIBBLES {
+                        let lo = wv.map(|v| _mm512_and_si512(v, low));
+                        let hi = wv.map(|v| _mm512_and_si512(_mm512_srli_epi16::<4>(v), low));
+                        for (r, dot_r) in dot.iter_mut().enumerate() {
+                            let (xl, xh) = (quad(r, q), quad(r, q + loads));
+                            for ((d, l), h) in dot_r.iter_mut().zip(&lo).zip(&hi) {
+                                *d = _mm512_dpbusd_epi32(*d, *l, xl);
+                                *d = _mm512_dpbusd_epi32(*d, *h, xh);
+                            }
+                        }
+                    } else {
+                        for (r, dot_r) in dot.iter_mut().enumerate() {
+                            let xb = quad(r, q);
+                            for (d, wg) in dot_r.iter_mut().zip(&wv) {
+                                *d = _mm512_dpbusd_epi32(*d, *wg, xb);
+                            }
                         }
                     }
                 }
@@ -289,7 +334,8 @@ mod imp {
                 for (g, a) in acc_r.iter().enumerate() {
                     // The first unmasked column lies inside `out`; the masked ones are
                     // never touched, so the offset may point before it.
-                    let at = o.wrapping_offset(r as isize * t.ld as isize + t.col + (g * GROUP) as isize);
+                    let offset = r as isize * t.ld as isize + t.col + (g * GROUP) as isize;
+                    let at = o.wrapping_offset(offset);
                     _mm512_mask_storeu_ps(at, t.masks[g], *a);
                 }
             }
