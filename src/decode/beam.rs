@@ -99,6 +99,9 @@ pub struct SearchTiming {
     pub decode_steps: usize,
     /// Batched forward passes those steps ran (fewer than the steps with lookahead).
     pub forward_passes: usize,
+    /// Rows those passes computed (one per token-tree node): what decoding multiplies
+    /// through every weight.
+    pub decode_rows: usize,
 }
 
 /// Top-`k` items for a prompt, best first.
@@ -128,6 +131,7 @@ pub fn beam_search_timed(
     let (ranked, counts) = search_prefilled(model, catalog, &prefilled, opts)?;
     timing.decode_steps = counts.steps;
     timing.forward_passes = counts.passes;
+    timing.decode_rows = counts.rows;
     timing.decode_seconds = started.elapsed().as_secs_f64() - timing.prefill_seconds;
     Ok((ranked, timing))
 }
@@ -139,6 +143,8 @@ pub struct SearchCounts {
     pub steps: usize,
     /// Batched forward passes.
     pub passes: usize,
+    /// Rows the passes computed, one per token-tree node.
+    pub rows: usize,
 }
 
 /// Top-`k` items after a prefilled prompt, best first, and what the search took.
@@ -580,11 +586,12 @@ impl BeamState {
         }
     }
 
-    /// Beam-search steps and forward passes so far.
+    /// Beam-search steps, forward passes and their rows so far.
     pub fn counts(&self) -> SearchCounts {
         SearchCounts {
             steps: self.steps,
             passes: self.passes,
+            rows: self.rows.len(),
         }
     }
 

@@ -1,6 +1,8 @@
 //! The serving benchmark: for histories of several lengths and each layout, the time of
 //! one query (prompt building, prefill, beam decoding) over many synthetic users, its
-//! percentiles, the prompt's size, and prefill's rate against the measured matmul rate;
+//! percentiles, the prompt's size, prefill's rate against the measured matmul rate, and
+//! the query's multiply-adds (prefill and the decode rows) at that rate: how far the query
+//! is from what the machine's f32 matmuls would take for the same arithmetic;
 //! the time of append + query for a user whose prompt KV is cached (the serving pattern);
 //! optionally with several callers at once.
 
@@ -138,6 +140,12 @@ pub struct BenchRow {
     pub decode_steps: f64,
     /// Forward passes those steps ran (fewer with lookahead).
     pub decode_passes: f64,
+    /// Rows those passes computed (token-tree nodes).
+    pub decode_rows: f64,
+    /// A query's multiply-adds (prefill and decode, the head included) over the measured
+    /// f32 matmul rate: the time a query takes at that rate, in ms. `NaN` where the
+    /// decode rows are not counted (through the batching worker).
+    pub compute_ms: f64,
     /// Prefill FLOPs per second (matmuls and attention, the cached head excluded).
     pub prefill_gflops: f64,
     /// Appending one item to a user whose prompt KV is cached, then querying.
@@ -191,6 +199,23 @@ fn prefill_flops(model: &Model, new: usize, past: usize) -> f64 {
     per_layer * c.num_hidden_layers as f64
 }
 
+/// FLOPs of decoding `rows` token-tree rows after a prompt of `past` positions: 2 per
+/// weight per row in the decoder layers and the output head, plus attention's two
+/// products (over the prompt; the tree's own few nodes left out).
+fn decode_flops(model: &Model, rows: usize, past: usize) -> f64 {
+    let c = model.llama().config();
+    let (d, hd, h, kv, ff) = (
+        c.hidden_size,
+        c.head_dim(),
+        c.num_attention_heads,
+        c.num_kv_heads(),
+        c.intermediate_size,
+    );
+    let weights = d * h * hd * 2 + 2 * d * kv * hd + 3 * d * ff;
+    let per_layer = 2.0 * (rows * weights) as f64 + 4.0 * (rows * past * h * hd) as f64;
+    per_layer * c.num_hidden_layers as f64 + 2.0 * (rows * d * c.vocab_size) as f64
+}
+
 /// One user's measurements.
 struct Sample {
     total: f64,
@@ -198,9 +223,13 @@ struct Sample {
     decode: f64,
     steps: usize,
     passes: usize,
+    /// Decode rows computed (0 where not counted).
+    rows: usize,
     positions: usize,
     cr: f64,
     flops: f64,
+    /// Decode FLOPs (`NaN` where the rows are not counted).
+    decode_flops: f64,
     append_query: f64,
     append_computed: usize,
     cache_bytes: usize,
@@ -238,9 +267,11 @@ fn measure_user(
         decode: timing.decode_seconds,
         steps: timing.decode_steps,
         passes: timing.forward_passes,
+        rows: timing.decode_rows,
         positions: prompt.len,
         cr: prompt.compression_ratio,
         flops: prefill_flops(model, prompt.len - prompt.shared_head, prompt.shared_head),
+        decode_flops: decode_flops(model, timing.decode_rows, prompt.len),
         append_query,
         append_computed: cache.last_reuse().computed,
         cache_bytes: cache.memory_bytes(),
@@ -290,9 +321,11 @@ fn measure_user_batched(
         decode: f64::NAN,
         steps: 0,
         passes: 0,
+        rows: 0,
         positions: fresh.prompt_len,
         cr: fresh.compression_ratio,
         flops: prefill_flops(model, fresh.prompt_len - head, head),
+        decode_flops: f64::NAN,
         append_query,
         append_computed: cache.last_reuse().computed,
         cache_bytes: cache.memory_bytes(),
@@ -404,6 +437,14 @@ pub fn run_serving_bench(catalog: &Arc<Catalog>, opts: &BenchOptions) -> Result<
                 decode: pick(&|s| s.decode),
                 decode_steps: mean(&|s| s.steps as f64),
                 decode_passes: mean(&|s| s.passes as f64),
+                decode_rows: mean(&|s| {
+                    if s.decode_flops.is_nan() {
+                        f64::NAN
+                    } else {
+                        s.rows as f64
+                    }
+                }),
+                compute_ms: mean(&|s| (s.flops + s.decode_flops) / matmul * 1e-6),
                 prefill_gflops: samples.iter().map(|s| s.flops).sum::<f64>() / prefill_sum / 1e9,
                 append_query: pick(&|s| s.append_query),
                 append_prefilled: mean(&|s| s.append_computed as f64),
@@ -442,8 +483,8 @@ impl BenchReport {
     pub fn markdown(&self) -> String {
         let mut s = format!(
             "matmul rate: {:.1} GFLOP/s ({} threads, {} callers)\n{}\n\
-             | layout | history | prompt | CR | total p50 | total p95 | prefill p50 | decode p50 | steps | passes | prefill GFLOP/s | of matmul | append+query p50 | prefilled | queries/s | user cache |\n\
-             |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+             | layout | history | prompt | CR | total p50 | total p95 | prefill p50 | decode p50 | steps | passes | rows | at matmul rate | p50 / that | prefill GFLOP/s | of matmul | append+query p50 | prefilled | queries/s | user cache |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
             self.matmul_gflops,
             self.threads,
             self.callers,
@@ -451,7 +492,7 @@ impl BenchReport {
         );
         for r in &self.rows {
             s.push_str(&format!(
-                "| {} | {} | {:.0} | {:.2} | {:.1} ms | {:.1} ms | {} | {} | {:.1} | {:.1} | {} | {} | {:.1} ms | {:.0} | {:.2} | {:.2} MiB |\n",
+                "| {} | {} | {:.0} | {:.2} | {:.1} ms | {:.1} ms | {} | {} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {:.1} ms | {:.0} | {:.2} | {:.2} MiB |\n",
                 r.layout,
                 r.history,
                 r.prompt_positions,
@@ -462,6 +503,9 @@ impl BenchReport {
                 ms(r.decode.p50_ms),
                 r.decode_steps,
                 r.decode_passes,
+                or_dash(r.decode_rows, 0, ""),
+                ms(r.compute_ms),
+                or_dash(r.total.p50_ms / r.compute_ms, 2, "x"),
                 or_dash(r.prefill_gflops, 1, ""),
                 or_dash(100.0 * r.prefill_gflops / self.matmul_gflops, 0, " %"),
                 r.append_query.p50_ms,
