@@ -147,32 +147,75 @@ impl BlockWeight {
                 blocks * bytes
             )));
         }
-        let mut values = Vec::with_capacity(rows * cols);
-        let mut scales = Vec::with_capacity(blocks);
-        for block in data.chunks_exact(bytes) {
-            scales.push(f16::from_le_bytes([block[0], block[1]]).to_f32());
-            let qs = &block[2..];
-            match format {
-                BlockFormat::Q8_0 => values.extend(qs.iter().map(|&b| b as i8)),
-                BlockFormat::Q4_0 => {
-                    let nibble = |q: u8| q as i8 - 8;
-                    values.extend(qs.iter().map(|&b| nibble(b & 0xF)));
-                    values.extend(qs.iter().map(|&b| nibble(b >> 4)));
+        let row_blocks = cols / BLOCK;
+        let scale = |r: usize, b: usize| {
+            let at = (r * row_blocks + b) * bytes;
+            f16::from_le_bytes([data[at], data[at + 1]]).to_f32()
+        };
+        // Row `r`'s values as signed bytes.
+        let decode_row = |r: usize, out: &mut [i8]| {
+            let row = &data[r * row_blocks * bytes..][..row_blocks * bytes];
+            for (block, out) in row.chunks_exact(bytes).zip(out.chunks_exact_mut(BLOCK)) {
+                let qs = &block[2..];
+                match format {
+                    BlockFormat::Q8_0 => {
+                        for (o, &q) in out.iter_mut().zip(qs) {
+                            *o = q as i8;
+                        }
+                    }
+                    BlockFormat::Q4_0 => {
+                        let (low, high) = out.split_at_mut(BLOCK / 2);
+                        for ((l, h), &q) in low.iter_mut().zip(high).zip(qs) {
+                            (*l, *h) = ((q & 0xF) as i8 - 8, (q >> 4) as i8 - 8);
+                        }
+                    }
                 }
             }
-        }
-        let weight = BlockWeight {
+        };
+        let mut weight = BlockWeight {
             rows,
             cols,
             format,
-            layout: BlockLayout::Rows,
-            values,
-            scales,
+            layout,
+            values: Vec::new(),
+            scales: Vec::new(),
         };
-        Ok(Some(match layout {
-            BlockLayout::Rows => weight,
-            BlockLayout::Interleaved => weight.interleaved(),
-        }))
+        match layout {
+            BlockLayout::Rows => {
+                weight.values = vec![0i8; rows * cols];
+                for (r, out) in weight.values.chunks_exact_mut(cols).enumerate() {
+                    decode_row(r, out);
+                }
+                weight.scales = (0..blocks)
+                    .map(|i| scale(i / row_blocks, i % row_blocks))
+                    .collect();
+            }
+            // Straight from GGML's blocks, a group of rows at a time: a row-layout copy of
+            // the whole weight first would be as large as the result, and the allocator
+            // keeps such freed pages.
+            BlockLayout::Interleaved => {
+                let groups = rows.div_ceil(GROUP);
+                weight.values = vec![0i8; groups * format.group_block_bytes() * row_blocks];
+                weight.scales = vec![0f32; groups * row_blocks * GROUP];
+                let mut group = vec![0i8; GROUP * cols];
+                for g in 0..groups {
+                    for (l, out) in group.chunks_exact_mut(cols).enumerate() {
+                        let r = g * GROUP + l;
+                        if r >= rows {
+                            // Padding rows: zero weights.
+                            out.fill(0);
+                            continue;
+                        }
+                        decode_row(r, out);
+                        for b in 0..row_blocks {
+                            weight.scales[(g * row_blocks + b) * GROUP + l] = scale(r, b);
+                        }
+                    }
+                    weight.place_group(g, &group);
+                }
+            }
+        }
+        Ok(Some(weight))
     }
 
     /// Where value `c` of row `l` of group `g` lies in the interleaved layout: the byte,
@@ -193,45 +236,22 @@ impl BlockWeight {
         }
     }
 
-    /// This row-layout weight in the interleaved layout.
-    fn interleaved(self) -> Self {
-        let (rows, cols) = (self.rows, self.cols);
-        let blocks = cols / BLOCK;
-        let groups = rows.div_ceil(GROUP);
-        let mut out = BlockWeight {
-            layout: BlockLayout::Interleaved,
-            values: vec![0i8; groups * self.format.group_block_bytes() * blocks],
-            scales: vec![0f32; groups * blocks * GROUP],
-            ..self
-        };
-        // The padding rows' values are zero weights, as unsigned values.
+    /// Writes group `g`'s 16 rows of signed values (`group[l * cols + c]`) into the
+    /// interleaved layout, as unsigned values.
+    fn place_group(&mut self, g: usize, group: &[i8]) {
         let bias = self.format.bias();
-        for g in 0..groups {
-            for l in 0..GROUP {
-                for c in 0..cols {
-                    let w = if g * GROUP + l < rows {
-                        i32::from(self.values[(g * GROUP + l) * cols + c])
-                    } else {
-                        0
-                    };
-                    let (at, high) = out.interleaved_at(g, l, c);
-                    let u = (w + bias) as u8;
-                    let byte = &mut out.values[at];
-                    *byte = if high {
-                        (*byte as u8 | u << 4) as i8
-                    } else {
-                        (*byte as u8 | u) as i8
-                    };
-                }
+        for (l, row) in group.chunks_exact(self.cols).enumerate() {
+            for (c, &w) in row.iter().enumerate() {
+                let (at, high) = self.interleaved_at(g, l, c);
+                let u = (i32::from(w) + bias) as u8;
+                let byte = &mut self.values[at];
+                *byte = if high {
+                    (*byte as u8 | u << 4) as i8
+                } else {
+                    (*byte as u8 | u) as i8
+                };
             }
         }
-        for r in 0..rows {
-            let (g, l) = (r / GROUP, r % GROUP);
-            for b in 0..blocks {
-                out.scales[(g * blocks + b) * GROUP + l] = self.scales[r * blocks + b];
-            }
-        }
-        out
     }
 
     pub(crate) fn rows(&self) -> usize {
