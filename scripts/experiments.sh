@@ -144,10 +144,11 @@ if [ "$part" = smollm2 ]; then
   # SmolLM2-135M-Instruct from PyPI, converted once, fine-tuned with LoRA: stream-s:5 (the
   # serving layout, packed) as the main run, PFT-I(5) beside it (run them side by side,
   # one thread each: SMOLLM2_RUN=streams5 and SMOLLM2_RUN=pfti5 with
-  # RAYON_NUM_THREADS=1), then streams5-all (all samples, from the streams5 checkpoint).
+  # RAYON_NUM_THREADS=1), then streams5-all (all samples, from the streams5 checkpoint),
+  # then a second epoch from that: streams5-e2 (LoRA) or streams5-full (every weight).
   # SMOLLM2_RUNS (default $exp/smollm2) holds the base checkpoint and each run's config,
-  # checkpoints and evaluations; SMOLLM2_RUN picks one run (streams5, pfti5 or
-  # streams5-all; default all three, in turn).
+  # checkpoints and evaluations; SMOLLM2_RUN picks one run (streams5, pfti5, streams5-all,
+  # streams5-e2 or streams5-full; default the first three, in turn).
   # stream-s5 trains 1 epoch over the training samples of 240 seeded users (the paper's
   # rule, K = 100; 16,560 samples), packed; pft-i5 (unpacked: its prompts share only the
   # template's head) over a seeded 6,000 samples. Both: batches of 16, AdamW at 5e-4 peak,
@@ -163,13 +164,16 @@ if [ "$part" = smollm2 ]; then
   if [ -n "${SMOLLM2_EVAL_SAMPLES:-}" ]; then
     eval_subset=(--max-samples "$SMOLLM2_EVAL_SAMPLES")
   fi
-  # smollm2_run NAME KIND KEY VALUE LAYOUT PACK SAMPLES [BASE] [LR]: SAMPLES is a
+  # smollm2_run NAME KIND KEY VALUE LAYOUT PACK SAMPLES [BASE] [LR] [TUNE]: SAMPLES is a
   # [samples] line (empty: all samples), BASE the checkpoint to start from (default the
-  # converted model), LR the peak learning rate (default 5e-4).
+  # converted model), LR the peak learning rate (default 5e-4), TUNE "lora" (rank 16,
+  # alpha 32; the default) or "full" (every weight trains).
   smollm2_run() {
     local name=$1 kind=$2 key=$3 value=$4 layout=$5 pack=$6 samples=$7
-    local base=${8:-$runs/smollm2-base} lr=${9:-5e-4}
+    local base=${8:-$runs/smollm2-base} lr=${9:-5e-4} tune=${10:-lora}
     local dir="$runs/smollm2-$name"
+    local lora=$'[stage.lora]\nrank = 16\nalpha = 32'
+    [ "$tune" = full ] && lora=""
     mkdir -p "$dir"
     cat > "$dir/config.toml" <<TOML
 out = "$dir/run"
@@ -191,9 +195,7 @@ max_grad_norm = 1.0
 checkpoint_every = 10
 pack = $pack
 pack_positions = 512
-[stage.lora]
-rank = 16
-alpha = 32
+$lora
 TOML
     local started=$SECONDS
     "$bin" train "$dir/config.toml" --resume
@@ -212,8 +214,15 @@ TOML
     # second LoRA (about 3 hours on 2 threads; --resume picks up where it stopped).
     streams5-all|all) smollm2_run streams5-all stream-s l 5 stream-s:5 true "" \
       "$runs/smollm2-streams5/run/01-stream-s5" 3e-4 ;;
+    # A second epoch over all samples from streams5-all's merged checkpoint: a third LoRA
+    # (streams5-e2), or every weight (streams5-full, about twice LoRA's time per step).
+    streams5-e2) smollm2_run streams5-e2 stream-s l 5 stream-s:5 true "" \
+      "$runs/smollm2-streams5-all/run/01-stream-s5" 2e-4 ;;
+    streams5-full) smollm2_run streams5-full stream-s l 5 stream-s:5 true "" \
+      "$runs/smollm2-streams5-all/run/01-stream-s5" 3e-5 full ;;
     streams5|pfti5) ;;
-    *) echo "SMOLLM2_RUN: streams5, pfti5 or streams5-all" >&2; exit 2 ;;
+    *) echo "SMOLLM2_RUN: streams5, pfti5, streams5-all, streams5-e2 or streams5-full" >&2
+       exit 2 ;;
   esac
   exit 0
 fi
