@@ -150,7 +150,8 @@ fn main() -> patchrec::Result<()> {
     }
     // Q8_0 and Q4_0: the row layout's f32 multiply-adds against the interleaved layout's
     // int8 ones.
-    for (format, name) in [(BlockFormat::Q8_0, "Q8_0"), (BlockFormat::Q4_0, "Q4_0")] {
+    for format in [BlockFormat::Q8_0, BlockFormat::Q4_0] {
+        let name = format!("{format:?}");
         let title = format!(
             "{name} weights, GFLOP/s (best of 5): row layout (f32 FMAs) vs interleaved (int8 VNNI)"
         );

@@ -38,6 +38,15 @@ impl Quantization {
         }
     }
 
+    /// The block format our kernel holds this in; `None` for bf16 (panels).
+    fn block_format(self) -> Option<BlockFormat> {
+        match self {
+            Quantization::Q8_0 => Some(BlockFormat::Q8_0),
+            Quantization::Q4_0 => Some(BlockFormat::Q4_0),
+            Quantization::Bf16 => None,
+        }
+    }
+
     /// Elements per block: a weight quantizes only when its input width is a multiple.
     pub fn block_size(self) -> usize {
         self.ggml().map_or(1, |g| g.block_size())
@@ -92,18 +101,10 @@ impl Proj {
             return Ok(None);
         }
         if super::host::kernels_on(w.device()) && skinny::isa().is_some() {
-            match q {
-                Quantization::Q8_0 | Quantization::Q4_0 => {
-                    let format = match q {
-                        Quantization::Q4_0 => BlockFormat::Q4_0,
-                        _ => BlockFormat::Q8_0,
-                    };
-                    return Ok(BlockWeight::quantize(w, format)?.map(Proj::Blocks));
-                }
-                Quantization::Bf16 => {
-                    return Ok(Some(Proj::Panels(Panels::pack(w, PanelFormat::Bf16)?)));
-                }
-            }
+            return Ok(match q.block_format() {
+                Some(format) => BlockWeight::quantize(w, format)?.map(Proj::Blocks),
+                None => Some(Proj::Panels(Panels::pack(w, PanelFormat::Bf16)?)),
+            });
         }
         let Some(ggml) = q.ggml() else {
             return Err(Error::invalid(format!(

@@ -182,9 +182,9 @@ pub struct BenchReport {
     pub rows: Vec<BenchRow>,
 }
 
-/// FLOPs of prefilling `new` positions after `past` ones: 2 per weight per position in
-/// the decoder layers, plus attention's two products.
-fn prefill_flops(model: &Model, new: usize, past: usize) -> f64 {
+/// FLOPs of `rows` positions through the decoder layers, each attending to `keys`
+/// positions on average: 2 per weight per position, plus attention's two products.
+fn layer_flops(model: &Model, rows: usize, keys: f64) -> f64 {
     let c = model.llama().config();
     let (d, hd, h, kv, ff) = (
         c.hidden_size,
@@ -194,27 +194,22 @@ fn prefill_flops(model: &Model, new: usize, past: usize) -> f64 {
         c.intermediate_size,
     );
     let weights = d * h * hd * 2 + 2 * d * kv * hd + 3 * d * ff;
-    // Scores and weighted values are computed for every (query, key) pair, masked or not.
-    let per_layer =
-        2.0 * (new * weights) as f64 + 4.0 * (new as f64) * ((past + new) as f64) * (h * hd) as f64;
+    let per_layer = 2.0 * (rows * weights) as f64 + 4.0 * rows as f64 * keys * (h * hd) as f64;
     per_layer * c.num_hidden_layers as f64
 }
 
-/// FLOPs of decoding `rows` token-tree rows after a prompt of `past` positions: 2 per
-/// weight per row in the decoder layers and the output head, plus attention's two
-/// products (over the prompt; the tree's own few nodes left out).
+/// FLOPs of prefilling `new` positions after `past` ones. Scores and weighted values are
+/// computed for every (query, key) pair, masked or not.
+fn prefill_flops(model: &Model, new: usize, past: usize) -> f64 {
+    layer_flops(model, new, (past + new) as f64)
+}
+
+/// FLOPs of decoding `rows` token-tree rows after a prompt of `past` positions: the
+/// decoder layers (attending to the prompt; the tree's own few nodes left out) and the
+/// output head.
 fn decode_flops(model: &Model, rows: usize, past: usize) -> f64 {
     let c = model.llama().config();
-    let (d, hd, h, kv, ff) = (
-        c.hidden_size,
-        c.head_dim(),
-        c.num_attention_heads,
-        c.num_kv_heads(),
-        c.intermediate_size,
-    );
-    let weights = d * h * hd * 2 + 2 * d * kv * hd + 3 * d * ff;
-    let per_layer = 2.0 * (rows * weights) as f64 + 4.0 * (rows * past * h * hd) as f64;
-    per_layer * c.num_hidden_layers as f64 + 2.0 * (rows * d * c.vocab_size) as f64
+    layer_flops(model, rows, past as f64) + 2.0 * (rows * c.hidden_size * c.vocab_size) as f64
 }
 
 /// Queries one user's measurement runs: a fresh query, the query that primes its cache
@@ -228,13 +223,12 @@ struct Sample {
     decode: f64,
     steps: usize,
     passes: usize,
-    /// Decode rows computed (0 where not counted).
-    rows: usize,
+    /// Decode rows computed (`None` through the batching worker, which does not count
+    /// them per query).
+    rows: Option<usize>,
     positions: usize,
     cr: f64,
     flops: f64,
-    /// Decode FLOPs (`NaN` where the rows are not counted).
-    decode_flops: f64,
     append_query: f64,
     append_computed: usize,
     cache_bytes: usize,
@@ -272,11 +266,10 @@ fn measure_user(
         decode: timing.decode_seconds,
         steps: timing.decode_steps,
         passes: timing.forward_passes,
-        rows: timing.decode_rows,
+        rows: Some(timing.decode_rows),
         positions: prompt.len,
         cr: prompt.compression_ratio,
         flops: prefill_flops(model, prompt.len - prompt.shared_head, prompt.shared_head),
-        decode_flops: decode_flops(model, timing.decode_rows, prompt.len),
         append_query,
         append_computed: cache.last_reuse().computed,
         cache_bytes: cache.memory_bytes(),
@@ -326,11 +319,10 @@ fn measure_user_batched(
         decode: f64::NAN,
         steps: 0,
         passes: 0,
-        rows: 0,
+        rows: None,
         positions: fresh.prompt_len,
         cr: fresh.compression_ratio,
         flops: prefill_flops(model, fresh.prompt_len - head, head),
-        decode_flops: f64::NAN,
         append_query,
         append_computed: cache.last_reuse().computed,
         cache_bytes: cache.memory_bytes(),
@@ -442,14 +434,13 @@ pub fn run_serving_bench(catalog: &Arc<Catalog>, opts: &BenchOptions) -> Result<
                 decode: pick(&|s| s.decode),
                 decode_steps: mean(&|s| s.steps as f64),
                 decode_passes: mean(&|s| s.passes as f64),
-                decode_rows: mean(&|s| {
-                    if s.decode_flops.is_nan() {
-                        f64::NAN
-                    } else {
-                        s.rows as f64
-                    }
+                decode_rows: mean(&|s| s.rows.map_or(f64::NAN, |r| r as f64)),
+                compute_ms: mean(&|s| {
+                    let decode = s
+                        .rows
+                        .map_or(f64::NAN, |r| decode_flops(model, r, s.positions));
+                    (s.flops + decode) / matmul * 1e-6
                 }),
-                compute_ms: mean(&|s| (s.flops + s.decode_flops) / matmul * 1e-6),
                 prefill_gflops: samples.iter().map(|s| s.flops).sum::<f64>() / prefill_sum / 1e9,
                 append_query: pick(&|s| s.append_query),
                 append_prefilled: mean(&|s| s.append_computed as f64),
