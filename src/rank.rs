@@ -17,7 +17,6 @@ use crate::catalog::trie::ROOT;
 use crate::catalog::{CatalogSnapshot, TitleTrie};
 use crate::error::{Error, Result};
 use crate::history::{LayoutChoice, UserHistory};
-use crate::model::logprobs::log_probs_of;
 use crate::model::{DecodeGroup, Model};
 use crate::prompt::Prefilled;
 use crate::prompt::PromptCache;
@@ -329,7 +328,7 @@ fn score_tree(
             contexts: &contexts[pass],
         }];
         let hidden = llama.forward_groups(&embeds, &mut groups)?;
-        logp.extend(log_probs_of(&llama.logits(&hidden)?, &wanted)?);
+        logp.extend(llama.log_probs_of(&hidden, &wanted)?);
         counts.passes += 1;
     }
     counts.nodes += nodes.len();

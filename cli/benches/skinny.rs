@@ -16,7 +16,7 @@ use candle_core::Device;
 use patchrec::model::skinny::BlockFormat;
 use patchrec_cli::bench::matmul::{
     decode_block_gflops, decode_matmul_gflops, decode_panel_gflops, decode_stack_blocks_ms,
-    decode_stack_ms, decode_stack_panels_ms, log_softmax_ms,
+    decode_stack_ms, decode_stack_panels_ms, head_log_probs_ms, log_softmax_ms,
 };
 use patchrec_cli::bench::roofline;
 
@@ -221,6 +221,35 @@ fn main() -> patchrec::Result<()> {
                 "| {rows} | {vocab} | {candle:.2} | {ours:.2} | {:.2}x |",
                 candle / ours
             );
+        }
+    }
+    // The head and that step together: logits written out and reduced, or fused.
+    let title =
+        "output head to a step's log-probabilities, logits written out vs fused, ms (best of 5)";
+    if wanted(title) {
+        let (_, k, vocab) = *SHAPES.last().expect("the head");
+        println!("\n{title}");
+        println!("| weights | rows | written out | fused | written / fused |");
+        println!("|---|---|---|---|---|");
+        let formats = [None, Some(BlockFormat::Q8_0), Some(BlockFormat::Q4_0)];
+        let formats = if full { &formats[..] } else { &formats[..2] };
+        for &format in formats {
+            if format.is_some() && !patchrec::model::skinny::int8_kernel() {
+                continue;
+            }
+            let name = format.map_or("f32".into(), |f| format!("{f:?}"));
+            for &rows in if full {
+                &[20, 32, 80, 160][..]
+            } else {
+                &[20][..]
+            } {
+                let (written, fused) = head_log_probs_ms(rows, k, vocab, format, 5, &device)?;
+                println!(
+                    "| {name} | {rows} | {written:.2} | {} | {} |",
+                    fused.map_or("-".into(), |f| format!("{f:.2}")),
+                    ratio(Some(written), fused)
+                );
+            }
         }
     }
     Ok(())

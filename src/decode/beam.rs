@@ -19,7 +19,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::model::logprobs::log_probs_of;
 
 use crate::catalog::trie::ROOT;
 use crate::catalog::CatalogSnapshot;
@@ -182,7 +181,7 @@ fn run_pass(
         contexts: &step.contexts,
     }];
     let hidden = llama.forward_groups(&embeds, &mut groups)?;
-    log_probs_of(&llama.logits(&hidden)?, &step.wanted)
+    llama.log_probs_of(&hidden, &step.wanted)
 }
 
 /// The rows one forward pass must compute for a search, in the order

@@ -80,20 +80,10 @@ fn finite_log_sum_exp(row: &[f32]) -> Result<f32> {
 
 /// `[rows, 1, vocab]` (or `[rows, vocab]`) logits -> for each row, the log-probabilities of
 /// the tokens `wanted[row]` only: what a beam step reads, without writing whole rows.
-pub(crate) fn log_probs_of(logits: &Tensor, wanted: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+pub fn log_probs_of(logits: &Tensor, wanted: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
     let vocab = logits.dim(D::Minus1)?.max(1);
     let rows = logits.elem_count() / vocab;
-    if rows != wanted.len() {
-        return Err(crate::error::Error::invalid(format!(
-            "log-probabilities: {rows} rows of logits for {} wanted",
-            wanted.len()
-        )));
-    }
-    if let Some(&tok) = wanted.iter().flatten().find(|&&t| t as usize >= vocab) {
-        return Err(crate::error::Error::invalid(format!(
-            "log-probabilities: token {tok} outside the {vocab}-token vocabulary"
-        )));
-    }
+    check_wanted(rows, vocab, wanted)?;
     if !kernels_on(logits.device()) {
         return picked_on_device(&logits.reshape((rows, vocab))?.to_dtype(DType::F32)?, wanted);
     }
@@ -105,6 +95,22 @@ pub(crate) fn log_probs_of(logits: &Tensor, wanted: &[Vec<u32>]) -> Result<Vec<V
             Ok(want.iter().map(|&t| row[t as usize] - lse).collect())
         })
         .collect()
+}
+
+/// `wanted` names one list of tokens per row of `rows`, each within `vocab`.
+pub(crate) fn check_wanted(rows: usize, vocab: usize, wanted: &[Vec<u32>]) -> Result<()> {
+    if rows != wanted.len() {
+        return Err(crate::error::Error::invalid(format!(
+            "log-probabilities: {rows} rows of logits for {} wanted",
+            wanted.len()
+        )));
+    }
+    if let Some(&tok) = wanted.iter().flatten().find(|&&t| t as usize >= vocab) {
+        return Err(crate::error::Error::invalid(format!(
+            "log-probabilities: token {tok} outside the {vocab}-token vocabulary"
+        )));
+    }
+    Ok(())
 }
 
 /// [`log_probs_of`] where the logits are: each row's normaliser, and the wanted tokens
@@ -138,16 +144,95 @@ pub(crate) fn log_sum_exp(row: &[f32]) -> f32 {
         // Nothing possible: every `x - lse` is NaN, as in `log_softmax`.
         return max;
     }
+    max + sum_exp(row, max).ln()
+}
+
+/// `Σ e^(x - max)` over `row` (every `x <= max`).
+fn sum_exp(row: &[f32], max: f32) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has the features the function is compiled for.
-        return max + unsafe { avx2::sum_exp(row, max) }.ln();
+        return unsafe { avx2::sum_exp(row, max) };
     }
-    max + row
-        .iter()
-        .map(|&x| exp_nonpositive(x - max))
-        .sum::<f32>()
-        .ln()
+    row.iter().map(|&x| exp_nonpositive(x - max)).sum()
+}
+
+/// A row's `ln Σ exp(x)` built up a chunk of logits at a time, and merged across the
+/// threads that made disjoint chunks of it: the fused output head (`skinny::head`) keeps
+/// no row whole. The sum is kept relative to the largest logit so far and rescaled when a
+/// larger one arrives, so no term overflows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunningLse {
+    max: f32,
+    /// `Σ e^(x - max)` over the logits so far.
+    sum: f32,
+    nan: bool,
+}
+
+impl RunningLse {
+    /// No logits yet.
+    pub(crate) const EMPTY: Self = RunningLse {
+        max: f32::NEG_INFINITY,
+        sum: 0.0,
+        nan: false,
+    };
+
+    /// Folds in the logits `chunk`.
+    pub(crate) fn add(&mut self, chunk: &[f32]) {
+        // NaN is looked for separately, as in `finite_log_sum_exp`.
+        if chunk.iter().any(|v| v.is_nan()) {
+            self.nan = true;
+            return;
+        }
+        let max = max_of(chunk);
+        let sum = match max {
+            f32::NEG_INFINITY => 0.0,
+            // An infinite logit: the normaliser is infinite, which `finish` reports.
+            f32::INFINITY => f32::INFINITY,
+            _ => sum_exp(chunk, max),
+        };
+        self.merge(&RunningLse { max, sum, nan: false });
+    }
+
+    /// Folds in another part of the same row.
+    pub(crate) fn merge(&mut self, other: &RunningLse) {
+        self.nan |= other.nan;
+        let max = self.max.max(other.max);
+        if max.is_infinite() {
+            self.max = max;
+            self.sum = self.sum.max(other.sum);
+            return;
+        }
+        let scaled = |p: &RunningLse| {
+            if p.sum == 0.0 {
+                0.0
+            } else {
+                p.sum * (p.max - max).exp()
+            }
+        };
+        self.sum = scaled(self) + scaled(other);
+        self.max = max;
+    }
+
+    /// `ln Σ exp(x)` over every logit folded in, or the error [`log_probs_of`] gives for
+    /// such a row (a NaN logit, or a normaliser that is not finite).
+    pub(crate) fn finish(&self) -> Result<f32> {
+        if self.nan {
+            return Err(non_finite("a next-token logit is NaN".into()));
+        }
+        let lse = if self.max == f32::INFINITY {
+            f32::INFINITY
+        } else {
+            self.max + self.sum.ln()
+        };
+        if lse.is_finite() {
+            Ok(lse)
+        } else {
+            Err(non_finite(format!(
+                "the model's next-token scores sum to {lse}"
+            )))
+        }
+    }
 }
 
 /// The largest element (`-inf` for none), in eight lanes so the loop vectorises.
@@ -292,6 +377,50 @@ mod tests {
             log_softmax_rows(&one)?,
             [[f32::NEG_INFINITY, 0.0, f32::NEG_INFINITY]]
         );
+        Ok(())
+    }
+
+    /// Chunks folded in one at a time and parts merged in any grouping give the whole
+    /// row's normaliser: rising and falling maxima, chunks of `-inf`, a tail shorter than
+    /// a vector; a NaN or infinite logit in any chunk is the whole row's error.
+    #[test]
+    fn a_running_normaliser_matches_the_whole_rows() -> Result<()> {
+        let dev = candle_core::Device::Cpu;
+        let mut row = (Tensor::randn(0f32, 8.0, 1003, &dev)? + 20.0)?.to_vec1::<f32>()?;
+        // A rising then falling ramp makes later chunks rescale earlier sums.
+        for (i, x) in row.iter_mut().enumerate().take(400) {
+            *x += i as f32 * 0.2;
+        }
+        row[500..540].fill(f32::NEG_INFINITY);
+        let want = finite_log_sum_exp(&row)?;
+        for chunk in [1, 7, 40, 256, 1003] {
+            let mut one = RunningLse::EMPTY;
+            let mut parts = [RunningLse::EMPTY; 3];
+            for (c, piece) in row.chunks(chunk).enumerate() {
+                one.add(piece);
+                parts[c % 3].add(piece);
+            }
+            let mut merged = RunningLse::EMPTY;
+            for p in parts.iter().rev() {
+                merged.merge(p);
+            }
+            for got in [one.finish()?, merged.finish()?] {
+                assert!((got - want).abs() <= 1e-5 * want.abs(), "chunk {chunk}: {got} vs {want}");
+            }
+        }
+        let mut none = RunningLse::EMPTY;
+        none.add(&[f32::NEG_INFINITY; 9]);
+        assert!(none.finish().is_err(), "no possible token");
+        for bad in [f32::NAN, f32::INFINITY] {
+            let mut r = row.clone();
+            r[900] = bad;
+            let (mut a, mut b) = (RunningLse::EMPTY, RunningLse::EMPTY);
+            a.add(&r[..500]);
+            b.add(&r[500..]);
+            a.merge(&b);
+            let e = a.finish().unwrap_err();
+            assert!(matches!(e, crate::error::Error::NonFinite(_)), "{bad}: {e}");
+        }
         Ok(())
     }
 }

@@ -29,7 +29,6 @@ use crate::catalog::{Catalog, CatalogSnapshot};
 use crate::decode::{BeamState, BeamStep, Scored, SearchOptions};
 use crate::error::{Error, Result};
 use crate::history::UserHistory;
-use crate::model::logprobs::log_probs_of;
 use crate::model::{DecodeGroup, Model, TreeKv};
 use crate::prompt::Prefilled;
 use crate::prompt::PromptCache;
@@ -385,7 +384,7 @@ fn step(model: &Model, active: &mut Vec<Active>) -> Result<()> {
         .iter()
         .flat_map(|a| a.next.wanted.iter().cloned())
         .collect();
-    let mut logp = log_probs_of(&llama.logits(&hidden)?, &wanted)?.into_iter();
+    let mut logp = llama.log_probs_of(&hidden, &wanted)?.into_iter();
     let outcomes: Vec<Result<Option<BeamStep>>> = active
         .iter_mut()
         .map(|a| {

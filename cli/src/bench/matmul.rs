@@ -325,6 +325,64 @@ pub fn log_softmax_ms(
     Ok((candle, ours))
 }
 
+/// Milliseconds from a decode pass's last hidden rows `[rows, k]` to each row's
+/// log-probabilities of 64 wanted tokens through an output head `[n, k]` (random) in
+/// `format` (f32 where `None`): its logits written out, then reduced on the host
+/// (`model::logprobs::log_probs_of`, the path where the kernel does not take the head),
+/// against the fused head (`skinny::head`: the logits reduced as they are made; an f32
+/// head past the kernel's row limits too, to see where they should be for it), alternating,
+/// best of `repeats` each; `None` for the fused time where the kernel declines.
+pub fn head_log_probs_ms(
+    rows: usize,
+    k: usize,
+    n: usize,
+    format: Option<BlockFormat>,
+    repeats: usize,
+    device: &Device,
+) -> Result<(f64, Option<f64>)> {
+    use patchrec::model::logprobs::log_probs_of;
+    use patchrec::model::skinny::{block_head_log_probs, f32_head_log_probs, matmul_t_limited};
+    let x = Tensor::randn(0f32, 1.0, (rows, k), device)?;
+    let w = (Tensor::randn(0f32, 1.0, (n, k), device)? * 0.1)?;
+    let q = match format {
+        Some(f) => {
+            Some(BlockWeight::quantize_as(&w, f, BlockLayout::Interleaved)?.expect("whole blocks"))
+        }
+        None => None,
+    };
+    let wanted: Vec<Vec<u32>> = (0..rows)
+        .map(|r| (0..64).map(|t| ((r * 7919 + t * 769) % n) as u32).collect())
+        .collect();
+    let written = || -> Result<Vec<Vec<f32>>> {
+        let logits = match &q {
+            Some(q) => block_matmul_t(&x, q)?.expect("block weights always take the kernel"),
+            None => match matmul_t_limited(&x, &w, true)? {
+                Some(y) => y,
+                None => x.matmul(&w.t()?)?,
+            },
+        };
+        log_probs_of(&logits, &wanted)
+    };
+    let fused = || match &q {
+        Some(q) => block_head_log_probs(&x, q, &wanted),
+        None => f32_head_log_probs(&x, &w, &wanted, false),
+    };
+    let runs = fused()?.is_some();
+    std::hint::black_box(written()?);
+    let (mut a, mut b) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..repeats.max(1) {
+        let started = Instant::now();
+        std::hint::black_box(written()?);
+        a = a.min(started.elapsed().as_secs_f64());
+        if runs {
+            let started = Instant::now();
+            std::hint::black_box(fused()?);
+            b = b.min(started.elapsed().as_secs_f64());
+        }
+    }
+    Ok((a * 1e3, runs.then_some(b * 1e3)))
+}
+
 /// GFLOP/s of `product` (`macs` multiply-adds), best of `repeats` timed runs after one
 /// warm-up; `None` when `product` declines (returns `None`).
 fn best_gflops(

@@ -8,8 +8,10 @@ use super::{Llama, Mlp};
 use crate::error::{Error, Result};
 use crate::model::head_loss::{target_nll, HeadTable};
 use crate::model::kv_cache::KvCache;
+use crate::model::logprobs::log_probs_of;
 use crate::model::pool::on_pool;
 use crate::model::proj::Proj;
+use crate::model::skinny::{self, Weight};
 use crate::model::swiglu::swiglu;
 
 impl Llama {
@@ -63,15 +65,46 @@ impl Llama {
         if let Some(q) = &self.head_q {
             return q.forward(hidden);
         }
-        let head = match (&self.lm_head, &self.trained_rows) {
-            (Some(head), _) => head.clone(),
-            (None, Some(rows)) => rows.table(&self.embed)?,
-            (None, None) => self.embed.clone(),
-        };
-        if let Some(y) = crate::model::skinny::matmul_t(hidden, &head)? {
+        let head = self.dense_head()?;
+        if let Some(y) = skinny::matmul_t(hidden, &head)? {
             return Ok(y);
         }
         Ok(hidden.broadcast_matmul(&head.t()?)?)
+    }
+
+    /// The unquantized head `[vocab, hidden]`: its own weight, or the (trained) embedding
+    /// table it is tied to.
+    fn dense_head(&self) -> Result<Tensor> {
+        Ok(match (&self.lm_head, &self.trained_rows) {
+            (Some(head), _) => head.clone(),
+            (None, Some(rows)) => rows.table(&self.embed)?,
+            (None, None) => self.embed.clone(),
+        })
+    }
+
+    /// For each row of `hidden` `[rows, .., hidden]`, the next-token log-probabilities of
+    /// the tokens `wanted[row]`: what a beam step or a candidate's score reads. Where our
+    /// kernel multiplies the head, the logits are reduced as they are made and never
+    /// written out (`skinny::head_log_probs`); elsewhere they are, and then picked.
+    pub(crate) fn log_probs_of(&self, hidden: &Tensor, wanted: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        on_pool(|| {
+            let dense;
+            let head = match &self.head_q {
+                Some(Proj::Blocks(b)) => Some(Weight::Blocks(b)),
+                Some(Proj::Panels(p)) => Some(Weight::Panels(p)),
+                Some(_) => None,
+                None => {
+                    dense = self.dense_head()?;
+                    Some(Weight::F32(&dense))
+                }
+            };
+            if let Some(head) = head.filter(|_| skinny::fused_head()) {
+                if let Some(logp) = skinny::head_log_probs(hidden, head, wanted, true)? {
+                    return Ok(logp);
+                }
+            }
+            log_probs_of(&self.logits_here(hidden)?, wanted)
+        })
     }
 
     /// `Σ -ln p(target)` over the rows of `hidden` `[targets.len(), hidden]` under the

@@ -18,12 +18,14 @@
 mod avx2;
 mod avx512;
 mod broadcast;
+mod head;
 mod panels;
 mod blocks;
 mod vnni;
 
 pub use panels::{PanelFormat, Panels};
 pub use blocks::{BlockFormat, BlockLayout, BlockWeight};
+pub(crate) use head::{enabled as fused_head, log_probs_of as head_log_probs};
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
@@ -154,6 +156,38 @@ impl Weight<'_> {
     }
 }
 
+/// An f32 weight's storage, locked while the threads read it.
+type Locked<'a> = Option<(candle_core::StorageRef<'a>, &'a Layout)>;
+
+impl<'a> Weight<'a> {
+    /// The lock on an f32 weight's storage ([`Weight::rows`] reads through it).
+    fn lock(&self) -> Locked<'a> {
+        match self {
+            Weight::F32(t) => Some(t.storage_and_layout()),
+            Weight::Blocks(_) | Weight::Panels(_) => None,
+        }
+    }
+
+    /// The elements as the threads read them, `lock` being [`Weight::lock`]'s; `None` for an
+    /// f32 weight that is not on the CPU.
+    fn rows<'g>(&self, lock: &'g Locked<'a>) -> Result<Option<Rows<'g>>>
+    where
+        'a: 'g,
+    {
+        Ok(Some(match (self, lock) {
+            (Weight::Blocks(q), _) => Rows::Blocks(q),
+            (Weight::Panels(p), _) => Rows::Panels(p),
+            (Weight::F32(_), Some((st, l))) => {
+                let Storage::Cpu(st) = &**st else {
+                    return Ok(None);
+                };
+                Rows::F32(f32_elements("skinny-matmul", st, l)?)
+            }
+            (Weight::F32(_), None) => unreachable!("an f32 weight is locked"),
+        }))
+    }
+}
+
 /// A weight's elements as the threads read them.
 #[derive(Clone, Copy)]
 enum Rows<'a> {
@@ -191,6 +225,30 @@ pub fn block_matmul_t(x: &Tensor, w: &BlockWeight) -> Result<Option<Tensor>> {
 #[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub fn panel_matmul_t(x: &Tensor, w: &Panels) -> Result<Option<Tensor>> {
     Ok(matmul_t_each(x, &[Weight::Panels(w)])?.and_then(|mut ys| ys.pop()))
+}
+
+/// The log-probabilities of the tokens `wanted[row]` for each row of `x` `[.., in]` under
+/// the f32 head `w` `[vocab, in]`, reduced as the kernel makes the logits, or `None` where
+/// it does not apply (as [`matmul_t_limited`]), for the benchmarks that compare it with
+/// the logits written out.
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
+pub fn f32_head_log_probs(
+    x: &Tensor,
+    w: &Tensor,
+    wanted: &[Vec<u32>],
+    row_limits: bool,
+) -> Result<Option<Vec<Vec<f32>>>> {
+    head::log_probs_of(x, Weight::F32(w), wanted, row_limits)
+}
+
+/// [`f32_head_log_probs`] for a block weight.
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
+pub fn block_head_log_probs(
+    x: &Tensor,
+    w: &BlockWeight,
+    wanted: &[Vec<u32>],
+) -> Result<Option<Vec<Vec<f32>>>> {
+    head::log_probs_of(x, Weight::Blocks(w), wanted, true)
 }
 
 /// Whether this CPU multiplies panel weights of `format` in their own kernel (AVX-512;
@@ -250,27 +308,14 @@ pub(crate) fn matmul_t_each(x: &Tensor, ws: &[Weight]) -> Result<Option<Vec<Tens
         return Ok(None);
     };
     // The f32 weights' storages stay locked while the threads read them.
-    let guards: Vec<_> = ws
-        .iter()
-        .map(|w| match w {
-            Weight::F32(t) => Some(t.storage_and_layout()),
-            Weight::Blocks(_) | Weight::Panels(_) => None,
-        })
-        .collect();
+    let guards: Vec<_> = ws.iter().map(Weight::lock).collect();
     let mut rows = Vec::with_capacity(ws.len());
     let mut outs = Vec::with_capacity(ws.len());
     for (w, guard) in ws.iter().zip(&guards) {
-        rows.push(match (w, guard) {
-            (Weight::Blocks(q), _) => Rows::Blocks(q),
-            (Weight::Panels(p), _) => Rows::Panels(p),
-            (Weight::F32(_), Some((st, l))) => {
-                let Storage::Cpu(st) = &**st else {
-                    return Ok(None);
-                };
-                Rows::F32(f32_elements("skinny-matmul", st, l)?)
-            }
-            (Weight::F32(_), None) => unreachable!("every f32 weight has its guard"),
-        });
+        let Some(r) = w.rows(guard)? else {
+            return Ok(None);
+        };
+        rows.push(r);
         outs.push(w.dims().map_or(0, |(out, _)| out));
     }
     let m = x.elem_count() / k.max(1);
@@ -342,62 +387,16 @@ fn rows_times_each(
     ns: &[usize],
     panel_kernel: bool,
 ) -> Vec<Vec<f32>> {
-    let mut outs: Vec<Vec<f32>> = ns.iter().map(|&n| vec![0f32; m * n]).collect();
     let total: usize = ns.iter().sum();
-    if m == 0 || total == 0 {
-        return outs;
+    if m == 0 || total == 0 || k == 0 {
+        return ns.iter().map(|&n| vec![0f32; m * n]).collect();
     }
-    let Params { lanes, mr, nr, .. } = isa.params();
-    // Interleaved block weights take the input quantized, once for all of them (where the
-    // CPU runs the int8 kernel; elsewhere they go through the panels like the row layout).
-    let quantized = ws
-        .iter()
-        .any(|w| matches!(w, Rows::Blocks(q) if q.layout() == BlockLayout::Interleaved))
-        .then(|| vnni::QuantizedRows::new(x, m, k))
-        .flatten();
-    // Panel weights take the input as it is, and bf16 ones its bf16 pairs (made once),
-    // where the CPU runs their kernel; elsewhere they go through f32 panels like Q8_0's
-    // row layout.
-    let panel_runs =
-        |w: &Rows| panel_kernel && matches!(w, Rows::Panels(p) if broadcast::runs(p.format()));
-    let panel_input = ws.iter().any(panel_runs).then(|| {
-        let bf16 = ws
-            .iter()
-            .any(|w| matches!(w, Rows::Panels(p) if p.format() == PanelFormat::Bf16));
-        broadcast::PanelInput::new(x, m, k, bf16)
-    });
-    // The f32 tiles read the input packed: packed only where a weight goes through them
-    // (a pass of panel weights alone, as an f32 model serves on AVX-512, does not).
-    let tiled = |w: &Rows| match w {
-        Rows::F32(_) => true,
-        Rows::Blocks(q) => !(q.layout() == BlockLayout::Interleaved && quantized.is_some()),
-        Rows::Panels(_) => !panel_runs(w),
-    };
-    let packed = if ws.iter().any(tiled) {
-        pack_rows(x, m, k, mr, lanes)
-    } else {
-        Vec::new()
-    };
-    // Threads take disjoint ranges of weight rows, i.e. of output columns, and write them
-    // in place: for the output head (49,152 columns) a transposed buffer and a pass to put
-    // it back cost 7 ms of a ~30 ms product (one thread, strided writes).
-    let threads = rayon::current_num_threads().max(1);
-    // Ranges of whole register tiles, and of whole groups of an interleaved weight (whose
-    // kernel computes a group that a range cuts on both sides of the cut).
-    let lcm = |a: usize, b: usize| a * b / gcd(a, b);
-    let mut align = nr;
-    if quantized.is_some() {
-        align = lcm(align, blocks::GROUP);
-    }
-    if panel_input.is_some() {
-        align = lcm(align, broadcast::COLUMNS);
-    }
-    // Below ~64k multiply-adds per thread the hand-off costs more than it saves.
-    let per_thread = if m * total * k < 65_536 * threads {
-        total
-    } else {
-        total.div_ceil(threads).div_ceil(align) * align
-    };
+    let input = Prepared::new(isa, x, ws, m, k, panel_kernel);
+    // Every kernel writes each element of its columns (a later chunk of the input width
+    // adds to what the first wrote), so the outputs start uninitialised: zeroing them cost
+    // ~9 % of a batched pass (31 MB of logits at 160 rows).
+    let mut outs: Vec<Vec<f32>> = ns.iter().map(|&n| Vec::with_capacity(m * n)).collect();
+    let per_thread = input.per_thread(total);
     let bases: Vec<OutPtr> = outs.iter_mut().map(|o| OutPtr(o.as_mut_ptr())).collect();
     (0..total.div_ceil(per_thread))
         .into_par_iter()
@@ -405,61 +404,183 @@ fn rows_times_each(
             // This thread's global columns `lo..hi`, cut at the weights' boundaries.
             let (lo, hi) = (c * per_thread, ((c + 1) * per_thread).min(total));
             let mut first = 0;
-            // Block and panel rows turned back into f32, `panel_rows(k, nr)` at a time.
-            let mut panel = Vec::new();
-            for ((&w, &n), &base) in ws.iter().zip(ns).zip(&bases) {
+            let mut scratch = Vec::new();
+            for ((w, &n), &base) in ws.iter().zip(ns).zip(&bases) {
                 let (a, b) = (lo.max(first), hi.min(first + n));
                 first += n;
                 if a >= b {
                     continue;
                 }
-                let (j0, cols) = (a - (first - n), b - a);
-                // SAFETY: `base + j0` is column `j0` of this weight's `[m, n]` output, of
-                // which this thread writes only columns `j0..j0 + cols`: no two threads
-                // write the same element.
-                let o = unsafe { base.get().add(j0) };
-                match w {
-                    Rows::F32(w) => {
-                        // SAFETY: `w` holds `cols * k` elements, `o` is as above.
-                        unsafe { block_rows(isa, &packed, &w[j0 * k..(j0 + cols) * k], o, m, k, n) }
-                    }
-                    Rows::Blocks(q)
-                        if q.layout() == BlockLayout::Interleaved && quantized.is_some() =>
-                    {
-                        let xq = quantized.as_ref().expect("just checked");
-                        // SAFETY: `quantized` exists only where `vnni::runs()`; `q` is
-                        // interleaved with `k` columns like `x`; `j0 + cols <= n` rows;
-                        // `o` is as above.
-                        unsafe { vnni::columns(xq, q, j0, j0 + cols, o, n) }
-                    }
-                    Rows::Panels(p) if panel_runs(&w) && panel_input.is_some() => {
-                        let xp = panel_input.as_ref().expect("just checked");
-                        // SAFETY: the kernel runs for `p`'s format; `xp` has bf16 pairs
-                        // where any weight is bf16; `p` has `k` columns like `x`; `j0 +
-                        // cols <= n` rows; `o` is as above.
-                        unsafe { broadcast::columns(xp, p, j0, j0 + cols, o, n) }
-                    }
-                    Rows::Blocks(_) | Rows::Panels(_) => {
-                        panel.resize(panel_rows(k, nr) * k, 0.0);
-                        let mut j = 0;
-                        while j < cols {
-                            let r = (cols - j).min(panel.len() / k);
-                            let panel = &mut panel[..r * k];
-                            match w {
-                                Rows::Blocks(q) => q.dequantize_rows(j0 + j, panel),
-                                Rows::Panels(p) => p.dequantize_rows(j0 + j, panel),
-                                Rows::F32(_) => unreachable!("f32 rows take their own arm"),
-                            }
-                            // SAFETY: `panel` holds `r * k` elements; `o + j` is column
-                            // `j0 + j`, of which this call writes `r` columns.
-                            unsafe { block_rows(isa, &packed, panel, o.add(j), m, k, n) };
-                            j += r;
-                        }
-                    }
-                }
+                let j0 = a - (first - n);
+                // SAFETY: `base + j0` is column `j0` of this weight's `[m, n]` output (its
+                // capacity), of which this thread writes only columns `j0..j0 + b - a`: no
+                // two threads write the same element.
+                unsafe { input.columns(w, j0, b - a, base.get().add(j0), n, &mut scratch) };
             }
         });
+    for (o, &n) in outs.iter_mut().zip(ns) {
+        // SAFETY: the threads wrote every column of every row (their ranges cover
+        // `0..total`, and each kernel writes all `m` rows of its columns).
+        unsafe { o.set_len(m * n) };
+    }
     outs
+}
+
+/// The input rows of a pass, prepared once for all of its weights: quantized for the
+/// int8 kernel, in (bf16) pairs for the panel kernel, packed for the f32 tiles, each only
+/// where a weight of the pass takes it.
+pub(super) struct Prepared<'a> {
+    isa: Isa,
+    m: usize,
+    k: usize,
+    panel_kernel: bool,
+    quantized: Option<vnni::QuantizedRows>,
+    panel_input: Option<broadcast::PanelInput<'a>>,
+    packed: Vec<f32>,
+}
+
+impl<'a> Prepared<'a> {
+    /// `x` `[m, k]` as the weights `ws` (each `[_, k]`) read it; panel weights take their
+    /// own kernel where the CPU runs it and `panel_kernel` allows it.
+    fn new(isa: Isa, x: &'a [f32], ws: &[Rows], m: usize, k: usize, panel_kernel: bool) -> Self {
+        let Params { lanes, mr, .. } = isa.params();
+        let mut input = Prepared {
+            isa,
+            m,
+            k,
+            panel_kernel,
+            quantized: None,
+            panel_input: None,
+            packed: Vec::new(),
+        };
+        // Interleaved block weights take the input quantized, once for all of them (where
+        // the CPU runs the int8 kernel; elsewhere they go through the panels like the row
+        // layout).
+        input.quantized = ws
+            .iter()
+            .any(|w| matches!(w, Rows::Blocks(q) if q.layout() == BlockLayout::Interleaved))
+            .then(|| vnni::QuantizedRows::new(x, m, k))
+            .flatten();
+        // Panel weights take the input as it is, and bf16 ones its bf16 pairs (made once),
+        // where the CPU runs their kernel; elsewhere they go through f32 panels like Q8_0's
+        // row layout.
+        input.panel_input = ws.iter().any(|w| input.panel_runs(w)).then(|| {
+            let bf16 = ws
+                .iter()
+                .any(|w| matches!(w, Rows::Panels(p) if p.format() == PanelFormat::Bf16));
+            broadcast::PanelInput::new(x, m, k, bf16)
+        });
+        // The f32 tiles read the input packed: packed only where a weight goes through them
+        // (a pass of panel weights alone, as an f32 model serves on AVX-512, does not).
+        if ws.iter().any(|w| input.tiled(w)) {
+            input.packed = pack_rows(x, m, k, mr, lanes);
+        }
+        input
+    }
+
+    /// Whether panel weight `w` takes the panel kernel.
+    fn panel_runs(&self, w: &Rows) -> bool {
+        self.panel_kernel && matches!(w, Rows::Panels(p) if broadcast::runs(p.format()))
+    }
+
+    /// Whether `w` takes the int8 kernel.
+    fn int8(&self, w: &Rows) -> bool {
+        matches!(w, Rows::Blocks(q) if q.layout() == BlockLayout::Interleaved)
+            && self.quantized.is_some()
+    }
+
+    /// Whether `w` goes through the f32 tiles (as it is, or a panel turned back into f32
+    /// at a time).
+    fn tiled(&self, w: &Rows) -> bool {
+        match w {
+            Rows::F32(_) => true,
+            Rows::Blocks(_) => !self.int8(w),
+            Rows::Panels(_) => !self.panel_runs(w),
+        }
+    }
+
+    /// What a thread's first and last output columns are multiples of: whole register
+    /// tiles, and whole groups of an interleaved or panel weight (whose kernels compute a
+    /// group that a range cuts on both sides of the cut).
+    fn align(&self) -> usize {
+        let lcm = |a: usize, b: usize| a * b / gcd(a, b);
+        let mut align = self.isa.params().nr;
+        if self.quantized.is_some() {
+            align = lcm(align, blocks::GROUP);
+        }
+        if self.panel_input.is_some() {
+            align = lcm(align, broadcast::COLUMNS);
+        }
+        align
+    }
+
+    /// Output columns per thread for `total` columns: an aligned share of them, or all of
+    /// them below ~64k multiply-adds per thread, where the hand-off costs more than it
+    /// saves.
+    fn per_thread(&self, total: usize) -> usize {
+        let threads = rayon::current_num_threads().max(1);
+        if self.m * total * self.k < 65_536 * threads {
+            total.max(1)
+        } else {
+            let align = self.align();
+            total.div_ceil(threads).div_ceil(align) * align
+        }
+    }
+
+    /// `out[i * ld + c] = x[i] · w[j0 + c]` for every row `i` and `c < cols`; `scratch`
+    /// holds the weight rows that go back to f32 first (reused between calls).
+    ///
+    /// # Safety
+    /// `w` is one of the weights this was prepared for, with `j0 + cols` rows at most;
+    /// `out[i * ld + c]` is writable for `i < m`, `c < cols`, and no other thread writes
+    /// those elements meanwhile.
+    unsafe fn columns(
+        &self,
+        w: &Rows,
+        j0: usize,
+        cols: usize,
+        out: *mut f32,
+        ld: usize,
+        scratch: &mut Vec<f32>,
+    ) {
+        let (isa, m, k) = (self.isa, self.m, self.k);
+        match w {
+            Rows::F32(w) => {
+                // SAFETY: `w` holds `cols * k` elements from row `j0`, `out` as promised.
+                unsafe { block_rows(isa, &self.packed, &w[j0 * k..(j0 + cols) * k], out, m, k, ld) }
+            }
+            Rows::Blocks(q) if self.int8(w) => {
+                let xq = self.quantized.as_ref().expect("int8 has quantized rows");
+                // SAFETY: `quantized` exists only where `vnni::runs()`; `q` is interleaved
+                // with `k` columns like `x`; `j0 + cols <= n` rows; `out` as promised.
+                unsafe { vnni::columns(xq, q, j0, j0 + cols, out, ld) }
+            }
+            Rows::Panels(p) if self.panel_runs(w) && self.panel_input.is_some() => {
+                let xp = self.panel_input.as_ref().expect("just checked");
+                // SAFETY: the kernel runs for `p`'s format; `xp` has bf16 pairs where any
+                // weight is bf16; `p` has `k` columns like `x`; `j0 + cols <= n` rows; `out`
+                // as promised.
+                unsafe { broadcast::columns(xp, p, j0, j0 + cols, out, ld) }
+            }
+            Rows::Blocks(_) | Rows::Panels(_) => {
+                scratch.resize(panel_rows(k, isa.params().nr) * k, 0.0);
+                let mut j = 0;
+                while j < cols {
+                    let r = (cols - j).min(scratch.len() / k);
+                    let panel = &mut scratch[..r * k];
+                    match w {
+                        Rows::Blocks(q) => q.dequantize_rows(j0 + j, panel),
+                        Rows::Panels(p) => p.dequantize_rows(j0 + j, panel),
+                        Rows::F32(_) => unreachable!("f32 rows take their own arm"),
+                    }
+                    // SAFETY: `panel` holds `r * k` elements; `out + j` is column `j0 + j`,
+                    // of which this call writes `r` columns.
+                    unsafe { block_rows(isa, &self.packed, panel, out.add(j), m, k, ld) };
+                    j += r;
+                }
+            }
+        }
+    }
 }
 
 /// The columns of a group of 16 weight rows starting at row `first` that lie in
