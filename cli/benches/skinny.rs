@@ -223,6 +223,34 @@ fn main() -> patchrec::Result<()> {
             );
         }
     }
+    // Attention, the query heads of a KV head together or one at a time.
+    let title =
+        "attention per layer, query heads of a KV head together vs one at a time, us (best of 5)";
+    if wanted(title) {
+        println!("\n{title}");
+        println!("| pass | rows | prompt | tree nodes | one at a time | together | ratio |");
+        println!("|---|---|---|---|---|---|---|");
+        let passes: &[(&str, usize, usize, usize)] = if full {
+            &[
+                ("decode", 20, 127, 6),
+                ("decode", 32, 127, 6),
+                ("decode", 20, 482, 6),
+                ("decode", 160, 124, 6),
+                ("prefill", 104, 23, 0),
+                ("prefill", 459, 23, 0),
+            ]
+        } else {
+            &[("decode", 20, 127, 6)]
+        };
+        for &(pass, rows, prefix, nodes) in passes {
+            let one = patchrec::model::attention_bench_us(rows, prefix, nodes, false, 5)?;
+            let together = patchrec::model::attention_bench_us(rows, prefix, nodes, true, 5)?;
+            println!(
+                "| {pass} | {rows} | {prefix} | {nodes} | {one:.0} | {together:.0} | {:.2}x |",
+                one / together
+            );
+        }
+    }
     // The head and that step together: logits written out and reduced, or fused.
     let title =
         "output head to a step's log-probabilities, logits written out vs fused, ms (best of 5)";
@@ -239,7 +267,7 @@ fn main() -> patchrec::Result<()> {
             }
             let name = format.map_or("f32".into(), |f| format!("{f:?}"));
             for &rows in if full {
-                &[20, 32, 80, 160][..]
+                &[20, 32, 80, 160, 320][..]
             } else {
                 &[20][..]
             } {

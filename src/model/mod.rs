@@ -4,6 +4,8 @@
 pub mod adapters;
 mod attend;
 mod attend_train;
+/// Attention's time per call, for the benchmarks.
+pub use attend::bench_us as attention_bench_us;
 pub mod checkpoint;
 pub mod config;
 pub(crate) mod expf;

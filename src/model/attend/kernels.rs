@@ -1,6 +1,7 @@
-//! One query head against one [`KvSlice`]: its scores, their softmax and the weighted sum
-//! of the values. Each takes its AVX2 version (`avx2.rs`) where the CPU has AVX2 with FMA
-//! and the head's size allows; the portable version otherwise.
+//! The query heads that share one KV head against one [`KvSlice`]: their scores, their
+//! softmax and the weighted sums of the values. Each takes its AVX2 version (`avx2.rs`)
+//! where the CPU has AVX2 with FMA and the head's size allows; the portable version
+//! otherwise.
 
 #[cfg(target_arch = "x86_64")]
 use super::avx2;
@@ -21,40 +22,56 @@ impl Seen<'_> {
             Seen::Listed(l) => l.len(),
         }
     }
+
+    /// The `i`-th position seen.
+    pub(super) fn at(&self, i: usize) -> usize {
+        match self {
+            Seen::First(_) => i,
+            Seen::Listed(l) => l[i] as usize,
+        }
+    }
 }
 
-/// `out[j] = q · k_j` for the positions `seen` of head `g`.
-pub(super) fn score(q: &[f32], s: &KvSlice, g: usize, seen: Seen, out: &mut [f32]) {
+/// `out[t * ld + i] = q_t · k_(seen i)` for the query vectors `q_t` (`qs[t * hd..][..hd]`)
+/// and the positions `seen` of head `g`: every key is read once for all of them.
+pub(super) fn score(qs: &[f32], hd: usize, s: &KvSlice, g: usize, seen: Seen, out: &mut [f32], ld: usize) {
     let k = &s.k[g * s.head_stride..];
+    let queries = qs.len() / hd.max(1);
     #[cfg(target_arch = "x86_64")]
-    if q.len().is_multiple_of(8) && avx2::available() {
-        // SAFETY: the CPU has AVX2 and FMA; every index read was bounds-checked by
-        // `check_slice` (positions < len) and `attend` (listed positions < len).
-        return unsafe { avx2::score(q, k, s.pos_stride, seen, out) };
+    if hd.is_multiple_of(8) && avx2::available() {
+        assert!(out.len() >= (queries.max(1) - 1) * ld + seen.count());
+        // SAFETY: the CPU has AVX2 and FMA; every key read was bounds-checked by
+        // `check_slice` (positions < len) and `attend` (listed positions < len); `out`
+        // holds every score written (just asserted).
+        return unsafe { avx2::score(qs, hd, k, s.pos_stride, seen, out.as_mut_ptr(), ld) };
     }
-    let key = |j: usize| &k[j * s.pos_stride..][..q.len()];
-    let dot = |j: usize| q.iter().zip(key(j)).map(|(a, b)| a * b).sum::<f32>();
-    match seen {
-        Seen::First(n) => (0..n).for_each(|j| out[j] = dot(j)),
-        Seen::Listed(l) => l.iter().zip(out).for_each(|(&j, o)| *o = dot(j as usize)),
+    for t in 0..queries {
+        let q = &qs[t * hd..][..hd];
+        for i in 0..seen.count() {
+            let key = &k[seen.at(i) * s.pos_stride..][..hd];
+            out[t * ld + i] = q.iter().zip(key).map(|(a, b)| a * b).sum::<f32>();
+        }
     }
 }
 
-/// `out += Σ_j p[j] v_j` over the positions `seen` of head `g`.
-pub(super) fn weigh(p: &[f32], s: &KvSlice, g: usize, seen: Seen, out: &mut [f32]) {
+/// `out[t * hd..][..hd] += Σ_i p[t * ld + i] v_(seen i)` for the positions `seen` of head
+/// `g`: every value row is read once for all the queries.
+pub(super) fn weigh(p: &[f32], ld: usize, s: &KvSlice, g: usize, seen: Seen, out: &mut [f32], hd: usize) {
     let v = &s.v[g * s.head_stride..];
+    let queries = out.len() / hd.max(1);
     #[cfg(target_arch = "x86_64")]
-    if out.len().is_multiple_of(8) && avx2::available() {
-        // SAFETY: as in `score`.
-        return unsafe { avx2::weigh(p, v, s.pos_stride, seen, out) };
+    if hd.is_multiple_of(8) && avx2::available() {
+        assert!(p.len() >= (queries.max(1) - 1) * ld + seen.count());
+        // SAFETY: as in `score`; `p` holds every weight read (just asserted).
+        return unsafe { avx2::weigh(p.as_ptr(), ld, v, s.pos_stride, seen, out, hd) };
     }
-    let mut add = |w: f32, j: usize| {
-        let row = &v[j * s.pos_stride..][..out.len()];
-        out.iter_mut().zip(row).for_each(|(o, x)| *o += w * x);
-    };
-    match seen {
-        Seen::First(n) => (0..n).for_each(|j| add(p[j], j)),
-        Seen::Listed(l) => l.iter().zip(p).for_each(|(&j, &w)| add(w, j as usize)),
+    for t in 0..queries {
+        let o = &mut out[t * hd..][..hd];
+        for i in 0..seen.count() {
+            let w = p[t * ld + i];
+            let row = &v[seen.at(i) * s.pos_stride..][..hd];
+            o.iter_mut().zip(row).for_each(|(o, x)| *o += w * x);
+        }
     }
 }
 

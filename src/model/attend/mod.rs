@@ -13,8 +13,9 @@
 //! the masked keys are skipped rather than scored, and each row costs one task.
 //!
 //! `tensors.rs` takes candle tensors and reads their storage in place (or declines them);
-//! this file checks the shapes and splits the rows between threads; `kernels.rs` holds one
-//! head's scores, softmax and weighted sum, and `avx2.rs` their AVX2 versions.
+//! this file checks the shapes and splits the rows between threads; `kernels.rs` holds the
+//! scores, softmax and weighted sums of the query heads that share a KV head, and
+//! `avx2.rs` their AVX2 versions.
 
 use rayon::prelude::*;
 
@@ -71,6 +72,22 @@ pub(crate) fn attend(
     prefix: Option<KvSlice>,
     own: KvSlice,
     visible: Visible,
+) -> Result<Vec<f32>> {
+    let group = shape.heads / shape.kv_heads.max(1);
+    attend_in_groups(q, rows, shape, prefix, own, visible, group)
+}
+
+/// [`attend`], the query heads of a KV head read its keys and values `group` at a time
+/// (`attend` takes them all together; 1 reads them once per query head, for the bench that
+/// compares the two).
+fn attend_in_groups(
+    q: &[f32],
+    rows: usize,
+    shape: Heads,
+    prefix: Option<KvSlice>,
+    own: KvSlice,
+    visible: Visible,
+    group: usize,
 ) -> Result<Vec<f32>> {
     let Heads {
         heads,
@@ -131,6 +148,7 @@ pub(crate) fn attend(
         own,
         visible,
         scale: 1.0 / (hd as f32).sqrt(),
+        group: group.clamp(1, heads / kv_heads),
     };
     // Zeros: each row's heads add their weighted values into it.
     let mut out = vec![0f32; rows * row_len];
@@ -188,6 +206,9 @@ struct Job<'a> {
     own: KvSlice<'a>,
     visible: Visible<'a>,
     scale: f32,
+    /// Query heads that read a KV head's keys and values together (a divisor of the
+    /// heads per KV head, or the rest of them at the last).
+    group: usize,
 }
 
 impl Job<'_> {
@@ -207,23 +228,84 @@ impl Job<'_> {
                 Visible::Causal { past } => Seen::First(past + r + 1),
                 Visible::Listed(lists) => Seen::Listed(&lists[r]),
             };
-            scores.resize(pre_len + own_seen.count(), 0.0);
-            for hh in 0..heads {
-                let g = hh / rep;
-                let q = &self.q[(r * heads + hh) * hd..][..hd];
-                let (pre_scores, own_scores) = scores.split_at_mut(pre_len);
-                if let Some(p) = &self.prefix {
-                    score(q, p, g, Seen::First(p.len), pre_scores);
+            // A row of scores per query head of a KV head's group (`n` apart): the group
+            // reads each key and value once (`kernels.rs`).
+            let n = pre_len + own_seen.count();
+            scores.resize(self.group * n, 0.0);
+            for g in 0..kv_heads {
+                for h0 in (0..rep).step_by(self.group) {
+                    // The group's query heads are adjacent in `q` and in `out`.
+                    let heads_here = self.group.min(rep - h0);
+                    let first_head = r * heads + g * rep + h0;
+                    let qs = &self.q[first_head * hd..][..heads_here * hd];
+                    let scores = &mut scores[..heads_here * n];
+                    if let Some(p) = &self.prefix {
+                        score(qs, hd, p, g, Seen::First(p.len), scores, n);
+                    }
+                    score(qs, hd, &self.own, g, own_seen, &mut scores[pre_len..], n);
+                    for row in scores.chunks_mut(n) {
+                        softmax_scaled(row, self.scale);
+                    }
+                    let o = &mut out_row[(g * rep + h0) * hd..][..heads_here * hd];
+                    if let Some(p) = &self.prefix {
+                        weigh(scores, n, p, g, Seen::First(p.len), o, hd);
+                    }
+                    weigh(&scores[pre_len..], n, &self.own, g, own_seen, o, hd);
                 }
-                score(q, &self.own, g, own_seen, own_scores);
-                softmax_scaled(&mut scores, self.scale);
-                let o = &mut out_row[hh * hd..][..hd];
-                let (pre_probs, own_probs) = scores.split_at(pre_len);
-                if let Some(p) = &self.prefix {
-                    weigh(pre_probs, p, g, Seen::First(p.len), o);
-                }
-                weigh(own_probs, &self.own, g, own_seen, o);
             }
         }
     }
+}
+
+/// Microseconds per call of attention at SmolLM2's heads (9 over 3 KV heads of 64): `rows`
+/// query rows after a `prefix`-position prompt, as a causal prefill (`nodes` 0) or as a
+/// decode pass over a token tree of `nodes` positions (row `r` seeing up to 6 of them);
+/// the query heads of a KV head together (`grouped`, as [`attend`] runs) or one at a time,
+/// best of `repeats`. For `cargo bench --bench skinny`.
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
+pub fn bench_us(rows: usize, prefix: usize, nodes: usize, grouped: bool, repeats: usize) -> Result<f64> {
+    let shape = Heads {
+        heads: 9,
+        kv_heads: 3,
+        head_dim: 64,
+    };
+    let values = |n: usize, seed: usize| -> Vec<f32> {
+        (0..n).map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.5 - 1.0) * 0.5).collect()
+    };
+    let own_len = if nodes == 0 { rows } else { nodes };
+    let (pk, pv) = (values(3 * prefix * 64, 1), values(3 * prefix * 64, 2));
+    let (ok, ov) = (values(3 * own_len * 64, 3), values(3 * own_len * 64, 4));
+    // Head-major, as a prompt's cache holds them.
+    let pre = KvSlice {
+        k: &pk,
+        v: &pv,
+        len: prefix,
+        head_stride: prefix * 64,
+        pos_stride: 64,
+    };
+    let own = KvSlice {
+        k: &ok,
+        v: &ov,
+        len: own_len,
+        head_stride: own_len * 64,
+        pos_stride: 64,
+    };
+    let q = values(rows * 9 * 64, 5);
+    let lists: Vec<Vec<u32>> = (0..rows)
+        .map(|r| (0..(r % 6 + 1).min(own_len)).map(|i| ((r + i * 5) % own_len) as u32).collect())
+        .collect();
+    let visible = if nodes == 0 {
+        Visible::Causal { past: 0 }
+    } else {
+        Visible::Listed(&lists)
+    };
+    let group = if grouped { 3 } else { 1 };
+    let prefix = (prefix > 0).then_some(pre);
+    let mut best = f64::INFINITY;
+    for _ in 0..=repeats.max(1) {
+        let started = std::time::Instant::now();
+        std::hint::black_box(attend_in_groups(&q, rows, shape, prefix, own, visible, group)?);
+        best = best.min(started.elapsed().as_secs_f64());
+    }
+    Ok(best * 1e6)
 }

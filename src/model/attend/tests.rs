@@ -103,7 +103,7 @@ fn cache_slice(k: &[f32], v: &[f32], len: usize, cap: usize, hd: usize) -> KvSli
 /// keys.
 #[test]
 fn causal_rows_match_the_definition() -> Result<()> {
-    for &(heads, kv_heads, hd) in &[(9, 3, 64), (4, 2, 16), (2, 1, 12), (4, 4, 8)] {
+    for &(heads, kv_heads, hd) in &[(9, 3, 64), (8, 2, 64), (5, 1, 16), (4, 2, 16), (2, 1, 12), (4, 4, 8)] {
         let shape = heads_of(heads, kv_heads, hd);
         for &(rows, past, pre_len) in &[(1, 0, 0), (3, 5, 0), (37, 11, 23), (101, 23, 0), (5, 0, 9)]
         {
@@ -132,7 +132,9 @@ fn causal_rows_match_the_definition() -> Result<()> {
 /// the nodes its list names (any order, depths from 1 to 19), after a prefix.
 #[test]
 fn listed_rows_match_the_definition() -> Result<()> {
-    for &(heads, kv_heads, hd, pre_len) in &[(9, 3, 64, 124), (4, 2, 16, 7), (2, 1, 12, 0)] {
+    for &(heads, kv_heads, hd, pre_len) in
+        &[(9, 3, 64, 124), (8, 2, 64, 31), (5, 1, 40, 3), (4, 2, 16, 7), (2, 1, 12, 0)]
+    {
         let shape = heads_of(heads, kv_heads, hd);
         let nodes = 40;
         let rows = 32;
