@@ -28,25 +28,20 @@ pub(super) unsafe fn score(
     out: *mut f32,
     ld: usize,
 ) {
-    let queries = qs.len() / hd;
-    let mut t = 0;
-    while t < queries {
+    for (t, n) in in_threes(qs.len() / hd) {
         let (q, o) = (qs.as_ptr().add(t * hd), out.add(t * ld));
-        t += match queries - t {
-            1 => {
-                score1(q, hd, k, stride, seen, o);
-                1
-            }
-            2 => {
-                score_n::<2>(q, hd, k, stride, seen, o, ld);
-                2
-            }
-            _ => {
-                score_n::<3>(q, hd, k, stride, seen, o, ld);
-                3
-            }
-        };
+        match n {
+            1 => score1(q, hd, k, stride, seen, o),
+            2 => score_n::<2>(q, hd, k, stride, seen, o, ld),
+            _ => score_n::<3>(q, hd, k, stride, seen, o, ld),
+        }
     }
+}
+
+/// `(first, count)` of `queries` taken three at a time, the rest as a pair or alone: three
+/// queries' accumulators fill AVX2's 16 registers.
+fn in_threes(queries: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..queries).step_by(3).map(move |t| (t, (queries - t).min(3)))
 }
 
 /// One query against the keys: eight keys at a time, one accumulator each, summed across
@@ -172,24 +167,13 @@ pub(super) unsafe fn weigh(
     out: &mut [f32],
     hd: usize,
 ) {
-    let queries = out.len() / hd;
-    let mut t = 0;
-    while t < queries {
+    for (t, n) in in_threes(out.len() / hd) {
         let (w, o) = (p.add(t * ld), out.as_mut_ptr().add(t * hd));
-        t += match queries - t {
-            1 => {
-                weigh1(w, v, stride, seen, o, hd);
-                1
-            }
-            2 => {
-                weigh_n::<2>(w, ld, v, stride, seen, o, hd);
-                2
-            }
-            _ => {
-                weigh_n::<3>(w, ld, v, stride, seen, o, hd);
-                3
-            }
-        };
+        match n {
+            1 => weigh1(w, v, stride, seen, o, hd),
+            2 => weigh_n::<2>(w, ld, v, stride, seen, o, hd),
+            _ => weigh_n::<3>(w, ld, v, stride, seen, o, hd),
+        }
     }
 }
 
