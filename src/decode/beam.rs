@@ -19,7 +19,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-
 use crate::catalog::trie::ROOT;
 use crate::catalog::CatalogSnapshot;
 use crate::error::{Error, Result};

@@ -34,7 +34,15 @@ impl Seen<'_> {
 
 /// `out[t * ld + i] = q_t · k_(seen i)` for the query vectors `q_t` (`qs[t * hd..][..hd]`)
 /// and the positions `seen` of head `g`: every key is read once for all of them.
-pub(super) fn score(qs: &[f32], hd: usize, s: &KvSlice, g: usize, seen: Seen, out: &mut [f32], ld: usize) {
+pub(super) fn score(
+    qs: &[f32],
+    hd: usize,
+    s: &KvSlice,
+    g: usize,
+    seen: Seen,
+    out: &mut [f32],
+    ld: usize,
+) {
     let k = &s.k[g * s.head_stride..];
     let queries = qs.len() / hd.max(1);
     #[cfg(target_arch = "x86_64")]
@@ -56,7 +64,15 @@ pub(super) fn score(qs: &[f32], hd: usize, s: &KvSlice, g: usize, seen: Seen, ou
 
 /// `out[t * hd..][..hd] += Σ_i p[t * ld + i] v_(seen i)` for the positions `seen` of head
 /// `g`: every value row is read once for all the queries.
-pub(super) fn weigh(p: &[f32], ld: usize, s: &KvSlice, g: usize, seen: Seen, out: &mut [f32], hd: usize) {
+pub(super) fn weigh(
+    p: &[f32],
+    ld: usize,
+    s: &KvSlice,
+    g: usize,
+    seen: Seen,
+    out: &mut [f32],
+    hd: usize,
+) {
     let v = &s.v[g * s.head_stride..];
     let queries = out.len() / hd.max(1);
     #[cfg(target_arch = "x86_64")]

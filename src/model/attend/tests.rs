@@ -103,7 +103,8 @@ fn cache_slice(k: &[f32], v: &[f32], len: usize, cap: usize, hd: usize) -> KvSli
 /// keys.
 #[test]
 fn causal_rows_match_the_definition() -> Result<()> {
-    for &(heads, kv_heads, hd) in &[(9, 3, 64), (8, 2, 64), (5, 1, 16), (4, 2, 16), (2, 1, 12), (4, 4, 8)] {
+    let shapes = [(9, 3, 64), (8, 2, 64), (5, 1, 16), (4, 2, 16), (2, 1, 12), (4, 4, 8)];
+    for &(heads, kv_heads, hd) in &shapes {
         let shape = heads_of(heads, kv_heads, hd);
         for &(rows, past, pre_len) in &[(1, 0, 0), (3, 5, 0), (37, 11, 23), (101, 23, 0), (5, 0, 9)]
         {

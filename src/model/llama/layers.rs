@@ -62,14 +62,10 @@ impl Llama {
 
     /// [`Llama::logits`] on the calling thread.
     fn logits_here(&self, hidden: &Tensor) -> Result<Tensor> {
-        if let Some(q) = &self.head_q {
-            return q.forward(hidden);
+        match &self.head_q {
+            Some(q) => q.forward(hidden),
+            None => dense_logits(hidden, &self.dense_head()?),
         }
-        let head = self.dense_head()?;
-        if let Some(y) = skinny::matmul_t(hidden, &head)? {
-            return Ok(y);
-        }
-        Ok(hidden.broadcast_matmul(&head.t()?)?)
     }
 
     /// The unquantized head `[vocab, hidden]`: its own weight, or the (trained) embedding
@@ -89,24 +85,33 @@ impl Llama {
     /// head takes the kernel past its row limits here: fused, it ran 1.6x faster than
     /// candle's product with the logits written out at 160 rows (a batched pass of eight
     /// queries), where the product alone is slower (`cargo bench --bench skinny`).
-    pub(crate) fn log_probs_of(&self, hidden: &Tensor, wanted: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+    pub(crate) fn log_probs_of(
+        &self,
+        hidden: &Tensor,
+        wanted: &[Vec<u32>],
+    ) -> Result<Vec<Vec<f32>>> {
         on_pool(|| {
-            let dense;
-            let head = match &self.head_q {
-                Some(Proj::Blocks(b)) => Some(Weight::Blocks(b)),
-                Some(Proj::Panels(p)) => Some(Weight::Panels(p)),
+            // A dense head is looked up once, for the fused path and the fallback alike.
+            let dense = match self.head_q {
+                None => Some(self.dense_head()?),
                 Some(_) => None,
-                None => {
-                    dense = self.dense_head()?;
-                    Some(Weight::F32(&dense))
-                }
+            };
+            let head = match (&self.head_q, &dense) {
+                (Some(Proj::Blocks(b)), _) => Some(Weight::Blocks(b)),
+                (Some(Proj::Panels(p)), _) => Some(Weight::Panels(p)),
+                (None, Some(d)) => Some(Weight::F32(d)),
+                _ => None,
             };
             if let Some(head) = head.filter(|_| skinny::fused_head()) {
                 if let Some(logp) = skinny::head_log_probs(hidden, head, wanted, false)? {
                     return Ok(logp);
                 }
             }
-            log_probs_of(&self.logits_here(hidden)?, wanted)
+            let logits = match &dense {
+                Some(d) => dense_logits(hidden, d)?,
+                None => self.logits_here(hidden)?,
+            };
+            log_probs_of(&logits, wanted)
         })
     }
 
@@ -162,4 +167,13 @@ pub(super) enum At<'a> {
     Span(usize),
     /// Each row at its own position: the RoPE tables of the rows, `[t, head_dim / 2]`.
     Rows(&'a (Tensor, Tensor)),
+}
+
+/// `hidden` `[.., hidden]` times the dense head `[vocab, hidden]` transposed: our kernel
+/// where it applies, candle's matmul elsewhere.
+fn dense_logits(hidden: &Tensor, head: &Tensor) -> Result<Tensor> {
+    if let Some(y) = skinny::matmul_t(hidden, head)? {
+        return Ok(y);
+    }
+    Ok(hidden.broadcast_matmul(&head.t()?)?)
 }

@@ -117,10 +117,11 @@ fn reduce(
                     let row = &row[..cols];
                     lse[i].add(row);
                     let o = &order[i];
-                    while let Some(&(t, slot)) = o.get(next[i]).filter(|&&(t, _)| (t as usize) < a + cols) {
+                    let end = o[next[i]..].partition_point(|&(t, _)| (t as usize) < a + cols);
+                    for &(t, slot) in &o[next[i]..][..end] {
                         picked.push((i, slot, row[t as usize - a]));
-                        next[i] += 1;
                     }
+                    next[i] += end;
                 }
                 a += cols;
             }
@@ -172,7 +173,10 @@ mod tests {
             [BlockFormat::Q8_0, BlockFormat::Q4_0]
                 .into_iter()
                 .flat_map(|f| [BlockLayout::Rows, BlockLayout::Interleaved].map(|l| (f, l)))
-                .map(|(f, l)| Ok((f, l, BlockWeight::quantize_as(&w, f, l)?.expect("whole blocks"))))
+                .map(|(f, l)| {
+                    let q = BlockWeight::quantize_as(&w, f, l)?.expect("whole blocks");
+                    Ok((f, l, q))
+                })
                 .collect::<Result<_>>()?;
         for (f, l, b) in &blocks {
             weights.push((format!("{f:?} {l:?}"), Rows::Blocks(b), true));
@@ -183,7 +187,8 @@ mod tests {
             .collect::<Result<_>>()?;
         for p in &panels {
             for kernel in [true, false] {
-                weights.push((format!("{:?} panels, kernel {kernel}", p.format()), Rows::Panels(p), kernel));
+                let name = format!("{:?} panels, kernel {kernel}", p.format());
+                weights.push((name, Rows::Panels(p), kernel));
             }
         }
         for m in [1, 5, 20, 37] {
@@ -205,7 +210,8 @@ mod tests {
                 for (r, (g, w)) in got.iter().zip(&want).enumerate() {
                     assert_eq!(g.len(), w.len(), "{name}, {m} rows, row {r}");
                     for (a, b) in g.iter().zip(w) {
-                        assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{name}, {m} rows, row {r}: {a} vs {b}");
+                        let close = (a - b).abs() <= 1e-5 * (1.0 + b.abs());
+                        assert!(close, "{name}, {m} rows, row {r}: {a} vs {b}");
                     }
                 }
             }

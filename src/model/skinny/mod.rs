@@ -11,8 +11,9 @@
 //! inference only (no backward pass) and needs AVX-512F or AVX2 with FMA, chosen at run
 //! time (`avx512.rs`, `avx2.rs`: the register tiles; `blocks.rs`: Q8_0 and Q4_0 weights,
 //! turned back into f32 a panel at a time, or `vnni.rs`: multiplied in int8 where the CPU
-//! has AVX-512
-//! VNNI; this file: threads, packing, the walk over tiles);
+//! has AVX-512 VNNI; `panels.rs`, `broadcast.rs`: f32 and bf16 panels; `head.rs`: the
+//! output head reduced to a step's log-probabilities; this file: threads, packing, the
+//! input prepared once per pass, the walk over tiles);
 //! everything else goes through candle. Measured in docs/PERFORMANCE.md.
 
 mod avx2;
@@ -393,8 +394,9 @@ fn rows_times_each(
     }
     let input = Prepared::new(isa, x, ws, m, k, panel_kernel);
     // Every kernel writes each element of its columns (a later chunk of the input width
-    // adds to what the first wrote), so the outputs start uninitialised: zeroing them cost
-    // ~9 % of a batched pass (31 MB of logits at 160 rows).
+    // adds to what the first wrote), so the outputs start uninitialised: a batched pass's
+    // profile put 9 % in zeroing fresh buffers, these among them (the head's logits were
+    // 31 MB at 160 rows before the fused head, `head.rs`).
     let mut outs: Vec<Vec<f32>> = ns.iter().map(|&n| Vec::with_capacity(m * n)).collect();
     let per_thread = input.per_thread(total);
     let bases: Vec<OutPtr> = outs.iter_mut().map(|o| OutPtr(o.as_mut_ptr())).collect();
