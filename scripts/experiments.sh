@@ -34,8 +34,13 @@ fi
 # Outside the work tree, so a fresh checkout of the project finds the runs to resume.
 exp="${PATCHREC_EXPERIMENTS:-$HOME/.cache/patchrec/experiments}/$dataset"
 mkdir -p "$exp"
-cargo build --release --quiet
-bin="$root/target/release/patchrec"
+# PATCHREC_BIN runs the experiments with a given build of the CLI (e.g. a copy kept while
+# the work tree changes); by default the tree's own release build.
+bin="${PATCHREC_BIN:-}"
+if [ -z "$bin" ]; then
+  cargo build --release --quiet
+  bin="$root/target/release/patchrec"
+fi
 
 eval_users=()
 if [ -n "${EVAL_SAMPLES:-}" ]; then
