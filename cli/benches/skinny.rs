@@ -223,13 +223,17 @@ fn main() -> patchrec::Result<()> {
             );
         }
     }
-    // Attention, the query heads of a KV head together or one at a time.
-    let title =
-        "attention per layer, query heads of a KV head together vs one at a time, us (best of 5)";
+    // Attention: a row at a time (one query head at a time, or a KV head's together), or
+    // the rows that share keys as the lanes of a vector.
+    let title = "attention per layer: a row at a time (one query head, a KV head's together) \
+                 vs rows as lanes, us (best of 5)";
     if wanted(title) {
+        use patchrec::model::AttentionPath as Path;
         println!("\n{title}");
-        println!("| pass | rows | prompt | tree nodes | one at a time | together | ratio |");
-        println!("|---|---|---|---|---|---|---|");
+        println!(
+            "| pass | rows | prompt | tree nodes | one head | together | lanes | together / lanes |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
         let passes: &[(&str, usize, usize, usize)] = if full {
             &[
                 ("decode", 20, 127, 6),
@@ -243,11 +247,13 @@ fn main() -> patchrec::Result<()> {
             &[("decode", 20, 127, 6)]
         };
         for &(pass, rows, prefix, nodes) in passes {
-            let one = patchrec::model::attention_bench_us(rows, prefix, nodes, false, 5)?;
-            let together = patchrec::model::attention_bench_us(rows, prefix, nodes, true, 5)?;
+            let us = |path| patchrec::model::attention_bench_us(rows, prefix, nodes, path, 5);
+            let (one, together, lanes) =
+                (us(Path::OneHead)?, us(Path::Grouped)?, us(Path::Blocked)?);
             println!(
-                "| {pass} | {rows} | {prefix} | {nodes} | {one:.0} | {together:.0} | {:.2}x |",
-                one / together
+                "| {pass} | {rows} | {prefix} | {nodes} | {one:.0} | {together:.0} | {lanes:.0} | \
+                 {:.2}x |",
+                together / lanes
             );
         }
     }

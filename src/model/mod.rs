@@ -4,8 +4,8 @@
 pub mod adapters;
 mod attend;
 mod attend_train;
-/// Attention's time per call, for the benchmarks.
-pub use attend::bench_us as attention_bench_us;
+/// Attention's time per call along each of its paths, for the benchmarks.
+pub use attend::{bench_us as attention_bench_us, Path as AttentionPath};
 pub mod checkpoint;
 pub mod config;
 pub(crate) mod expf;

@@ -14,8 +14,9 @@
 //!
 //! `tensors.rs` takes candle tensors and reads their storage in place (or declines them);
 //! this file checks the shapes and splits the rows between threads; `kernels.rs` holds the
-//! scores, softmax and weighted sums of the query heads that share a KV head, and
-//! `avx2.rs` their AVX2 versions.
+//! scores, softmax and weighted sums of one row's query heads that share a KV head, and
+//! `avx2.rs` their AVX2 versions; `blocked.rs` takes many rows at once, their query
+//! vectors as the lanes of a vector, where the CPU has AVX-512 (`avx512.rs` its kernels).
 
 use rayon::prelude::*;
 
@@ -23,6 +24,10 @@ use crate::error::{Error, Result};
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod blocked;
 mod kernels;
 mod tensors;
 #[cfg(test)]
@@ -73,21 +78,30 @@ pub(crate) fn attend(
     own: KvSlice,
     visible: Visible,
 ) -> Result<Vec<f32>> {
-    let group = shape.heads / shape.kv_heads.max(1);
-    attend_in_groups(q, rows, shape, prefix, own, visible, group)
+    attend_by(q, rows, shape, prefix, own, visible, Path::Blocked)
 }
 
-/// [`attend`], the query heads of a KV head read its keys and values `group` at a time
-/// (`attend` takes them all together; 1 reads them once per query head, for the bench that
-/// compares the two).
-fn attend_in_groups(
+/// How [`attend_by`] walks the rows; [`attend`] takes `Blocked`, the bench compares them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// A row at a time, each query head reading its KV head's keys and values.
+    OneHead,
+    /// A row at a time, the query heads of a KV head reading its keys and values together.
+    Grouped,
+    /// Rows that share keys as the lanes of a vector (`blocked.rs`) where the CPU and the
+    /// shapes allow, else `Grouped`.
+    Blocked,
+}
+
+/// [`attend`] along `path`.
+fn attend_by(
     q: &[f32],
     rows: usize,
     shape: Heads,
     prefix: Option<KvSlice>,
     own: KvSlice,
     visible: Visible,
-    group: usize,
+    path: Path,
 ) -> Result<Vec<f32>> {
     let Heads {
         heads,
@@ -148,8 +162,12 @@ fn attend_in_groups(
         own,
         visible,
         scale: 1.0 / (hd as f32).sqrt(),
-        group: group.clamp(1, heads / kv_heads),
+        group: if path == Path::OneHead { 1 } else { heads / kv_heads },
     };
+    #[cfg(target_arch = "x86_64")]
+    if path == Path::Blocked && blocked::takes(&job, rows) {
+        return Ok(blocked::attend(&job, rows));
+    }
     // Zeros: each row's heads add their weighted values into it.
     let mut out = vec![0f32; rows * row_len];
     // Flops, about: every head of every row scores and weighs at most every key.
@@ -206,8 +224,7 @@ struct Job<'a> {
     own: KvSlice<'a>,
     visible: Visible<'a>,
     scale: f32,
-    /// Query heads that read a KV head's keys and values together (a divisor of the
-    /// heads per KV head, or the rest of them at the last).
+    /// Query heads that read a KV head's keys and values together: all of them, or one.
     group: usize,
 }
 
@@ -259,15 +276,14 @@ impl Job<'_> {
 
 /// Microseconds per call of attention at SmolLM2's heads (9 over 3 KV heads of 64): `rows`
 /// query rows after a `prefix`-position prompt, as a causal prefill (`nodes` 0) or as a
-/// decode pass over a token tree of `nodes` positions (row `r` seeing up to 6 of them);
-/// the query heads of a KV head together (`grouped`, as [`attend`] runs) or one at a time,
-/// best of `repeats`. For `cargo bench --bench skinny`.
+/// decode pass over a token tree of `nodes` positions (row `r` seeing up to 6 of them),
+/// along `path`, best of `repeats`. For `cargo bench --bench skinny`.
 #[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub fn bench_us(
     rows: usize,
     prefix: usize,
     nodes: usize,
-    grouped: bool,
+    path: Path,
     repeats: usize,
 ) -> Result<f64> {
     let shape = Heads {
@@ -305,9 +321,8 @@ pub fn bench_us(
     } else {
         Visible::Listed(&lists)
     };
-    let group = if grouped { 3 } else { 1 };
     let prefix = (prefix > 0).then_some(pre);
-    let run = || attend_in_groups(&q, rows, shape, prefix, own, visible, group);
+    let run = || attend_by(&q, rows, shape, prefix, own, visible, path);
     std::hint::black_box(run()?);
     let mut best = f64::INFINITY;
     for _ in 0..repeats.max(1) {

@@ -171,6 +171,73 @@ fn listed_rows_match_the_definition() -> Result<()> {
     Ok(())
 }
 
+/// Every path (a row at a time by query head, by KV head, and rows as lanes where the CPU
+/// has AVX-512) against the definition: causal prefills with and without a prefix and
+/// earlier own positions, token trees with empty and long lists, query vectors that leave
+/// a part-filled group of lanes, one query head per KV head, and head sizes that take the
+/// value tiles of 64 and of 16 dims.
+#[test]
+fn every_path_matches_the_definition() -> Result<()> {
+    for &(heads, kv_heads, hd) in &[(9, 3, 64), (4, 4, 16), (6, 2, 80), (8, 1, 32)] {
+        let shape = heads_of(heads, kv_heads, hd);
+        for &(rows, past, pre_len, tree) in &[
+            (13, 0, 0, false),
+            (6, 4, 17, false),
+            (50, 2, 0, false),
+            (21, 0, 30, true),
+            (4, 0, 5, true),
+        ] {
+            let nodes = 9;
+            let cap = past + rows + 2;
+            let q = values(rows * heads * hd, 30 + rows as u64);
+            let pk = values(kv_heads * pre_len * hd, 31);
+            let pv = values(kv_heads * pre_len * hd, 32);
+            let prefix = (pre_len > 0).then(|| cache_slice(&pk, &pv, pre_len, pre_len, hd));
+            let (own_k, own_v) = if tree {
+                (values(nodes * kv_heads * hd, 33), values(nodes * kv_heads * hd, 34))
+            } else {
+                (values(kv_heads * cap * hd, 33), values(kv_heads * cap * hd, 34))
+            };
+            let own = if tree {
+                KvSlice {
+                    k: &own_k,
+                    v: &own_v,
+                    len: nodes,
+                    head_stride: hd,
+                    pos_stride: kv_heads * hd,
+                }
+            } else {
+                cache_slice(&own_k, &own_v, past + rows, cap, hd)
+            };
+            // Row 0 of a tree sees none of its nodes (only the prefix), others up to all.
+            let lists: Vec<Vec<u32>> = (0..rows)
+                .map(|r| (0..r % (nodes + 1)).map(|i| ((r + i * 4) % nodes) as u32).collect())
+                .collect();
+            let (visible, seen): (Visible, Vec<Vec<usize>>) = if tree {
+                let seen = lists
+                    .iter()
+                    .map(|l| l.iter().map(|&j| j as usize).collect())
+                    .collect();
+                (Visible::Listed(&lists), seen)
+            } else {
+                let seen = (0..rows).map(|r| (0..=past + r).collect()).collect();
+                (Visible::Causal { past }, seen)
+            };
+            let want = reference(&q, rows, shape, prefix, own, &seen);
+            for path in [Path::OneHead, Path::Grouped, Path::Blocked] {
+                let got = attend_by(&q, rows, shape, prefix, own, visible, path)?;
+                let d = max_diff(&got, &want);
+                assert!(
+                    d < 1e-5,
+                    "{path:?} {heads}/{kv_heads}x{hd}, rows {rows}, past {past}, prefix \
+                     {pre_len}, tree {tree}: {d}"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Large scores (a softmax that overflows without its max shift) stay finite and exact.
 #[test]
 fn large_scores_are_shifted_before_the_exponential() -> Result<()> {
