@@ -212,6 +212,7 @@ pub(crate) fn prepare(
             .map(|ids| live(&mut ids.iter().copied())),
         exact: opts.exact,
         lookahead: DEFAULT_LOOKAHEAD,
+        prune: true,
     };
     Ok(PreparedQuery {
         snap,

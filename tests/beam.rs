@@ -24,6 +24,7 @@ fn search(
         allow: None,
         exact: false,
         lookahead: patchrec::decode::DEFAULT_LOOKAHEAD,
+        prune: true,
     };
     beam_search(model, snap, prompt, &opts).unwrap()
 }
@@ -164,6 +165,7 @@ fn the_shared_head_cache_changes_no_result() {
         allow: None,
         exact: false,
         lookahead: patchrec::decode::DEFAULT_LOOKAHEAD,
+        prune: true,
     };
     for layout in [
         Layout::Vanilla,
@@ -213,6 +215,7 @@ fn feeding_forced_tokens_ahead_changes_no_result_and_saves_passes() {
                     allow: None,
                     exact,
                     lookahead,
+                    prune: true,
                 };
                 search_prefilled(&model, &snap, &prefilled, &opts).unwrap()
             };
@@ -263,6 +266,7 @@ fn exact_ranking_equals_teacher_forced_scoring_of_every_title() {
             allow: None,
             exact: true,
             lookahead: patchrec::decode::DEFAULT_LOOKAHEAD,
+            prune: true,
         };
         let found = beam_search(&model, &snap, &prompt, &opts).unwrap();
         assert_eq!(found.len(), k);
@@ -283,4 +287,59 @@ fn exact_ranking_equals_teacher_forced_scoring_of_every_title() {
         assert!(found.iter().all(|s| s.index != reference[0].0));
         assert!((found[0].score - reference[1].1).abs() < 1e-3, "{layout}");
     }
+}
+
+#[test]
+fn dropping_beams_that_cannot_reach_the_top_k_changes_no_result_and_saves_rows() {
+    use patchrec::decode::search_prefilled;
+    use patchrec::prompt::prefill;
+    // Titles of several lengths, so that beams finish at different steps.
+    let items: Vec<(u64, String)> = common::titles(60)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (id, t))| {
+            let tail = ["", " Returns", " Part Two of Three", " and the Long Night"][i % 4];
+            (id, format!("{t}{tail}"))
+        })
+        .collect();
+    let model = common::tiny_model_with(&common::tiny_options(), &items);
+    let cat = common::catalog(&model, &items);
+    let snap = cat.snapshot();
+    let history: Vec<u64> = items[7..19].iter().map(|(id, _)| *id).collect();
+    let mut saved = 0;
+    for layout in [Layout::Vanilla, Layout::PftS { l: 3 }] {
+        let prompt = build_prompt(&model, &snap, &history, layout).unwrap();
+        let prefilled = prefill(&model, &prompt).unwrap();
+        for (k, width, exclude, exact, lookahead) in [
+            (3, 20, vec![], false, patchrec::decode::DEFAULT_LOOKAHEAD),
+            (5, 12, vec![2, 9], false, 0),
+            (1, 8, vec![], false, patchrec::decode::DEFAULT_LOOKAHEAD),
+            (10, 10, vec![], false, 0),
+            (4, 1, vec![5], true, patchrec::decode::DEFAULT_LOOKAHEAD),
+        ] {
+            let run = |prune| {
+                let opts = SearchOptions {
+                    k,
+                    beam_width: width,
+                    exclude: exclude.clone(),
+                    allow: None,
+                    exact,
+                    lookahead,
+                    prune,
+                };
+                search_prefilled(&model, &snap, &prefilled, &opts).unwrap()
+            };
+            let (kept, kc) = run(false);
+            let (pruned, pc) = run(true);
+            let case = format!("{layout}, k {k}, width {width}, exact {exact}");
+            assert_eq!(pruned.len(), kept.len(), "{case}");
+            for (a, b) in pruned.iter().zip(&kept) {
+                assert_eq!(a.index, b.index, "{case}");
+                assert!((a.score - b.score).abs() < 1e-4, "{case}: {a:?} vs {b:?}");
+            }
+            assert!(pc.rows <= kc.rows, "{case}: {pc:?} vs {kc:?}");
+            saved += kc.rows - pc.rows;
+        }
+    }
+    assert!(saved > 0, "no case dropped a beam");
 }

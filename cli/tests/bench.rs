@@ -29,6 +29,7 @@ fn the_serving_benchmark_reports_every_layout_and_length() {
         batched: false,
         session_gap: None,
         lookahead: patchrec::decode::DEFAULT_LOOKAHEAD,
+        prune: true,
     };
     let cat = std::sync::Arc::new(cat);
     let report = run_serving_bench(&cat, &opts).unwrap();
@@ -75,6 +76,7 @@ fn the_batched_benchmark_runs_concurrent_callers_through_the_worker() {
         batched: true,
         session_gap: None,
         lookahead: patchrec::decode::DEFAULT_LOOKAHEAD,
+        prune: true,
     };
     let report = run_serving_bench(&cat, &opts).unwrap();
     let r = &report.rows[0];
@@ -101,6 +103,7 @@ fn a_session_gap_applies_to_the_stream_aligned_rows_only() {
             batched: false,
             session_gap,
             lookahead: patchrec::decode::DEFAULT_LOOKAHEAD,
+            prune: true,
         };
         run_serving_bench(&cat, &opts).unwrap()
     };

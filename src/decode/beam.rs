@@ -55,6 +55,12 @@ pub struct SearchOptions {
     /// many, rows for beams that may still be dropped would cost compute. Changes no
     /// result; 0 turns it off. Default [`DEFAULT_LOOKAHEAD`].
     pub lookahead: usize,
+    /// Drop the live beams that can no longer reach the top `k`: once `k` titles have
+    /// finished, a beam scoring below the `k`-th only falls further (a title's
+    /// log-probability only falls as it grows), and its candidates rank below every one
+    /// that could still enter the top `k`, so they change no rank or finish that matters.
+    /// Changes no result and saves the dropped beams' rows; `false` keeps them (to compare).
+    pub prune: bool,
 }
 
 /// Rows a pass is filled up to by default ([`SearchOptions::lookahead`]).
@@ -212,6 +218,7 @@ pub struct BeamState {
     width: usize,
     exact: bool,
     lookahead: usize,
+    prune: bool,
     answer_end: u32,
     /// Excluded items removed from each node's subtree count, so no beam is spent on a
     /// branch that can only end in excluded items.
@@ -279,6 +286,7 @@ impl BeamState {
             width: 0,
             exact: opts.exact,
             lookahead: opts.lookahead,
+            prune: opts.prune,
             answer_end,
             removed,
             excluded,
@@ -408,10 +416,11 @@ impl BeamState {
         }
         let trie = catalog.trie();
         let (k, width) = (self.k, self.width);
-        // Exact search drops what cannot reach the top k: a title's log-probability only
-        // falls as it grows, so a prefix already below the k-th finished score stays below
-        // (ties are kept, as the order among equal scores goes by index).
-        let bound = if self.exact && self.finished.len() >= k {
+        // Exact search (and a pruned beam search) drops what cannot reach the top k: a
+        // title's log-probability only falls as it grows, so a prefix already below the
+        // k-th finished score stays below (ties are kept, as the order among equal scores
+        // goes by index).
+        let bound = if (self.exact || self.prune) && self.finished.len() >= k {
             self.finished[k - 1].score
         } else {
             f32::NEG_INFINITY
@@ -458,6 +467,11 @@ impl BeamState {
         }
         self.finished
             .sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
+        // The beams that fell below the k-th finished title this step get no row.
+        if self.prune && self.finished.len() >= k {
+            let kth = self.finished[k - 1].score;
+            next.retain(|n| n.1 >= kth);
+        }
         // Log-probabilities only fall as a title grows: once k are finished and no live
         // beam beats the k-th, nothing can change the top k.
         // Deferred prefixes score below every new beam, so the best live one is a beam's.

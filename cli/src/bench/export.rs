@@ -87,6 +87,7 @@ pub fn export_prompts(
         allow: None,
         exact: false,
         lookahead: patchrec::decode::DEFAULT_LOOKAHEAD,
+        prune: true,
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
     let ids: Vec<u64> = snap.items().map(|i| i.id).collect();

@@ -46,6 +46,9 @@ pub struct BenchOptions {
     /// Rows a pass is filled up to with forced title tokens ([`SearchOptions::lookahead`]);
     /// single queries only, the batching worker uses the default.
     pub lookahead: usize,
+    /// Drop the beams that can no longer reach the top k ([`SearchOptions::prune`]);
+    /// single queries only, the batching worker always does.
+    pub prune: bool,
 }
 
 /// The largest synthetic visit, in items.
@@ -366,6 +369,7 @@ pub fn run_serving_bench(catalog: &Arc<Catalog>, opts: &BenchOptions) -> Result<
         allow: None,
         exact: opts.exact,
         lookahead: opts.lookahead,
+        prune: opts.prune,
     };
     let callers = opts.callers.max(1);
     let batcher = if opts.batched {

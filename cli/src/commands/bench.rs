@@ -53,6 +53,10 @@ pub struct Args {
     /// the default)
     #[arg(long, default_value_t = patchrec::decode::DEFAULT_LOOKAHEAD)]
     pub lookahead: usize,
+    /// Keep the beams that can no longer reach the top k (they are dropped by default;
+    /// the results are the same), to compare the rows they cost (single queries only)
+    #[arg(long)]
+    pub keep_beams: bool,
     /// Attention on the CPU: `fused` (one pass per row over the keys in place, the
     /// default) or `candle` (composed from candle's ops), to compare the two
     #[arg(long, default_value = "fused")]
@@ -123,6 +127,7 @@ pub fn run(args: Args) -> patchrec::Result<()> {
         batched: args.batched,
         session_gap: args.session_gap,
         lookahead: args.lookahead,
+        prune: !args.keep_beams,
     };
     let mut report = crate::bench::run_serving_bench(&catalog, &opts)?;
     report.memory = Some(memory);
