@@ -89,45 +89,62 @@ pub(super) unsafe fn exp_down_lanes(st: *mut f32, n: usize) -> [f32; LANES] {
     sum
 }
 
-/// `o[q * hd + d] += Σ_i st[i * 16 + q] · values[i][d]` for all 16 lanes `q`, `hd` a
+/// `o[q * hd + d] += Σ_i st[i * 16 + q] · values[i][d]` for all 16 lanes `q`, over the
+/// values whose `seen[i]` has lane `q` (a value a lane does not see is never read into its
+/// sums: its weight is 0, but 0 times an infinite or NaN value would be NaN). `hd` a
 /// multiple of 16: tiles of 6 lanes x 64 dims (24 accumulators, four value loads and six
 /// broadcasts per value row), the rest 16 dims at a time.
 ///
 /// # Safety
 /// AVX-512 F; `hd % 16 == 0`; `st` holds `values.len() * 16` floats; `values[i][..hd]`
-/// readable for every `i`; `o` holds `16 * hd` floats.
+/// readable for every `i`; `seen.len() >= values.len()`; `o` holds `16 * hd` floats.
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn weigh(st: *const f32, values: &[*const f32], hd: usize, o: *mut f32) {
+pub(super) unsafe fn weigh(
+    st: *const f32,
+    values: &[*const f32],
+    seen: &[u16],
+    hd: usize,
+    o: *mut f32,
+) {
     for q0 in [0, 6, 12] {
         let mut d = 0;
         while d < hd {
             let (s, od) = (st.add(q0), o.add(q0 * hd + d));
             d += match (q0, hd - d) {
-                (12, n) if n >= 64 => weigh_tile::<4, 4>(s, values, d, od, hd),
-                (12, _) => weigh_tile::<4, 1>(s, values, d, od, hd),
-                (_, n) if n >= 64 => weigh_tile::<6, 4>(s, values, d, od, hd),
-                _ => weigh_tile::<6, 1>(s, values, d, od, hd),
+                (12, n) if n >= 64 => weigh_tile::<4, 4>(s, values, seen, q0, d, od, hd),
+                (12, _) => weigh_tile::<4, 1>(s, values, seen, q0, d, od, hd),
+                (_, n) if n >= 64 => weigh_tile::<6, 4>(s, values, seen, q0, d, od, hd),
+                _ => weigh_tile::<6, 1>(s, values, seen, q0, d, od, hd),
             };
         }
     }
 }
 
-/// `Q` lanes x `C` vectors of 16 dims (from dim `d`) of [`weigh`]; returns `16 * C`.
+/// `Q` lanes from `q0` x `C` vectors of 16 dims (from dim `d`) of [`weigh`]; returns
+/// `16 * C`.
 #[target_feature(enable = "avx512f")]
 unsafe fn weigh_tile<const Q: usize, const C: usize>(
     st: *const f32,
     values: &[*const f32],
+    seen: &[u16],
+    q0: usize,
     d: usize,
     o: *mut f32,
     hd: usize,
 ) -> usize {
     let mut acc: [[__m512; C]; Q] =
         std::array::from_fn(|q| std::array::from_fn(|c| _mm512_loadu_ps(o.add(q * hd + c * 16))));
+    let tile = ((1u32 << Q) - 1) as u16;
     for (i, &row) in values.iter().enumerate() {
         let row = row.add(d);
         let x: [__m512; C] = std::array::from_fn(|c| _mm512_loadu_ps(row.add(c * 16)));
         let p = st.add(i * LANES);
+        let lanes = (seen[i] >> q0) & tile;
         for (q, acc_q) in acc.iter_mut().enumerate() {
+            // Every lane sees most values (the prefix's, a prefill's earlier positions).
+            if lanes != tile && lanes & (1 << q) == 0 {
+                continue;
+            }
             let w = _mm512_set1_ps(*p.add(q));
             for (a, x) in acc_q.iter_mut().zip(&x) {
                 *a = _mm512_fmadd_ps(w, *x, *a);

@@ -118,15 +118,15 @@ fn lanes(job: &Job, queries: usize, g: usize, first: usize) -> Vec<f32> {
                 .collect();
             union.sort_unstable();
             union.dedup();
-            let mut lanes = vec![unused; union.len()];
+            let mut seeing = vec![unused; union.len()];
             for q in 0..count {
                 for j in &lists[row(q)] {
                     if let Ok(i) = union.binary_search(j) {
-                        lanes[i] |= 1 << q;
+                        seeing[i] |= 1 << q;
                     }
                 }
             }
-            for (&j, &l) in union.iter().zip(&lanes) {
+            for (&j, &l) in union.iter().zip(&seeing) {
                 push(&job.own, j as usize, l);
             }
         }
@@ -140,7 +140,7 @@ fn lanes(job: &Job, queries: usize, g: usize, first: usize) -> Vec<f32> {
     unsafe {
         avx512::scores(qt.as_ptr(), hd, &keys, &seen, st.as_mut_ptr());
         let sum = avx512::exp_down_lanes(st.as_mut_ptr(), keys.len());
-        avx512::weigh(st.as_ptr(), &values, hd, out.as_mut_ptr());
+        avx512::weigh(st.as_ptr(), &values, &seen, hd, out.as_mut_ptr());
         for (o, s) in out.chunks_exact_mut(hd).zip(sum) {
             let inv = 1.0 / s;
             o.iter_mut().for_each(|x| *x *= inv);

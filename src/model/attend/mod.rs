@@ -54,7 +54,8 @@ pub(crate) enum Visible<'a> {
     /// Row `r` sees own positions `0..=past + r`: a prompt's causal prefill, whose first
     /// `past` own positions were computed before this call.
     Causal { past: usize },
-    /// Row `r` sees the own positions its list (the `r`-th) names: a token tree's contexts.
+    /// Row `r` sees the own positions its list (the `r`-th) names, each once (a list holds
+    /// no repeats): a token tree's contexts.
     Listed(&'a [Vec<u32>]),
 }
 

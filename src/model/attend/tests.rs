@@ -77,12 +77,14 @@ fn reference(
     out
 }
 
+/// The largest difference; NaN where either side has a NaN the other has not (so that
+/// `max_diff(..) < tol` fails on it: `f32::max` would skip a NaN).
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
         .zip(b)
         .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+        .fold(0.0, |m: f32, d| if d.is_nan() || m.is_nan() { f32::NAN } else { m.max(d) })
 }
 
 /// A cache-shaped slice `[kv_heads, len, hd]` inside a buffer that holds `cap`
@@ -234,6 +236,69 @@ fn every_path_matches_the_definition() -> Result<()> {
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// A value a row does not see never reaches its output, on every path: an infinite value
+/// at a causal prefill's last position, and at a token-tree node only one row lists, leave
+/// the other rows finite and as the definition gives them.
+#[test]
+fn values_a_row_does_not_see_never_reach_it() -> Result<()> {
+    let (heads, kv_heads, hd) = (9, 3, 64);
+    let shape = heads_of(heads, kv_heads, hd);
+    let paths = [Path::OneHead, Path::Grouped, Path::Blocked];
+    // A causal prefill of 13 rows: the last position's values are infinite.
+    let rows = 13;
+    let q = values(rows * heads * hd, 40);
+    let k = values(kv_heads * rows * hd, 41);
+    let mut v = values(kv_heads * rows * hd, 42);
+    for g in 0..kv_heads {
+        v[(g * rows + rows - 1) * hd] = f32::INFINITY;
+    }
+    let own = cache_slice(&k, &v, rows, rows, hd);
+    let seen: Vec<Vec<usize>> = (0..rows).map(|r| (0..=r).collect()).collect();
+    let want = reference(&q, rows, shape, None, own, &seen);
+    let earlier = (rows - 1) * heads * hd;
+    for path in paths {
+        let got = attend_by(&q, rows, shape, None, own, Visible::Causal { past: 0 }, path)?;
+        assert!(max_diff(&got[..earlier], &want[..earlier]) < 1e-5, "{path:?}");
+        assert!(got[earlier..].iter().any(|x| !x.is_finite()), "{path:?}: the last row");
+    }
+    // A token tree of 8 nodes after a prefix: node 5, which only row 5 lists, is infinite.
+    let (rows, nodes, pre_len) = (8, 8, 20);
+    let q = values(rows * heads * hd, 43);
+    let tk = values(nodes * kv_heads * hd, 44);
+    let mut tv = values(nodes * kv_heads * hd, 45);
+    for g in 0..kv_heads {
+        tv[(5 * kv_heads + g) * hd + 7] = f32::INFINITY;
+    }
+    let own = KvSlice {
+        k: &tk,
+        v: &tv,
+        len: nodes,
+        head_stride: hd,
+        pos_stride: kv_heads * hd,
+    };
+    let pk = values(kv_heads * pre_len * hd, 46);
+    let pv = values(kv_heads * pre_len * hd, 47);
+    let prefix = Some(cache_slice(&pk, &pv, pre_len, pre_len, hd));
+    let lists: Vec<Vec<u32>> = (0..rows as u32)
+        .map(|r| if r == 0 { vec![0] } else { vec![0, r] })
+        .collect();
+    let seen: Vec<Vec<usize>> = lists
+        .iter()
+        .map(|l| l.iter().map(|&j| j as usize).collect())
+        .collect();
+    let want = reference(&q, rows, shape, prefix, own, &seen);
+    let row = heads * hd;
+    for path in paths {
+        let got = attend_by(&q, rows, shape, prefix, own, Visible::Listed(&lists), path)?;
+        for r in (0..rows).filter(|&r| r != 5) {
+            let (g, w) = (&got[r * row..][..row], &want[r * row..][..row]);
+            assert!(max_diff(g, w) < 1e-5, "{path:?}, row {r}");
+        }
+        assert!(got[5 * row..][..row].iter().any(|x| !x.is_finite()), "{path:?}: row 5");
     }
     Ok(())
 }
