@@ -306,7 +306,7 @@ fn dropping_beams_that_cannot_reach_the_top_k_changes_no_result_and_saves_rows()
     let cat = common::catalog(&model, &items);
     let snap = cat.snapshot();
     let history: Vec<u64> = items[7..19].iter().map(|(id, _)| *id).collect();
-    let mut saved = 0;
+    let (mut rows_kept, mut rows_pruned) = (0, 0);
     for layout in [Layout::Vanilla, Layout::PftS { l: 3 }] {
         let prompt = build_prompt(&model, &snap, &history, layout).unwrap();
         let prefilled = prefill(&model, &prompt).unwrap();
@@ -337,9 +337,11 @@ fn dropping_beams_that_cannot_reach_the_top_k_changes_no_result_and_saves_rows()
                 assert_eq!(a.index, b.index, "{case}");
                 assert!((a.score - b.score).abs() < 1e-4, "{case}: {a:?} vs {b:?}");
             }
-            assert!(pc.rows <= kc.rows, "{case}: {pc:?} vs {kc:?}");
-            saved += kc.rows - pc.rows;
+            // Per case the rows may differ either way (lookahead feeds other chains once
+            // beams are dropped); over the cases, dropping must save rows.
+            rows_kept += kc.rows;
+            rows_pruned += pc.rows;
         }
     }
-    assert!(saved > 0, "no case dropped a beam");
+    assert!(rows_pruned < rows_kept, "{rows_pruned} rows pruned vs {rows_kept} kept");
 }
