@@ -66,11 +66,14 @@ rm -f "$out/load.jsonl"
 
 # --- 1. peers --------------------------------------------------------------------------
 bash "$here/setup-peers.sh" || say "setup-peers found no working peer; only our own figures follow"
+# PATCHREC_PEERS_ONLY (as for setup-peers.sh) also picks the peers that run.
+only="${PATCHREC_PEERS_ONLY:-transformers,llamacpp}"
+want() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 have_transformers=0
 have_llamacpp=0
 if [ -f "$peers/status" ]; then
-  grep -q '^transformers=1' "$peers/status" && have_transformers=1
-  grep -q '^llamacpp=1' "$peers/status" && have_llamacpp=1
+  want transformers && grep -q '^transformers=1' "$peers/status" && have_transformers=1
+  want llamacpp && grep -q '^llamacpp=1' "$peers/status" && have_llamacpp=1
 fi
 
 # --- 2. our side -----------------------------------------------------------------------
@@ -103,7 +106,7 @@ if [ "$have_transformers" = 1 ]; then
     --threads "$threads" --budget-s "$budget" --json "$out/transformers.json" \
     || say "transformers peer failed (see above)"
 else
-  echo "skipping transformers: not installed (bench/setup-peers.sh said why)"
+  echo "skipping transformers: not in PATCHREC_PEERS_ONLY=$only, or not installed (bench/setup-peers.sh said why)"
 fi
 
 # --- 4. llama.cpp ----------------------------------------------------------------------
@@ -130,7 +133,7 @@ if [ "$have_llamacpp" = 1 ]; then
     echo "$peer_precision" >"$out/llamacpp.precision"
   fi
 else
-  echo "skipping llama.cpp: not installed (bench/setup-peers.sh said why)"
+  echo "skipping llama.cpp: not in PATCHREC_PEERS_ONLY=$only, or not installed (bench/setup-peers.sh said why)"
 fi
 
 # --- 5. side by side -------------------------------------------------------------------
