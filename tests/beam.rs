@@ -343,5 +343,8 @@ fn dropping_beams_that_cannot_reach_the_top_k_changes_no_result_and_saves_rows()
             rows_pruned += pc.rows;
         }
     }
-    assert!(rows_pruned < rows_kept, "{rows_pruned} rows pruned vs {rows_kept} kept");
+    assert!(
+        rows_pruned < rows_kept,
+        "{rows_pruned} rows pruned vs {rows_kept} kept"
+    );
 }

@@ -16,7 +16,7 @@
 use rayon::prelude::*;
 
 use super::avx512::{self, LANES};
-use super::{Heads, Job, Visible, PARALLEL_WORK};
+use super::{Job, Visible, PARALLEL_WORK};
 
 /// Fewest query vectors per KV head for the lanes: below, most of a group's would idle.
 const MIN_QUERIES: usize = 12;
@@ -27,26 +27,16 @@ const ALL: u16 = u16::MAX;
 /// Whether [`attend`] takes `rows` of `job`: head sizes in whole vectors, enough query
 /// vectors, and a CPU with AVX-512.
 pub(super) fn takes(job: &Job, rows: usize) -> bool {
-    let Heads {
-        heads,
-        kv_heads,
-        head_dim,
-    } = job.shape;
-    head_dim.is_multiple_of(LANES)
-        && rows * (heads / kv_heads) >= MIN_QUERIES
+    let (_, rep, hd) = job.shape.per_kv();
+    hd.is_multiple_of(LANES) && rows * rep >= MIN_QUERIES
         && avx512::available()
 }
 
 /// [`super::attend`] for `rows` of `job`, which [`takes`] accepted (already checked).
 pub(super) fn attend(job: &Job, rows: usize) -> Vec<f32> {
-    let Heads {
-        heads,
-        kv_heads,
-        head_dim: hd,
-    } = job.shape;
-    let rep = heads / kv_heads;
+    let (heads, rep, hd) = job.shape.per_kv();
     let queries = rows * rep;
-    let tasks: Vec<(usize, usize)> = (0..kv_heads)
+    let tasks: Vec<(usize, usize)> = (0..job.shape.kv_heads)
         .flat_map(|g| (0..queries).step_by(LANES).map(move |first| (g, first)))
         .collect();
     let keys = job.prefix.map_or(0, |p| p.len) + job.own.len;
@@ -72,12 +62,7 @@ pub(super) fn attend(job: &Job, rows: usize) -> Vec<f32> {
 /// Query vectors `first..first + 16` (of `queries`) of KV head `g`: their attention
 /// outputs, `[16, head_dim]` (unused lanes as they fall).
 fn lanes(job: &Job, queries: usize, g: usize, first: usize) -> Vec<f32> {
-    let Heads {
-        heads,
-        kv_heads,
-        head_dim: hd,
-    } = job.shape;
-    let rep = heads / kv_heads;
+    let (heads, rep, hd) = job.shape.per_kv();
     let count = (queries - first).min(LANES);
     let row = |q: usize| (first + q) / rep;
     // The queries by dimension, scaled by 1/√head_dim (unused lanes zero).

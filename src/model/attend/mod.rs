@@ -67,6 +67,13 @@ pub(crate) struct Heads {
     pub head_dim: usize,
 }
 
+impl Heads {
+    /// `(heads, query heads per KV head, head_dim)`, once the shape was checked.
+    fn per_kv(&self) -> (usize, usize, usize) {
+        (self.heads, self.heads / self.kv_heads, self.head_dim)
+    }
+}
+
 /// Attention of `rows` query rows `q` (`[rows, heads, head_dim]`, after RoPE, unscaled)
 /// over every position of `prefix` and the positions of `own` that `visible` gives each
 /// row, with grouped-query heads (query head `hh` reads KV head `hh / (heads / kv_heads)`).
@@ -232,12 +239,8 @@ struct Job<'a> {
 impl Job<'_> {
     /// Rows `first..` into `out` (whole rows of `heads * head_dim`, zeroed).
     fn rows(&self, first: usize, out: &mut [f32]) {
-        let Heads {
-            heads,
-            kv_heads,
-            head_dim: hd,
-        } = self.shape;
-        let rep = heads / kv_heads;
+        let (heads, rep, hd) = self.shape.per_kv();
+        let kv_heads = self.shape.kv_heads;
         let pre_len = self.prefix.map_or(0, |p| p.len);
         let mut scores = Vec::new();
         for (i, out_row) in out.chunks_mut(heads * hd).enumerate() {

@@ -99,6 +99,17 @@ fn cache_slice(k: &[f32], v: &[f32], len: usize, cap: usize, hd: usize) -> KvSli
     }
 }
 
+/// A token tree's layer `[nodes, kv_heads, hd]` (as the tree's cache holds it).
+fn tree_slice<'a>(k: &'a [f32], v: &'a [f32], nodes: usize, kv_heads: usize, hd: usize) -> KvSlice<'a> {
+    KvSlice {
+        k,
+        v,
+        len: nodes,
+        head_stride: hd,
+        pos_stride: kv_heads * hd,
+    }
+}
+
 /// Causal prefill after `past` own positions, with and without a prefix, at head
 /// sizes taking the vector path (64, 16) and the scalar one (12), row counts below and
 /// above the parallel split, and prefix lengths that leave a tail of fewer than eight
@@ -143,13 +154,7 @@ fn listed_rows_match_the_definition() -> Result<()> {
         let rows = 32;
         let tk = values(nodes * kv_heads * hd, 6);
         let tv = values(nodes * kv_heads * hd, 7);
-        let own = KvSlice {
-            k: &tk,
-            v: &tv,
-            len: nodes,
-            head_stride: hd,
-            pos_stride: kv_heads * hd,
-        };
+        let own = tree_slice(&tk, &tv, nodes, kv_heads, hd);
         let lists: Vec<Vec<u32>> = (0..rows)
             .map(|r| {
                 (0..=(r % 19))
@@ -201,13 +206,7 @@ fn every_path_matches_the_definition() -> Result<()> {
                 (values(kv_heads * cap * hd, 33), values(kv_heads * cap * hd, 34))
             };
             let own = if tree {
-                KvSlice {
-                    k: &own_k,
-                    v: &own_v,
-                    len: nodes,
-                    head_stride: hd,
-                    pos_stride: kv_heads * hd,
-                }
+                tree_slice(&own_k, &own_v, nodes, kv_heads, hd)
             } else {
                 cache_slice(&own_k, &own_v, past + rows, cap, hd)
             };
@@ -273,13 +272,7 @@ fn values_a_row_does_not_see_never_reach_it() -> Result<()> {
     for g in 0..kv_heads {
         tv[(5 * kv_heads + g) * hd + 7] = f32::INFINITY;
     }
-    let own = KvSlice {
-        k: &tk,
-        v: &tv,
-        len: nodes,
-        head_stride: hd,
-        pos_stride: kv_heads * hd,
-    };
+    let own = tree_slice(&tk, &tv, nodes, kv_heads, hd);
     let pk = values(kv_heads * pre_len * hd, 46);
     let pv = values(kv_heads * pre_len * hd, 47);
     let prefix = Some(cache_slice(&pk, &pv, pre_len, pre_len, hd));
