@@ -120,16 +120,17 @@ fn lanes(job: &Job, queries: usize, g: usize, first: usize) -> Vec<f32> {
     let mut out = vec![0f32; LANES * hd];
     // SAFETY: `takes` checked the CPU and that `hd` is a multiple of 16; every key and
     // value pointer is to `hd` values in bounds (sliced above); `qt`, `st` and `out` have
-    // the sizes the kernels read and write. `attend` checked that every row sees a key, so
-    // every lane's sum is positive.
-    unsafe {
+    // the sizes the kernels read and write.
+    let sum = unsafe {
         avx512::scores(qt.as_ptr(), hd, &keys, &seen, st.as_mut_ptr());
         let sum = avx512::exp_down_lanes(st.as_mut_ptr(), keys.len());
         avx512::weigh(st.as_ptr(), &values, &seen, hd, out.as_mut_ptr());
-        for (o, s) in out.chunks_exact_mut(hd).zip(sum) {
-            let inv = 1.0 / s;
-            o.iter_mut().for_each(|x| *x *= inv);
-        }
+        sum
+    };
+    // `attend` checked that every row sees a key, so every used lane's sum is positive.
+    for (o, s) in out.chunks_exact_mut(hd).zip(sum) {
+        let inv = 1.0 / s;
+        o.iter_mut().for_each(|x| *x *= inv);
     }
     out
 }
